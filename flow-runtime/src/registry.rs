@@ -1,0 +1,177 @@
+//! The registry of workflows and steps: their names, options, doc comments and source locations.
+//!
+//! The macros submit one entry per item at link time (`inventory`); the engine looks workflows up
+//! by name here, and the CLI and runbook read everything from here. Nothing here executes a run.
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// How a step behaves when it runs twice; every step states exactly one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RepeatSafety {
+    /// Running it again is harmless.
+    Idempotent,
+    /// The step is keyed by an expression over its parameters, handed to the body as
+    /// `flow::step_key()` so the external system can deduplicate.
+    IdempotencyKey {
+        /// The expression, as written.
+        expr: &'static str,
+    },
+    /// A durable intent is written before the body runs; a crash inside the body leaves the run
+    /// in needs-attention for an operator to decide.
+    AtMostOnce,
+}
+
+/// The retry policy a step was declared with.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RetrySpec {
+    /// A named policy (`"transient"`, `"none"`), resolved at run time so settings can tune it.
+    Named(&'static str),
+    /// An inline `retry(...)` policy.
+    Inline {
+        /// Total attempts.
+        attempts: u32,
+        /// First delay, in milliseconds.
+        initial_ms: u64,
+        /// Largest delay, in milliseconds.
+        max_ms: u64,
+        /// Growth factor.
+        multiplier: f64,
+        /// Full jitter.
+        jitter: bool,
+    },
+}
+
+/// What a dry run does with a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DryRunSpec {
+    /// `read_only`: the step runs for real.
+    Execute,
+    /// Skipped; `Default::default()` stands in for its output.
+    Default,
+    /// Skipped; this function (named as written) produces the stand-in.
+    Function(&'static str),
+}
+
+/// Everything declared about one step.
+#[derive(Debug)]
+pub struct StepMeta {
+    /// The stable step name (module path + fn name, or `name = "..."`).
+    pub name: &'static str,
+    /// The function's name.
+    pub fn_name: &'static str,
+    /// Repeat safety.
+    pub repeat: RepeatSafety,
+    /// `read_only`.
+    pub read_only: bool,
+    /// Retry policy.
+    pub retry: RetrySpec,
+    /// Per-attempt timeout in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Dry-run behaviour.
+    pub dry_run: DryRunSpec,
+    /// The doc comment.
+    pub doc: &'static str,
+    /// Source file.
+    pub file: &'static str,
+    /// Source line.
+    pub line: u32,
+}
+
+/// The error of a workflow run as the engine keeps it: its message and, where the error type
+/// says so, its class.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WorkflowFailure {
+    /// `Display` of the error.
+    pub message: String,
+}
+
+impl std::fmt::Display for WorkflowFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for WorkflowFailure {}
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What calling a workflow by name produces: the output as JSON, or a failure; `Err(Err(_))` is
+/// input that does not decode.
+pub type InvokeResult = Result<Result<serde_json::Value, WorkflowFailure>, InputError>;
+
+/// Input JSON that does not match the workflow's parameters.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid input for workflow `{workflow}`: {message}")]
+pub struct InputError {
+    /// The workflow.
+    pub workflow: String,
+    /// What serde said.
+    pub message: String,
+}
+
+/// Everything declared about one workflow.
+#[derive(Debug)]
+pub struct WorkflowMeta {
+    /// The stable workflow name (fn name, or `name = "..."`).
+    pub name: &'static str,
+    /// The function's name.
+    pub fn_name: &'static str,
+    /// The parameter names, in order.
+    pub params: &'static [&'static str],
+    /// Alert after this many consecutive failed runs.
+    pub alert_after: Option<u32>,
+    /// The doc comment.
+    pub doc: &'static str,
+    /// Source file.
+    pub file: &'static str,
+    /// Source line.
+    pub line: u32,
+    /// Calls the workflow with JSON input.
+    pub invoke: fn(serde_json::Value) -> BoxFuture<'static, InvokeResult>,
+}
+
+#[doc(hidden)]
+pub struct StepRegistration(pub &'static StepMeta);
+#[doc(hidden)]
+pub struct WorkflowRegistration(pub &'static WorkflowMeta);
+
+inventory::collect!(StepRegistration);
+inventory::collect!(WorkflowRegistration);
+
+/// Every step linked into this binary, sorted by name.
+pub fn steps() -> Vec<&'static StepMeta> {
+    let mut all: Vec<_> = inventory::iter::<StepRegistration>
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    all.sort_by_key(|m| m.name);
+    all
+}
+
+/// Every workflow linked into this binary, sorted by name.
+pub fn workflows() -> Vec<&'static WorkflowMeta> {
+    let mut all: Vec<_> = inventory::iter::<WorkflowRegistration>
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    all.sort_by_key(|m| m.name);
+    all
+}
+
+/// The workflow of that name.
+pub fn workflow(name: &str) -> Option<&'static WorkflowMeta> {
+    inventory::iter::<WorkflowRegistration>
+        .into_iter()
+        .map(|r| r.0)
+        .find(|m| m.name == name)
+}
+
+/// The step of that name.
+pub fn step(name: &str) -> Option<&'static StepMeta> {
+    inventory::iter::<StepRegistration>
+        .into_iter()
+        .map(|r| r.0)
+        .find(|m| m.name == name)
+}

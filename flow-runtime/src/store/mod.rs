@@ -1,0 +1,345 @@
+//! The store: where runs and their checkpoints live.
+//!
+//! This module owns the record types, the [`Store`] trait every backend implements, and the
+//! errors a backend reports. It knows nothing of how steps execute. Backends: [`RedbStore`]
+//! (embedded, the default); PostgreSQL comes later behind the same trait.
+
+mod redb;
+
+pub use self::redb::RedbStore;
+
+use crate::classify::ErrorClass;
+use crate::registry::BoxFuture;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::PathBuf;
+
+/// The store schema version this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Identifies one run; chosen by the caller (an idempotency key for the whole run) or generated.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(String);
+
+impl RunId {
+    /// A new, time-ordered id (UUID v7).
+    pub fn generate() -> RunId {
+        RunId(uuid::Uuid::now_v7().to_string())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for RunId {
+    fn from(s: &str) -> Self {
+        RunId(s.to_owned())
+    }
+}
+
+impl From<String> for RunId {
+    fn from(s: String) -> Self {
+        RunId(s)
+    }
+}
+
+/// Where a run is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// Executing, or interrupted (a crash) and waiting to be resumed.
+    Running,
+    /// In a durable `flow::sleep`.
+    Sleeping,
+    /// Finished with an output.
+    Succeeded,
+    /// Finished with an error.
+    Failed,
+    /// Stopped by an operator.
+    Cancelled,
+    /// Stopped because an `at_most_once` step's outcome is unknown; an operator must decide.
+    NeedsAttention,
+}
+
+impl RunStatus {
+    /// Succeeded, failed or cancelled: starting the run id again returns the stored outcome.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+
+    /// The kebab-case name used by the CLI and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Sleeping => "sleeping",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::NeedsAttention => "needs-attention",
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a run needs an operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attention {
+    /// The step in doubt.
+    pub step: StepId,
+    /// What happened.
+    pub reason: String,
+}
+
+/// One execution of a workflow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run id.
+    pub id: RunId,
+    /// The workflow's registered name.
+    pub workflow: String,
+    /// Current status.
+    pub status: RunStatus,
+    /// The input, as JSON.
+    pub input: serde_json::Value,
+    /// The output of a succeeded run.
+    #[serde(default)]
+    pub output: Option<serde_json::Value>,
+    /// The error of a failed run.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The W3C trace id (32 hex digits), kept across resumes.
+    pub trace_id: String,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Last change, ms since the Unix epoch.
+    pub updated_at_ms: u64,
+    /// How many times the run was started or resumed.
+    #[serde(default)]
+    pub executions: u32,
+    /// Set while the run needs an operator.
+    #[serde(default)]
+    pub attention: Option<Attention>,
+}
+
+/// The identity of a step within a run: name, key and occurrence.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StepId {
+    /// The stable step name.
+    pub name: String,
+    /// The step key: the idempotency key, or a hash of the arguments.
+    pub key: String,
+    /// Counts identical (name, key) calls in one run, from 0, in call order.
+    pub occurrence: u32,
+}
+
+impl StepId {
+    /// The form used as a store key: `name␟key␟occurrence`.
+    pub fn storage_key(&self) -> String {
+        format!("{}\u{1f}{}\u{1f}{}", self.name, self.key, self.occurrence)
+    }
+}
+
+impl fmt::Display for StepId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.occurrence == 0 {
+            write!(f, "{} key={}", self.name, self.key)
+        } else {
+            write!(f, "{} key={} #{}", self.name, self.key, self.occurrence)
+        }
+    }
+}
+
+/// Where a step is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepStatus {
+    /// An `at_most_once` intent, or an attempt in flight.
+    Started,
+    /// Failed transiently; waiting for `next_attempt_at_ms`.
+    Backoff,
+    /// Completed: the output is the checkpoint, and the step never runs again in this run.
+    Succeeded,
+    /// Failed for good in its last execution; a resume runs it again.
+    Failed,
+}
+
+/// The durable state of one step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The run.
+    pub run_id: RunId,
+    /// The step's identity.
+    pub id: StepId,
+    /// Status.
+    pub status: StepStatus,
+    /// The attempt number this record describes, from 1.
+    pub attempt: u32,
+    /// When the next attempt may start (backoff), ms since the epoch.
+    #[serde(default)]
+    pub next_attempt_at_ms: Option<u64>,
+    /// The output of a succeeded step.
+    #[serde(default)]
+    pub output: Option<serde_json::Value>,
+    /// The last error.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The last error's class.
+    #[serde(default)]
+    pub error_class: Option<ErrorClass>,
+    /// When the first attempt of this execution started.
+    pub started_at_ms: u64,
+    /// When the step finished.
+    #[serde(default)]
+    pub finished_at_ms: Option<u64>,
+}
+
+/// One change in a commit.
+#[derive(Clone, Debug)]
+pub enum Write {
+    /// Insert or replace a run.
+    PutRun(RunRecord),
+    /// Insert or replace a step.
+    PutStep(StepRecord),
+    /// Remove a step (an operator's "run it again").
+    DeleteStep(RunId, StepId),
+    /// Ask a run to stop at its next step boundary.
+    RequestCancel(RunId),
+    /// Forget a cancel request.
+    ClearCancel(RunId),
+}
+
+/// What `create_run` found.
+#[derive(Clone, Debug)]
+pub enum CreateRun {
+    /// The run did not exist and is now stored.
+    Created,
+    /// A run with that id exists; nothing was written.
+    Exists(RunRecord),
+}
+
+/// Which runs to list.
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    /// Only this status.
+    pub status: Option<RunStatus>,
+    /// Only this workflow.
+    pub workflow: Option<String>,
+    /// At most this many, newest first.
+    pub limit: Option<usize>,
+}
+
+impl RunFilter {
+    /// Whether `run` passes the status and workflow conditions.
+    pub fn matches(&self, run: &RunRecord) -> bool {
+        self.status.is_none_or(|s| s == run.status)
+            && self.workflow.as_deref().is_none_or(|w| w == run.workflow)
+    }
+}
+
+/// A storage backend for runs and checkpoints.
+///
+/// Every write method returns only once its changes are durable. Implementations batch the
+/// writes of concurrent callers into one durable commit (group commit).
+pub trait Store: Send + Sync + 'static {
+    /// Stores `run` unless a run with its id exists, atomically.
+    fn create_run(&self, run: RunRecord) -> BoxFuture<'_, Result<CreateRun, StoreError>>;
+    /// Applies `writes` in one durable commit.
+    fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// One run.
+    fn run(&self, id: &RunId) -> BoxFuture<'_, Result<Option<RunRecord>, StoreError>>;
+    /// Runs matching `filter`, newest first.
+    fn runs(&self, filter: &RunFilter) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>>;
+    /// Every step record of a run, in storage order.
+    fn steps(&self, id: &RunId) -> BoxFuture<'_, Result<Vec<StepRecord>, StoreError>>;
+    /// Which of `ids` have a pending cancel request.
+    fn cancel_requests(&self, ids: &[RunId]) -> BoxFuture<'_, Result<Vec<RunId>, StoreError>>;
+}
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another program holds the file exclusively.
+    #[error("the store {path} is locked by another program that opened it exclusively; stop that program, or point flow at another store file")]
+    Locked {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// The file is damaged.
+    #[error("the store {path} is corrupt ({detail}); move it aside and restore it from a backup (flow will not overwrite it)")]
+    Corrupt {
+        /// The store file.
+        path: PathBuf,
+        /// What the database engine reported.
+        detail: String,
+    },
+    /// The file is not a flow store.
+    #[error("{path} is not a flow store ({detail}); point flow at a new path or at a store it created")]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// What was found instead.
+        detail: String,
+    },
+    /// The file was written by a newer flow.
+    #[error("the store {path} has schema version {found}, but this build of flow reads up to version {supported}; upgrade flow to open it")]
+    NewerVersion {
+        /// The store file.
+        path: PathBuf,
+        /// The file's version.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+    /// The disk is full.
+    #[error("no space left on the device holding {path}; free some space and resume the run (every committed checkpoint is intact)")]
+    DiskFull {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// Any other I/O error.
+    #[error("I/O error on the store {path}: {source}")]
+    Io {
+        /// The store file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A record could not be encoded or decoded.
+    #[error("a stored record could not be read or written: {0}")]
+    Encoding(String),
+    /// The store's writer stopped (the process is shutting down).
+    #[error("the store is closed")]
+    Closed,
+    /// Any other backend error.
+    #[error("store error: {0}")]
+    Backend(String),
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

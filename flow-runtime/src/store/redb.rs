@@ -1,0 +1,4 @@
+//! The embedded redb store. (stub)
+
+/// The redb store.
+pub struct RedbStore {}
