@@ -1,16 +1,114 @@
-//! The engine: starting, resuming and finishing runs. (stub)
+//! The engine: starting, resuming, cancelling and finishing runs.
+//!
+//! `Flow` owns the store handle and the table of runs executing in this process. It writes run
+//! records; step records are written by the step executor. It knows workflows only through the
+//! registry's type-erased `invoke` functions or a typed closure from generated code.
 
-use crate::registry::{InputError, WorkflowFailure, WorkflowMeta};
-use crate::store::{RunId, StoreError};
+use crate::context::{self, Abort, Frame, Mode, PlannedStep, RunCtx};
+use crate::registry::{self, BoxFuture, InputError, InvokeResult, WorkflowFailure, WorkflowMeta};
+use crate::retry::{RetryPolicies, RetryPolicy};
+use crate::store::{
+    now_ms, Attention, CreateRun, RedbStore, RunFilter, RunId, RunRecord, RunStatus, StepId,
+    StepRecord, StepStatus, Store, StoreError, Write,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::fmt::Display;
+use std::collections::HashMap;
+use std::fmt::{self, Display};
 use std::future::Future;
-use std::marker::PhantomData;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::Instrument;
 
-/// The runtime: a store plus the runs executing in this process.
+/// The runtime: a store plus the runs executing in this process. Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), flow_runtime::Error> {
+/// let flow = flow_runtime::Flow::open("flow.redb")?;
+/// let handle = flow
+///     .start("sync_records", flow_runtime::RunOptions::new().id("nightly-2026-11-28"), serde_json::json!({}))
+///     .await?;
+/// let output = handle.outcome().await;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
-pub struct Flow {}
+pub struct Flow {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Flow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Flow").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    policies: Arc<RetryPolicies>,
+    active: Mutex<HashMap<RunId, Active>>,
+    cancel_poll: Duration,
+    poller: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(poller) = lock(&self.poller).take() {
+            poller.abort();
+        }
+    }
+}
+
+struct Active {
+    ctx: Arc<RunCtx>,
+    done: watch::Receiver<Option<Arc<Final>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Builds a [`Flow`] with non-default settings.
+#[derive(Debug, Default)]
+pub struct FlowBuilder {
+    policies: RetryPolicies,
+    cancel_poll: Option<Duration>,
+}
+
+impl FlowBuilder {
+    /// Replaces a named retry policy (`"transient"`) or adds one.
+    pub fn retry_policy(mut self, name: impl Into<String>, policy: RetryPolicy) -> Self {
+        self.policies.set(name, policy);
+        self
+    }
+
+    /// How often runs executing here check the store for cancel requests from other processes
+    /// (default 500 ms).
+    pub fn cancel_poll_interval(mut self, every: Duration) -> Self {
+        self.cancel_poll = Some(every);
+        self
+    }
+
+    /// Opens (or creates) the redb store at `path`.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Flow, Error> {
+        let store = RedbStore::open(path.as_ref())?;
+        Ok(self.store(Arc::new(store)))
+    }
+
+    /// Uses `store`.
+    pub fn store(self, store: Arc<dyn Store>) -> Flow {
+        Flow {
+            inner: Arc::new(Inner {
+                store,
+                policies: Arc::new(self.policies),
+                active: Mutex::new(HashMap::new()),
+                cancel_poll: self.cancel_poll.unwrap_or(Duration::from_millis(500)),
+                poller: Mutex::new(None),
+            }),
+        }
+    }
+}
 
 /// How to start a run.
 #[derive(Clone, Debug, Default)]
@@ -23,48 +121,732 @@ impl RunOptions {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Use this run id.
+
+    /// Uses this run id, the idempotency key of the whole run: starting an id that already
+    /// finished returns the stored outcome and executes nothing; starting an unfinished one
+    /// resumes it.
     pub fn id(mut self, id: impl Into<RunId>) -> Self {
         self.id = Some(id.into());
         self
     }
 }
 
-/// A started run.
-pub struct RunHandle<T, E> {
-    _p: PhantomData<fn() -> (T, E)>,
+/// How a run ended, as every handle of it sees it.
+#[derive(Debug)]
+enum Final {
+    Succeeded(serde_json::Value),
+    Failed(String),
+    Cancelled,
+    NeedsAttention(Attention),
+    /// The run stopped without a final state (the store failed); it can be resumed.
+    Interrupted(String),
 }
 
-/// The result of a dry run.
+impl Final {
+    fn of_record(run: &RunRecord) -> Option<Final> {
+        Some(match run.status {
+            RunStatus::Succeeded => {
+                Final::Succeeded(run.output.clone().unwrap_or(serde_json::Value::Null))
+            }
+            RunStatus::Failed => Final::Failed(run.error.clone().unwrap_or_default()),
+            RunStatus::Cancelled => Final::Cancelled,
+            RunStatus::NeedsAttention => Final::NeedsAttention(run.attention.clone()?),
+            _ => return None,
+        })
+    }
+}
+
+struct Slots<T, E> {
+    ok: Mutex<Option<T>>,
+    err: Mutex<Option<E>>,
+}
+
+/// A started run: its id, and its outcome once it ends.
+pub struct RunHandle<T, E> {
+    run_id: RunId,
+    trace_id: String,
+    done: watch::Receiver<Option<Arc<Final>>>,
+    slots: Option<Arc<Slots<T, E>>>,
+}
+
+impl<T, E> fmt::Debug for RunHandle<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunHandle")
+            .field("run_id", &self.run_id)
+            .field("trace_id", &self.trace_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: DeserializeOwned, E> RunHandle<T, E> {
+    /// The run id.
+    pub fn run_id(&self) -> &RunId {
+        &self.run_id
+    }
+
+    /// The run's W3C trace id.
+    pub fn trace_id(&self) -> &str {
+        &self.trace_id
+    }
+
+    /// Waits for the run to end and returns its output or why there is none.
+    pub async fn outcome(mut self) -> Result<T, RunError<E>> {
+        let end = loop {
+            if let Some(end) = self.done.borrow_and_update().clone() {
+                break end;
+            }
+            if self.done.changed().await.is_err() {
+                // The driver never drops the sender before publishing; be safe anyway.
+                break Arc::new(Final::Interrupted("the run's task ended".into()));
+            }
+        };
+        let slots = self.slots.take();
+        match &*end {
+            Final::Succeeded(value) => {
+                if let Some(v) = slots.as_ref().and_then(|s| lock(&s.ok).take()) {
+                    return Ok(v);
+                }
+                serde_json::from_value(value.clone()).map_err(|e| {
+                    RunError::Engine(Error::Encoding(format!(
+                        "the stored output of run {} does not match the workflow's output type: {e}",
+                        self.run_id
+                    )))
+                })
+            }
+            Final::Failed(message) => match slots.as_ref().and_then(|s| lock(&s.err).take()) {
+                Some(e) => Err(RunError::Workflow(e)),
+                None => Err(RunError::Failed {
+                    message: message.clone(),
+                }),
+            },
+            Final::Cancelled => Err(RunError::Cancelled),
+            Final::NeedsAttention(a) => Err(RunError::NeedsAttention(a.clone())),
+            Final::Interrupted(reason) => Err(RunError::Engine(Error::Interrupted {
+                run_id: self.run_id.clone(),
+                reason: reason.clone(),
+            })),
+        }
+    }
+}
+
+/// The result of a dry run: what the workflow returned, and the steps it skipped.
+#[derive(Debug)]
 pub struct DryRun<T, E> {
-    /// What the workflow returned.
+    /// What the workflow returned, with stand-ins for every skipped step.
     pub result: Result<T, RunError<E>>,
+    /// Each skipped step, in call order, with its key and arguments.
+    pub plan: Vec<PlannedStep>,
 }
 
 /// Why a run did not produce its output.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RunError<E> {
-    /// The workflow returned this error.
+    /// The workflow returned this error (in this process).
     #[error("{0}")]
     Workflow(E),
-    /// Engine error.
+    /// The run had already failed (or failed in another process) with this message.
+    #[error("the run failed: {message}")]
+    Failed {
+        /// The stored error message.
+        message: String,
+    },
+    /// An operator cancelled the run.
+    #[error("the run was cancelled")]
+    Cancelled,
+    /// An `at_most_once` step's outcome is unknown; an operator must resolve it.
+    #[error("the run needs attention: {}", .0.reason)]
+    NeedsAttention(Attention),
+    /// The engine or the store failed.
     #[error(transparent)]
     Engine(#[from] Error),
+}
+
+impl<E> RunError<E> {
+    /// The workflow's own error, if that is why the run failed here.
+    pub fn workflow_error(&self) -> Option<&E> {
+        match self {
+            RunError::Workflow(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// How an operator settles an `at_most_once` step whose outcome is unknown.
+#[derive(Clone, Debug)]
+pub enum Resolution {
+    /// The effect happened: record the step as done with this output (JSON of the step's output
+    /// type; `null` for `()`).
+    Done(serde_json::Value),
+    /// The effect did not happen: allow the step to run again on resume.
+    Rerun,
 }
 
 /// Engine errors.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Store.
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Input.
+    /// The input does not match the workflow's parameters.
     #[error(transparent)]
     Input(#[from] InputError),
-    /// Failure.
-    #[error(transparent)]
-    Failure(#[from] WorkflowFailure),
+    /// No workflow of that name is linked into this binary.
+    #[error("unknown workflow `{name}`; this binary has: {}", if .known.is_empty() { "none".to_owned() } else { .known.join(", ") })]
+    UnknownWorkflow {
+        /// The name asked for.
+        name: String,
+        /// The names that exist.
+        known: Vec<String>,
+    },
+    /// No run has that id.
+    #[error("no run has the id `{0}`; list runs to find the right id")]
+    UnknownRun(RunId),
+    /// The run id belongs to a run of another workflow.
+    #[error("the run id `{id}` is already used by a run of workflow `{workflow}`; choose another id")]
+    RunIdConflict {
+        /// The id.
+        id: RunId,
+        /// The workflow that owns it.
+        workflow: String,
+    },
+    /// The operation needs an unfinished run.
+    #[error("run `{id}` is {status}, so it cannot be {action}")]
+    WrongState {
+        /// The run.
+        id: RunId,
+        /// Its status.
+        status: RunStatus,
+        /// What was attempted.
+        action: &'static str,
+    },
+    /// The step is not waiting for a decision.
+    #[error("step `{step}` of run `{id}` is not an at_most_once step in doubt; nothing to resolve")]
+    NothingToResolve {
+        /// The run.
+        id: RunId,
+        /// The step.
+        step: String,
+    },
+    /// A value could not be encoded or decoded.
+    #[error("{0}")]
+    Encoding(String),
+    /// The run stopped without a final state; resume it once the cause is fixed.
+    #[error("run `{run_id}` was interrupted: {reason}; it can be resumed")]
+    Interrupted {
+        /// The run.
+        run_id: RunId,
+        /// Why.
+        reason: String,
+    },
+}
+
+type Invoke = Box<dyn FnOnce(serde_json::Value) -> BoxFuture<'static, InvokeResult> + Send>;
+
+/// A new W3C trace id: 16 random bytes as 32 lowercase hex digits, never all zero.
+fn new_trace_id() -> String {
+    let id = uuid::Uuid::new_v4().as_u128().max(1);
+    format!("{id:032x}")
+}
+
+impl Flow {
+    /// Opens (or creates) the redb store at `path` with default settings.
+    pub fn open(path: impl AsRef<Path>) -> Result<Flow, Error> {
+        FlowBuilder::default().open(path)
+    }
+
+    /// A builder for non-default settings.
+    pub fn builder() -> FlowBuilder {
+        FlowBuilder::default()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Starts the workflow named `workflow` with JSON `input`.
+    pub async fn start(
+        &self,
+        workflow: &str,
+        options: RunOptions,
+        input: serde_json::Value,
+    ) -> Result<RunHandle<serde_json::Value, WorkflowFailure>, Error> {
+        let meta = find_workflow(workflow)?;
+        self.start_erased(meta.name, options, input, Box::new(meta.invoke), None)
+            .await
+    }
+
+    /// Dry-runs the workflow named `workflow`: read-only steps run, every other step is skipped
+    /// and listed in the plan. Nothing is written to the store.
+    pub async fn dry_run(
+        &self,
+        workflow: &str,
+        input: serde_json::Value,
+    ) -> Result<DryRun<serde_json::Value, WorkflowFailure>, Error> {
+        let meta = find_workflow(workflow)?;
+        let (end, plan) = self.drive_dry(meta.name, input, Box::new(meta.invoke)).await;
+        let handle = finished_handle(RunId::from("dry-run"), String::new(), end, None);
+        Ok(DryRun {
+            result: handle.outcome().await,
+            plan,
+        })
+    }
+
+    /// Resumes an unfinished run (interrupted, failed, or resolved after needing attention):
+    /// completed steps replay from their checkpoints, the rest execute.
+    pub async fn resume(
+        &self,
+        id: &RunId,
+    ) -> Result<RunHandle<serde_json::Value, WorkflowFailure>, Error> {
+        if let Some(handle) = self.attach(id) {
+            return Ok(handle);
+        }
+        let run = self.load(id).await?;
+        match run.status {
+            RunStatus::Succeeded | RunStatus::Cancelled => {
+                return Err(Error::WrongState {
+                    id: id.clone(),
+                    status: run.status,
+                    action: "resumed",
+                })
+            }
+            RunStatus::NeedsAttention => {
+                return Err(Error::WrongState {
+                    id: id.clone(),
+                    status: run.status,
+                    action: "resumed before its step in doubt is resolved",
+                })
+            }
+            _ => {}
+        }
+        let meta = find_workflow(&run.workflow)?;
+        self.execute(run, Box::new(meta.invoke), None).await
+    }
+
+    /// Cancels a run. A run executing in this or another process stops at its next step
+    /// boundary; a run that is not executing is marked cancelled.
+    pub async fn cancel(&self, id: &RunId) -> Result<(), Error> {
+        let run = self.load(id).await?;
+        if run.status.is_finished() {
+            return Err(Error::WrongState {
+                id: id.clone(),
+                status: run.status,
+                action: "cancelled",
+            });
+        }
+        let local = lock(&self.inner.active).get(id).map(|a| a.ctx.clone());
+        let mut writes = vec![Write::RequestCancel(id.clone())];
+        if local.is_none() && matches!(run.status, RunStatus::NeedsAttention | RunStatus::Queued)
+        {
+            let mut run = run;
+            run.status = RunStatus::Cancelled;
+            run.updated_at_ms = now_ms();
+            writes.push(Write::PutRun(run));
+        }
+        self.inner.store.commit(writes).await?;
+        if let Some(ctx) = local {
+            ctx.request_cancel();
+        }
+        Ok(())
+    }
+
+    /// Settles an `at_most_once` step whose outcome is unknown, so the run can be resumed.
+    pub async fn resolve(
+        &self,
+        id: &RunId,
+        step: &StepId,
+        resolution: Resolution,
+    ) -> Result<(), Error> {
+        let mut run = self.load(id).await?;
+        let steps = self.inner.store.steps(id).await?;
+        let Some(mut record) = steps
+            .into_iter()
+            .find(|s| &s.id == step && s.status == StepStatus::Started)
+        else {
+            return Err(Error::NothingToResolve {
+                id: id.clone(),
+                step: step.to_string(),
+            });
+        };
+        let mut writes = Vec::new();
+        match resolution {
+            Resolution::Done(output) => {
+                record.status = StepStatus::Succeeded;
+                record.output = Some(output);
+                record.finished_at_ms = Some(now_ms());
+                writes.push(Write::PutStep(record));
+            }
+            Resolution::Rerun => writes.push(Write::DeleteStep(id.clone(), step.clone())),
+        }
+        if run.status == RunStatus::NeedsAttention {
+            run.status = RunStatus::Running;
+            run.attention = None;
+            run.updated_at_ms = now_ms();
+            writes.push(Write::PutRun(run));
+        }
+        self.inner.store.commit(writes).await?;
+        Ok(())
+    }
+
+    /// One run's record.
+    pub async fn run_record(&self, id: &RunId) -> Result<Option<RunRecord>, Error> {
+        Ok(self.inner.store.run(id).await?)
+    }
+
+    /// Runs matching `filter`, newest first.
+    pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, Error> {
+        Ok(self.inner.store.runs(filter).await?)
+    }
+
+    /// A run's step records.
+    pub async fn steps(&self, id: &RunId) -> Result<Vec<StepRecord>, Error> {
+        Ok(self.inner.store.steps(id).await?)
+    }
+
+    async fn load(&self, id: &RunId) -> Result<RunRecord, Error> {
+        self.inner
+            .store
+            .run(id)
+            .await?
+            .ok_or_else(|| Error::UnknownRun(id.clone()))
+    }
+
+    fn attach<T, E>(&self, id: &RunId) -> Option<RunHandle<T, E>> {
+        let active = lock(&self.inner.active);
+        let a = active.get(id)?;
+        Some(RunHandle {
+            run_id: id.clone(),
+            trace_id: a.ctx.trace_id.clone(),
+            done: a.done.clone(),
+            slots: None,
+        })
+    }
+
+    async fn start_erased<T, E>(
+        &self,
+        workflow: &'static str,
+        options: RunOptions,
+        input: serde_json::Value,
+        invoke: Invoke,
+        slots: Option<Arc<Slots<T, E>>>,
+    ) -> Result<RunHandle<T, E>, Error>
+    where
+        T: DeserializeOwned,
+    {
+        let id = options.id.unwrap_or_else(RunId::generate);
+        if let Some(handle) = self.attach(&id) {
+            return Ok(handle);
+        }
+        let now = now_ms();
+        let fresh = RunRecord {
+            id: id.clone(),
+            workflow: workflow.to_owned(),
+            status: RunStatus::Running,
+            input,
+            output: None,
+            error: None,
+            trace_id: new_trace_id(),
+            created_at_ms: now,
+            updated_at_ms: now,
+            executions: 1,
+            attention: None,
+        };
+        match self.inner.store.create_run(fresh.clone()).await? {
+            CreateRun::Created => self.spawn(fresh, Vec::new(), false, invoke, slots),
+            CreateRun::Exists(existing) => {
+                if existing.workflow != workflow {
+                    return Err(Error::RunIdConflict {
+                        id,
+                        workflow: existing.workflow,
+                    });
+                }
+                if let Some(end) = Final::of_record(&existing) {
+                    return Ok(finished_handle(id, existing.trace_id, end, None));
+                }
+                if fresh.input != existing.input {
+                    tracing::warn!(run_id = %id, "the run exists with another input; resuming it with its stored input");
+                }
+                self.execute(existing, invoke, slots).await
+            }
+        }
+    }
+
+    /// Resumes `run` (which exists in the store) in this process.
+    async fn execute<T, E>(
+        &self,
+        mut run: RunRecord,
+        invoke: Invoke,
+        slots: Option<Arc<Slots<T, E>>>,
+    ) -> Result<RunHandle<T, E>, Error>
+    where
+        T: DeserializeOwned,
+    {
+        let checkpoints = self.inner.store.steps(&run.id).await?;
+        let cancelled = !self
+            .inner
+            .store
+            .cancel_requests(std::slice::from_ref(&run.id))
+            .await?
+            .is_empty();
+        run.status = RunStatus::Running;
+        run.executions += 1;
+        run.error = None;
+        run.attention = None;
+        run.updated_at_ms = now_ms();
+        self.inner
+            .store
+            .commit(vec![Write::PutRun(run.clone())])
+            .await?;
+        self.spawn(run, checkpoints, cancelled, invoke, slots)
+    }
+
+    fn spawn<T, E>(
+        &self,
+        run: RunRecord,
+        checkpoints: Vec<StepRecord>,
+        cancelled: bool,
+        invoke: Invoke,
+        slots: Option<Arc<Slots<T, E>>>,
+    ) -> Result<RunHandle<T, E>, Error> {
+        let ctx = Arc::new(RunCtx::new(
+            run.id.clone(),
+            run.trace_id.clone(),
+            Mode::Live(self.inner.store.clone()),
+            self.inner.policies.clone(),
+            checkpoints,
+            cancelled,
+        ));
+        ctx.set_record(run.clone());
+        let (tx, rx) = watch::channel(None);
+        {
+            let mut active = lock(&self.inner.active);
+            if let Some(a) = active.get(&run.id) {
+                // Raced with another start of the same id in this process: attach to it.
+                return Ok(RunHandle {
+                    run_id: run.id.clone(),
+                    trace_id: a.ctx.trace_id.clone(),
+                    done: a.done.clone(),
+                    slots: None,
+                });
+            }
+            active.insert(
+                run.id.clone(),
+                Active {
+                    ctx: ctx.clone(),
+                    done: rx.clone(),
+                },
+            );
+        }
+        self.ensure_cancel_poller();
+        let handle = RunHandle {
+            run_id: run.id.clone(),
+            trace_id: run.trace_id.clone(),
+            done: rx,
+            slots,
+        };
+        let flow = self.clone();
+        tokio::spawn(async move {
+            let end = flow.drive(run, ctx, invoke).await;
+            lock(&flow.inner.active).remove(&end.0);
+            let _ = tx.send(Some(Arc::new(end.1)));
+        });
+        Ok(handle)
+    }
+
+    /// Executes the workflow body of a live run and records how it ended.
+    async fn drive(&self, mut run: RunRecord, ctx: Arc<RunCtx>, invoke: Invoke) -> (RunId, Final) {
+        let span = tracing::info_span!("run", workflow = %run.workflow, run_id = %run.id, trace_id = %run.trace_id);
+        async {
+            tracing::info!(execution = run.executions, "run started");
+            let end = body_outcome(&ctx, run.input.clone(), invoke).await;
+            if let Some(latest) = ctx.record() {
+                run = latest;
+            }
+            let now = now_ms();
+            run.updated_at_ms = now;
+            match &end {
+                Final::Succeeded(output) => {
+                    run.status = RunStatus::Succeeded;
+                    run.output = Some(output.clone());
+                }
+                Final::Failed(message) => {
+                    run.status = RunStatus::Failed;
+                    run.error = Some(message.clone());
+                }
+                Final::Cancelled => run.status = RunStatus::Cancelled,
+                Final::NeedsAttention(a) => {
+                    run.status = RunStatus::NeedsAttention;
+                    run.attention = Some(a.clone());
+                }
+                Final::Interrupted(reason) => {
+                    tracing::error!(reason = %reason, "run interrupted; it can be resumed");
+                    return (run.id.clone(), end);
+                }
+            }
+            let mut writes = vec![Write::PutRun(run.clone())];
+            if run.status.is_finished() {
+                writes.push(Write::ClearCancel(run.id.clone()));
+            }
+            if let Err(e) = self.inner.store.commit(writes).await {
+                tracing::error!(error = %e, "could not record the end of the run; it can be resumed");
+                return (run.id.clone(), Final::Interrupted(e.to_string()));
+            }
+            match &end {
+                Final::Succeeded(_) => tracing::info!("run succeeded"),
+                Final::Failed(message) => tracing::error!(error = %message, "run failed"),
+                Final::Cancelled => tracing::warn!("run cancelled"),
+                Final::NeedsAttention(a) => {
+                    tracing::error!(step = %a.step, reason = %a.reason, "run needs attention")
+                }
+                Final::Interrupted(_) => {}
+            }
+            (run.id.clone(), end)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn drive_dry(
+        &self,
+        workflow: &str,
+        input: serde_json::Value,
+        invoke: Invoke,
+    ) -> (Final, Vec<PlannedStep>) {
+        let ctx = Arc::new(RunCtx::new(
+            RunId::from(format!("dry-run-{}", uuid::Uuid::new_v4())),
+            new_trace_id(),
+            Mode::Dry(Mutex::new(Vec::new())),
+            self.inner.policies.clone(),
+            Vec::new(),
+            false,
+        ));
+        let span = tracing::info_span!("run", workflow = %workflow, run_id = %ctx.run_id, trace_id = %ctx.trace_id, dry_run = true);
+        let end = body_outcome(&ctx, input, invoke).instrument(span).await;
+        (end, ctx.take_plan())
+    }
+
+    fn ensure_cancel_poller(&self) {
+        let mut poller = lock(&self.inner.poller);
+        if poller.is_some() {
+            return;
+        }
+        // The poller holds a weak reference so that dropping every `Flow` stops it.
+        let weak = Arc::downgrade(&self.inner);
+        let every = self.inner.cancel_poll;
+        *poller = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let running: Vec<(RunId, Arc<RunCtx>)> = lock(&inner.active)
+                    .iter()
+                    .filter(|(_, a)| !a.ctx.cancel_requested())
+                    .map(|(id, a)| (id.clone(), a.ctx.clone()))
+                    .collect();
+                if running.is_empty() {
+                    continue;
+                }
+                let ids: Vec<RunId> = running.iter().map(|(id, _)| id.clone()).collect();
+                match inner.store.cancel_requests(&ids).await {
+                    Ok(requested) => {
+                        for (id, ctx) in &running {
+                            if requested.contains(id) {
+                                ctx.request_cancel();
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not check for cancel requests"),
+                }
+            }
+        }));
+    }
+}
+
+/// Runs the workflow body in its own task (so a panic is contained) and turns whatever stopped
+/// it into a `Final`.
+async fn body_outcome(ctx: &Arc<RunCtx>, input: serde_json::Value, invoke: Invoke) -> Final {
+    let body = context::scope(Frame::Run(ctx.clone()), invoke(input)).in_current_span();
+    let mut task = tokio::spawn(body);
+    tokio::select! {
+        joined = &mut task => match joined {
+            Ok(Ok(Ok(output))) => Final::Succeeded(output),
+            Ok(Ok(Err(failure))) => Final::Failed(failure.message),
+            Ok(Err(input_error)) => Final::Failed(input_error.to_string()),
+            Err(e) if e.is_panic() => {
+                let payload = e.into_panic();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic with a non-text payload".to_owned());
+                Final::Failed(format!("the workflow panicked: {message}"))
+            }
+            Err(_) => Final::Interrupted("the run's task was cancelled".to_owned()),
+        },
+        reason = ctx.aborted() => {
+            task.abort();
+            match reason {
+                Abort::Cancelled => Final::Cancelled,
+                Abort::NeedsAttention(a) => Final::NeedsAttention(a),
+                Abort::Store(e) => Final::Interrupted(e.to_string()),
+            }
+        }
+    }
+}
+
+fn finished_handle<T, E>(
+    run_id: RunId,
+    trace_id: String,
+    end: Final,
+    slots: Option<Arc<Slots<T, E>>>,
+) -> RunHandle<T, E> {
+    let (_tx, done) = watch::channel(Some(Arc::new(end)));
+    RunHandle {
+        run_id,
+        trace_id,
+        done,
+        slots,
+    }
+}
+
+fn find_workflow(name: &str) -> Result<&'static WorkflowMeta, Error> {
+    registry::workflow(name).ok_or_else(|| Error::UnknownWorkflow {
+        name: name.to_owned(),
+        known: registry::workflows()
+            .iter()
+            .map(|w| w.name.to_owned())
+            .collect(),
+    })
+}
+
+/// Wraps a typed workflow call: the typed output and error are kept for this process's handle,
+/// the engine sees JSON and a message.
+fn typed_invoke<T, E, F, Fut>(call: F, slots: Arc<Slots<T, E>>) -> Invoke
+where
+    T: Serialize + Send + 'static,
+    E: Display + Send + 'static,
+    F: FnOnce(serde_json::Value) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Result<T, E>, InputError>> + Send + 'static,
+{
+    Box::new(move |input| {
+        Box::pin(async move {
+            Ok(match call(input).await? {
+                Ok(value) => {
+                    let json = serde_json::to_value(&value).map_err(|e| WorkflowFailure {
+                        message: format!("the output could not be serialized: {e}"),
+                    });
+                    *lock(&slots.ok) = Some(value);
+                    json
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    *lock(&slots.err) = Some(error);
+                    Err(WorkflowFailure { message })
+                }
+            })
+        })
+    })
 }
 
 pub(crate) async fn start_typed<T, E, F, Fut>(
@@ -80,8 +862,16 @@ where
     F: FnOnce(serde_json::Value) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Result<T, E>, InputError>> + Send + 'static,
 {
-    let _ = (flow, meta, options, input, call);
-    todo!()
+    let input = input.map_err(|e| {
+        Error::Encoding(format!("the input of workflow `{}` could not be serialized: {e}", meta.name))
+    })?;
+    let slots = Arc::new(Slots {
+        ok: Mutex::new(None),
+        err: Mutex::new(None),
+    });
+    let invoke = typed_invoke(call, slots.clone());
+    flow.start_erased(meta.name, options, input, invoke, Some(slots))
+        .await
 }
 
 pub(crate) async fn dry_run_typed<T, E, F, Fut>(
@@ -96,6 +886,18 @@ where
     F: FnOnce(serde_json::Value) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Result<T, E>, InputError>> + Send + 'static,
 {
-    let _ = (flow, meta, input, call);
-    todo!()
+    let input = input.map_err(|e| {
+        Error::Encoding(format!("the input of workflow `{}` could not be serialized: {e}", meta.name))
+    })?;
+    let slots = Arc::new(Slots {
+        ok: Mutex::new(None),
+        err: Mutex::new(None),
+    });
+    let invoke = typed_invoke(call, slots.clone());
+    let (end, plan) = flow.drive_dry(meta.name, input, invoke).await;
+    let handle = finished_handle(RunId::from("dry-run"), String::new(), end, Some(slots));
+    Ok(DryRun {
+        result: handle.outcome().await,
+        plan,
+    })
 }

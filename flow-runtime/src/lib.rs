@@ -2,6 +2,8 @@
 #![warn(missing_docs)]
 
 mod classify;
+mod context;
+mod determinism;
 mod engine;
 pub mod registry;
 mod retry;
@@ -12,10 +14,18 @@ pub mod store;
 pub mod __private;
 
 pub use classify::{Classify, ErrorClass, Failure, ResultExt, StepTimeout};
-pub use engine::{DryRun, Error, Flow, RunError, RunHandle, RunOptions};
+pub use context::{attempt, is_dry_run, run_id, step_key, trace_id, PlannedStep};
+pub use determinism::{now, random, sleep, uuid};
+pub use engine::{
+    DryRun, Error, Flow, FlowBuilder, Resolution, RunError, RunHandle, RunOptions,
+};
 pub use flow_macros::{step, workflow, Classify};
 pub use registry::{
     DryRunSpec, InputError, RepeatSafety, RetrySpec, StepMeta, WorkflowFailure, WorkflowMeta,
 };
 pub use retry::{RetryPolicies, RetryPolicy};
-pub use store::{RunId, RunStatus, StepId, StepStatus, Store, StoreError};
+pub use store::{
+    Attention, RunFilter, RunId, RunRecord, RunStatus, StepId, StepRecord, StepStatus, Store,
+    StoreError,
+};
+pub use uuid::Uuid;

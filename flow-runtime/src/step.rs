@@ -1,13 +1,21 @@
-//! Step execution: replay from a checkpoint, or run the body with retries, timeouts and
-//! durable attempt bookkeeping. (stub)
+//! Step execution: replay a checkpoint, or run the body with retries, timeouts and durable
+//! attempt bookkeeping.
+//!
+//! This module decides what one step call does. It persists only through the run's store and
+//! never touches the run record, which belongs to the engine.
 
 use crate::classify::{ErrorClass, StepTimeout};
-use crate::registry::StepMeta;
+use crate::context::{self, Abort, Frame, Mode, PlannedStep, RunCtx, StepFrame};
+use crate::registry::{RepeatSafety, RetrySpec, StepMeta};
+use crate::retry::RetryPolicy;
+use crate::store::{now_ms, Attention, StepId, StepRecord, StepStatus, StoreError, Write};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Display;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// What generated code tells the executor about one call of a step.
 pub struct StepSpec<E: 'static> {
@@ -21,7 +29,61 @@ pub struct StepSpec<E: 'static> {
     pub on_timeout: Option<fn(StepTimeout) -> E>,
 }
 
-/// Runs one call of a step: checkpointed inside a run, a plain call outside one.
+/// A stable key for a step's arguments: FNV-1a (64 bit) over their compact JSON, as 16 hex
+/// digits. Stable across processes, platforms and flow versions (changing it would orphan every
+/// stored checkpoint, so it is part of the store format).
+pub(crate) fn args_key(json: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in json {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+fn policy_of(run: &RunCtx, meta: &StepMeta, retried: bool) -> RetryPolicy {
+    if !retried || meta.repeat == RepeatSafety::AtMostOnce {
+        return RetryPolicy::NONE;
+    }
+    match meta.retry {
+        RetrySpec::Named(name) => match run.policies.get(name) {
+            Some(policy) => policy.clone(),
+            None => {
+                tracing::warn!(policy = name, "unknown retry policy; using `transient`");
+                RetryPolicy::TRANSIENT
+            }
+        },
+        RetrySpec::Inline {
+            attempts,
+            initial_ms,
+            max_ms,
+            multiplier,
+            jitter,
+        } => RetryPolicy {
+            attempts,
+            initial: Duration::from_millis(initial_ms),
+            max: Duration::from_millis(max_ms),
+            multiplier,
+            jitter,
+        },
+    }
+}
+
+fn encoding(what: &str, step: &StepId, e: serde_json::Error) -> Abort {
+    Abort::Store(StoreError::Encoding(format!("{what} of step {step}: {e}")))
+}
+
+/// Commits `writes` for `run`, or aborts the run when the store fails.
+async fn persist(run: &RunCtx, writes: Vec<Write>) {
+    if let Mode::Live(store) = &run.mode {
+        if let Err(e) = store.commit(writes).await {
+            run.abort::<()>(Abort::Store(e)).await;
+        }
+    }
+}
+
+/// Runs one call of a step: checkpointed inside a run, a plain call outside one (and inside
+/// another step's body).
 pub async fn run_step<A, T, E, B, BF, D, DF>(
     spec: StepSpec<E>,
     args: &A,
@@ -37,6 +99,211 @@ where
     D: FnOnce() -> DF + Send,
     DF: Future<Output = Result<T, E>> + Send,
 {
-    let _ = (spec, args, dry_run);
-    body().await
+    let run = match context::current() {
+        Some(Frame::Run(run)) => run,
+        _ => return body().await,
+    };
+    let meta = spec.meta;
+
+    if run.cancel_requested() {
+        return run.abort(Abort::Cancelled).await;
+    }
+
+    let args_json = match serde_json::to_vec(args) {
+        Ok(json) => json,
+        Err(e) => {
+            let reason = StoreError::Encoding(format!("arguments of step {}: {e}", meta.name));
+            return run.abort(Abort::Store(reason)).await;
+        }
+    };
+    let key = spec.key.clone().unwrap_or_else(|| args_key(&args_json));
+    let id = run.next_step_id(meta.name, key);
+
+    if run.is_dry() && !meta.read_only {
+        let args = serde_json::from_slice(&args_json).unwrap_or(serde_json::Value::Null);
+        run.plan(PlannedStep {
+            step: meta.name.to_owned(),
+            key: id.key.clone(),
+            args,
+            action: format!("would call {} key={}", meta.fn_name, id.key),
+        });
+        tracing::info!(step = meta.name, key = %id.key, "dry run: skipped");
+        return dry_run().await;
+    }
+
+    let mut first_attempt = 1;
+    let mut not_before = None;
+    let mut started_at_ms = now_ms();
+    if let Some(record) = run.checkpoint(&id) {
+        match record.status {
+            StepStatus::Succeeded => {
+                let output = record.output.unwrap_or(serde_json::Value::Null);
+                return match serde_json::from_value(output) {
+                    Ok(value) => {
+                        tracing::debug!(step = meta.name, key = %id.key, "replayed from checkpoint");
+                        Ok(value)
+                    }
+                    Err(e) => run.abort(encoding("the checkpointed output", &id, e)).await,
+                };
+            }
+            StepStatus::Started if meta.repeat == RepeatSafety::AtMostOnce => {
+                let attention = Attention {
+                    reason: format!(
+                        "the at_most_once step {id} started but did not finish (the process stopped during it); its effect may or may not have happened"
+                    ),
+                    step: id,
+                };
+                return run.abort(Abort::NeedsAttention(attention)).await;
+            }
+            StepStatus::Backoff => {
+                first_attempt = record.attempt + 1;
+                not_before = record.next_attempt_at_ms;
+                started_at_ms = record.started_at_ms;
+            }
+            StepStatus::Started | StepStatus::Failed => {}
+        }
+    }
+
+    let policy = policy_of(&run, meta, spec.classify.is_some());
+    let timeout = meta.timeout_ms.map(Duration::from_millis);
+    let mut attempt = first_attempt;
+    loop {
+        if let Some(at) = not_before.take() {
+            let wait = Duration::from_millis(at.saturating_sub(now_ms()));
+            if let Err(reason) = run.sleep_unless_cancelled(wait).await {
+                return run.abort(reason).await;
+            }
+        }
+        if run.cancel_requested() {
+            return run.abort(Abort::Cancelled).await;
+        }
+        let record = |status, attempt| StepRecord {
+            run_id: run.run_id.clone(),
+            id: id.clone(),
+            status,
+            attempt,
+            next_attempt_at_ms: None,
+            output: None,
+            error: None,
+            error_class: None,
+            started_at_ms,
+            finished_at_ms: None,
+        };
+        if meta.repeat == RepeatSafety::AtMostOnce {
+            // The intent is durable before the body runs: after a crash we know the outcome is
+            // unknown instead of silently running the effect twice.
+            persist(&run, vec![Write::PutStep(record(StepStatus::Started, attempt))]).await;
+        }
+
+        let span = tracing::info_span!("step", name = meta.name, key = %id.key, attempt);
+        let frame = Frame::Step(Arc::new(StepFrame {
+            run: run.clone(),
+            key: id.key.clone(),
+            attempt,
+        }));
+        let attempt_fut = context::scope(frame, body());
+        let (result, timed_out) = match timeout {
+            None => (attempt_fut.instrument(span.clone()).await, false),
+            Some(limit) => match tokio::time::timeout(limit, attempt_fut)
+                .instrument(span.clone())
+                .await
+            {
+                Ok(result) => (result, false),
+                Err(_) => match spec.on_timeout {
+                    Some(convert) => (Err(convert(StepTimeout { after: limit })), true),
+                    None => unreachable_timeout(&run, meta).await,
+                },
+            },
+        };
+        let _enter = span.enter();
+
+        match result {
+            Ok(value) => {
+                let output = match serde_json::to_value(&value) {
+                    Ok(output) => output,
+                    Err(e) => {
+                        drop(_enter);
+                        return run.abort(encoding("the output", &id, e)).await;
+                    }
+                };
+                let mut done = record(StepStatus::Succeeded, attempt);
+                done.output = Some(output);
+                done.finished_at_ms = Some(now_ms());
+                drop(_enter);
+                persist(&run, vec![Write::PutStep(done.clone())]).await;
+                run.remember(done);
+                return Ok(value);
+            }
+            Err(error) => {
+                let (class, retry_after) = match (timed_out, spec.classify) {
+                    // A timeout is transient whatever the error type says of the variant
+                    // holding it.
+                    (true, _) => (ErrorClass::Transient, None),
+                    (false, Some(classify)) => classify(&error),
+                    (false, None) => (ErrorClass::Permanent, None),
+                };
+                let message = error.to_string();
+                if class == ErrorClass::Transient && attempt < policy.attempts {
+                    let delay = policy.delay(attempt, retry_after);
+                    tracing::warn!(
+                        error = %message,
+                        class = %class,
+                        delay_ms = delay.as_millis() as u64,
+                        next_attempt = attempt + 1,
+                        "attempt failed; retrying after the delay"
+                    );
+                    let next_at = now_ms() + delay.as_millis() as u64;
+                    let mut backoff = record(StepStatus::Backoff, attempt);
+                    backoff.next_attempt_at_ms = Some(next_at);
+                    backoff.error = Some(message);
+                    backoff.error_class = Some(class);
+                    drop(_enter);
+                    persist(&run, vec![Write::PutStep(backoff)]).await;
+                    not_before = Some(next_at);
+                    attempt += 1;
+                    continue;
+                }
+                let why = if class == ErrorClass::Permanent {
+                    if spec.classify.is_none() {
+                        "the step is not retried (retry = \"none\" or at_most_once)"
+                    } else {
+                        "the error is permanent, so it is not retried"
+                    }
+                } else {
+                    "the retry policy's attempts are used up"
+                };
+                tracing::error!(error = %message, class = %class, attempts = attempt, reason = why, "step failed");
+                let mut failed = record(StepStatus::Failed, attempt);
+                failed.error = Some(message);
+                failed.error_class = Some(class);
+                failed.finished_at_ms = Some(now_ms());
+                drop(_enter);
+                persist(&run, vec![Write::PutStep(failed.clone())]).await;
+                run.remember(failed);
+                return Err(error);
+            }
+        }
+    }
+}
+
+async fn unreachable_timeout<T>(run: &RunCtx, meta: &StepMeta) -> T {
+    // The macro always passes `on_timeout` with a `timeout`; a hand-written spec might not.
+    let reason = StoreError::Backend(format!(
+        "step {} has a timeout but no way to report it",
+        meta.name
+    ));
+    run.abort(Abort::Store(reason)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::args_key;
+
+    #[test]
+    fn args_key_is_stable() {
+        // Part of the store format: these values must never change.
+        assert_eq!(args_key(b""), "cbf29ce484222325");
+        assert_eq!(args_key(br#"["42"]"#), args_key(br#"["42"]"#));
+        assert_ne!(args_key(br#"["42"]"#), args_key(br#"["43"]"#));
+    }
 }

@@ -1,0 +1,263 @@
+//! The run context: which run (and which step) the current task is executing.
+//!
+//! A task-local frame ties a step call to its run without threading a context parameter through
+//! user code. This module owns that frame, the per-run state shared by concurrent step calls
+//! (loaded checkpoints, occurrence counters, cancel flag, abort slot), and the user-facing
+//! accessors (`flow::run_id()`, `flow::step_key()`, ...). It does not execute steps.
+
+use crate::retry::RetryPolicies;
+use crate::store::{now_ms, Attention, RunId, RunRecord, RunStatus, StepId, StepRecord, Store, StoreError};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+tokio::task_local! {
+    static FRAME: Frame;
+}
+
+/// What the current task is doing.
+#[derive(Clone)]
+pub(crate) enum Frame {
+    /// Executing a workflow body.
+    Run(Arc<RunCtx>),
+    /// Inside a step body: nested step calls are plain calls.
+    Step(Arc<StepFrame>),
+}
+
+/// The step whose body is executing.
+pub(crate) struct StepFrame {
+    pub run: Arc<RunCtx>,
+    pub key: String,
+    pub attempt: u32,
+}
+
+/// One entry of a dry run's plan: a step that was skipped.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct PlannedStep {
+    /// The step name.
+    pub step: String,
+    /// The step key.
+    pub key: String,
+    /// The arguments, as JSON.
+    pub args: serde_json::Value,
+    /// What the step would have done, e.g. `would call push_record key=42`.
+    pub action: String,
+}
+
+pub(crate) enum Mode {
+    Live(Arc<dyn Store>),
+    Dry(Mutex<Vec<PlannedStep>>),
+}
+
+/// Why a run stopped before its workflow returned.
+#[derive(Debug)]
+pub(crate) enum Abort {
+    Cancelled,
+    NeedsAttention(Attention),
+    Store(StoreError),
+}
+
+pub(crate) struct RunCtx {
+    pub run_id: RunId,
+    pub trace_id: String,
+    pub mode: Mode,
+    pub policies: Arc<RetryPolicies>,
+    record: Mutex<Option<RunRecord>>,
+    checkpoints: Mutex<HashMap<String, StepRecord>>,
+    occurrences: Mutex<HashMap<(&'static str, String), u32>>,
+    cancel: AtomicBool,
+    cancel_notify: Notify,
+    abort: Mutex<Option<Abort>>,
+    abort_notify: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in user code never happens while these locks are held, so poisoning carries no
+    // broken invariant; recover the guard.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl RunCtx {
+    pub fn new(
+        run_id: RunId,
+        trace_id: String,
+        mode: Mode,
+        policies: Arc<RetryPolicies>,
+        checkpoints: Vec<StepRecord>,
+        cancel_requested: bool,
+    ) -> Self {
+        RunCtx {
+            run_id,
+            trace_id,
+            mode,
+            policies,
+            record: Mutex::new(None),
+            checkpoints: Mutex::new(
+                checkpoints
+                    .into_iter()
+                    .map(|r| (r.id.storage_key(), r))
+                    .collect(),
+            ),
+            occurrences: Mutex::new(HashMap::new()),
+            cancel: AtomicBool::new(cancel_requested),
+            cancel_notify: Notify::new(),
+            abort: Mutex::new(None),
+            abort_notify: Notify::new(),
+        }
+    }
+
+    /// Allocates the identity of the next call of `(name, key)`.
+    pub fn next_step_id(&self, name: &'static str, key: String) -> StepId {
+        let mut occ = lock(&self.occurrences);
+        let n = occ.entry((name, key.clone())).or_insert(0);
+        let occurrence = *n;
+        *n += 1;
+        StepId {
+            name: name.to_owned(),
+            key,
+            occurrence,
+        }
+    }
+
+    pub fn checkpoint(&self, id: &StepId) -> Option<StepRecord> {
+        lock(&self.checkpoints).get(&id.storage_key()).cloned()
+    }
+
+    pub fn remember(&self, record: StepRecord) {
+        lock(&self.checkpoints).insert(record.id.storage_key(), record);
+    }
+
+    /// Keeps the run record so that status changes inside the run (sleeping) can be written.
+    pub fn set_record(&self, run: RunRecord) {
+        *lock(&self.record) = Some(run);
+    }
+
+    /// Changes the kept run record's status; returns the record to write.
+    pub fn set_status(&self, status: RunStatus) -> Option<RunRecord> {
+        let mut record = lock(&self.record);
+        let run = record.as_mut()?;
+        run.status = status;
+        run.updated_at_ms = now_ms();
+        Some(run.clone())
+    }
+
+    /// The kept run record, if any.
+    pub fn record(&self) -> Option<RunRecord> {
+        lock(&self.record).clone()
+    }
+
+    pub fn is_dry(&self) -> bool {
+        matches!(self.mode, Mode::Dry(_))
+    }
+
+    pub fn plan(&self, entry: PlannedStep) {
+        if let Mode::Dry(plan) = &self.mode {
+            lock(plan).push(entry);
+        }
+    }
+
+    pub fn take_plan(&self) -> Vec<PlannedStep> {
+        match &self.mode {
+            Mode::Dry(plan) => std::mem::take(&mut *lock(plan)),
+            Mode::Live(_) => Vec::new(),
+        }
+    }
+
+    pub fn request_cancel(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+        self.cancel_notify.notify_waiters();
+    }
+
+    pub fn cancel_requested(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps for `d`, or returns `Err` early when the run is cancelled.
+    pub async fn sleep_unless_cancelled(&self, d: Duration) -> Result<(), Abort> {
+        let notified = self.cancel_notify.notified();
+        if self.cancel_requested() {
+            return Err(Abort::Cancelled);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(d) => Ok(()),
+            () = notified => Err(Abort::Cancelled),
+        }
+    }
+
+    /// Stops the run: records why and never returns. The run's driver sees the reason and drops
+    /// the workflow future, like a crash at this point, but with the reason recorded.
+    pub async fn abort<T>(&self, reason: Abort) -> T {
+        {
+            let mut slot = lock(&self.abort);
+            if slot.is_none() {
+                *slot = Some(reason);
+            }
+        }
+        self.abort_notify.notify_one();
+        std::future::pending().await
+    }
+
+    /// Resolves once `abort` was called.
+    pub async fn aborted(&self) -> Abort {
+        loop {
+            if let Some(reason) = lock(&self.abort).take() {
+                return reason;
+            }
+            self.abort_notify.notified().await;
+        }
+    }
+}
+
+/// The current frame, if any.
+pub(crate) fn current() -> Option<Frame> {
+    FRAME.try_with(|f| f.clone()).ok()
+}
+
+/// The run the current task executes (also from inside a step body).
+pub(crate) fn current_run() -> Option<Arc<RunCtx>> {
+    match current()? {
+        Frame::Run(run) => Some(run),
+        Frame::Step(step) => Some(step.run.clone()),
+    }
+}
+
+pub(crate) fn scope<F: Future>(frame: Frame, fut: F) -> impl Future<Output = F::Output> {
+    FRAME.scope(frame, fut)
+}
+
+/// The id of the run the current task executes, or `None` outside a run.
+pub fn run_id() -> Option<RunId> {
+    current_run().map(|r| r.run_id.clone())
+}
+
+/// The W3C trace id of the current run, or `None` outside a run.
+pub fn trace_id() -> Option<String> {
+    current_run().map(|r| r.trace_id.clone())
+}
+
+/// The key of the step whose body is executing: its `idempotency_key` value, or the hash of its
+/// arguments. Send it to the external system (an `Idempotency-Key` header, a unique column) so a
+/// repeat after a crash is recognised there. `None` outside a step body.
+pub fn step_key() -> Option<String> {
+    match current()? {
+        Frame::Step(step) => Some(step.key.clone()),
+        Frame::Run(_) => None,
+    }
+}
+
+/// The attempt number (from 1) of the step whose body is executing; `None` outside a step body.
+pub fn attempt() -> Option<u32> {
+    match current()? {
+        Frame::Step(step) => Some(step.attempt),
+        Frame::Run(_) => None,
+    }
+}
+
+/// Whether the current run is a dry run.
+pub fn is_dry_run() -> bool {
+    current_run().is_some_and(|r| r.is_dry())
+}

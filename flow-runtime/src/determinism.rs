@@ -1,0 +1,137 @@
+//! Checkpointed sources of non-determinism: time, ids, randomness and durable sleep.
+//!
+//! Inside a run each call is recorded like a step, so a replay sees the same value and a resumed
+//! sleep waits only for what is left. Outside a run they are the plain operations. This module
+//! owns only these helpers; step execution lives in `step`.
+
+use crate::context::{self, Abort, Frame, PlannedStep, RunCtx};
+use crate::store::{now_ms, RunStatus, StepId, StepRecord, StepStatus, StoreError, Write};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn live_run() -> Option<Arc<RunCtx>> {
+    match context::current()? {
+        Frame::Run(run) => Some(run),
+        // Inside a step body the step itself is the checkpoint.
+        Frame::Step(_) => None,
+    }
+}
+
+fn record(run: &RunCtx, id: StepId, status: StepStatus) -> StepRecord {
+    let now = now_ms();
+    StepRecord {
+        run_id: run.run_id.clone(),
+        id,
+        status,
+        attempt: 1,
+        next_attempt_at_ms: None,
+        output: None,
+        error: None,
+        error_class: None,
+        started_at_ms: now,
+        finished_at_ms: (status == StepStatus::Succeeded).then_some(now),
+    }
+}
+
+async fn commit(run: &RunCtx, writes: Vec<Write>) {
+    if let context::Mode::Live(store) = &run.mode {
+        if let Err(e) = store.commit(writes).await {
+            run.abort::<()>(Abort::Store(e)).await;
+        }
+    }
+}
+
+async fn checkpointed<T: Serialize + DeserializeOwned>(
+    name: &'static str,
+    compute: impl FnOnce() -> T,
+) -> T {
+    let Some(run) = live_run() else {
+        return compute();
+    };
+    if run.cancel_requested() {
+        return run.abort(Abort::Cancelled).await;
+    }
+    let id = run.next_step_id(name, String::new());
+    if let Some(done) = run.checkpoint(&id).filter(|r| r.status == StepStatus::Succeeded) {
+        let stored = done.output.unwrap_or(serde_json::Value::Null);
+        return match serde_json::from_value(stored) {
+            Ok(value) => value,
+            Err(e) => {
+                let reason = StoreError::Encoding(format!("checkpoint of {id}: {e}"));
+                run.abort(Abort::Store(reason)).await
+            }
+        };
+    }
+    let value = compute();
+    let mut done = record(&run, id, StepStatus::Succeeded);
+    done.output = serde_json::to_value(&value).ok();
+    commit(&run, vec![Write::PutStep(done.clone())]).await;
+    run.remember(done);
+    value
+}
+
+/// The current time; inside a run, the time recorded the first time this call ran.
+pub async fn now() -> SystemTime {
+    let ms = checkpointed("flow::now", now_ms).await;
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// A new random UUID (v4); inside a run, the one recorded the first time this call ran.
+pub async fn uuid() -> uuid::Uuid {
+    checkpointed("flow::uuid", uuid::Uuid::new_v4).await
+}
+
+/// A random `u64`; inside a run, the one recorded the first time this call ran.
+pub async fn random() -> u64 {
+    checkpointed("flow::random", || fastrand::u64(..)).await
+}
+
+/// Sleeps for `duration`. Inside a run the sleep is durable: the wake-up time is recorded, the
+/// run shows as sleeping, and after a restart the run waits only for what is left. A dry run
+/// does not wait.
+pub async fn sleep(duration: Duration) {
+    let Some(run) = live_run() else {
+        tokio::time::sleep(duration).await;
+        return;
+    };
+    if run.cancel_requested() {
+        return run.abort(Abort::Cancelled).await;
+    }
+    let id = run.next_step_id("flow::sleep", duration.as_millis().to_string());
+    if run.is_dry() {
+        run.plan(PlannedStep {
+            step: id.name.clone(),
+            key: id.key.clone(),
+            args: serde_json::json!({ "ms": duration.as_millis() as u64 }),
+            action: format!("would sleep {duration:?}"),
+        });
+        return;
+    }
+    let wake_at = match run.checkpoint(&id) {
+        Some(r) if r.status == StepStatus::Succeeded => return,
+        Some(r) => r.next_attempt_at_ms.unwrap_or_else(now_ms),
+        None => {
+            let wake_at = now_ms() + duration.as_millis() as u64;
+            let mut started = record(&run, id.clone(), StepStatus::Started);
+            started.next_attempt_at_ms = Some(wake_at);
+            let mut writes = vec![Write::PutStep(started.clone())];
+            writes.extend(run.set_status(RunStatus::Sleeping).map(Write::PutRun));
+            commit(&run, writes).await;
+            run.remember(started);
+            wake_at
+        }
+    };
+    let left = Duration::from_millis(wake_at.saturating_sub(now_ms()));
+    tracing::info!(wake_in_ms = left.as_millis() as u64, "sleeping");
+    if let Err(reason) = run.sleep_unless_cancelled(left).await {
+        return run.abort(reason).await;
+    }
+    let mut done = record(&run, id, StepStatus::Succeeded);
+    done.next_attempt_at_ms = Some(wake_at);
+    let mut writes = vec![Write::PutStep(done.clone())];
+    writes.extend(run.set_status(RunStatus::Running).map(Write::PutRun));
+    commit(&run, writes).await;
+    run.remember(done);
+}
