@@ -1,0 +1,99 @@
+//! The child process of the crash test (`tests/tests/crash.rs`).
+//!
+//! It runs one workflow of many steps under a fixed run id. Every step appends a line to an
+//! external effect log and fsyncs it *before* flow commits the step's checkpoint, so a SIGKILL
+//! can land before the effect, between the effect and the commit, or after the commit. The test
+//! kills this process at random moments, restarts it, and checks the log and the store.
+//!
+//! Usage: crash_child STORE EFFECT_LOG STEPS. Exit codes: 0 succeeded (prints the output), 3 the
+//! run needs attention, 1 anything else.
+
+use flow_runtime as flow;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+static LOG: OnceLock<std::path::PathBuf> = OnceLock::new();
+
+fn append(line: &str) -> Result<(), flow::Failure> {
+    let path = LOG.get().ok_or_else(|| flow::Failure::permanent("no effect log"))?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(flow::Failure::permanent)?;
+    writeln!(file, "{line}").map_err(flow::Failure::permanent)?;
+    file.sync_data().map_err(flow::Failure::permanent)
+}
+
+/// One side effect, keyed: the line records the key the step was handed.
+#[flow::step(idempotency_key = format!("k{i}"), retry = "none")]
+async fn effect(i: u32) -> Result<u64, flow::Failure> {
+    let key = flow::step_key().unwrap_or_default();
+    append(&format!("effect k{i} {key} {}", std::process::id()))?;
+    Ok(u64::from(i))
+}
+
+/// A side effect that must never happen twice.
+#[flow::step(at_most_once)]
+async fn audit(i: u32) -> Result<(), flow::Failure> {
+    append(&format!("audit a{i} - {}", std::process::id()))?;
+    // Widen the window in which a kill leaves the outcome unknown.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    Ok(())
+}
+
+#[flow::workflow]
+async fn crash_workflow(steps: u32) -> Result<u64, flow::Failure> {
+    let mut sum = 0;
+    for i in 0..steps {
+        sum += effect(i).await?;
+        if i % 50 == 25 {
+            audit(i).await?;
+        }
+    }
+    Ok(sum)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, store, log, steps] = args.as_slice() else {
+        eprintln!("usage: crash_child STORE EFFECT_LOG STEPS");
+        return ExitCode::from(2);
+    };
+    let Ok(steps) = steps.parse::<u32>() else {
+        eprintln!("STEPS must be a number");
+        return ExitCode::from(2);
+    };
+    let _ = LOG.set(log.into());
+    let flow = match flow::Flow::open(store) {
+        Ok(flow) => flow,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let options = flow::RunOptions::new().id("crash-run");
+    let outcome = match crash_workflow::start_with(&flow, options, steps).await {
+        Ok(handle) => handle.outcome().await,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    match outcome {
+        Ok(sum) => {
+            println!("{sum}");
+            ExitCode::SUCCESS
+        }
+        Err(flow::RunError::NeedsAttention(a)) => {
+            eprintln!("needs attention: {}", a.reason);
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Crash test: a real child process runs a 240-step workflow and is SIGKILLed at seeded random
+//! moments, then restarted, until the run completes. The effect log and the store must show
+//! that nothing completed was repeated.
+
+use flow_runtime as flow;
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const STEPS: u32 = 240;
+const KILLS: u32 = 24;
+
+struct Effect {
+    kind: String,
+    key: String,
+    handed_key: String,
+    pid: u32,
+}
+
+fn read_log(path: &Path) -> Vec<Effect> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let parts: Vec<&str> = line.split(' ').collect();
+            // A kill can cut the last line short; such a line is not a completed effect.
+            let [kind, key, handed_key, pid] = parts.as_slice() else {
+                return None;
+            };
+            Some(Effect {
+                kind: kind.to_string(),
+                key: key.to_string(),
+                handed_key: handed_key.to_string(),
+                pid: pid.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn sigkill_at_random_moments_repeats_no_committed_step() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("flow.redb");
+    let log = dir.path().join("effects.log");
+    let seed: u64 = std::env::var("FLOW_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_f10e);
+    eprintln!("crash test seed: {seed} (set FLOW_CRASH_SEED to replay)");
+    let mut rng = fastrand::Rng::with_seed(seed);
+
+    let mut kills = 0;
+    let mut resolved = 0;
+    let mut lives = 0;
+    let output = loop {
+        lives += 1;
+        assert!(lives < 200, "the run never completed");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_crash_child"))
+            .arg(&store)
+            .arg(&log)
+            .arg(STEPS.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn crash_child");
+        if kills < KILLS {
+            std::thread::sleep(Duration::from_millis(rng.u64(15..250)));
+            if child.try_wait().expect("poll child").is_none() {
+                child.kill().expect("SIGKILL the child");
+                child.wait().expect("reap the child");
+                kills += 1;
+                continue;
+            }
+        }
+        let out = child.wait_with_output().expect("child output");
+        match out.status.code() {
+            Some(0) => break String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            Some(3) => {
+                // An at_most_once step was cut short. Decide as an operator would: look at the
+                // external system (the log) and record what really happened.
+                resolve_in_doubt(&store, &log);
+                resolved += 1;
+            }
+            other => panic!(
+                "child failed with {other:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    };
+    eprintln!("{kills} kills, {resolved} at_most_once resolutions, {lives} lives");
+    assert!(kills >= 20, "only {kills} kills landed");
+
+    let expected: u64 = (0..u64::from(STEPS)).sum();
+    assert_eq!(output, expected.to_string(), "the workflow's output");
+
+    let effects = read_log(&log);
+    // Split the log into lives: consecutive lines of one pid.
+    let mut lives_lines: Vec<Vec<&Effect>> = Vec::new();
+    for e in &effects {
+        match lives_lines.last_mut() {
+            Some(life) if life[0].pid == e.pid => life.push(e),
+            _ => lives_lines.push(vec![e]),
+        }
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (n, life) in lives_lines.iter().enumerate() {
+        for (j, e) in life.iter().enumerate() {
+            if e.kind == "effect" {
+                assert_eq!(e.key, e.handed_key, "the step body got its idempotency key");
+            }
+            if let Some(&earlier_life) = seen.get(e.key.as_str()) {
+                // The only legal repeat: the previous life's last effect (killed between the
+                // effect and its commit), repeated as this life's first effect.
+                assert_ne!(e.kind, "audit", "at_most_once step {} ran twice", e.key);
+                assert_eq!(earlier_life + 1, n, "{} repeated in a later life", e.key);
+                assert_eq!(j, 0, "{} repeated after other steps ran", e.key);
+                let previous = lives_lines[earlier_life].last().map(|p| p.key.as_str());
+                assert_eq!(previous, Some(e.key.as_str()), "{} ran again after its commit", e.key);
+            }
+            seen.insert(e.key.as_str(), n);
+        }
+    }
+    for i in 0..STEPS {
+        assert!(seen.contains_key(format!("k{i}").as_str()), "step k{i} never ran");
+    }
+
+    // The store holds one succeeded checkpoint per step call.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let flow = flow::Flow::open(&store).expect("open store");
+        let run = flow
+            .run_record(&"crash-run".into())
+            .await
+            .expect("read run")
+            .expect("run exists");
+        assert_eq!(run.status, flow::RunStatus::Succeeded);
+        let steps = flow.steps(&"crash-run".into()).await.expect("read steps");
+        let effects = steps.iter().filter(|s| s.id.name.ends_with("::effect")).count();
+        assert_eq!(effects, STEPS as usize);
+        assert!(steps.iter().all(|s| s.status == flow::StepStatus::Succeeded));
+    });
+}
+
+fn resolve_in_doubt(store: &Path, log: &Path) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let flow = flow::Flow::open(store).expect("open store");
+        let id = flow::RunId::from("crash-run");
+        let run = flow.run_record(&id).await.expect("read").expect("run");
+        assert_eq!(run.status, flow::RunStatus::NeedsAttention);
+        let attention = run.attention.expect("attention says which step");
+        // Steps run one after another, so the audit in doubt wrote its line only if that line
+        // is the last one in the log.
+        let effects = read_log(log);
+        let done = effects
+            .iter()
+            .rev()
+            .find(|e| e.kind == "audit" || e.kind == "effect")
+            .is_some_and(|e| e.kind == "audit");
+        let resolution = if done {
+            flow::Resolution::Done(serde_json::Value::Null)
+        } else {
+            flow::Resolution::Rerun
+        };
+        flow.resolve(&id, &attention.step, resolution)
+            .await
+            .expect("resolve");
+    });
+}
