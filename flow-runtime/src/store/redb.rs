@@ -870,3 +870,327 @@ impl Store for RedbStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::store::{RunStatus, StepId, StepStatus};
+    use serde_json::json;
+
+    fn run(id: &str, workflow: &str, status: RunStatus, created_at_ms: u64) -> RunRecord {
+        RunRecord {
+            id: RunId::from(id),
+            workflow: workflow.into(),
+            status,
+            input: json!({ "n": 1 }),
+            output: None,
+            error: None,
+            trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+            created_at_ms,
+            updated_at_ms: created_at_ms,
+            executions: 1,
+            attention: None,
+        }
+    }
+
+    fn step(run: &str, name: &str, key: &str, occurrence: u32) -> StepRecord {
+        StepRecord {
+            run_id: RunId::from(run),
+            id: StepId {
+                name: name.into(),
+                key: key.into(),
+                occurrence,
+            },
+            status: StepStatus::Succeeded,
+            attempt: 1,
+            next_attempt_at_ms: None,
+            output: Some(json!(format!("{name}:{key}:{occurrence}"))),
+            error: None,
+            error_class: None,
+            started_at_ms: 10,
+            finished_at_ms: Some(11),
+        }
+    }
+
+    fn temp_store() -> (tempfile::TempDir, RedbStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path().join("flow.redb")).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_fresh_store_reads_as_empty() {
+        let (_dir, store) = temp_store();
+        assert!(store.run(&RunId::from("x")).await.unwrap().is_none());
+        assert!(store.runs(&RunFilter::default()).await.unwrap().is_empty());
+        assert!(store.steps(&RunId::from("x")).await.unwrap().is_empty());
+        let ids = [RunId::from("x")];
+        assert!(store.cancel_requests(&ids).await.unwrap().is_empty());
+        assert_eq!(store.stats(), StoreStats::default());
+    }
+
+    #[tokio::test]
+    async fn runs_and_steps_round_trip() {
+        let (_dir, store) = temp_store();
+        let a = run("a", "billing", RunStatus::Running, 1);
+        let b = run("b", "billing", RunStatus::Running, 2);
+        assert!(matches!(
+            store.create_run(a.clone()).await.unwrap(),
+            CreateRun::Created
+        ));
+        let steps_a = vec![
+            step("a", "charge", "k1", 0),
+            step("a", "charge", "k1", 1),
+            step("a", "email", "k2", 0),
+        ];
+        let mut writes: Vec<Write> = steps_a.iter().cloned().map(Write::PutStep).collect();
+        writes.push(Write::PutRun(b.clone()));
+        writes.push(Write::PutStep(step("b", "charge", "k1", 0)));
+        store.commit(writes).await.unwrap();
+
+        assert_eq!(store.run(&a.id).await.unwrap(), Some(a.clone()));
+        assert_eq!(store.run(&b.id).await.unwrap(), Some(b.clone()));
+        assert_eq!(store.steps(&a.id).await.unwrap(), steps_a);
+        assert_eq!(store.steps(&b.id).await.unwrap().len(), 1);
+
+        // Upsert replaces, delete removes only the named step
+        let mut done = a.clone();
+        done.status = RunStatus::Succeeded;
+        done.output = Some(json!("ok"));
+        store
+            .commit(vec![
+                Write::PutRun(done.clone()),
+                Write::DeleteStep(a.id.clone(), steps_a[1].id.clone()),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(store.run(&a.id).await.unwrap(), Some(done));
+        assert_eq!(
+            store.steps(&a.id).await.unwrap(),
+            vec![steps_a[0].clone(), steps_a[2].clone()]
+        );
+        assert_eq!(
+            store.stats(),
+            StoreStats {
+                commits: 3,
+                writes: 3
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn create_run_twice_returns_the_stored_run() {
+        let (_dir, store) = temp_store();
+        let first = run("same", "billing", RunStatus::Running, 1);
+        store.create_run(first.clone()).await.unwrap();
+        let second = run("same", "other", RunStatus::Queued, 99);
+        match store.create_run(second).await.unwrap() {
+            CreateRun::Exists(stored) => assert_eq!(stored, first),
+            CreateRun::Created => panic!("the second create_run overwrote the first"),
+        }
+        assert_eq!(store.run(&first.id).await.unwrap(), Some(first));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_creates_of_one_id_create_it_once() {
+        let (_dir, store) = temp_store();
+        let store = Arc::new(store);
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .create_run(run("dup", &format!("w{i}"), RunStatus::Running, i))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut created = Vec::new();
+        let mut existing = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                CreateRun::Created => created.push(()),
+                CreateRun::Exists(run) => existing.push(run),
+            }
+        }
+        assert_eq!(created.len(), 1);
+        let stored = store.run(&RunId::from("dup")).await.unwrap().unwrap();
+        assert!(existing.iter().all(|run| *run == stored));
+    }
+
+    #[tokio::test]
+    async fn runs_are_filtered_limited_and_newest_first() {
+        let (_dir, store) = temp_store();
+        let records = [
+            run("r1", "billing", RunStatus::Succeeded, 10),
+            run("r2", "billing", RunStatus::Failed, 30),
+            run("r3", "emails", RunStatus::Failed, 20),
+            run("r4", "billing", RunStatus::Failed, 30),
+            run("r5", "billing", RunStatus::Failed, 5),
+        ];
+        store
+            .commit(records.iter().cloned().map(Write::PutRun).collect())
+            .await
+            .unwrap();
+        let ids = |runs: Vec<RunRecord>| {
+            runs.into_iter()
+                .map(|r| r.id.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+
+        let all = store.runs(&RunFilter::default()).await.unwrap();
+        assert_eq!(ids(all), ["r4", "r2", "r3", "r1", "r5"]);
+
+        let failed_billing = RunFilter {
+            status: Some(RunStatus::Failed),
+            workflow: Some("billing".into()),
+            limit: None,
+        };
+        assert_eq!(
+            ids(store.runs(&failed_billing).await.unwrap()),
+            ["r4", "r2", "r5"]
+        );
+
+        let newest_two = RunFilter {
+            limit: Some(2),
+            ..failed_billing
+        };
+        assert_eq!(ids(store.runs(&newest_two).await.unwrap()), ["r4", "r2"]);
+
+        let emails = RunFilter {
+            workflow: Some("emails".into()),
+            ..RunFilter::default()
+        };
+        assert_eq!(ids(store.runs(&emails).await.unwrap()), ["r3"]);
+    }
+
+    #[tokio::test]
+    async fn cancel_requests_are_set_and_cleared() {
+        let (_dir, store) = temp_store();
+        let (a, b, c) = (RunId::from("a"), RunId::from("b"), RunId::from("c"));
+        store
+            .commit(vec![
+                Write::RequestCancel(a.clone()),
+                Write::RequestCancel(b.clone()),
+            ])
+            .await
+            .unwrap();
+        let asked = [a.clone(), b.clone(), c.clone()];
+        assert_eq!(
+            store.cancel_requests(&asked).await.unwrap(),
+            vec![a.clone(), b.clone()]
+        );
+        store
+            .commit(vec![Write::ClearCancel(a.clone())])
+            .await
+            .unwrap();
+        assert_eq!(store.cancel_requests(&asked).await.unwrap(), vec![b]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_commits_share_durable_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flow.redb");
+        let store = Arc::new(RedbStore::open(&path).unwrap());
+        let tasks: Vec<_> = (0..200u64)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let id = format!("run-{i:03}");
+                    store
+                        .commit(vec![
+                            Write::PutRun(run(&id, "load", RunStatus::Running, i)),
+                            Write::PutStep(step(&id, "only", "k", 0)),
+                        ])
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let stats = store.stats();
+        assert_eq!(stats.writes, 200);
+        assert!(
+            stats.commits < stats.writes,
+            "200 concurrent commits took {} durable commits: no batching",
+            stats.commits
+        );
+        drop(store);
+
+        let reopened = RedbStore::open(&path).unwrap();
+        let runs = reopened.runs(&RunFilter::default()).await.unwrap();
+        assert_eq!(runs.len(), 200);
+        for i in 0..200u64 {
+            let id = RunId::from(format!("run-{i:03}"));
+            assert_eq!(reopened.steps(&id).await.unwrap().len(), 1, "{id}");
+        }
+    }
+
+    #[tokio::test]
+    async fn data_survives_drop_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flow.redb");
+        let a = run("a", "billing", RunStatus::Sleeping, 1);
+        let s = step("a", "charge", "k", 0);
+        {
+            let store = RedbStore::open(&path).unwrap();
+            store.create_run(a.clone()).await.unwrap();
+            store
+                .commit(vec![
+                    Write::PutStep(s.clone()),
+                    Write::RequestCancel(a.id.clone()),
+                ])
+                .await
+                .unwrap();
+        }
+        let store = RedbStore::open_existing(&path).unwrap();
+        assert_eq!(store.path(), path);
+        assert_eq!(store.run(&a.id).await.unwrap(), Some(a.clone()));
+        assert_eq!(store.steps(&a.id).await.unwrap(), vec![s]);
+        assert_eq!(
+            store.cancel_requests(&[a.id.clone()]).await.unwrap(),
+            vec![a.id]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_damaged_record_fails_only_the_requests_that_read_it() {
+        let (_dir, store) = temp_store();
+        // A second handle in this process is allowed in multi-writer mode (see the module docs)
+        let mut builder = Builder::new();
+        builder.set_concurrency_mode(ConcurrencyMode::MultiWriter);
+        let raw = builder.open(store.path()).unwrap();
+        let txn = raw.begin_write().unwrap();
+        txn.open_table(RUNS)
+            .unwrap()
+            .insert("bad", b"{not json".as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+
+        let (bad, good) = tokio::join!(
+            store.create_run(run("bad", "w", RunStatus::Running, 1)),
+            store.create_run(run("good", "w", RunStatus::Running, 2)),
+        );
+        let err = bad.unwrap_err();
+        assert!(matches!(err, StoreError::Encoding(_)), "{err:?}");
+        assert!(err.to_string().contains("run bad"), "{err}");
+        assert!(matches!(good.unwrap(), CreateRun::Created));
+        let err = store.runs(&RunFilter::default()).await.unwrap_err();
+        assert!(err.to_string().contains("run bad"), "{err}");
+    }
+
+    #[test]
+    fn open_needs_an_existing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing").join("flow.redb");
+        let err = RedbStore::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("does not exist; create it"), "{message}");
+        assert!(!path.parent().unwrap().exists());
+    }
+}
