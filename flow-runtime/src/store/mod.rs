@@ -229,6 +229,8 @@ pub enum Write {
 }
 
 /// What `create_run` found.
+// Returned once per run start, so the size of the record is not worth a box at every match
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum CreateRun {
     /// The run did not exist and is now stored.

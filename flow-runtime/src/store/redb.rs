@@ -331,50 +331,42 @@ fn check_meta(meta: &impl ReadableTable<&'static str, &'static str>) -> Result<(
     match format.as_deref() {
         Some(FORMAT) => {}
         Some(other) => {
-            let detail = format!("its meta table names the format `{other}`");
-            return Err(Fault::Store(Box::new(move |path| StoreError::Foreign {
-                path,
-                detail,
-            })));
+            return Err(Fault::Foreign(format!(
+                "its meta table names the format `{other}`"
+            )))
         }
         None => {
-            return Err(Fault::Store(Box::new(|path| StoreError::Foreign {
-                path,
-                detail: "it has a meta table without a `format` entry".into(),
-            })))
+            return Err(Fault::Foreign(
+                "it has a meta table without a `format` entry".into(),
+            ))
         }
     }
     let version = meta.get(VERSION_KEY)?.map(|v| v.value().to_owned());
     let Some(found) = version.as_deref().and_then(|v| v.parse::<u32>().ok()) else {
-        let detail = match version {
+        return Err(Fault::Corrupt(match version {
             Some(v) => format!("its schema version `{v}` is not a number"),
             None => "it has no schema version".into(),
-        };
-        return Err(Fault::Store(Box::new(move |path| StoreError::Corrupt {
-            path,
-            detail,
-        })));
+        }));
     };
     // Older versions would be migrated here; version 1 is the first
     if found > SCHEMA_VERSION {
-        return Err(Fault::Store(Box::new(move |path| {
-            StoreError::NewerVersion {
-                path,
-                found,
-                supported: SCHEMA_VERSION,
-            }
-        })));
+        return Err(Fault::NewerVersion(found));
     }
     Ok(())
 }
 
-/// A failure inside a transaction, before the store path is known to it. Every redb error type
+/// A failure inside a transaction, before the store path is attached. Every redb error type
 /// converts into it with `?`; [`Fault::at`] turns it into the [`StoreError`] callers see.
 enum Fault {
+    /// Any redb error; see [`engine_error`].
     Engine(redb::Error),
-    /// A store error, given the path.
-    Store(Box<dyn FnOnce(PathBuf) -> StoreError>),
-    /// A store error already complete (encoding errors name no path).
+    /// [`StoreError::Foreign`] with this detail.
+    Foreign(String),
+    /// [`StoreError::Corrupt`] with this detail.
+    Corrupt(String),
+    /// [`StoreError::NewerVersion`] with the version found.
+    NewerVersion(u32),
+    /// A complete error (encoding errors name the record, not the file).
     Ready(StoreError),
 }
 
@@ -411,14 +403,20 @@ impl Fault {
                     .join(", ")
             )
         };
-        Fault::Store(Box::new(move |path| StoreError::Foreign { path, detail }))
+        Fault::Foreign(detail)
     }
 
     fn at(self, path: &Path) -> StoreError {
         let path = path.to_path_buf();
         match self {
             Fault::Engine(err) => engine_error(path, err),
-            Fault::Store(make) => make(path),
+            Fault::Foreign(detail) => StoreError::Foreign { path, detail },
+            Fault::Corrupt(detail) => StoreError::Corrupt { path, detail },
+            Fault::NewerVersion(found) => StoreError::NewerVersion {
+                path,
+                found,
+                supported: SCHEMA_VERSION,
+            },
             Fault::Ready(err) => err,
         }
     }
@@ -465,7 +463,8 @@ fn engine_error(path: PathBuf, err: redb::Error) -> StoreError {
 /// `InvalidData` and `UnexpectedEof`.
 fn io_error(path: &Path, source: io::Error) -> StoreError {
     let path = path.to_path_buf();
-    if source.raw_os_error() == Some(28) {
+    // ENOSPC is 28 on Linux and the Apple platforms; `StorageFull` also covers Windows
+    if source.raw_os_error() == Some(28) || source.kind() == io::ErrorKind::StorageFull {
         return StoreError::DiskFull { path };
     }
     match source.kind() {
@@ -614,6 +613,7 @@ enum Request {
 }
 
 /// What one request did inside a committed batch.
+#[allow(clippy::large_enum_variant)] // one per request in a batch, consumed right away
 enum Outcome {
     CreateRun(Result<CreateRun, StoreError>),
     Commit,
@@ -1152,7 +1152,10 @@ mod tests {
         assert_eq!(store.run(&a.id).await.unwrap(), Some(a.clone()));
         assert_eq!(store.steps(&a.id).await.unwrap(), vec![s]);
         assert_eq!(
-            store.cancel_requests(&[a.id.clone()]).await.unwrap(),
+            store
+                .cancel_requests(std::slice::from_ref(&a.id))
+                .await
+                .unwrap(),
             vec![a.id]
         );
     }
@@ -1192,5 +1195,25 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains("does not exist; create it"), "{message}");
         assert!(!path.parent().unwrap().exists());
+    }
+
+    #[test]
+    fn io_errors_map_to_disk_full_corrupt_or_io() {
+        let path = Path::new("/data/flow.redb");
+        let full = io_error(path, io::Error::from_raw_os_error(28));
+        assert!(matches!(full, StoreError::DiskFull { .. }), "{full:?}");
+        assert!(full.to_string().contains("free some space"), "{full}");
+        let eof = io_error(path, io::Error::from(io::ErrorKind::UnexpectedEof));
+        assert!(matches!(eof, StoreError::Corrupt { .. }), "{eof:?}");
+        let denied = io_error(path, io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(matches!(denied, StoreError::Io { .. }), "{denied:?}");
+        // Every waiter of a failed batch gets an equal error
+        let copy = replicate(&denied);
+        assert_eq!(copy.to_string(), denied.to_string());
+        assert!(
+            matches!(&copy, StoreError::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied)
+        );
+        let locked = engine_error(path.to_path_buf(), redb::Error::DatabaseAlreadyOpen);
+        assert!(matches!(locked, StoreError::Locked { .. }), "{locked:?}");
     }
 }
