@@ -24,6 +24,8 @@ pub struct StepSpec<E: 'static> {
     /// The `idempotency_key` value, if the step has one.
     pub key: Option<String>,
     /// How to classify an error; `None` when the step is not retried.
+    #[allow(clippy::type_complexity)]
+    // a plain fn pointer generated code fills in; an alias would hide its shape
     pub classify: Option<fn(&E) -> (ErrorClass, Option<Duration>)>,
     /// How to turn a timeout into `E`; `None` when the step has no `timeout`.
     pub on_timeout: Option<fn(StepTimeout) -> E>,

@@ -229,6 +229,8 @@ pub enum Write {
 }
 
 /// What `create_run` found.
+// Returned once per run start, so the size of the record is not worth a box at every match
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum CreateRun {
     /// The run did not exist and is now stored.
@@ -275,10 +277,25 @@ pub trait Store: Send + Sync + 'static {
     fn cancel_requests(&self, ids: &[RunId]) -> BoxFuture<'_, Result<Vec<RunId>, StoreError>>;
 }
 
+/// Counters of a store's write side, for tests and benchmarks that show group commit at work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Durable commits done.
+    pub commits: u64,
+    /// Write requests (`create_run` and `commit` calls) applied by those commits.
+    pub writes: u64,
+}
+
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    /// There is no store at the path (an operator command never creates one).
+    #[error("no store at {path}; check the store path (a store is created by the first run of a workflow)")]
+    Missing {
+        /// The path looked at.
+        path: PathBuf,
+    },
     /// Another program holds the file exclusively.
     #[error("the store {path} is locked by another program that opened it exclusively; stop that program, or point flow at another store file")]
     Locked {
@@ -294,7 +311,9 @@ pub enum StoreError {
         detail: String,
     },
     /// The file is not a flow store.
-    #[error("{path} is not a flow store ({detail}); point flow at a new path or at a store it created")]
+    #[error(
+        "{path} is not a flow store ({detail}); point flow at a new path or at a store it created"
+    )]
     Foreign {
         /// The file.
         path: PathBuf,

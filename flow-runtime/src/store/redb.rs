@@ -1,18 +1,1219 @@
-//! The embedded redb store. (stub)
+//! The embedded store: runs and checkpoints in one redb file.
+//!
+//! This module owns the file: opening it safely (lock, damage, foreign file, schema version),
+//! the table layout, the group-commit writer thread and the MVCC reads. It must not interpret
+//! records beyond what listing needs (status, workflow, creation time) and must never write to a
+//! file it has not recognised as a flow store.
+//!
+//! # Sharing the file
+//!
+//! The file is opened in redb's [`ConcurrencyMode::MultiWriter`], so the operator CLI of the
+//! same binary can open it while a worker runs, to list runs or to write a cancel request.
+//! What redb 4.6 requires and allows (read in its `page_manager.rs` and checked by experiment):
+//!
+//! - Every process sharing the file must open it in `MultiWriter` mode, with a redb that speaks
+//!   the same locking-protocol generation. A program holding the file in the default
+//!   `ExclusiveWriter` mode excludes us (`DatabaseAlreadyOpen`, reported as
+//!   [`StoreError::Locked`]) and we exclude it.
+//! - The locks are byte-range locks (OFD locks on Linux), so they are only available on Linux,
+//!   the Apple platforms and Windows; elsewhere the open fails.
+//! - Only one write transaction runs at a time across all processes; a write waits for the
+//!   writer byte of the file. Our group commit keeps our write transactions few and short.
+//! - Two handles in the *same* process on the same file are allowed: OFD locks belong to an open
+//!   file description, so redb treats the second handle like another process. Each sees the
+//!   other's commits. (The unit tests use this; production code keeps one handle per file.)
+//! - Commits must be durable (`Durability::None` is refused in this mode), which we want anyway.
+//!
+//! # Damaged and foreign files
+//!
+//! redb initialises only a missing or *empty* file. A non-empty file without redb's magic number
+//! is refused before anything is written (`InvalidData`), and a truncated file fails while its
+//! header is read (`UnexpectedEof`) or against its recorded layout (`Corrupted`); both become
+//! [`StoreError::Corrupt`] and the file is left byte for byte as it was. A file whose pages were
+//! altered may open "successfully" and then panic (redb's debug assertions) or return wrong
+//! data, so the store opens with `set_check_integrity_on_open(true)`: every page checksum of
+//! the committed trees is verified and the allocator state rebuilt on each open. Measured in
+//! the dev profile: about 1.0 ms → 1.7 ms to open a 0.6 MiB store and 5.5 ms → 8.3 ms for a
+//! 17 MiB store, i.e. roughly 0.15 ms per extra MiB, which is cheap next to a run. The open is
+//! also wrapped in `catch_unwind` so a damage the check misses is still an error, not a crash.
 
-/// The redb store.
-pub struct RedbStore {}
-impl RedbStore {
-    /// stub
-    pub fn open(_path: &std::path::Path) -> Result<RedbStore, super::StoreError> {
-        Err(super::StoreError::Closed)
+use super::{
+    CreateRun, RunFilter, RunId, RunRecord, StepRecord, Store, StoreError, StoreStats, Write,
+    SCHEMA_VERSION,
+};
+use crate::registry::BoxFuture;
+use redb::{
+    Builder, CommitError, ConcurrencyMode, Database, DatabaseError, Durability,
+    MultimapTableHandle, ReadTransaction, ReadableDatabase, ReadableTable, SetDurabilityError,
+    StorageError, TableDefinition, TableError, TableHandle, TransactionError, WriteTransaction,
+};
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use tokio::sync::oneshot;
+
+/// `format` → `flow`, `schema_version` → [`SCHEMA_VERSION`].
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+/// Run id → JSON [`RunRecord`].
+const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
+/// (run id, [`StepId::storage_key`]) → JSON [`StepRecord`].
+const STEPS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("steps");
+/// Run id → when the cancel was requested, ms since the epoch.
+const CANCELS: TableDefinition<&str, u64> = TableDefinition::new("cancels");
+
+const FORMAT: &str = "flow";
+const FORMAT_KEY: &str = "format";
+const VERSION_KEY: &str = "schema_version";
+
+/// The most requests one durable commit takes; a bound on the latency a burst adds to its
+/// first waiter, far above what concurrent runs produce between two commits.
+const MAX_BATCH: usize = 4096;
+
+/// redb refuses values over 3 GiB inside the transaction; refusing them before keeps one huge
+/// checkpoint from failing the other requests of its batch.
+const MAX_VALUE_LEN: usize = 3 * 1024 * 1024 * 1024;
+
+/// The redb store: one file, one writer thread that group-commits, MVCC reads.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), flow_runtime::StoreError> {
+/// use flow_runtime::store::{RedbStore, RunFilter, Store};
+/// let store = RedbStore::open("flow.redb")?;
+/// for run in store.runs(&RunFilter::default()).await? {
+///     println!("{} {} {}", run.id, run.workflow, run.status);
+/// }
+/// # Ok(()) }
+/// ```
+pub struct RedbStore {
+    db: Arc<Database>,
+    path: PathBuf,
+    stats: Arc<Counters>,
+    /// `None` only while dropping: closing the channel is what stops the writer.
+    requests: Option<mpsc::Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
     }
 }
-impl super::Store for RedbStore {
-    fn create_run(&self, _run: super::RunRecord) -> crate::registry::BoxFuture<'_, Result<super::CreateRun, super::StoreError>> { todo!() }
-    fn commit(&self, _w: Vec<super::Write>) -> crate::registry::BoxFuture<'_, Result<(), super::StoreError>> { todo!() }
-    fn run(&self, _id: &super::RunId) -> crate::registry::BoxFuture<'_, Result<Option<super::RunRecord>, super::StoreError>> { todo!() }
-    fn runs(&self, _f: &super::RunFilter) -> crate::registry::BoxFuture<'_, Result<Vec<super::RunRecord>, super::StoreError>> { todo!() }
-    fn steps(&self, _id: &super::RunId) -> crate::registry::BoxFuture<'_, Result<Vec<super::StepRecord>, super::StoreError>> { todo!() }
-    fn cancel_requests(&self, _ids: &[super::RunId]) -> crate::registry::BoxFuture<'_, Result<Vec<super::RunId>, super::StoreError>> { todo!() }
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl RedbStore {
+    /// Opens the store at `path`, creating it if the file is missing or empty.
+    ///
+    /// The parent directory must exist. Fails with [`StoreError::Locked`],
+    /// [`StoreError::Corrupt`], [`StoreError::Foreign`] or [`StoreError::NewerVersion`] rather
+    /// than touching a file that is not a usable flow store.
+    pub fn open(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(StoreError::Io {
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "the directory {} does not exist; create it, or choose a store path in an existing directory",
+                        dir.display()
+                    ),
+                ),
+                path,
+            });
+        }
+        let db = open_database(&path, true)?;
+        init_or_check_meta(&db).map_err(|fault| fault.at(&path))?;
+        Ok(RedbStore::start(db, path))
+    }
+
+    /// Opens an existing store, failing with [`StoreError::Missing`] instead of creating one.
+    /// For operator commands, which must not leave an empty store behind a mistyped path.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() && meta.len() > 0 => {}
+            // An empty file is what `open` would initialise: there is no store there yet
+            Ok(meta) if meta.is_file() => return Err(StoreError::Missing { path }),
+            Ok(_) => {
+                return Err(StoreError::Io {
+                    source: io::Error::other("not a regular file"),
+                    path,
+                })
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing { path })
+            }
+            Err(err) => return Err(io_error(&path, err)),
+        }
+        let db = open_database(&path, false)?;
+        check_meta_read_only(&db).map_err(|fault| fault.at(&path))?;
+        Ok(RedbStore::start(db, path))
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Durable commits done and write requests applied since the store was opened.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            commits: self.stats.commits.load(Ordering::Relaxed),
+            writes: self.stats.writes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn start(db: Database, path: PathBuf) -> RedbStore {
+        let db = Arc::new(db);
+        let stats = Arc::new(Counters::default());
+        let (requests, inbox) = mpsc::channel();
+        let writer = Writer {
+            db: db.clone(),
+            path: path.clone(),
+            stats: stats.clone(),
+            inbox,
+        };
+        let writer = std::thread::Builder::new()
+            .name("flow-store-writer".into())
+            .spawn(move || writer.run());
+        let writer = match writer {
+            Ok(handle) => Some(handle),
+            Err(err) => {
+                // Without a writer every write answers `Closed`; reads still work
+                tracing::error!(error = %err, "could not start the store writer thread");
+                None
+            }
+        };
+        RedbStore {
+            db,
+            path,
+            stats,
+            requests: writer.as_ref().map(|_| requests),
+            writer,
+        }
+    }
+
+    async fn send<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let requests = self.requests.as_ref().ok_or(StoreError::Closed)?;
+        requests.send(make(reply)).map_err(|_| StoreError::Closed)?;
+        // A dropped reply means the writer stopped (it panicked, or the process is exiting)
+        answer.await.unwrap_or(Err(StoreError::Closed))
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> Result<T, Fault>,
+    ) -> Result<T, StoreError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|err| Fault::from(err).at(&self.path))?;
+        f(&txn).map_err(|fault| fault.at(&self.path))
+    }
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        // The writer drains what was already sent, then sees the closed channel and returns
+        drop(self.requests.take());
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                tracing::error!(path = %self.path.display(), "the store writer thread panicked");
+            }
+        }
+    }
+}
+
+/// Opens the file with redb, in multi-writer mode and verifying it; `create` allows
+/// initialising a missing or empty file.
+fn open_database(path: &Path, create: bool) -> Result<Database, StoreError> {
+    let mut builder = Builder::new();
+    builder
+        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+        .set_check_integrity_on_open(true);
+    let opened = catch_unwind(AssertUnwindSafe(|| {
+        if create {
+            builder.create(path)
+        } else {
+            builder.open(path)
+        }
+    }));
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(err)) => Err(Fault::from(err).at(path)),
+        Err(panic) => Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("the database engine panicked: {}", panic_message(&*panic)),
+        }),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_owned()
+    }
+}
+
+/// Checks the meta table, or writes it into a file with no tables at all. Runs in a write
+/// transaction so that two processes creating the same store agree on one initialisation.
+fn init_or_check_meta(db: &Database) -> Result<(), Fault> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    let tables = table_names(
+        txn.list_tables()?.map(|t| t.name().to_owned()),
+        txn.list_multimap_tables()?.map(|t| t.name().to_owned()),
+    );
+    if tables.iter().any(|name| name == META.name()) {
+        let meta = txn.open_table(META)?;
+        check_meta(&meta)?;
+        drop(meta);
+        txn.abort()?;
+        return Ok(());
+    }
+    if !tables.is_empty() {
+        return Err(Fault::foreign(&tables));
+    }
+    {
+        let mut meta = txn.open_table(META)?;
+        meta.insert(FORMAT_KEY, FORMAT)?;
+        meta.insert(VERSION_KEY, SCHEMA_VERSION.to_string().as_str())?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// [`init_or_check_meta`] for a store that must already exist: never writes.
+fn check_meta_read_only(db: &Database) -> Result<(), Fault> {
+    let txn = db.begin_read()?;
+    match txn.open_table(META) {
+        Ok(meta) => check_meta(&meta),
+        Err(TableError::TableDoesNotExist(_)) => Err(Fault::foreign(&table_names(
+            txn.list_tables()?.map(|t| t.name().to_owned()),
+            txn.list_multimap_tables()?.map(|t| t.name().to_owned()),
+        ))),
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn table_names(
+    normal: impl Iterator<Item = String>,
+    multimap: impl Iterator<Item = String>,
+) -> Vec<String> {
+    let mut names: Vec<String> = normal.chain(multimap).collect();
+    names.sort();
+    names
+}
+
+fn check_meta(meta: &impl ReadableTable<&'static str, &'static str>) -> Result<(), Fault> {
+    let format = meta.get(FORMAT_KEY)?.map(|v| v.value().to_owned());
+    match format.as_deref() {
+        Some(FORMAT) => {}
+        Some(other) => {
+            return Err(Fault::Foreign(format!(
+                "its meta table names the format `{other}`"
+            )))
+        }
+        None => {
+            return Err(Fault::Foreign(
+                "it has a meta table without a `format` entry".into(),
+            ))
+        }
+    }
+    let version = meta.get(VERSION_KEY)?.map(|v| v.value().to_owned());
+    let Some(found) = version.as_deref().and_then(|v| v.parse::<u32>().ok()) else {
+        return Err(Fault::Corrupt(match version {
+            Some(v) => format!("its schema version `{v}` is not a number"),
+            None => "it has no schema version".into(),
+        }));
+    };
+    // Older versions would be migrated here; version 1 is the first
+    if found > SCHEMA_VERSION {
+        return Err(Fault::NewerVersion(found));
+    }
+    Ok(())
+}
+
+/// A failure inside a transaction, before the store path is attached. Every redb error type
+/// converts into it with `?`; [`Fault::at`] turns it into the [`StoreError`] callers see.
+enum Fault {
+    /// Any redb error; see [`engine_error`].
+    Engine(redb::Error),
+    /// [`StoreError::Foreign`] with this detail.
+    Foreign(String),
+    /// [`StoreError::Corrupt`] with this detail.
+    Corrupt(String),
+    /// [`StoreError::NewerVersion`] with the version found.
+    NewerVersion(u32),
+    /// A complete error (encoding errors name the record, not the file).
+    Ready(StoreError),
+}
+
+macro_rules! engine_faults {
+    ($($error:ty),* $(,)?) => {$(
+        impl From<$error> for Fault {
+            fn from(err: $error) -> Self {
+                Fault::Engine(err.into())
+            }
+        }
+    )*};
+}
+
+engine_faults!(
+    DatabaseError,
+    TransactionError,
+    TableError,
+    StorageError,
+    CommitError,
+    SetDurabilityError,
+);
+
+impl Fault {
+    fn foreign(tables: &[String]) -> Fault {
+        let detail = if tables.is_empty() {
+            "it is a redb database with no tables".to_owned()
+        } else {
+            format!(
+                "it is a redb database with the tables {} and no flow metadata",
+                tables
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        Fault::Foreign(detail)
+    }
+
+    fn at(self, path: &Path) -> StoreError {
+        let path = path.to_path_buf();
+        match self {
+            Fault::Engine(err) => engine_error(path, err),
+            Fault::Foreign(detail) => StoreError::Foreign { path, detail },
+            Fault::Corrupt(detail) => StoreError::Corrupt { path, detail },
+            Fault::NewerVersion(found) => StoreError::NewerVersion {
+                path,
+                found,
+                supported: SCHEMA_VERSION,
+            },
+            Fault::Ready(err) => err,
+        }
+    }
+}
+
+/// What a redb error means for flow.
+fn engine_error(path: PathBuf, err: redb::Error) -> StoreError {
+    use redb::Error as E;
+    match err {
+        E::DatabaseAlreadyOpen => StoreError::Locked { path },
+        E::LockProtocolMismatch => StoreError::Backend(format!(
+            "the store {} is open in a program built with another redb locking protocol; stop that program, or run the same flow version",
+            path.display()
+        )),
+        E::Corrupted(detail) => StoreError::Corrupt { path, detail },
+        E::UpgradeRequired(version) => StoreError::Foreign {
+            path,
+            detail: format!("it is a redb database in file format {version}, which flow does not read"),
+        },
+        err @ (E::TableTypeMismatch { .. }
+        | E::TableIsMultimap(_)
+        | E::TableIsNotMultimap(_)
+        | E::TypeDefinitionChanged { .. }) => StoreError::Foreign {
+            path,
+            detail: err.to_string(),
+        },
+        E::Io(source) => io_error(&path, source),
+        E::Backend(source) => match source.downcast::<io::Error>() {
+            Ok(source) => io_error(&path, *source),
+            Err(source) => StoreError::Backend(source.to_string()),
+        },
+        E::PreviousIo => StoreError::Io {
+            path,
+            source: io::Error::other(
+                "an earlier I/O error (a full disk, for example) stopped the store; fix it and restart the process",
+            ),
+        },
+        E::DatabaseClosed => StoreError::Closed,
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+/// An I/O error on the file. redb reports a file that is not a database, or is cut short, as
+/// `InvalidData` and `UnexpectedEof`.
+fn io_error(path: &Path, source: io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    // ENOSPC is 28 on Linux and the Apple platforms; `StorageFull` also covers Windows
+    if source.raw_os_error() == Some(28) || source.kind() == io::ErrorKind::StorageFull {
+        return StoreError::DiskFull { path };
+    }
+    match source.kind() {
+        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => StoreError::Corrupt {
+            path,
+            detail: source.to_string(),
+        },
+        _ => StoreError::Io { path, source },
+    }
+}
+
+/// A copy of `err` for each waiter of a failed batch: [`StoreError`] is not `Clone` because
+/// `io::Error` is not, so an I/O error keeps its kind and message.
+fn replicate(err: &StoreError) -> StoreError {
+    use StoreError as S;
+    match err {
+        S::Missing { path } => S::Missing { path: path.clone() },
+        S::Locked { path } => S::Locked { path: path.clone() },
+        S::Corrupt { path, detail } => S::Corrupt {
+            path: path.clone(),
+            detail: detail.clone(),
+        },
+        S::Foreign { path, detail } => S::Foreign {
+            path: path.clone(),
+            detail: detail.clone(),
+        },
+        S::NewerVersion {
+            path,
+            found,
+            supported,
+        } => S::NewerVersion {
+            path: path.clone(),
+            found: *found,
+            supported: *supported,
+        },
+        S::DiskFull { path } => S::DiskFull { path: path.clone() },
+        S::Io { path, source } => S::Io {
+            path: path.clone(),
+            source: io::Error::new(source.kind(), source.to_string()),
+        },
+        S::Encoding(detail) => S::Encoding(detail.clone()),
+        S::Closed => S::Closed,
+        S::Backend(detail) => S::Backend(detail.clone()),
+    }
+}
+
+// ---- records ----
+
+fn encode<T: serde::Serialize>(
+    what: impl std::fmt::Display,
+    record: &T,
+) -> Result<Vec<u8>, StoreError> {
+    let bytes = serde_json::to_vec(record)
+        .map_err(|err| StoreError::Encoding(format!("{what} could not be encoded: {err}")))?;
+    if bytes.len() > MAX_VALUE_LEN {
+        return Err(StoreError::Encoding(format!(
+            "{what} is {} bytes as JSON, over the 3 GiB a record may take; store large data elsewhere and checkpoint a reference",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
+fn decode_run(id: &str, bytes: &[u8]) -> Result<RunRecord, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|err| StoreError::Encoding(format!("run {id} could not be decoded: {err}")))
+}
+
+fn decode_step(run: &str, key: &str, bytes: &[u8]) -> Result<StepRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|err| {
+        StoreError::Encoding(format!(
+            "step {} of run {run} could not be decoded: {err}",
+            key.replace('\u{1f}', "/")
+        ))
+    })
+}
+
+/// A [`Write`], encoded before it reaches the writer so that a bad record fails only its caller.
+enum Op {
+    PutRun {
+        id: String,
+        json: Vec<u8>,
+    },
+    PutStep {
+        run: String,
+        key: String,
+        json: Vec<u8>,
+    },
+    DeleteStep {
+        run: String,
+        key: String,
+    },
+    RequestCancel {
+        run: String,
+        at_ms: u64,
+    },
+    ClearCancel {
+        run: String,
+    },
+}
+
+impl Op {
+    fn encode(write: Write) -> Result<Op, StoreError> {
+        Ok(match write {
+            Write::PutRun(run) => Op::PutRun {
+                json: encode(format_args!("run {}", run.id), &run)?,
+                id: run.id.as_str().to_owned(),
+            },
+            Write::PutStep(step) => Op::PutStep {
+                json: encode(
+                    format_args!("step {} of run {}", step.id, step.run_id),
+                    &step,
+                )?,
+                run: step.run_id.as_str().to_owned(),
+                key: step.id.storage_key(),
+            },
+            Write::DeleteStep(run, step) => Op::DeleteStep {
+                run: run.as_str().to_owned(),
+                key: step.storage_key(),
+            },
+            Write::RequestCancel(run) => Op::RequestCancel {
+                run: run.as_str().to_owned(),
+                at_ms: super::now_ms(),
+            },
+            Write::ClearCancel(run) => Op::ClearCancel {
+                run: run.as_str().to_owned(),
+            },
+        })
+    }
+}
+
+// ---- the writer ----
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Request {
+    CreateRun {
+        id: String,
+        json: Vec<u8>,
+        reply: Reply<CreateRun>,
+    },
+    Commit {
+        ops: Vec<Op>,
+        reply: Reply<()>,
+    },
+}
+
+/// What one request did inside a committed batch.
+#[allow(clippy::large_enum_variant)] // one per request in a batch, consumed right away
+enum Outcome {
+    CreateRun(Result<CreateRun, StoreError>),
+    Commit,
+}
+
+struct Writer {
+    db: Arc<Database>,
+    path: PathBuf,
+    stats: Arc<Counters>,
+    inbox: mpsc::Receiver<Request>,
+}
+
+impl Writer {
+    fn run(self) {
+        // Blocks for the first request, then takes whatever queued up meanwhile: while one
+        // commit waits for the disk, the next batch gathers.
+        while let Ok(first) = self.inbox.recv() {
+            let mut batch = Vec::with_capacity(16);
+            batch.push(first);
+            batch.extend(self.inbox.try_iter().take(MAX_BATCH - 1));
+            self.commit_batch(batch);
+        }
+    }
+
+    fn commit_batch(&self, batch: Vec<Request>) {
+        let applied = catch_unwind(AssertUnwindSafe(|| apply(&self.db, &batch)));
+        let outcomes = match applied {
+            Ok(Ok(outcomes)) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .writes
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                outcomes
+            }
+            Ok(Err(fault)) => {
+                let err = fault.at(&self.path);
+                tracing::error!(path = %self.path.display(), error = %err, requests = batch.len(), "store commit failed");
+                return fail_all(batch, &err);
+            }
+            Err(panic) => {
+                let err = StoreError::Backend(format!(
+                    "the database engine panicked while writing to {}: {}",
+                    self.path.display(),
+                    panic_message(&*panic)
+                ));
+                tracing::error!(error = %err, "store commit failed");
+                return fail_all(batch, &err);
+            }
+        };
+        for (request, outcome) in batch.into_iter().zip(outcomes) {
+            // A waiter that went away (its task was cancelled) needs no answer
+            match (request, outcome) {
+                (Request::CreateRun { reply, .. }, Outcome::CreateRun(result)) => {
+                    let _ = reply.send(result);
+                }
+                (Request::Commit { reply, .. }, Outcome::Commit) => {
+                    let _ = reply.send(Ok(()));
+                }
+                (request, _) => fail_all(
+                    vec![request],
+                    &StoreError::Backend("internal error: a store reply was mismatched".into()),
+                ),
+            }
+        }
+    }
+}
+
+fn fail_all(batch: Vec<Request>, err: &StoreError) {
+    for request in batch {
+        match request {
+            Request::CreateRun { reply, .. } => {
+                let _ = reply.send(Err(replicate(err)));
+            }
+            Request::Commit { reply, .. } => {
+                let _ = reply.send(Err(replicate(err)));
+            }
+        }
+    }
+}
+
+/// Applies a whole batch in one write transaction and one durable commit.
+fn apply(db: &Database, batch: &[Request]) -> Result<Vec<Outcome>, Fault> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    let outcomes = apply_in(&txn, batch)?;
+    txn.commit()?;
+    Ok(outcomes)
+}
+
+fn apply_in(txn: &WriteTransaction, batch: &[Request]) -> Result<Vec<Outcome>, Fault> {
+    let mut runs = txn.open_table(RUNS)?;
+    let mut steps = txn.open_table(STEPS)?;
+    let mut cancels = txn.open_table(CANCELS)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for request in batch {
+        outcomes.push(match request {
+            Request::CreateRun { id, json, .. } => {
+                // Inside the transaction, so a run created earlier in this batch is seen
+                let existing = runs.get(id.as_str())?.map(|v| v.value().to_vec());
+                match existing {
+                    Some(bytes) => {
+                        Outcome::CreateRun(decode_run(id, &bytes).map(CreateRun::Exists))
+                    }
+                    None => {
+                        runs.insert(id.as_str(), json.as_slice())?;
+                        Outcome::CreateRun(Ok(CreateRun::Created))
+                    }
+                }
+            }
+            Request::Commit { ops, .. } => {
+                for op in ops {
+                    match op {
+                        Op::PutRun { id, json } => {
+                            runs.insert(id.as_str(), json.as_slice())?;
+                        }
+                        Op::PutStep { run, key, json } => {
+                            steps.insert((run.as_str(), key.as_str()), json.as_slice())?;
+                        }
+                        Op::DeleteStep { run, key } => {
+                            steps.remove((run.as_str(), key.as_str()))?;
+                        }
+                        Op::RequestCancel { run, at_ms } => {
+                            cancels.insert(run.as_str(), *at_ms)?;
+                        }
+                        Op::ClearCancel { run } => {
+                            cancels.remove(run.as_str())?;
+                        }
+                    }
+                }
+                Outcome::Commit
+            }
+        });
+    }
+    Ok(outcomes)
+}
+
+// ---- reads ----
+
+/// Opens a table for reading; `None` where the store has not written that table yet.
+fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &ReadTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, Fault> {
+    match txn.open_table(table) {
+        Ok(table) => Ok(Some(table)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+impl Store for RedbStore {
+    fn create_run(&self, run: RunRecord) -> BoxFuture<'_, Result<CreateRun, StoreError>> {
+        Box::pin(async move {
+            let json = encode(format_args!("run {}", run.id), &run)?;
+            let id = run.id.as_str().to_owned();
+            self.send(|reply| Request::CreateRun { id, json, reply })
+                .await
+        })
+    }
+
+    fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let ops = writes
+                .into_iter()
+                .map(Op::encode)
+                .collect::<Result<Vec<_>, _>>()?;
+            self.send(|reply| Request::Commit { ops, reply }).await
+        })
+    }
+
+    fn run(&self, id: &RunId) -> BoxFuture<'_, Result<Option<RunRecord>, StoreError>> {
+        let id = id.clone();
+        Box::pin(async move {
+            self.read(|txn| {
+                let Some(runs) = read_table(txn, RUNS)? else {
+                    return Ok(None);
+                };
+                let bytes = runs.get(id.as_str())?.map(|v| v.value().to_vec());
+                bytes
+                    .map(|bytes| decode_run(id.as_str(), &bytes))
+                    .transpose()
+                    .map_err(Fault::Ready)
+            })
+        })
+    }
+
+    fn runs(&self, filter: &RunFilter) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
+        let filter = filter.clone();
+        Box::pin(async move {
+            self.read(|txn| {
+                let Some(table) = read_table(txn, RUNS)? else {
+                    return Ok(Vec::new());
+                };
+                let mut runs = Vec::new();
+                for entry in table.iter()? {
+                    let (id, bytes) = entry?;
+                    let run = decode_run(id.value(), bytes.value()).map_err(Fault::Ready)?;
+                    if filter.matches(&run) {
+                        runs.push(run);
+                    }
+                }
+                runs.sort_by(|a, b| {
+                    b.created_at_ms
+                        .cmp(&a.created_at_ms)
+                        .then_with(|| b.id.cmp(&a.id))
+                });
+                if let Some(limit) = filter.limit {
+                    runs.truncate(limit);
+                }
+                Ok(runs)
+            })
+        })
+    }
+
+    fn steps(&self, id: &RunId) -> BoxFuture<'_, Result<Vec<StepRecord>, StoreError>> {
+        let id = id.clone();
+        Box::pin(async move {
+            self.read(|txn| {
+                let Some(table) = read_table(txn, STEPS)? else {
+                    return Ok(Vec::new());
+                };
+                let run = id.as_str();
+                let mut steps = Vec::new();
+                // Tuple keys sort by run id first, so one run's steps are contiguous from
+                // (run, "") on; the scan stops at the first key of another run
+                for entry in table.range((run, "")..)? {
+                    let (key, bytes) = entry?;
+                    let (key_run, step_key) = key.value();
+                    if key_run != run {
+                        break;
+                    }
+                    steps.push(decode_step(run, step_key, bytes.value()).map_err(Fault::Ready)?);
+                }
+                Ok(steps)
+            })
+        })
+    }
+
+    fn cancel_requests(&self, ids: &[RunId]) -> BoxFuture<'_, Result<Vec<RunId>, StoreError>> {
+        let ids = ids.to_vec();
+        Box::pin(async move {
+            self.read(|txn| {
+                let Some(table) = read_table(txn, CANCELS)? else {
+                    return Ok(Vec::new());
+                };
+                let mut requested = Vec::new();
+                for id in ids {
+                    if table.get(id.as_str())?.is_some() {
+                        requested.push(id);
+                    }
+                }
+                Ok(requested)
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::store::{RunStatus, StepId, StepStatus};
+    use serde_json::json;
+
+    fn run(id: &str, workflow: &str, status: RunStatus, created_at_ms: u64) -> RunRecord {
+        RunRecord {
+            id: RunId::from(id),
+            workflow: workflow.into(),
+            status,
+            input: json!({ "n": 1 }),
+            output: None,
+            error: None,
+            trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+            created_at_ms,
+            updated_at_ms: created_at_ms,
+            executions: 1,
+            attention: None,
+        }
+    }
+
+    fn step(run: &str, name: &str, key: &str, occurrence: u32) -> StepRecord {
+        StepRecord {
+            run_id: RunId::from(run),
+            id: StepId {
+                name: name.into(),
+                key: key.into(),
+                occurrence,
+            },
+            status: StepStatus::Succeeded,
+            attempt: 1,
+            next_attempt_at_ms: None,
+            output: Some(json!(format!("{name}:{key}:{occurrence}"))),
+            error: None,
+            error_class: None,
+            started_at_ms: 10,
+            finished_at_ms: Some(11),
+        }
+    }
+
+    fn temp_store() -> (tempfile::TempDir, RedbStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path().join("flow.redb")).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_fresh_store_reads_as_empty() {
+        let (_dir, store) = temp_store();
+        assert!(store.run(&RunId::from("x")).await.unwrap().is_none());
+        assert!(store.runs(&RunFilter::default()).await.unwrap().is_empty());
+        assert!(store.steps(&RunId::from("x")).await.unwrap().is_empty());
+        let ids = [RunId::from("x")];
+        assert!(store.cancel_requests(&ids).await.unwrap().is_empty());
+        assert_eq!(store.stats(), StoreStats::default());
+    }
+
+    #[tokio::test]
+    async fn runs_and_steps_round_trip() {
+        let (_dir, store) = temp_store();
+        let a = run("a", "billing", RunStatus::Running, 1);
+        let b = run("b", "billing", RunStatus::Running, 2);
+        assert!(matches!(
+            store.create_run(a.clone()).await.unwrap(),
+            CreateRun::Created
+        ));
+        let steps_a = vec![
+            step("a", "charge", "k1", 0),
+            step("a", "charge", "k1", 1),
+            step("a", "email", "k2", 0),
+        ];
+        let mut writes: Vec<Write> = steps_a.iter().cloned().map(Write::PutStep).collect();
+        writes.push(Write::PutRun(b.clone()));
+        writes.push(Write::PutStep(step("b", "charge", "k1", 0)));
+        store.commit(writes).await.unwrap();
+
+        assert_eq!(store.run(&a.id).await.unwrap(), Some(a.clone()));
+        assert_eq!(store.run(&b.id).await.unwrap(), Some(b.clone()));
+        assert_eq!(store.steps(&a.id).await.unwrap(), steps_a);
+        assert_eq!(store.steps(&b.id).await.unwrap().len(), 1);
+
+        // Upsert replaces, delete removes only the named step
+        let mut done = a.clone();
+        done.status = RunStatus::Succeeded;
+        done.output = Some(json!("ok"));
+        store
+            .commit(vec![
+                Write::PutRun(done.clone()),
+                Write::DeleteStep(a.id.clone(), steps_a[1].id.clone()),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(store.run(&a.id).await.unwrap(), Some(done));
+        assert_eq!(
+            store.steps(&a.id).await.unwrap(),
+            vec![steps_a[0].clone(), steps_a[2].clone()]
+        );
+        assert_eq!(
+            store.stats(),
+            StoreStats {
+                commits: 3,
+                writes: 3
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn create_run_twice_returns_the_stored_run() {
+        let (_dir, store) = temp_store();
+        let first = run("same", "billing", RunStatus::Running, 1);
+        store.create_run(first.clone()).await.unwrap();
+        let second = run("same", "other", RunStatus::Queued, 99);
+        match store.create_run(second).await.unwrap() {
+            CreateRun::Exists(stored) => assert_eq!(stored, first),
+            CreateRun::Created => panic!("the second create_run overwrote the first"),
+        }
+        assert_eq!(store.run(&first.id).await.unwrap(), Some(first));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_creates_of_one_id_create_it_once() {
+        let (_dir, store) = temp_store();
+        let store = Arc::new(store);
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .create_run(run("dup", &format!("w{i}"), RunStatus::Running, i))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut created = Vec::new();
+        let mut existing = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                CreateRun::Created => created.push(()),
+                CreateRun::Exists(run) => existing.push(run),
+            }
+        }
+        assert_eq!(created.len(), 1);
+        let stored = store.run(&RunId::from("dup")).await.unwrap().unwrap();
+        assert!(existing.iter().all(|run| *run == stored));
+    }
+
+    #[tokio::test]
+    async fn runs_are_filtered_limited_and_newest_first() {
+        let (_dir, store) = temp_store();
+        let records = [
+            run("r1", "billing", RunStatus::Succeeded, 10),
+            run("r2", "billing", RunStatus::Failed, 30),
+            run("r3", "emails", RunStatus::Failed, 20),
+            run("r4", "billing", RunStatus::Failed, 30),
+            run("r5", "billing", RunStatus::Failed, 5),
+        ];
+        store
+            .commit(records.iter().cloned().map(Write::PutRun).collect())
+            .await
+            .unwrap();
+        let ids = |runs: Vec<RunRecord>| {
+            runs.into_iter()
+                .map(|r| r.id.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+
+        let all = store.runs(&RunFilter::default()).await.unwrap();
+        assert_eq!(ids(all), ["r4", "r2", "r3", "r1", "r5"]);
+
+        let failed_billing = RunFilter {
+            status: Some(RunStatus::Failed),
+            workflow: Some("billing".into()),
+            limit: None,
+        };
+        assert_eq!(
+            ids(store.runs(&failed_billing).await.unwrap()),
+            ["r4", "r2", "r5"]
+        );
+
+        let newest_two = RunFilter {
+            limit: Some(2),
+            ..failed_billing
+        };
+        assert_eq!(ids(store.runs(&newest_two).await.unwrap()), ["r4", "r2"]);
+
+        let emails = RunFilter {
+            workflow: Some("emails".into()),
+            ..RunFilter::default()
+        };
+        assert_eq!(ids(store.runs(&emails).await.unwrap()), ["r3"]);
+    }
+
+    #[tokio::test]
+    async fn cancel_requests_are_set_and_cleared() {
+        let (_dir, store) = temp_store();
+        let (a, b, c) = (RunId::from("a"), RunId::from("b"), RunId::from("c"));
+        store
+            .commit(vec![
+                Write::RequestCancel(a.clone()),
+                Write::RequestCancel(b.clone()),
+            ])
+            .await
+            .unwrap();
+        let asked = [a.clone(), b.clone(), c.clone()];
+        assert_eq!(
+            store.cancel_requests(&asked).await.unwrap(),
+            vec![a.clone(), b.clone()]
+        );
+        store
+            .commit(vec![Write::ClearCancel(a.clone())])
+            .await
+            .unwrap();
+        assert_eq!(store.cancel_requests(&asked).await.unwrap(), vec![b]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_commits_share_durable_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flow.redb");
+        let store = Arc::new(RedbStore::open(&path).unwrap());
+        let tasks: Vec<_> = (0..200u64)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let id = format!("run-{i:03}");
+                    store
+                        .commit(vec![
+                            Write::PutRun(run(&id, "load", RunStatus::Running, i)),
+                            Write::PutStep(step(&id, "only", "k", 0)),
+                        ])
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let stats = store.stats();
+        assert_eq!(stats.writes, 200);
+        assert!(
+            stats.commits < stats.writes,
+            "200 concurrent commits took {} durable commits: no batching",
+            stats.commits
+        );
+        drop(store);
+
+        let reopened = RedbStore::open(&path).unwrap();
+        let runs = reopened.runs(&RunFilter::default()).await.unwrap();
+        assert_eq!(runs.len(), 200);
+        for i in 0..200u64 {
+            let id = RunId::from(format!("run-{i:03}"));
+            assert_eq!(reopened.steps(&id).await.unwrap().len(), 1, "{id}");
+        }
+    }
+
+    #[tokio::test]
+    async fn data_survives_drop_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flow.redb");
+        let a = run("a", "billing", RunStatus::Sleeping, 1);
+        let s = step("a", "charge", "k", 0);
+        {
+            let store = RedbStore::open(&path).unwrap();
+            store.create_run(a.clone()).await.unwrap();
+            store
+                .commit(vec![
+                    Write::PutStep(s.clone()),
+                    Write::RequestCancel(a.id.clone()),
+                ])
+                .await
+                .unwrap();
+        }
+        let store = RedbStore::open_existing(&path).unwrap();
+        assert_eq!(store.path(), path);
+        assert_eq!(store.run(&a.id).await.unwrap(), Some(a.clone()));
+        assert_eq!(store.steps(&a.id).await.unwrap(), vec![s]);
+        assert_eq!(
+            store
+                .cancel_requests(std::slice::from_ref(&a.id))
+                .await
+                .unwrap(),
+            vec![a.id]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_damaged_record_fails_only_the_requests_that_read_it() {
+        let (_dir, store) = temp_store();
+        // A second handle in this process is allowed in multi-writer mode (see the module docs)
+        let mut builder = Builder::new();
+        builder.set_concurrency_mode(ConcurrencyMode::MultiWriter);
+        let raw = builder.open(store.path()).unwrap();
+        let txn = raw.begin_write().unwrap();
+        txn.open_table(RUNS)
+            .unwrap()
+            .insert("bad", b"{not json".as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+
+        let (bad, good) = tokio::join!(
+            store.create_run(run("bad", "w", RunStatus::Running, 1)),
+            store.create_run(run("good", "w", RunStatus::Running, 2)),
+        );
+        let err = bad.unwrap_err();
+        assert!(matches!(err, StoreError::Encoding(_)), "{err:?}");
+        assert!(err.to_string().contains("run bad"), "{err}");
+        assert!(matches!(good.unwrap(), CreateRun::Created));
+        let err = store.runs(&RunFilter::default()).await.unwrap_err();
+        assert!(err.to_string().contains("run bad"), "{err}");
+    }
+
+    #[test]
+    fn open_needs_an_existing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing").join("flow.redb");
+        let err = RedbStore::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Io { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("does not exist; create it"), "{message}");
+        assert!(!path.parent().unwrap().exists());
+    }
+
+    #[test]
+    fn io_errors_map_to_disk_full_corrupt_or_io() {
+        let path = Path::new("/data/flow.redb");
+        let full = io_error(path, io::Error::from_raw_os_error(28));
+        assert!(matches!(full, StoreError::DiskFull { .. }), "{full:?}");
+        assert!(full.to_string().contains("free some space"), "{full}");
+        let eof = io_error(path, io::Error::from(io::ErrorKind::UnexpectedEof));
+        assert!(matches!(eof, StoreError::Corrupt { .. }), "{eof:?}");
+        let denied = io_error(path, io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(matches!(denied, StoreError::Io { .. }), "{denied:?}");
+        // Every waiter of a failed batch gets an equal error
+        let copy = replicate(&denied);
+        assert_eq!(copy.to_string(), denied.to_string());
+        assert!(
+            matches!(&copy, StoreError::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied)
+        );
+        let locked = engine_error(path.to_path_buf(), redb::Error::DatabaseAlreadyOpen);
+        assert!(matches!(locked, StoreError::Locked { .. }), "{locked:?}");
+    }
 }
