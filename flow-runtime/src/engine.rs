@@ -35,6 +35,13 @@ pub struct RunHandle<T, E> {
     _p: PhantomData<fn() -> (T, E)>,
 }
 
+impl<T, E> RunHandle<T, E> {
+    /// Waits for the run to finish and returns its output or error.
+    pub async fn outcome(self) -> Result<T, RunError<E>> {
+        todo!()
+    }
+}
+
 /// The result of a dry run.
 pub struct DryRun<T, E> {
     /// What the workflow returned.
