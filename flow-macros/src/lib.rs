@@ -1,20 +1,43 @@
-//! Macros of flow. Use them through `flow_runtime`. (stub)
+//! The macros of flow: `#[step]`, `#[workflow]` and `#[derive(Classify)]`.
+//!
+//! Use them through the `flow_runtime` crate, which re-exports them and documents how to use
+//! them. Generated code reaches the runtime only through `::flow_runtime::__private`.
+#![warn(missing_docs)]
+
+mod classify;
+mod doc;
+mod duration;
+mod errors;
+mod signature;
+mod step;
+mod workflow;
+
 use proc_macro::TokenStream;
 
-/// Marks a step.
+/// Turns an `async fn` into a durable step: checkpointed inside a run, retried according to its
+/// policy, skipped or stood in for in a dry run, and an ordinary async function outside a run.
+///
+/// Every step states its repeat safety (`idempotent`, `idempotency_key = <expr>` or
+/// `at_most_once`, or `read_only`); the other options are `retry`, `timeout`, `name` and
+/// `dry_run`. Options and the types of the signature are checked at compile time.
 #[proc_macro_attribute]
-pub fn step(_args: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
+    step::expand(args.into(), item.into()).into()
 }
 
-/// Marks a workflow.
+/// Registers an `async fn` as a workflow and adds a typed handle of the same name (in the type
+/// namespace) to start it, run it, dry-run it and read its metadata.
+///
+/// The function itself is left unchanged. Options: `name = "..."` and `alert_after = N`.
 #[proc_macro_attribute]
-pub fn workflow(_args: TokenStream, item: TokenStream) -> TokenStream {
-    item
+pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
+    workflow::expand(args.into(), item.into()).into()
 }
 
-/// Derives `Classify`.
+/// Implements `Classify` for an error enum or struct from `#[flow(...)]` attributes: variants
+/// marked `#[flow(transient)]` are retried, everything unmarked is permanent, and
+/// `#[flow(transparent)]` delegates to the single field's own classification.
 #[proc_macro_derive(Classify, attributes(flow))]
-pub fn derive_classify(_item: TokenStream) -> TokenStream {
-    TokenStream::new()
+pub fn derive_classify(item: TokenStream) -> TokenStream {
+    classify::expand(item.into()).into()
 }

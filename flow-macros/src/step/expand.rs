@@ -1,0 +1,180 @@
+//! Expands a validated step into the user's function wrapped around `run_step`: the body moves
+//! into a nested `__flow_body`, the declaration becomes a registered `StepMeta`, and each bound
+//! the runtime needs is checked by an `assert_*` call spanned at the user's type.
+
+use super::parse::InlineRetry;
+use super::validate::{DryRunModel, RepeatModel, RetryModel, Step};
+use crate::doc::doc_string;
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{FnArg, ItemFn, Pat};
+
+pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = item;
+    let p = quote!(::flow_runtime::__private);
+    let fn_name = sig.ident.to_string();
+    let doc = doc_string(&attrs);
+
+    // The body keeps the signature as written (including `mut` bindings) and the lint levels.
+    let mut inner_sig = sig.clone();
+    inner_sig.ident = format_ident!("__flow_body", span = sig.ident.span());
+    let inner_attrs = attrs.iter().filter(|a| {
+        ["allow", "warn", "deny", "forbid"]
+            .iter()
+            .any(|lint| a.path().is_ident(lint))
+    });
+
+    // The outer function only hands its arguments on, so their `mut` would be unused.
+    let mut outer_sig = sig.clone();
+    for input in &mut outer_sig.inputs {
+        if let FnArg::Typed(typed) = input {
+            if let Pat::Ident(pat) = &mut *typed.pat {
+                pat.mutability = None;
+            }
+        }
+    }
+
+    let name = match &step.name {
+        Some(lit) => lit.to_token_stream(),
+        None => quote!(::core::concat!(::core::module_path!(), "::", #fn_name)),
+    };
+    let repeat = match &step.repeat {
+        RepeatModel::Idempotent => quote!(#p::RepeatSafety::Idempotent),
+        RepeatModel::Key(expr) => {
+            let text = expr.to_token_stream().to_string();
+            quote!(#p::RepeatSafety::IdempotencyKey { expr: #text })
+        }
+        RepeatModel::AtMostOnce => quote!(#p::RepeatSafety::AtMostOnce),
+    };
+    let retry = match &step.retry {
+        RetryModel::Named(name) => quote!(#p::RetrySpec::Named(#name)),
+        RetryModel::Inline(InlineRetry {
+            attempts,
+            initial_ms,
+            max_ms,
+            multiplier,
+            jitter,
+        }) => {
+            let multiplier = Literal::f64_suffixed(*multiplier);
+            quote!(#p::RetrySpec::Inline {
+                attempts: #attempts,
+                initial_ms: #initial_ms,
+                max_ms: #max_ms,
+                multiplier: #multiplier,
+                jitter: #jitter,
+            })
+        }
+    };
+    let timeout_ms = match step.timeout_ms {
+        Some(ms) => quote!(::core::option::Option::Some(#ms)),
+        None => quote!(::core::option::Option::None),
+    };
+    let dry_run_spec = match &step.dry_run {
+        DryRunModel::Execute => quote!(#p::DryRunSpec::Execute),
+        DryRunModel::Default => quote!(#p::DryRunSpec::Default),
+        DryRunModel::Function(path) => {
+            let text = path.to_token_stream().to_string().replace(' ', "");
+            quote!(#p::DryRunSpec::Function(#text))
+        }
+    };
+    let read_only = step.read_only;
+    let location = quote_spanned!(sig.ident.span()=> file: ::core::file!(), line: ::core::line!());
+
+    // Checks, each spanned at the type it is about so the error points there.
+    let ret = &step.output;
+    let ret_span = ret.span();
+    let ok_ty = quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Ok);
+    let err_ty = quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Err);
+    let mut checks = TokenStream::new();
+    for param in &step.params {
+        let ty = &param.ty;
+        checks.extend(quote_spanned! {ty.span()=>
+            #p::assert_step_arg::<#ty>();
+            #p::assert_step_arg_clone::<#ty>();
+        });
+    }
+    checks.extend(quote_spanned! {ret_span=>
+        #p::assert_step_return::<#ret>();
+        #p::assert_step_output::<#ok_ty>();
+        #p::assert_error_message::<#err_ty>();
+    });
+    let retried = step.retry.retries() && !matches!(step.repeat, RepeatModel::AtMostOnce);
+    if retried {
+        checks.extend(quote_spanned!(ret_span=> #p::assert_classify::<#err_ty>();));
+    }
+    if matches!(step.dry_run, DryRunModel::Default) {
+        checks.extend(quote_spanned!(ret_span=> #p::assert_dry_run_default::<#ok_ty>();));
+    }
+    if step.timeout_ms.is_some() {
+        checks.extend(quote_spanned!(ret_span=> #p::assert_timeout_error::<#err_ty>();));
+    }
+
+    let key = match &step.repeat {
+        RepeatModel::Key(expr) => {
+            quote!(::core::option::Option::Some(::std::string::ToString::to_string(&(#expr))))
+        }
+        _ => quote!(::core::option::Option::None),
+    };
+    let classify = if retried {
+        quote_spanned!(ret_span=> ::core::option::Option::Some(#p::classifier::<#err_ty>()))
+    } else {
+        quote!(::core::option::Option::None)
+    };
+    let on_timeout = if step.timeout_ms.is_some() {
+        quote_spanned!(ret_span=> ::core::option::Option::Some(#p::timeout_error::<#err_ty>()))
+    } else {
+        quote!(::core::option::Option::None)
+    };
+
+    let idents: Vec<_> = step.params.iter().map(|param| &param.ident).collect();
+    let clones = quote!(#(::core::clone::Clone::clone(&#idents)),*);
+    let dry_run = match &step.dry_run {
+        DryRunModel::Execute => quote!(|| __flow_body(#clones)),
+        DryRunModel::Default => quote! {
+            || async { ::core::result::Result::Ok(::core::default::Default::default()) }
+        },
+        DryRunModel::Function(path) => quote!(|| #path(#clones)),
+    };
+
+    quote! {
+        #(#attrs)*
+        #vis #outer_sig {
+            #(#inner_attrs)*
+            #inner_sig #block
+
+            static __FLOW_STEP: #p::StepMeta = #p::StepMeta {
+                name: #name,
+                fn_name: #fn_name,
+                repeat: #repeat,
+                read_only: #read_only,
+                retry: #retry,
+                timeout_ms: #timeout_ms,
+                dry_run: #dry_run_spec,
+                doc: #doc,
+                #location,
+            };
+            #p::inventory::submit! { #p::StepRegistration(&__FLOW_STEP) }
+
+            #checks
+
+            #p::run_step(
+                #p::StepSpec {
+                    meta: &__FLOW_STEP,
+                    key: #key,
+                    classify: #classify,
+                    on_timeout: #on_timeout,
+                },
+                &(#(&#idents,)*),
+                || __flow_body(#clones),
+                #dry_run,
+            )
+            .await
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! `#[workflow]`: leaves the function as it is, registers a `WorkflowMeta` whose `invoke` calls it
+//! with JSON input, and adds a typed handle of the same name in the type namespace.
+//!
+//! Input JSON shape: no parameters, `null`; one parameter, the argument itself; several, an
+//! object keyed by parameter name.
+
+use crate::doc::doc_string;
+use crate::errors::{item_with_error, Errors};
+use crate::signature::{self, Kind};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
+use syn::spanned::Spanned;
+use syn::{Ident, ItemFn, LitStr, Token, Type};
+
+/// `#[workflow(...)]` options.
+#[derive(Default)]
+struct WorkflowArgs {
+    name: Option<LitStr>,
+    alert_after: Option<u32>,
+}
+
+/// What `expand` needs from a validated workflow.
+struct Workflow {
+    args: WorkflowArgs,
+    params: Vec<(Ident, Type)>,
+    output: Type,
+}
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    let function: ItemFn = match syn::parse2(item.clone()) {
+        Ok(function) => function,
+        Err(error) => {
+            let error = syn::Error::new(error.span(), "`#[workflow]` only works on an `async fn`");
+            return item_with_error(item, error);
+        }
+    };
+    let mut errors = Errors::new();
+    let args = parse_args(args, &mut errors);
+    let workflow = validate(args, &function, &mut errors);
+    match (workflow, errors.finish()) {
+        (Some(workflow), Ok(())) => {
+            let generated = generate(&workflow, &function);
+            quote!(#function #generated)
+        }
+        (_, Err(error)) => item_with_error(item, error),
+        (None, Ok(())) => item,
+    }
+}
+
+fn parse_args(args: TokenStream, errors: &mut Errors) -> WorkflowArgs {
+    let mut parsed = WorkflowArgs::default();
+    let parser = |input: ParseStream| -> syn::Result<()> {
+        let mut seen: Vec<String> = Vec::new();
+        while !input.is_empty() {
+            let key = input.call(Ident::parse_any)?;
+            let name = key.to_string();
+            let duplicate = seen.contains(&name);
+            if duplicate {
+                errors.at(
+                    key.span(),
+                    format!("duplicate `{name}` option; each option may be given once"),
+                );
+            }
+            seen.push(name.clone());
+            match name.as_str() {
+                "name" => {
+                    input.parse::<Token![=]>()?;
+                    let lit: LitStr = input.parse()?;
+                    if lit.value().trim().is_empty() {
+                        errors.at(lit.span(), "`name` must not be empty; give the workflow a stable name such as \"sync_records\"");
+                    } else if !duplicate {
+                        parsed.name = Some(lit);
+                    }
+                }
+                "alert_after" => {
+                    input.parse::<Token![=]>()?;
+                    let value: syn::Lit = input.parse()?;
+                    let count = match &value {
+                        syn::Lit::Int(lit) => lit.base10_parse::<u32>().ok().filter(|n| *n > 0),
+                        _ => None,
+                    };
+                    match count {
+                        Some(count) if !duplicate => parsed.alert_after = Some(count),
+                        Some(_) => {}
+                        None => errors.at(
+                            value.span(),
+                            "`alert_after` must be a positive whole number of consecutive failed runs, such as `alert_after = 3`",
+                        ),
+                    }
+                }
+                other => {
+                    errors.at(
+                        key.span(),
+                        format!("unknown workflow option `{other}`; expected `name = \"...\"` or `alert_after = <count>`"),
+                    );
+                    // Skip the value so the options after it are still checked.
+                    input.step(|cursor| {
+                        let mut rest = *cursor;
+                        while let Some((tt, next)) = rest.token_tree() {
+                            if matches!(&tt, proc_macro2::TokenTree::Punct(p) if p.as_char() == ',') {
+                                break;
+                            }
+                            rest = next;
+                        }
+                        Ok(((), rest))
+                    })?;
+                }
+            }
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        Ok(())
+    };
+    if let Err(error) = parser.parse2(args) {
+        errors.push(error);
+    }
+    parsed
+}
+
+fn validate(args: WorkflowArgs, item: &ItemFn, errors: &mut Errors) -> Option<Workflow> {
+    let checked = signature::check(item, Kind::Workflow, errors);
+    let mut params = Vec::new();
+    for (ident, ty) in checked.params {
+        if let Type::Reference(reference) = &ty {
+            let owned = match &*reference.elem {
+                Type::Path(path) if path.path.is_ident("str") => "`String` instead of `&str`".to_owned(),
+                Type::Slice(_) => "`Vec<T>` instead of `&[T]`".to_owned(),
+                _ => "the owned type instead of a reference".to_owned(),
+            };
+            errors.over(
+                reference,
+                format!("workflow inputs are stored as JSON, so they must be owned; take {owned}"),
+            );
+        }
+        if let Some(ident) = ident {
+            params.push((ident, ty));
+        }
+    }
+    if !errors.is_empty() {
+        return None;
+    }
+    Some(Workflow {
+        args,
+        params,
+        output: checked.output?,
+    })
+}
+
+fn generate(workflow: &Workflow, item: &ItemFn) -> TokenStream {
+    let p = quote!(::flow_runtime::__private);
+    let vis = &item.vis;
+    let fn_ident = &item.sig.ident;
+    let fn_name = fn_ident.to_string();
+    let name = match &workflow.args.name {
+        Some(lit) => lit.value(),
+        None => fn_name.clone(),
+    };
+    let doc = doc_string(&item.attrs);
+    let alert_after = match workflow.args.alert_after {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
+    let location = quote_spanned!(fn_ident.span()=> file: ::core::file!(), line: ::core::line!());
+
+    let idents: Vec<&Ident> = workflow.params.iter().map(|(i, _)| i).collect();
+    let types: Vec<&Type> = workflow.params.iter().map(|(_, t)| t).collect();
+    let param_names: Vec<String> = idents.iter().map(|i| i.to_string()).collect();
+    let ret = &workflow.output;
+    let ret_span = ret.span();
+    let ok_ty = quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Ok);
+    let err_ty = quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Err);
+
+    // The handle's own parameters must not collide with the workflow's.
+    let flow_arg = free_name("flow", &param_names);
+    let options_arg = free_name("options", &param_names);
+
+    let input = format_ident!("__flow_input");
+    let encode = match idents.len() {
+        0 => quote!(::core::result::Result::Ok(#p::serde_json::Value::Null)),
+        1 => {
+            let ident = idents[0];
+            quote!(#p::encode(&#ident))
+        }
+        _ => quote!(#p::encode_fields(::std::vec![#((#param_names, #p::encode(&#idents))),*])),
+    };
+    let decode = match idents.len() {
+        0 => quote!(let _ = #input;),
+        1 => {
+            let (ident, ty) = (idents[0], types[0]);
+            quote!(let #ident: #ty = #p::decode_input(#name, #input)?;)
+        }
+        _ => quote! {
+            #(let #idents: #types = #p::decode_field(#name, &#input, #param_names)?;)*
+            let _ = #input;
+        },
+    };
+
+    let mut checks = TokenStream::new();
+    for ty in &types {
+        checks.extend(quote_spanned!(ty.span()=> #p::assert_workflow_value::<#ty>();));
+    }
+    checks.extend(quote_spanned! {ret_span=>
+        #p::assert_step_return::<#ret>();
+        #p::assert_workflow_value::<#ok_ty>();
+        #p::assert_error_message::<#err_ty>();
+    });
+
+    let handle_doc = format!(
+        "Typed handle of the `{name}` workflow: start it, run it, dry-run it, look up its metadata."
+    );
+    let run_handle = quote!(#p::RunHandle<#ok_ty, #err_ty>);
+    let call = quote! {
+        move |#input: #p::serde_json::Value| async move {
+            #decode
+            ::core::result::Result::<_, #p::InputError>::Ok(#fn_ident(#(#idents),*).await)
+        }
+    };
+
+    quote! {
+        #[doc = #handle_doc]
+        #[allow(non_camel_case_types)]
+        #vis struct #fn_ident {}
+
+        const _: () = {
+            static __FLOW_WORKFLOW: #p::WorkflowMeta = #p::WorkflowMeta {
+                name: #name,
+                fn_name: #fn_name,
+                params: &[#(#param_names),*],
+                alert_after: #alert_after,
+                doc: #doc,
+                #location,
+                invoke: __flow_invoke,
+            };
+
+            async fn __flow_call(#input: #p::serde_json::Value) -> #p::InvokeResult {
+                #decode
+                let __flow_result = #fn_ident(#(#idents),*).await;
+                ::core::result::Result::Ok(match __flow_result {
+                    ::core::result::Result::Ok(value) => #p::encode(&value).map_err(|error| #p::WorkflowFailure {
+                        message: ::std::format!("the output could not be serialized: {error}"),
+                    }),
+                    ::core::result::Result::Err(error) => ::core::result::Result::Err(#p::failure(&error)),
+                })
+            }
+
+            fn __flow_invoke(#input: #p::serde_json::Value) -> #p::BoxFuture<'static, #p::InvokeResult> {
+                ::std::boxed::Box::pin(__flow_call(#input))
+            }
+
+            #[allow(dead_code)]
+            fn __flow_check() {
+                #checks
+            }
+
+            #p::inventory::submit! { #p::WorkflowRegistration(&__FLOW_WORKFLOW) }
+
+            impl #fn_ident {
+                /// The workflow's stable name.
+                #vis const NAME: &'static str = #name;
+
+                /// The workflow's registered metadata.
+                #vis fn meta() -> &'static #p::WorkflowMeta {
+                    &__FLOW_WORKFLOW
+                }
+
+                /// Starts a run with a generated run id.
+                #vis async fn start(#flow_arg: &#p::Flow, #(#idents: #types),*) -> ::core::result::Result<#run_handle, #p::Error> {
+                    Self::start_with(#flow_arg, #p::RunOptions::new(), #(#idents),*).await
+                }
+
+                /// Starts a run with these options; a run id that already finished returns its
+                /// stored outcome and executes nothing.
+                #vis async fn start_with(#flow_arg: &#p::Flow, #options_arg: #p::RunOptions, #(#idents: #types),*) -> ::core::result::Result<#run_handle, #p::Error> {
+                    let #input = #encode;
+                    #p::start_typed(#flow_arg, &__FLOW_WORKFLOW, #options_arg, #input, #call).await
+                }
+
+                /// Starts a run and waits for its outcome.
+                #vis async fn run(#flow_arg: &#p::Flow, #(#idents: #types),*) -> ::core::result::Result<#ok_ty, #p::RunError<#err_ty>> {
+                    let handle = Self::start(#flow_arg, #(#idents),*).await?;
+                    handle.outcome().await
+                }
+
+                /// Dry-runs the workflow: read-only steps run for real, every other step is
+                /// skipped and recorded with a stand-in output.
+                #vis async fn dry_run(#flow_arg: &#p::Flow, #(#idents: #types),*) -> ::core::result::Result<#p::DryRun<#ok_ty, #err_ty>, #p::Error> {
+                    let #input = #encode;
+                    #p::dry_run_typed(#flow_arg, &__FLOW_WORKFLOW, #input, #call).await
+                }
+            }
+        };
+    }
+}
+
+fn free_name(preferred: &str, taken: &[String]) -> Ident {
+    if taken.iter().any(|t| t == preferred) {
+        Ident::new(&format!("__flow_{preferred}"), Span::call_site())
+    } else {
+        Ident::new(preferred, Span::call_site())
+    }
+}
