@@ -151,8 +151,8 @@ pub async fn notify_team(summary: String) -> Result<(), SyncError> {
 pub async fn sync_records(input: SyncInput) -> Result<SyncReport, SyncError> {
     let records = fetch_records(input.count).await?;
     let delay_ms = input.delay_ms;
-    let results: Vec<Result<Receipt, SyncError>> = futures::stream::iter(records.iter())
-        .map(|record| push_record(record, delay_ms))
+    let results: Vec<Result<Receipt, SyncError>> = futures::stream::iter(records)
+        .map(|record| async move { push_record(&record, delay_ms).await })
         .buffered(input.concurrency.max(1))
         .collect()
         .await;

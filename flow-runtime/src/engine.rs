@@ -142,7 +142,6 @@ enum Final {
     Interrupted(String),
 }
 
-<<<<<<< HEAD
 impl Final {
     fn of_record(run: &RunRecord) -> Option<Final> {
         Some(match run.status {
@@ -232,16 +231,6 @@ impl<T: DeserializeOwned, E> RunHandle<T, E> {
 
 /// The result of a dry run: what the workflow returned, and the steps it skipped.
 #[derive(Debug)]
-=======
-impl<T, E> RunHandle<T, E> {
-    /// Waits for the run to finish and returns its output or error.
-    pub async fn outcome(self) -> Result<T, RunError<E>> {
-        todo!()
-    }
-}
-
-/// The result of a dry run.
->>>>>>> macros
 pub struct DryRun<T, E> {
     /// What the workflow returned, with stand-ins for every skipped step.
     pub result: Result<T, RunError<E>>,

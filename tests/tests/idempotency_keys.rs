@@ -78,6 +78,7 @@ async fn the_key_is_derived_handed_to_the_body_and_stable_across_attempts() {
 async fn outside_a_run_a_step_is_a_plain_function_without_a_key() {
     #[flow::step(idempotency_key = order.id, retry = "none")]
     async fn peek(order: &Order) -> Result<Option<String>, flow::Failure> {
+        assert!(!order.id.is_empty());
         Ok(flow::step_key())
     }
     let order = Order { id: "o-9".into(), cents: 1 };
