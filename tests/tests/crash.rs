@@ -1,4 +1,4 @@
-//! Crash test: a real child process runs a 240-step workflow and is SIGKILLed at seeded random
+//! Crash test: a real child process runs a 400-step workflow and is SIGKILLed at seeded random
 //! moments, then restarted, until the run completes. The effect log and the store must show
 //! that nothing completed was repeated.
 
@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const STEPS: u32 = 240;
-const KILLS: u32 = 24;
+const STEPS: u32 = 400;
+const KILLS: u32 = 30;
 
 struct Effect {
     kind: String,
@@ -64,7 +64,7 @@ fn sigkill_at_random_moments_repeats_no_committed_step() {
             .spawn()
             .expect("spawn crash_child");
         if kills < KILLS {
-            std::thread::sleep(Duration::from_millis(rng.u64(15..250)));
+            std::thread::sleep(Duration::from_millis(rng.u64(3..30)));
             if child.try_wait().expect("poll child").is_none() {
                 child.kill().expect("SIGKILL the child");
                 child.wait().expect("reap the child");
@@ -103,6 +103,7 @@ fn sigkill_at_random_moments_repeats_no_committed_step() {
         }
     }
     let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut repeated = 0;
     for (n, life) in lives_lines.iter().enumerate() {
         for (j, e) in life.iter().enumerate() {
             if e.kind == "effect" {
@@ -116,10 +117,12 @@ fn sigkill_at_random_moments_repeats_no_committed_step() {
                 assert_eq!(j, 0, "{} repeated after other steps ran", e.key);
                 let previous = lives_lines[earlier_life].last().map(|p| p.key.as_str());
                 assert_eq!(previous, Some(e.key.as_str()), "{} ran again after its commit", e.key);
+                repeated += 1;
             }
             seen.insert(e.key.as_str(), n);
         }
     }
+    eprintln!("{repeated} effects repeated by a kill between effect and commit");
     for i in 0..STEPS {
         assert!(seen.contains_key(format!("k{i}").as_str()), "step k{i} never ran");
     }

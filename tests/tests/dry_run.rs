@@ -65,7 +65,7 @@ async fn a_dry_run_executes_reads_skips_writes_and_lists_them() {
     assert_eq!(dry.plan[0].args, serde_json::json!(["d1", "acme"]));
     assert_eq!(dry.plan[0].action, "would call send_invoice key=acme");
     assert!(dry.plan[1].action.starts_with("would call charge key="));
-    assert_eq!(dry.plan[3].key, "globex");
+    assert_eq!(dry.plan[2].key, "globex");
     assert!(dry.plan[4].action.starts_with("would sleep"));
 
     // Nothing reached the store.
