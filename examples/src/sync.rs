@@ -110,7 +110,10 @@ pub async fn push_record(record: &Record, delay_ms: u64) -> Result<Receipt, Sync
     if delay_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
     }
-    let key = flow::step_key().unwrap_or_else(|| record.id.clone());
+    // The step key (the record id) is stable across attempts and restarts; prefixing the run id
+    // lets a later run push the same record again on purpose.
+    let run = flow::run_id().map(|id| id.to_string()).unwrap_or_default();
+    let key = format!("{run}/{}", flow::step_key().unwrap_or_else(|| record.id.clone()));
     let response = client()
         .post(format!("{}/records", api()))
         .header("Idempotency-Key", key)
