@@ -139,16 +139,24 @@ async fn push(
         record: record.id,
         outcome: outcome.into(),
     };
-    let line = serde_json::to_string(&entry).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let line = serde_json::to_string(&entry)
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let mut ledger = api.ledger.lock().unwrap_or_else(|e| e.into_inner());
     writeln!(ledger, "{line}")
         .and_then(|()| ledger.sync_data())
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let status = if outcome == "created" { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if outcome == "created" {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, outcome.to_owned()))
 }
 
-async fn notify(State(api): State<Arc<Api>>, body: String) -> Result<StatusCode, (StatusCode, String)> {
+async fn notify(
+    State(api): State<Arc<Api>>,
+    body: String,
+) -> Result<StatusCode, (StatusCode, String)> {
     flaky(&api)?;
     let _ = body;
     Ok(StatusCode::ACCEPTED)

@@ -17,7 +17,9 @@ pub fn set_api(base: String) {
 }
 
 fn api() -> &'static str {
-    API.get().map(String::as_str).unwrap_or("http://127.0.0.1:9")
+    API.get()
+        .map(String::as_str)
+        .unwrap_or("http://127.0.0.1:9")
 }
 
 fn client() -> &'static reqwest::Client {
@@ -113,7 +115,10 @@ pub async fn push_record(record: &Record, delay_ms: u64) -> Result<Receipt, Sync
     // The step key (the record id) is stable across attempts and restarts; prefixing the run id
     // lets a later run push the same record again on purpose.
     let run = flow::run_id().map(|id| id.to_string()).unwrap_or_default();
-    let key = format!("{run}/{}", flow::step_key().unwrap_or_else(|| record.id.clone()));
+    let key = format!(
+        "{run}/{}",
+        flow::step_key().unwrap_or_else(|| record.id.clone())
+    );
     let response = client()
         .post(format!("{}/records", api()))
         .header("Idempotency-Key", key)
@@ -163,7 +168,9 @@ pub async fn sync_records(input: SyncInput) -> Result<SyncReport, SyncError> {
     for result in results {
         match result {
             Ok(_) => report.pushed += 1,
-            Err(SyncError::Rejected { id, reason }) => report.rejected.push(format!("{id}: {reason}")),
+            Err(SyncError::Rejected { id, reason }) => {
+                report.rejected.push(format!("{id}: {reason}"))
+            }
             Err(other) => return Err(other),
         }
     }

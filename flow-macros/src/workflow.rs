@@ -99,7 +99,8 @@ fn parse_args(args: TokenStream, errors: &mut Errors) -> WorkflowArgs {
                     input.step(|cursor| {
                         let mut rest = *cursor;
                         while let Some((tt, next)) = rest.token_tree() {
-                            if matches!(&tt, proc_macro2::TokenTree::Punct(p) if p.as_char() == ',') {
+                            if matches!(&tt, proc_macro2::TokenTree::Punct(p) if p.as_char() == ',')
+                            {
                                 break;
                             }
                             rest = next;
@@ -127,7 +128,9 @@ fn validate(args: WorkflowArgs, item: &ItemFn, errors: &mut Errors) -> Option<Wo
     for (ident, ty) in checked.params {
         if let Type::Reference(reference) = &ty {
             let owned = match &*reference.elem {
-                Type::Path(path) if path.path.is_ident("str") => "`String` instead of `&str`".to_owned(),
+                Type::Path(path) if path.path.is_ident("str") => {
+                    "`String` instead of `&str`".to_owned()
+                }
                 Type::Slice(_) => "`Vec<T>` instead of `&[T]`".to_owned(),
                 _ => "the owned type instead of a reference".to_owned(),
             };

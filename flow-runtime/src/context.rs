@@ -6,7 +6,9 @@
 //! accessors (`flow::run_id()`, `flow::step_key()`, ...). It does not execute steps.
 
 use crate::retry::RetryPolicies;
-use crate::store::{now_ms, Attention, RunId, RunRecord, RunStatus, StepId, StepRecord, Store, StoreError};
+use crate::store::{
+    now_ms, Attention, RunId, RunRecord, RunStatus, StepId, StepRecord, Store, StoreError,
+};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::future::Future;

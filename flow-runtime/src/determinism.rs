@@ -54,7 +54,10 @@ async fn checkpointed<T: Serialize + DeserializeOwned>(
         return run.abort(Abort::Cancelled).await;
     }
     let id = run.next_step_id(name, String::new());
-    if let Some(done) = run.checkpoint(&id).filter(|r| r.status == StepStatus::Succeeded) {
+    if let Some(done) = run
+        .checkpoint(&id)
+        .filter(|r| r.status == StepStatus::Succeeded)
+    {
         let stored = done.output.unwrap_or(serde_json::Value::Null);
         return match serde_json::from_value(stored) {
             Ok(value) => value,

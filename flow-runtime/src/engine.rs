@@ -304,7 +304,9 @@ pub enum Error {
     #[error("no run has the id `{0}`; list runs to find the right id")]
     UnknownRun(RunId),
     /// The run id belongs to a run of another workflow.
-    #[error("the run id `{id}` is already used by a run of workflow `{workflow}`; choose another id")]
+    #[error(
+        "the run id `{id}` is already used by a run of workflow `{workflow}`; choose another id"
+    )]
     RunIdConflict {
         /// The id.
         id: RunId,
@@ -322,7 +324,9 @@ pub enum Error {
         action: &'static str,
     },
     /// The step is not waiting for a decision.
-    #[error("step `{step}` of run `{id}` is not an at_most_once step in doubt; nothing to resolve")]
+    #[error(
+        "step `{step}` of run `{id}` is not an at_most_once step in doubt; nothing to resolve"
+    )]
     NothingToResolve {
         /// The run.
         id: RunId,
@@ -386,7 +390,9 @@ impl Flow {
         input: serde_json::Value,
     ) -> Result<DryRun<serde_json::Value, WorkflowFailure>, Error> {
         let meta = find_workflow(workflow)?;
-        let (end, plan) = self.drive_dry(meta.name, input, Box::new(meta.invoke)).await;
+        let (end, plan) = self
+            .drive_dry(meta.name, input, Box::new(meta.invoke))
+            .await;
         let handle = finished_handle(RunId::from("dry-run"), String::new(), end, None);
         Ok(DryRun {
             result: handle.outcome().await,
@@ -438,8 +444,7 @@ impl Flow {
         }
         let local = lock(&self.inner.active).get(id).map(|a| a.ctx.clone());
         let mut writes = vec![Write::RequestCancel(id.clone())];
-        if local.is_none() && matches!(run.status, RunStatus::NeedsAttention | RunStatus::Queued)
-        {
+        if local.is_none() && matches!(run.status, RunStatus::NeedsAttention | RunStatus::Queued) {
             let mut run = run;
             run.status = RunStatus::Cancelled;
             run.updated_at_ms = now_ms();
@@ -863,7 +868,10 @@ where
     Fut: Future<Output = Result<Result<T, E>, InputError>> + Send + 'static,
 {
     let input = input.map_err(|e| {
-        Error::Encoding(format!("the input of workflow `{}` could not be serialized: {e}", meta.name))
+        Error::Encoding(format!(
+            "the input of workflow `{}` could not be serialized: {e}",
+            meta.name
+        ))
     })?;
     let slots = Arc::new(Slots {
         ok: Mutex::new(None),
@@ -887,7 +895,10 @@ where
     Fut: Future<Output = Result<Result<T, E>, InputError>> + Send + 'static,
 {
     let input = input.map_err(|e| {
-        Error::Encoding(format!("the input of workflow `{}` could not be serialized: {e}", meta.name))
+        Error::Encoding(format!(
+            "the input of workflow `{}` could not be serialized: {e}",
+            meta.name
+        ))
     })?;
     let slots = Arc::new(Slots {
         ok: Mutex::new(None),

@@ -194,7 +194,11 @@ where
         if meta.repeat == RepeatSafety::AtMostOnce {
             // The intent is durable before the body runs: after a crash we know the outcome is
             // unknown instead of silently running the effect twice.
-            persist(&run, vec![Write::PutStep(record(StepStatus::Started, attempt))]).await;
+            persist(
+                &run,
+                vec![Write::PutStep(record(StepStatus::Started, attempt))],
+            )
+            .await;
         }
 
         let span = tracing::info_span!("step", name = meta.name, key = %id.key, attempt);

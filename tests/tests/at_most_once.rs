@@ -29,13 +29,22 @@ fn crash_inside_the_step(store: &Path, log: &Path) -> flow::StepId {
     c.wait().expect("reap");
 
     let out = run_to_end(store, log);
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs attention"));
     assert_eq!(lines(log).len(), 1, "the payment was not sent again");
     let run = read_run(store, "payment").expect("run");
     assert_eq!(run.status, flow::RunStatus::NeedsAttention);
     let attention = run.attention.expect("attention");
-    assert!(attention.reason.contains("may or may not"), "{}", attention.reason);
+    assert!(
+        attention.reason.contains("may or may not"),
+        "{}",
+        attention.reason
+    );
     attention.step
 }
 
@@ -43,7 +52,9 @@ fn resolve(store: &Path, step: &flow::StepId, resolution: flow::Resolution) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let flow = flow::Flow::open(store).unwrap();
-        flow.resolve(&"payment".into(), step, resolution).await.unwrap();
+        flow.resolve(&"payment".into(), step, resolution)
+            .await
+            .unwrap();
     });
 }
 
@@ -53,12 +64,31 @@ fn a_crash_inside_the_step_needs_attention_and_marking_it_done_completes_the_run
     let (store, log) = (dir.path().join("flow.redb"), dir.path().join("log"));
     let step = crash_inside_the_step(&store, &log);
 
-    resolve(&store, &step, flow::Resolution::Done(serde_json::json!("paid 500 (confirmed by hand)")));
+    resolve(
+        &store,
+        &step,
+        flow::Resolution::Done(serde_json::json!("paid 500 (confirmed by hand)")),
+    );
     let out = run_to_end(&store, &log);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "paid 500 (confirmed by hand)");
-    assert_eq!(lines(&log).len(), 1, "marked done: the payment never ran again");
-    assert_eq!(read_run(&store, "payment").unwrap().status, flow::RunStatus::Succeeded);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "paid 500 (confirmed by hand)"
+    );
+    assert_eq!(
+        lines(&log).len(),
+        1,
+        "marked done: the payment never ran again"
+    );
+    assert_eq!(
+        read_run(&store, "payment").unwrap().status,
+        flow::RunStatus::Succeeded
+    );
 }
 
 #[test]
@@ -69,8 +99,17 @@ fn allowing_a_rerun_runs_the_step_again_once() {
 
     resolve(&store, &step, flow::Resolution::Rerun);
     let out = run_to_end(&store, &log);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(lines(&log).len(), 2, "the operator allowed exactly one more run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        lines(&log).len(),
+        2,
+        "the operator allowed exactly one more run"
+    );
     let again = run_to_end(&store, &log);
     assert_eq!(again.status.code(), Some(0));
     assert_eq!(lines(&log).len(), 2, "a finished run executes nothing");
@@ -79,7 +118,9 @@ fn allowing_a_rerun_runs_the_step_again_once() {
 #[flow::step(at_most_once)]
 async fn once(tag: String) -> Result<(), flow::Failure> {
     bump(&tag);
-    Err(flow::Failure::transient(std::io::Error::other("connection reset")))
+    Err(flow::Failure::transient(std::io::Error::other(
+        "connection reset",
+    )))
 }
 
 #[flow::workflow]

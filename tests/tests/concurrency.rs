@@ -64,7 +64,9 @@ async fn steps_of_one_run_run_concurrently_and_replay() {
     assert!(PEAK.load(Ordering::SeqCst) >= 4, "steps overlapped");
     let steps = flow.steps(&"fan".into()).await.unwrap();
     assert_eq!(steps.len(), 20);
-    assert!(steps.iter().all(|s| s.status == flow::StepStatus::Succeeded));
+    assert!(steps
+        .iter()
+        .all(|s| s.status == flow::StepStatus::Succeeded));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,7 +77,8 @@ async fn a_thousand_concurrent_runs_store_exactly_their_checkpoints() {
         ten_steps::start_with(&flow, opts, run)
     });
     let handles = futures::future::join_all(starts).await;
-    let outcomes = futures::future::join_all(handles.into_iter().map(|h| h.unwrap().outcome())).await;
+    let outcomes =
+        futures::future::join_all(handles.into_iter().map(|h| h.unwrap().outcome())).await;
     for (run, outcome) in outcomes.into_iter().enumerate() {
         assert_eq!(outcome.unwrap(), run as u32 * 10 + 45);
     }

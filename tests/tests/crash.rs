@@ -116,7 +116,12 @@ fn sigkill_at_random_moments_repeats_no_committed_step() {
                 assert_eq!(earlier_life + 1, n, "{} repeated in a later life", e.key);
                 assert_eq!(j, 0, "{} repeated after other steps ran", e.key);
                 let previous = lives_lines[earlier_life].last().map(|p| p.key.as_str());
-                assert_eq!(previous, Some(e.key.as_str()), "{} ran again after its commit", e.key);
+                assert_eq!(
+                    previous,
+                    Some(e.key.as_str()),
+                    "{} ran again after its commit",
+                    e.key
+                );
                 repeated += 1;
             }
             seen.insert(e.key.as_str(), n);
@@ -124,7 +129,10 @@ fn sigkill_at_random_moments_repeats_no_committed_step() {
     }
     eprintln!("{repeated} effects repeated by a kill between effect and commit");
     for i in 0..STEPS {
-        assert!(seen.contains_key(format!("k{i}").as_str()), "step k{i} never ran");
+        assert!(
+            seen.contains_key(format!("k{i}").as_str()),
+            "step k{i} never ran"
+        );
     }
 
     // The store holds one succeeded checkpoint per step call.
@@ -138,9 +146,14 @@ fn sigkill_at_random_moments_repeats_no_committed_step() {
             .expect("run exists");
         assert_eq!(run.status, flow::RunStatus::Succeeded);
         let steps = flow.steps(&"crash-run".into()).await.expect("read steps");
-        let effects = steps.iter().filter(|s| s.id.name.ends_with("::effect")).count();
+        let effects = steps
+            .iter()
+            .filter(|s| s.id.name.ends_with("::effect"))
+            .count();
         assert_eq!(effects, STEPS as usize);
-        assert!(steps.iter().all(|s| s.status == flow::StepStatus::Succeeded));
+        assert!(steps
+            .iter()
+            .all(|s| s.status == flow::StepStatus::Succeeded));
     });
 }
 

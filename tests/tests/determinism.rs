@@ -25,7 +25,10 @@ async fn stamped() -> Result<(u128, String, u64), flow::Failure> {
     let now = flow::now().await;
     let id = flow::uuid().await;
     let dice = flow::random().await;
-    let millis = now.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let millis = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
     SEEN.lock().unwrap().push((millis, id.to_string(), dice));
     tokio::time::sleep(Duration::from_millis(5)).await;
     fragile().await?;
@@ -45,11 +48,18 @@ async fn now_uuid_and_random_replay_their_recorded_values() {
     let out = flow.resume(&id).await.unwrap().outcome().await.unwrap();
     let seen = SEEN.lock().unwrap().clone();
     assert_eq!(seen.len(), 2, "the workflow body ran twice");
-    assert_eq!(seen[0], seen[1], "the second execution saw the recorded values");
+    assert_eq!(
+        seen[0], seen[1],
+        "the second execution saw the recorded values"
+    );
     assert_eq!(out, serde_json::to_value(&seen[0]).unwrap());
     let steps = flow.steps(&id).await.unwrap();
     for name in ["flow::now", "flow::uuid", "flow::random"] {
-        assert_eq!(steps.iter().filter(|s| s.id.name == name).count(), 1, "{name}");
+        assert_eq!(
+            steps.iter().filter(|s| s.id.name == name).count(),
+            1,
+            "{name}"
+        );
     }
     // Outside a run they are plain calls.
     assert_ne!(flow::uuid().await, flow::uuid().await);
@@ -84,15 +94,27 @@ fn a_durable_sleep_survives_a_kill_and_waits_only_for_what_is_left() {
     assert!(lines(&log).is_empty(), "killed before waking");
 
     let out = spawn().wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let woke = lines(&log);
     assert_eq!(woke.len(), 1);
     let woke_at: u64 = woke[0].split(' ').nth(1).unwrap().parse().unwrap();
-    assert!(woke_at >= wake_at, "woke at {woke_at}, before the recorded {wake_at}");
+    assert!(
+        woke_at >= wake_at,
+        "woke at {woke_at}, before the recorded {wake_at}"
+    );
     let steps = read_steps(&store, "sleep");
     let sleep = steps.iter().find(|s| s.id.name == "flow::sleep").unwrap();
     assert_eq!(sleep.status, flow::StepStatus::Succeeded);
-    assert_eq!(sleep.next_attempt_at_ms, Some(wake_at), "the resume kept the original wake-up time");
+    assert_eq!(
+        sleep.next_attempt_at_ms,
+        Some(wake_at),
+        "the resume kept the original wake-up time"
+    );
     let run = read_run(&store, "sleep").unwrap();
     assert_eq!(run.status, flow::RunStatus::Succeeded);
 }

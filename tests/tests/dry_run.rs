@@ -18,7 +18,9 @@ async fn load_customers(tag: String) -> Result<Vec<String>, flow::Failure> {
 #[flow::step(idempotency_key = customer, dry_run = "default")]
 async fn send_invoice(tag: &str, customer: &str) -> Result<Invoice, flow::Failure> {
     bump(&format!("{tag}/send/{customer}"));
-    Ok(Invoice { number: format!("INV-{customer}") })
+    Ok(Invoice {
+        number: format!("INV-{customer}"),
+    })
 }
 
 async fn pretend_charge(tag: &str, customer: &str) -> Result<u64, flow::Failure> {
@@ -48,14 +50,20 @@ async fn invoicing(tag: String) -> Result<(Vec<Invoice>, u64), flow::Failure> {
 #[tokio::test]
 async fn a_dry_run_executes_reads_skips_writes_and_lists_them() {
     let (dir, flow) = fresh_flow();
-    let dry = invoicing::dry_run(&flow, "d1".into()).await.expect("dry run");
+    let dry = invoicing::dry_run(&flow, "d1".into())
+        .await
+        .expect("dry run");
     let (invoices, charged) = dry.result.expect("workflow result with stand-ins");
     assert_eq!(invoices, vec![Invoice::default(), Invoice::default()]);
     assert_eq!(charged, 999 * 2, "the dry_run function stood in for charge");
 
     assert_eq!(count("d1/load"), 1, "the read-only step ran for real");
     for c in ["acme", "globex"] {
-        assert_eq!(count(&format!("d1/send/{c}")), 0, "send_invoice was skipped");
+        assert_eq!(
+            count(&format!("d1/send/{c}")),
+            0,
+            "send_invoice was skipped"
+        );
         assert_eq!(count(&format!("d1/charge/{c}")), 0, "charge was skipped");
     }
     let actions: Vec<&str> = dry.plan.iter().map(|p| p.action.as_str()).collect();
@@ -77,9 +85,16 @@ async fn a_dry_run_executes_reads_skips_writes_and_lists_them() {
 #[tokio::test]
 async fn a_dry_run_by_name_takes_json() {
     let (_dir, flow) = fresh_flow();
-    let dry = flow.dry_run("invoicing", serde_json::json!("d2")).await.unwrap();
+    let dry = flow
+        .dry_run("invoicing", serde_json::json!("d2"))
+        .await
+        .unwrap();
     assert_eq!(dry.plan.len(), 5);
     assert_eq!(count("d2/load"), 1);
     assert_eq!(count("d2/send/acme"), 0);
-    assert!(flow.runs(&flow::RunFilter::default()).await.unwrap().is_empty());
+    assert!(flow
+        .runs(&flow::RunFilter::default())
+        .await
+        .unwrap()
+        .is_empty());
 }

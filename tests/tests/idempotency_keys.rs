@@ -18,7 +18,9 @@ async fn charge(order: &Order) -> Result<u64, flow::Failure> {
     let key = flow::step_key().expect("inside a step");
     SEEN_KEYS.lock().unwrap().push(key.clone());
     if bump(&key) == 1 && order.id == "o-flaky" {
-        return Err(flow::Failure::transient(std::io::Error::other("gateway timeout")));
+        return Err(flow::Failure::transient(std::io::Error::other(
+            "gateway timeout",
+        )));
     }
     Ok(order.cents)
 }
@@ -36,9 +38,18 @@ async fn billing(orders: Vec<Order>) -> Result<u64, flow::Failure> {
 async fn the_key_is_derived_handed_to_the_body_and_stable_across_attempts() {
     let (_dir, flow) = fresh_flow();
     let orders = vec![
-        Order { id: "o-1".into(), cents: 100 },
-        Order { id: "o-flaky".into(), cents: 250 },
-        Order { id: "o-1".into(), cents: 100 },
+        Order {
+            id: "o-1".into(),
+            cents: 100,
+        },
+        Order {
+            id: "o-flaky".into(),
+            cents: 250,
+        },
+        Order {
+            id: "o-1".into(),
+            cents: 100,
+        },
     ];
     let total = billing::start_with(&flow, flow::RunOptions::new().id("bill-1"), orders.clone())
         .await
@@ -50,16 +61,28 @@ async fn the_key_is_derived_handed_to_the_body_and_stable_across_attempts() {
     let keys = SEEN_KEYS.lock().unwrap().clone();
     assert_eq!(
         keys,
-        ["charge-o-1", "charge-o-flaky", "charge-o-flaky", "charge-o-1"],
+        [
+            "charge-o-1",
+            "charge-o-flaky",
+            "charge-o-flaky",
+            "charge-o-1"
+        ],
         "same key on the retry of o-flaky"
     );
     // The same key twice in one run is two calls: occurrences 0 and 1.
     let steps = flow.steps(&"bill-1".into()).await.unwrap();
-    let mut ids: Vec<(String, u32)> = steps.iter().map(|s| (s.id.key.clone(), s.id.occurrence)).collect();
+    let mut ids: Vec<(String, u32)> = steps
+        .iter()
+        .map(|s| (s.id.key.clone(), s.id.occurrence))
+        .collect();
     ids.sort();
     assert_eq!(
         ids,
-        [("charge-o-1".to_owned(), 0), ("charge-o-1".to_owned(), 1), ("charge-o-flaky".to_owned(), 0)]
+        [
+            ("charge-o-1".to_owned(), 0),
+            ("charge-o-1".to_owned(), 1),
+            ("charge-o-flaky".to_owned(), 0)
+        ]
     );
     assert_eq!(count("charge-o-1"), 2);
 
@@ -81,6 +104,9 @@ async fn outside_a_run_a_step_is_a_plain_function_without_a_key() {
         assert!(!order.id.is_empty());
         Ok(flow::step_key())
     }
-    let order = Order { id: "o-9".into(), cents: 1 };
+    let order = Order {
+        id: "o-9".into(),
+        cents: 1,
+    };
     assert_eq!(peek(&order).await.unwrap(), None);
 }

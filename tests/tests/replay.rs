@@ -17,7 +17,9 @@ static BROKEN: AtomicBool = AtomicBool::new(true);
 async fn fragile(tag: String) -> Result<u32, flow::Failure> {
     bump(&format!("{tag}/fragile"));
     if BROKEN.load(Ordering::SeqCst) {
-        return Err(flow::Failure::permanent("the downstream system is misconfigured"));
+        return Err(flow::Failure::permanent(
+            "the downstream system is misconfigured",
+        ));
     }
     Ok(100)
 }
@@ -70,7 +72,9 @@ async fn a_finished_run_id_returns_the_stored_outcome_and_executes_nothing() {
     assert_eq!(run.executions, 1);
     let steps = flow.steps(&"replay-1".into()).await.unwrap();
     assert_eq!(steps.len(), 3);
-    assert!(steps.iter().all(|s| s.status == flow::StepStatus::Succeeded));
+    assert!(steps
+        .iter()
+        .all(|s| s.status == flow::StepStatus::Succeeded));
     let outputs: Vec<_> = steps.iter().filter_map(|s| s.output.clone()).collect();
     for v in [2, 4, 6] {
         assert!(outputs.contains(&serde_json::json!(v)));
@@ -81,12 +85,13 @@ async fn a_finished_run_id_returns_the_stored_outcome_and_executes_nothing() {
 async fn resume_after_a_failure_executes_only_what_did_not_complete() {
     let (_dir, flow) = fresh_flow();
     let id = flow::RunId::from("replay-2");
-    let err = fails_then_fixed::start_with(&flow, flow::RunOptions::new().id(id.clone()), "r2".into())
-        .await
-        .unwrap()
-        .outcome()
-        .await
-        .expect_err("fragile fails");
+    let err =
+        fails_then_fixed::start_with(&flow, flow::RunOptions::new().id(id.clone()), "r2".into())
+            .await
+            .unwrap()
+            .outcome()
+            .await
+            .expect_err("fragile fails");
     assert!(err.to_string().contains("misconfigured"), "{err}");
     assert_eq!(count("r2/fragile"), 1, "a permanent error is not retried");
     let run = flow.run_record(&id).await.unwrap().unwrap();
@@ -94,9 +99,19 @@ async fn resume_after_a_failure_executes_only_what_did_not_complete() {
     assert!(run.error.unwrap().contains("misconfigured"));
 
     BROKEN.store(false, Ordering::SeqCst);
-    let out = flow.resume(&id).await.unwrap().outcome().await.expect("resumed");
+    let out = flow
+        .resume(&id)
+        .await
+        .unwrap()
+        .outcome()
+        .await
+        .expect("resumed");
     assert_eq!(out, serde_json::json!(106));
-    assert_eq!(count("r2/double/1"), 1, "completed steps replay from checkpoints");
+    assert_eq!(
+        count("r2/double/1"),
+        1,
+        "completed steps replay from checkpoints"
+    );
     assert_eq!(count("r2/double/2"), 1);
     assert_eq!(count("r2/fragile"), 2);
     let run = flow.run_record(&id).await.unwrap().unwrap();
@@ -108,7 +123,11 @@ async fn resume_after_a_failure_executes_only_what_did_not_complete() {
 async fn by_name_start_uses_json_input_and_unknown_names_are_listed() {
     let (_dir, flow) = fresh_flow();
     let out = flow
-        .start("three_steps", flow::RunOptions::new().id("by-name"), serde_json::json!("r3"))
+        .start(
+            "three_steps",
+            flow::RunOptions::new().id("by-name"),
+            serde_json::json!("r3"),
+        )
         .await
         .unwrap()
         .outcome()
@@ -118,14 +137,25 @@ async fn by_name_start_uses_json_input_and_unknown_names_are_listed() {
     assert_eq!(count("r3/double/2"), 1);
 
     let err = flow
-        .start("no_such_flow", flow::RunOptions::new(), serde_json::Value::Null)
+        .start(
+            "no_such_flow",
+            flow::RunOptions::new(),
+            serde_json::Value::Null,
+        )
         .await
         .expect_err("unknown workflow");
     let msg = err.to_string();
-    assert!(msg.contains("no_such_flow") && msg.contains("three_steps"), "{msg}");
+    assert!(
+        msg.contains("no_such_flow") && msg.contains("three_steps"),
+        "{msg}"
+    );
 
     let err = flow
-        .start("three_steps", flow::RunOptions::new(), serde_json::json!({"not": "a string"}))
+        .start(
+            "three_steps",
+            flow::RunOptions::new(),
+            serde_json::json!({"not": "a string"}),
+        )
         .await
         .unwrap()
         .outcome()
@@ -134,7 +164,11 @@ async fn by_name_start_uses_json_input_and_unknown_names_are_listed() {
     assert!(err.to_string().contains("invalid input"), "{err}");
 
     let err = flow
-        .start("fails_then_fixed", flow::RunOptions::new().id("by-name"), serde_json::json!("x"))
+        .start(
+            "fails_then_fixed",
+            flow::RunOptions::new().id("by-name"),
+            serde_json::json!("x"),
+        )
         .await
         .expect_err("id taken by another workflow");
     assert!(err.to_string().contains("three_steps"), "{err}");

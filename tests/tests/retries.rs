@@ -33,7 +33,10 @@ async fn invalid(tag: String) -> Result<u32, ApiError> {
     Err(ApiError::Invalid("email missing".into()))
 }
 
-#[flow::step(idempotent, retry(attempts = 2, initial = "1ms", max = "1ms", jitter = false))]
+#[flow::step(
+    idempotent,
+    retry(attempts = 2, initial = "1ms", max = "1ms", jitter = false)
+)]
 async fn rate_limited(tag: String) -> Result<(), ApiError> {
     if bump(&tag) == 1 {
         return Err(ApiError::RateLimited);
@@ -82,7 +85,10 @@ async fn transient_errors_are_retried_until_success() {
     let steps = flow.steps(&"t1".into()).await.unwrap();
     assert_eq!(steps.len(), 1);
     assert_eq!(steps[0].status, flow::StepStatus::Succeeded);
-    assert_eq!(steps[0].attempt, 3, "the store records the attempt that succeeded");
+    assert_eq!(
+        steps[0].attempt, 3,
+        "the store records the attempt that succeeded"
+    );
 }
 
 #[tokio::test]
@@ -94,7 +100,10 @@ async fn attempts_run_out_and_the_last_error_reaches_the_workflow() {
         .outcome()
         .await
         .expect_err("all attempts fail");
-    assert!(matches!(err.workflow_error(), Some(ApiError::Unavailable)), "{err:?}");
+    assert!(
+        matches!(err.workflow_error(), Some(ApiError::Unavailable)),
+        "{err:?}"
+    );
     assert_eq!(count("t2"), 5, "the policy allows 5 attempts");
     let steps = flow.steps(&"t2".into()).await.unwrap();
     assert_eq!(steps[0].status, flow::StepStatus::Failed);
@@ -116,7 +125,10 @@ async fn validation_errors_are_never_retried() {
     let steps = flow.steps(&"t3".into()).await.unwrap();
     assert_eq!(steps[0].status, flow::StepStatus::Failed);
     assert_eq!(steps[0].error_class, Some(flow::ErrorClass::Permanent));
-    assert_eq!(steps[0].error.as_deref(), Some("invalid record: email missing"));
+    assert_eq!(
+        steps[0].error.as_deref(),
+        Some("invalid record: email missing")
+    );
     let run = flow.run_record(&"t3".into()).await.unwrap().unwrap();
     assert_eq!(run.status, flow::RunStatus::Failed);
 }
@@ -207,13 +219,22 @@ fn a_crash_during_backoff_resumes_at_the_next_attempt() {
     first.kill().unwrap();
     first.wait().unwrap();
     let out = spawn().wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
     let attempts: Vec<String> = lines(&log)
         .iter()
         .map(|l| l.split(' ').nth(1).unwrap().to_owned())
         .collect();
-    assert_eq!(attempts, ["1", "2", "3"], "the restart went on with attempt 2, not 1");
+    assert_eq!(
+        attempts,
+        ["1", "2", "3"],
+        "the restart went on with attempt 2, not 1"
+    );
     let steps = read_steps(&store, "backoff");
     assert_eq!(steps[0].attempt, 3);
     assert_eq!(steps[0].status, flow::StepStatus::Succeeded);

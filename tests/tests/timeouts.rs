@@ -15,7 +15,11 @@ enum SlowError {
 }
 
 /// Hangs on its first `hangs` attempts, then answers at once.
-#[flow::step(idempotent, timeout = "50ms", retry(attempts = 3, initial = "1ms", max = "1ms"))]
+#[flow::step(
+    idempotent,
+    timeout = "50ms",
+    retry(attempts = 3, initial = "1ms", max = "1ms")
+)]
 async fn sometimes_hangs(tag: String, hangs: u32) -> Result<u32, SlowError> {
     let n = bump(&tag);
     if n <= hangs {
@@ -41,7 +45,11 @@ async fn a_timed_out_attempt_is_retried() {
         .expect("second attempt answers");
     assert_eq!(out, 2);
     assert_eq!(count("to1"), 2);
-    assert_eq!(count("to1/finished-late"), 0, "the hung attempt was cut off");
+    assert_eq!(
+        count("to1/finished-late"),
+        0,
+        "the hung attempt was cut off"
+    );
     let steps = flow.steps(&"to1".into()).await.unwrap();
     assert_eq!(steps[0].attempt, 2);
 }
@@ -63,5 +71,9 @@ async fn timeouts_on_every_attempt_reach_the_workflow_as_its_error() {
     let steps = flow.steps(&"to2".into()).await.unwrap();
     assert_eq!(steps[0].status, flow::StepStatus::Failed);
     assert_eq!(steps[0].error_class, Some(flow::ErrorClass::Transient));
-    assert!(steps[0].error.as_deref().unwrap_or("").contains("timed out"));
+    assert!(steps[0]
+        .error
+        .as_deref()
+        .unwrap_or("")
+        .contains("timed out"));
 }

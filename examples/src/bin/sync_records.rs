@@ -62,7 +62,9 @@ fn parse_args() -> Result<Args, String> {
             "--dir" => args.dir = PathBuf::from(value("--dir")?),
             "--delay-ms" => args.delay_ms = parse(&value("--delay-ms")?, "--delay-ms")?,
             "--concurrency" => args.concurrency = parse(&value("--concurrency")?, "--concurrency")?,
-            "--failure-rate" => args.failure_rate = parse(&value("--failure-rate")?, "--failure-rate")?,
+            "--failure-rate" => {
+                args.failure_rate = parse(&value("--failure-rate")?, "--failure-rate")?
+            }
             "--dry-run" => args.dry_run = true,
             "--fresh" => args.fresh = true,
             "-h" | "--help" => {
@@ -76,7 +78,8 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn parse<T: std::str::FromStr>(s: &str, name: &str) -> Result<T, String> {
-    s.parse().map_err(|_| format!("{name}: `{s}` is not a valid value"))
+    s.parse()
+        .map_err(|_| format!("{name}: `{s}` is not a valid value"))
 }
 
 #[tokio::main]

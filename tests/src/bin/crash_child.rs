@@ -16,7 +16,9 @@ use std::sync::OnceLock;
 static LOG: OnceLock<std::path::PathBuf> = OnceLock::new();
 
 fn append(line: &str) -> Result<(), flow::Failure> {
-    let path = LOG.get().ok_or_else(|| flow::Failure::permanent("no effect log"))?;
+    let path = LOG
+        .get()
+        .ok_or_else(|| flow::Failure::permanent("no effect log"))?;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -14,12 +14,17 @@ use std::time::Duration;
 static LOG: OnceLock<PathBuf> = OnceLock::new();
 
 fn log(line: &str) -> Result<(), flow::Failure> {
-    let path = LOG.get().ok_or_else(|| flow::Failure::permanent("no log"))?;
+    let path = LOG
+        .get()
+        .ok_or_else(|| flow::Failure::permanent("no log"))?;
     append_line(path, line).map_err(flow::Failure::permanent)
 }
 
 /// Fails transiently on attempts 1 and 2 with a 1.5 s backoff, succeeds on attempt 3.
-#[flow::step(idempotent, retry(attempts = 5, initial = "1500ms", max = "1500ms", jitter = false))]
+#[flow::step(
+    idempotent,
+    retry(attempts = 5, initial = "1500ms", max = "1500ms", jitter = false)
+)]
 async fn slow_retry() -> Result<u32, flow::Failure> {
     let attempt = flow::attempt().unwrap_or(0);
     log(&format!("attempt {attempt} {}", std::process::id()))?;
