@@ -97,6 +97,7 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn,flow_runtime=info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     if args.fresh {
