@@ -1,6 +1,6 @@
 //! End-to-end: the `sync_records` example binary against its flaky API, run, re-run, killed
-#![allow(clippy::unwrap_used)] // in a test an unwrap is an assertion
 //! and resumed, and dry-run. Assertions are on the API's ledger of effects.
+#![allow(clippy::unwrap_used)] // in a test an unwrap is an assertion
 
 use flow_examples::api::read_ledger;
 use std::collections::HashMap;
