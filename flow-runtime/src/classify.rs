@@ -197,6 +197,14 @@ pub struct StepTimeout {
     pub after: Duration,
 }
 
+/// A timed-out attempt wrapped as a transient `Failure`, so steps returning `Failure` can have a
+/// `timeout`.
+impl From<StepTimeout> for Failure {
+    fn from(timeout: StepTimeout) -> Self {
+        Failure::transient(timeout)
+    }
+}
+
 impl Classify for StepTimeout {
     fn class(&self) -> ErrorClass {
         ErrorClass::Transient
