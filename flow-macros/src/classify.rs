@@ -62,12 +62,24 @@ pub(crate) fn expand(item: TokenStream) -> TokenStream {
                 .iter()
                 .map(|v| {
                     let ident = &v.ident;
-                    variant(quote!(Self::#ident), ident, &v.attrs, &v.fields, &mut errors)
+                    variant(
+                        quote!(Self::#ident),
+                        ident,
+                        &v.attrs,
+                        &v.fields,
+                        &mut errors,
+                    )
                 })
                 .collect()
         }
         Data::Struct(data) => {
-            vec![variant(quote!(Self), &input.ident, &input.attrs, &data.fields, &mut errors)]
+            vec![variant(
+                quote!(Self),
+                &input.ident,
+                &input.attrs,
+                &data.fields,
+                &mut errors,
+            )]
         }
         Data::Union(data) => {
             errors.at(
@@ -287,7 +299,10 @@ fn variant(
     let mut delegate = None;
     if let Some((Class::Transparent, span)) = class {
         if fields.len() == 1 {
-            let field = fields.iter().next().map(|f| (f.ident.clone(), f.ty.clone()));
+            let field = fields
+                .iter()
+                .next()
+                .map(|f| (f.ident.clone(), f.ty.clone()));
             if let Some((name, ty)) = field {
                 let member = match name {
                     Some(ident) => Member::Named(ident),

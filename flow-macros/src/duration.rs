@@ -65,7 +65,17 @@ mod tests {
 
     #[test]
     fn rejects_malformed_text() {
-        for bad in ["", "30", "s", "30 s", "1.5s", "30sec", "-1s", "1d", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "30",
+            "s",
+            "30 s",
+            "1.5s",
+            "30sec",
+            "-1s",
+            "1d",
+            "99999999999999999999h",
+        ] {
             assert_eq!(parse_text(bad), None, "{bad}");
         }
     }

@@ -35,7 +35,10 @@ pub(crate) fn check(item: &ItemFn, kind: Kind, errors: &mut Errors) -> Checked {
     if sig.asyncness.is_none() {
         errors.at(
             sig.fn_token.span,
-            format!("`#[{what}]` only works on an `async fn`; write `async fn {}(...)`", sig.ident),
+            format!(
+                "`#[{what}]` only works on an `async fn`; write `async fn {}(...)`",
+                sig.ident
+            ),
         );
     }
 

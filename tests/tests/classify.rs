@@ -25,7 +25,9 @@ enum ApiError {
     #[flow(transparent)]
     Io(io::Error),
     #[flow(transparent)]
-    Nested { inner: Box<ApiError> },
+    Nested {
+        inner: Box<ApiError>,
+    },
 }
 
 #[derive(Debug, flow::Classify)]

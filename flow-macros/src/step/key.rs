@@ -147,10 +147,7 @@ fn collect_bindings(pat: &Pat, into: &mut Vec<String>) {
         Pat::Reference(p) => collect_bindings(&p.pat, into),
         Pat::Tuple(p) => p.elems.iter().for_each(|e| collect_bindings(e, into)),
         Pat::TupleStruct(p) => p.elems.iter().for_each(|e| collect_bindings(e, into)),
-        Pat::Struct(p) => p
-            .fields
-            .iter()
-            .for_each(|f| collect_bindings(&f.pat, into)),
+        Pat::Struct(p) => p.fields.iter().for_each(|f| collect_bindings(&f.pat, into)),
         _ => {}
     }
 }

@@ -13,10 +13,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
         Err(error) => {
-            let error = syn::Error::new(
-                error.span(),
-                "`#[step]` only works on an `async fn`",
-            );
+            let error = syn::Error::new(error.span(), "`#[step]` only works on an `async fn`");
             return item_with_error(item, error);
         }
     };

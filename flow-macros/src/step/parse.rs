@@ -207,7 +207,11 @@ fn set<T>(slot: &mut Option<Setting<T>>, key: Ident, value: T, errors: &mut Erro
 }
 
 fn push_repeat(args: &mut StepArgs, key: Ident, value: Repeat, errors: &mut Errors) {
-    if args.repeat.iter().any(|r| r.value.option() == value.option()) {
+    if args
+        .repeat
+        .iter()
+        .any(|r| r.value.option() == value.option())
+    {
         errors.at(
             key.span(),
             format!("duplicate `{key}` option; each option may be given once"),
@@ -298,7 +302,10 @@ fn parse_retry(input: ParseStream, key: &Ident, errors: &mut Errors) -> syn::Res
                     Some(m) if m >= 1.0 && m.is_finite() => policy.multiplier = m,
                     _ => {
                         valid = false;
-                        errors.at(lit.span(), "`multiplier` must be a number of at least 1.0, such as `2.0`");
+                        errors.at(
+                            lit.span(),
+                            "`multiplier` must be a number of at least 1.0, such as `2.0`",
+                        );
                     }
                 }
             }

@@ -130,7 +130,8 @@ pub(crate) fn validate(args: StepArgs, item: &ItemFn, errors: &mut Errors) -> Op
         None => DryRunModel::Default,
     };
 
-    let signature::Checked { params, output } = signature::check(item, signature::Kind::Step, errors);
+    let signature::Checked { params, output } =
+        signature::check(item, signature::Kind::Step, errors);
     let params: Vec<Param> = params
         .into_iter()
         .filter_map(|(pat, ty)| {
