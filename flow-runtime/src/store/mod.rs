@@ -294,9 +294,7 @@ pub enum StoreError {
         detail: String,
     },
     /// The file is not a flow store.
-    #[error(
-        "{path} is not a flow store ({detail}); point flow at a new path or at a store it created"
-    )]
+    #[error("{path} is not a flow store ({detail}); point flow at a new path or at a store it created")]
     Foreign {
         /// The file.
         path: PathBuf,
