@@ -182,36 +182,71 @@ fn generate(workflow: &Workflow, item: &ItemFn) -> TokenStream {
     let options_arg = free_name("options", &param_names);
 
     let input = format_ident!("__flow_input");
+    // Code that needs a bound on a user's type is spanned at that type (the `__private` path too,
+    // which is where the compiler reports a function's bounds): when a check fails, the same
+    // unmet bound here lands on the same span and is reported once.
+    let at = |span: Span| quote_spanned!(span=> ::flow_runtime::__private);
     let encode = match idents.len() {
         0 => quote!(::core::result::Result::Ok(#p::serde_json::Value::Null)),
         1 => {
-            let ident = idents[0];
-            quote!(#p::encode(&#ident))
+            let (ident, ty) = (idents[0], types[0]);
+            let pt = at(ty.span());
+            let ident = respan(ident, ty.span());
+            quote_spanned!(ty.span()=> #pt::encode(&#ident))
         }
-        _ => quote!(#p::encode_fields(::std::vec![#((#param_names, #p::encode(&#idents))),*])),
+        _ => {
+            let fields = workflow.params.iter().map(|(ident, ty)| {
+                let pt = at(ty.span());
+                let name = ident.to_string();
+                let ident = respan(ident, ty.span());
+                quote_spanned!(ty.span()=> (#name, #pt::encode(&#ident)))
+            });
+            quote!(#p::encode_fields(::std::vec![#(#fields),*]))
+        }
     };
     let decode = match idents.len() {
         0 => quote!(let _ = #input;),
         1 => {
             let (ident, ty) = (idents[0], types[0]);
-            quote!(let #ident: #ty = #p::decode_input(#name, #input)?;)
+            let pt = at(ty.span());
+            quote_spanned!(ty.span()=> let #ident: #ty = #pt::decode_input(#name, #input)?;)
         }
-        _ => quote! {
-            #(let #idents: #types = #p::decode_field(#name, &#input, #param_names)?;)*
-            let _ = #input;
-        },
+        _ => {
+            let fields = workflow.params.iter().map(|(ident, ty)| {
+                let pt = at(ty.span());
+                let field = ident.to_string();
+                quote_spanned!(ty.span()=> let #ident: #ty = #pt::decode_field(#name, &#input, #field)?;)
+            });
+            quote! {
+                #(#fields)*
+                let _ = #input;
+            }
+        }
     };
+    let pr = at(ret_span);
 
+    // The checks open every generated body that uses the types: the compiler deduplicates a
+    // failed check only against later errors in the same body, and identical check errors
+    // against each other.
     let mut checks = TokenStream::new();
     for ty in &types {
-        checks.extend(quote_spanned!(ty.span()=> #p::assert_workflow_value::<#ty>();));
+        let pt = at(ty.span());
+        checks.extend(quote_spanned!(ty.span()=> #pt::assert_workflow_value::<#ty>();));
     }
     checks.extend(quote_spanned! {ret_span=>
-        #p::assert_step_return::<#ret>();
-        #p::assert_workflow_value::<#ok_ty>();
-        #p::assert_error_message::<#err_ty>();
+        #pr::assert_step_return::<#ret>();
+        #pr::assert_workflow_value::<#ok_ty>();
+        #pr::assert_error_message::<#err_ty>();
     });
 
+    let outcome = quote_spanned! {ret_span=>
+        ::core::result::Result::Ok(match __flow_result {
+            ::core::result::Result::Ok(value) => #pr::encode(&value).map_err(|error| #pr::WorkflowFailure {
+                message: ::std::format!("the output could not be serialized: {error}"),
+            }),
+            ::core::result::Result::Err(error) => ::core::result::Result::Err(#pr::failure(&error)),
+        })
+    };
     let handle_doc = format!(
         "Typed handle of the `{name}` workflow: start it, run it, dry-run it, look up its metadata."
     );
@@ -221,6 +256,12 @@ fn generate(workflow: &Workflow, item: &ItemFn) -> TokenStream {
             #decode
             ::core::result::Result::<_, #p::InputError>::Ok(#fn_ident(#(#idents),*).await)
         }
+    };
+    let start_typed = quote_spanned! {ret_span=>
+        #pr::start_typed(#flow_arg, &__FLOW_WORKFLOW, #options_arg, #input, #call).await
+    };
+    let dry_run_typed = quote_spanned! {ret_span=>
+        #pr::dry_run_typed(#flow_arg, &__FLOW_WORKFLOW, #input, #call).await
     };
 
     quote! {
@@ -240,23 +281,14 @@ fn generate(workflow: &Workflow, item: &ItemFn) -> TokenStream {
             };
 
             async fn __flow_call(#input: #p::serde_json::Value) -> #p::InvokeResult {
+                #checks
                 #decode
                 let __flow_result = #fn_ident(#(#idents),*).await;
-                ::core::result::Result::Ok(match __flow_result {
-                    ::core::result::Result::Ok(value) => #p::encode(&value).map_err(|error| #p::WorkflowFailure {
-                        message: ::std::format!("the output could not be serialized: {error}"),
-                    }),
-                    ::core::result::Result::Err(error) => ::core::result::Result::Err(#p::failure(&error)),
-                })
+                #outcome
             }
 
             fn __flow_invoke(#input: #p::serde_json::Value) -> #p::BoxFuture<'static, #p::InvokeResult> {
                 ::std::boxed::Box::pin(__flow_call(#input))
-            }
-
-            #[allow(dead_code)]
-            fn __flow_check() {
-                #checks
             }
 
             #p::inventory::submit! { #p::WorkflowRegistration(&__FLOW_WORKFLOW) }
@@ -272,27 +304,31 @@ fn generate(workflow: &Workflow, item: &ItemFn) -> TokenStream {
 
                 /// Starts a run with a generated run id.
                 #vis async fn start(#flow_arg: &#p::Flow, #(#idents: #types),*) -> ::core::result::Result<#run_handle, #p::Error> {
+                    #checks
                     Self::start_with(#flow_arg, #p::RunOptions::new(), #(#idents),*).await
                 }
 
                 /// Starts a run with these options; a run id that already finished returns its
                 /// stored outcome and executes nothing.
                 #vis async fn start_with(#flow_arg: &#p::Flow, #options_arg: #p::RunOptions, #(#idents: #types),*) -> ::core::result::Result<#run_handle, #p::Error> {
+                    #checks
                     let #input = #encode;
-                    #p::start_typed(#flow_arg, &__FLOW_WORKFLOW, #options_arg, #input, #call).await
+                    #start_typed
                 }
 
                 /// Starts a run and waits for its outcome.
                 #vis async fn run(#flow_arg: &#p::Flow, #(#idents: #types),*) -> ::core::result::Result<#ok_ty, #p::RunError<#err_ty>> {
-                    let handle = Self::start(#flow_arg, #(#idents),*).await?;
-                    handle.outcome().await
+                    #checks
+                    let __flow_handle = Self::start(#flow_arg, #(#idents),*).await?;
+                    __flow_handle.outcome().await
                 }
 
                 /// Dry-runs the workflow: read-only steps run for real, every other step is
                 /// skipped and recorded with a stand-in output.
                 #vis async fn dry_run(#flow_arg: &#p::Flow, #(#idents: #types),*) -> ::core::result::Result<#p::DryRun<#ok_ty, #err_ty>, #p::Error> {
+                    #checks
                     let #input = #encode;
-                    #p::dry_run_typed(#flow_arg, &__FLOW_WORKFLOW, #input, #call).await
+                    #dry_run_typed
                 }
             }
         };
@@ -305,4 +341,11 @@ fn free_name(preferred: &str, taken: &[String]) -> Ident {
     } else {
         Ident::new(preferred, Span::call_site())
     }
+}
+
+/// The same name at another span, so that a bound on its type is reported at the type.
+fn respan(ident: &Ident, span: Span) -> Ident {
+    let mut ident = ident.clone();
+    ident.set_span(span);
+    ident
 }

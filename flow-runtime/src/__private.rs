@@ -218,3 +218,33 @@ where
 {
     crate::engine::dry_run_typed(flow, meta, input, call).await
 }
+
+/// A step argument as `run_step` sees it. It serializes through a trait object, so `run_step`'s
+/// `Serialize` bound always holds and an unserializable parameter is reported once, by
+/// `step_arg`'s bound at the parameter's own type, not again by `run_step`.
+pub struct StepArgRef<'a>(&'a (dyn ErasedStepArg + Sync + 'a));
+
+/// Wraps one step argument for `run_step`.
+pub fn step_arg<T: StepArg + Sync>(value: &T) -> StepArgRef<'_> {
+    StepArgRef(value)
+}
+
+#[doc(hidden)]
+pub trait ErasedStepArg {
+    fn to_json(&self) -> Result<serde_json::Value, serde_json::Error>;
+}
+
+impl<T: Serialize + ?Sized> ErasedStepArg for T {
+    fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(self)
+    }
+}
+
+impl Serialize for StepArgRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0
+            .to_json()
+            .map_err(serde::ser::Error::custom)?
+            .serialize(serializer)
+    }
+}

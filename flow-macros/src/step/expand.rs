@@ -5,7 +5,7 @@
 use super::parse::InlineRetry;
 use super::validate::{DryRunModel, RepeatModel, RetryModel, Step};
 use crate::doc::doc_string;
-use proc_macro2::{Literal, TokenStream};
+use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, Pat};
@@ -132,19 +132,51 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
         quote!(::core::option::Option::None)
     };
 
-    let idents: Vec<_> = step.params.iter().map(|param| &param.ident).collect();
-    let clones = quote!(#(::core::clone::Clone::clone(&#idents)),*);
+    // The arguments and closures handed to `run_step` are spanned at the user's types, like the
+    // checks above: when a check fails, the same unmet bound in `run_step` lands on the same span
+    // and the compiler reports it once, as the check's message, instead of a second time.
+    let args = step.params.iter().map(|param| {
+        let span = param.ty.span();
+        let ident = respan(&param.ident, span);
+        quote_spanned!(span=> ::flow_runtime::__private::step_arg(&#ident))
+    });
+    let clones: Vec<TokenStream> = step
+        .params
+        .iter()
+        .map(|param| {
+            let ident = respan(&param.ident, param.ty.span());
+            quote_spanned!(param.ty.span()=> ::core::clone::Clone::clone(&#ident))
+        })
+        .collect();
+    let body = quote_spanned!(ret_span=> || __flow_body(#(#clones),*));
     let dry_run = match &step.dry_run {
-        DryRunModel::Execute => quote!(|| __flow_body(#clones)),
-        DryRunModel::Default => quote! {
+        DryRunModel::Execute => body.clone(),
+        DryRunModel::Default => quote_spanned! {ret_span=>
             || async { ::core::result::Result::Ok(::core::default::Default::default()) }
         },
-        DryRunModel::Function(path) => quote!(|| #path(#clones)),
+        DryRunModel::Function(path) => quote!(|| #path(#(#clones),*)),
+    };
+    // `::flow_runtime::__private` spanned there too: the compiler checks `run_step`'s bounds at
+    // the span of the path that names it.
+    let p = quote_spanned!(ret_span=> ::flow_runtime::__private);
+    let call = quote_spanned! {ret_span=>
+        #p::run_step(
+            #p::StepSpec {
+                meta: &__FLOW_STEP,
+                key: #key,
+                classify: #classify,
+                on_timeout: #on_timeout,
+            },
+            &(#(#args,)*),
+            #body,
+            #dry_run,
+        )
+        .await
     };
 
-    quote! {
-        #(#attrs)*
-        #vis #outer_sig {
+    // The body's braces carry the return type's span too: the compiler checks the bounds of
+    // the awaited `run_step` future again at the body, and it must land on the same span.
+    let outer_body = quote_spanned! {ret_span=> {
             #(#inner_attrs)*
             #inner_sig #block
 
@@ -163,18 +195,18 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
 
             #checks
 
-            #p::run_step(
-                #p::StepSpec {
-                    meta: &__FLOW_STEP,
-                    key: #key,
-                    classify: #classify,
-                    on_timeout: #on_timeout,
-                },
-                &(#(&#idents,)*),
-                || __flow_body(#clones),
-                #dry_run,
-            )
-            .await
+            #call
         }
+    };
+    quote! {
+        #(#attrs)*
+        #vis #outer_sig #outer_body
     }
+}
+
+/// The same name, reported at another span (so a failed bound is reported where the check is).
+fn respan(ident: &Ident, span: Span) -> Ident {
+    let mut ident = ident.clone();
+    ident.set_span(span);
+    ident
 }

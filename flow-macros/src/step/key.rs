@@ -115,17 +115,28 @@ impl<'ast> Visit<'ast> for KeyNames<'_> {
         let Ok(args) = node.parse_body_with(Punctuated::<Expr, Token![,]>::parse_terminated) else {
             return;
         };
+        // Named arguments (`format!("{n}", n = attempt)`) may be used by the format string.
+        let before = self.local.len();
+        for arg in &args {
+            if let Expr::Assign(assign) = arg {
+                if let Expr::Path(name) = &*assign.left {
+                    if let Some(ident) = name.path.get_ident() {
+                        self.local.push(ident.to_string());
+                    }
+                }
+            }
+        }
         for (i, arg) in args.iter().enumerate() {
             match arg {
                 Expr::Lit(syn::ExprLit {
                     lit: syn::Lit::Str(lit),
                     ..
                 }) if i == 0 => self.check_format_string(lit),
-                // A named argument: `format!("{x}", x = id)`.
                 Expr::Assign(assign) => self.visit_expr(&assign.right),
                 other => self.visit_expr(other),
             }
         }
+        self.local.truncate(before);
     }
 }
 

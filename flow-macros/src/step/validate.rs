@@ -172,9 +172,9 @@ fn repeat_option(repeat: &RepeatModel) -> &'static str {
 /// so they cannot be exclusive borrows.
 fn check_step_param_type(ty: &Type, errors: &mut Errors) {
     if let Type::Reference(reference) = ty {
-        if let Some(mutability) = reference.mutability {
+        if reference.mutability.is_some() {
             errors.over(
-                quote::quote!(& #mutability),
+                reference,
                 "a step cannot take a `&mut` parameter: each attempt gets its own copy of the arguments and a retry or replay would not see the changes; take `&T` or `T` and return what changed",
             );
         }

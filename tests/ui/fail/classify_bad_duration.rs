@@ -1,0 +1,9 @@
+use flow_runtime as flow;
+
+#[derive(Debug, flow::Classify)]
+enum PushError {
+    #[flow(transient, retry_after = "5 sec")]
+    RateLimited,
+}
+
+fn main() {}
