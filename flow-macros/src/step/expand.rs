@@ -148,12 +148,19 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
             quote_spanned!(param.ty.span()=> ::core::clone::Clone::clone(&#ident))
         })
         .collect();
-    let body = quote_spanned!(ret_span=> || __flow_body(#(#clones),*));
+    // With no parameters the functions themselves are the closures (a `|| f()` would trip
+    // clippy's redundant_closure in the user's crate).
+    let body = if clones.is_empty() {
+        quote_spanned!(ret_span=> __flow_body)
+    } else {
+        quote_spanned!(ret_span=> || __flow_body(#(#clones),*))
+    };
     let dry_run = match &step.dry_run {
         DryRunModel::Execute => body.clone(),
         DryRunModel::Default => quote_spanned! {ret_span=>
             || async { ::core::result::Result::Ok(::core::default::Default::default()) }
         },
+        DryRunModel::Function(path) if clones.is_empty() => quote!(#path),
         DryRunModel::Function(path) => quote!(|| #path(#(#clones),*)),
     };
     // `::flow_runtime::__private` spanned there too: the compiler checks `run_step`'s bounds at
