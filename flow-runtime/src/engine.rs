@@ -167,6 +167,9 @@ pub struct RunHandle<T, E> {
     trace_id: String,
     done: watch::Receiver<Option<Arc<Final>>>,
     slots: Option<Arc<Slots<T, E>>>,
+    // Chosen where `T: DeserializeOwned` is known, so `outcome` needs no bound of its own (a
+    // bound there would add a second error to a workflow whose output is not serde).
+    decode: fn(serde_json::Value) -> Result<T, serde_json::Error>,
 }
 
 impl<T, E> fmt::Debug for RunHandle<T, E> {
@@ -178,7 +181,7 @@ impl<T, E> fmt::Debug for RunHandle<T, E> {
     }
 }
 
-impl<T: DeserializeOwned, E> RunHandle<T, E> {
+impl<T, E> RunHandle<T, E> {
     /// The run id.
     pub fn run_id(&self) -> &RunId {
         &self.run_id
@@ -206,7 +209,7 @@ impl<T: DeserializeOwned, E> RunHandle<T, E> {
                 if let Some(v) = slots.as_ref().and_then(|s| lock(&s.ok).take()) {
                     return Ok(v);
                 }
-                serde_json::from_value(value.clone()).map_err(|e| {
+                (self.decode)(value.clone()).map_err(|e| {
                     RunError::Engine(Error::Encoding(format!(
                         "the stored output of run {} does not match the workflow's output type: {e}",
                         self.run_id
@@ -518,7 +521,7 @@ impl Flow {
             .ok_or_else(|| Error::UnknownRun(id.clone()))
     }
 
-    fn attach<T, E>(&self, id: &RunId) -> Option<RunHandle<T, E>> {
+    fn attach<T: DeserializeOwned, E>(&self, id: &RunId) -> Option<RunHandle<T, E>> {
         let active = lock(&self.inner.active);
         let a = active.get(id)?;
         Some(RunHandle {
@@ -526,6 +529,7 @@ impl Flow {
             trace_id: a.ctx.trace_id.clone(),
             done: a.done.clone(),
             slots: None,
+            decode: serde_json::from_value::<T>,
         })
     }
 
@@ -607,7 +611,7 @@ impl Flow {
         self.spawn(run, checkpoints, cancelled, invoke, slots)
     }
 
-    fn spawn<T, E>(
+    fn spawn<T: DeserializeOwned, E>(
         &self,
         run: RunRecord,
         checkpoints: Vec<StepRecord>,
@@ -634,6 +638,7 @@ impl Flow {
                     trace_id: a.ctx.trace_id.clone(),
                     done: a.done.clone(),
                     slots: None,
+                    decode: serde_json::from_value::<T>,
                 });
             }
             active.insert(
@@ -650,6 +655,7 @@ impl Flow {
             trace_id: run.trace_id.clone(),
             done: rx,
             slots,
+            decode: serde_json::from_value::<T>,
         };
         let flow = self.clone();
         tokio::spawn(async move {
@@ -800,7 +806,7 @@ async fn body_outcome(ctx: &Arc<RunCtx>, input: serde_json::Value, invoke: Invok
     }
 }
 
-fn finished_handle<T, E>(
+fn finished_handle<T: DeserializeOwned, E>(
     run_id: RunId,
     trace_id: String,
     end: Final,
@@ -812,6 +818,7 @@ fn finished_handle<T, E>(
         trace_id,
         done,
         slots,
+        decode: serde_json::from_value::<T>,
     }
 }
 
