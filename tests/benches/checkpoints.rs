@@ -1,0 +1,331 @@
+//! Checkpoint throughput of flow against the physical limit of its disk.
+//!
+//! Run with `cargo bench -p flow-tests --bench checkpoints` (release profile). Prints one
+//! markdown table; `BENCHMARKS.md` at the repository root explains it.
+//!
+//! 1. raw redb: one small insert per write transaction, each committed durably
+//!    (`Durability::Immediate`), in a plain `redb::Database::create` file: durable commits/s of
+//!    one writer doing one commit per step, the physical limit flow is measured against.
+//! 2. flow: runs of a workflow of 20 no-op idempotent steps at 1, 16, 256 and 1024 concurrent
+//!    runs, each level in a fresh store file; steps/s = steps / wall time from the first start
+//!    to the last outcome.
+//!
+//! Every file lives in a temporary directory under cargo's `target/tmp` (the same disk as the
+//! build, not a tmpfs `/tmp`).
+
+use flow_runtime as flow;
+use flow_runtime::store::RedbStore;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Steps per run.
+const STEPS: u32 = 20;
+
+#[flow::step(idempotent, retry = "none")]
+async fn noop(run: u32, i: u32) -> Result<(), flow::Failure> {
+    let _ = (run, i);
+    Ok(())
+}
+
+#[flow::workflow]
+async fn twenty_noops(run: u32) -> Result<(), flow::Failure> {
+    for i in 0..STEPS {
+        noop(run, i).await?;
+    }
+    Ok(())
+}
+
+/// One row of the table.
+struct Row {
+    scenario: String,
+    /// Steps/s (flow) or commits/s (raw).
+    rate: f64,
+    /// What was counted and how long it took.
+    detail: String,
+    commits_per_step: Option<f64>,
+    peak_rss_kib: u64,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(base)?;
+    let dir = tempfile::Builder::new()
+        .prefix("bench-checkpoints-")
+        .tempdir_in(base)?;
+
+    let mut rows = Vec::new();
+
+    // 1. raw redb baseline
+    let db = redb::Database::create(dir.path().join("raw.redb"))?;
+    let (commits, took) = raw_redb(&db, 2_000, Duration::from_secs(3))?;
+    drop(db);
+    let raw_rate = commits as f64 / took.as_secs_f64();
+    let raw_commit = took / commits as u32;
+    rows.push(Row {
+        scenario: "raw redb, 1 insert per durable commit".into(),
+        rate: raw_rate,
+        detail: format!("{commits} commits in {:.2} s", took.as_secs_f64()),
+        commits_per_step: Some(1.0),
+        peak_rss_kib: peak_rss_kib(),
+    });
+
+    // 2. flow at each concurrency level: (concurrent runs, waves)
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut step_at_1 = None;
+    for (concurrency, waves) in [(1u32, 150u32), (16, 60), (256, 10), (1024, 4)] {
+        let path = dir.path().join(format!("flow-{concurrency}.redb"));
+        let level = runtime.block_on(flow_level(&path, concurrency, waves))?;
+        let steps = u64::from(concurrency * waves * STEPS);
+        let rate = steps as f64 / level.took.as_secs_f64();
+        if concurrency == 1 {
+            step_at_1 = Some(level.took / (steps as u32));
+        }
+        rows.push(Row {
+            scenario: format!("flow, {concurrency} concurrent run(s) × {STEPS} steps"),
+            rate,
+            detail: format!(
+                "{} runs, {steps} steps in {:.2} s",
+                concurrency * waves,
+                level.took.as_secs_f64()
+            ),
+            commits_per_step: Some(level.commits as f64 / steps as f64),
+            peak_rss_kib: peak_rss_kib(),
+        });
+    }
+
+    // Diagnostics: where a step's time goes at concurrency 1 (see BENCHMARKS.md)
+    let mut builder = redb::Builder::new();
+    builder
+        .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
+        .set_check_integrity_on_open(true);
+    let db = builder.create(dir.path().join("raw-multiwriter.redb"))?;
+    let (commits, took) = raw_redb(&db, 1_000, Duration::from_secs(1))?;
+    drop(db);
+    rows.push(Row {
+        scenario: "diagnostic: raw redb in MultiWriter mode (as flow opens it)".into(),
+        rate: commits as f64 / took.as_secs_f64(),
+        detail: format!("{commits} commits in {:.2} s", took.as_secs_f64()),
+        commits_per_step: Some(1.0),
+        peak_rss_kib: peak_rss_kib(),
+    });
+    let path = dir.path().join("store-commit.redb");
+    let (commits, took) = runtime.block_on(store_commits(&path, 1_000, Duration::from_secs(1)))?;
+    rows.push(Row {
+        scenario: "diagnostic: `RedbStore::commit` of one step record, one at a time".into(),
+        rate: commits as f64 / took.as_secs_f64(),
+        detail: format!("{commits} commits in {:.2} s", took.as_secs_f64()),
+        commits_per_step: Some(1.0),
+        peak_rss_kib: peak_rss_kib(),
+    });
+    drop(runtime);
+
+    // Header: machine facts
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let (device, fstype, mount) = mount_of(dir.path());
+    println!();
+    println!("## flow checkpoint benchmark");
+    println!();
+    println!("- cores (nproc): {cores}");
+    println!(
+        "- store files in: {} (device {device}, {fstype}, mounted on {mount})",
+        dir.path().display()
+    );
+    println!("- redb: {}", redb_version());
+    println!(
+        "- one raw durable commit: {:.3} ms",
+        raw_commit.as_secs_f64() * 1e3
+    );
+    println!();
+    println!(
+        "| scenario | steps/s or commits/s | × raw rate | commits per step | peak RSS | measured |"
+    );
+    println!("|---|---:|---:|---:|---:|---|");
+    for row in &rows {
+        println!(
+            "| {} | {:.0} | {:.2}× | {} | {:.1} MiB | {} |",
+            row.scenario,
+            row.rate,
+            row.rate / raw_rate,
+            row.commits_per_step
+                .map_or_else(|| "–".into(), |c| format!("{c:.3}")),
+            row.peak_rss_kib as f64 / 1024.0,
+            row.detail,
+        );
+    }
+    println!();
+    if let Some(step) = step_at_1 {
+        let multiple = step.as_secs_f64() / raw_commit.as_secs_f64();
+        println!(
+            "- step cost at concurrency 1: {:.3} ms = {multiple:.2}× one raw commit (target ≤ 1.5×: {})",
+            step.as_secs_f64() * 1e3,
+            verdict(multiple <= 1.5)
+        );
+    }
+    if let Some(row) = rows.iter().find(|r| r.scenario.starts_with("flow, 256 ")) {
+        let ratio = row.rate / raw_rate;
+        println!(
+            "- concurrency 256: {ratio:.1}× the raw commit rate (target ≥ 20×: {})",
+            verdict(ratio >= 20.0)
+        );
+    }
+    println!();
+    Ok(())
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+/// Durable single-insert commits into `db`: at least `min` commits and `time`, after a short
+/// warm-up. Returns (commits, time).
+fn raw_redb(
+    db: &redb::Database,
+    min: u64,
+    time: Duration,
+) -> Result<(u64, Duration), Box<dyn std::error::Error>> {
+    use redb::{Durability, TableDefinition};
+    const TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("raw");
+    let value = [7u8; 64];
+    let commit = |key: u64| -> Result<(), Box<dyn std::error::Error>> {
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.open_table(TABLE)?.insert(key, value.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    };
+    for key in 0..50 {
+        commit(key)?;
+    }
+    let start = Instant::now();
+    let mut n = 0u64;
+    while n < min || start.elapsed() < time {
+        commit(1_000 + n)?;
+        n += 1;
+    }
+    Ok((n, start.elapsed()))
+}
+
+/// Sequential `RedbStore::commit`s of one succeeded-step record each (what a step persists),
+/// without the engine: at least `min` commits and `time`. Returns (commits, time).
+async fn store_commits(
+    path: &Path,
+    min: u64,
+    time: Duration,
+) -> Result<(u64, Duration), Box<dyn std::error::Error>> {
+    use flow::store::Write;
+    let store = RedbStore::open(path)?;
+    let record = |n: u64| flow::StepRecord {
+        run_id: "run-000000".into(),
+        id: flow::StepId {
+            name: "noop".into(),
+            key: format!("{n:016x}"),
+            occurrence: 0,
+        },
+        status: flow::StepStatus::Succeeded,
+        attempt: 1,
+        next_attempt_at_ms: None,
+        output: Some(serde_json::Value::Null),
+        error: None,
+        error_class: None,
+        started_at_ms: 1,
+        finished_at_ms: Some(1),
+    };
+    for n in 0..50 {
+        flow::Store::commit(&store, vec![Write::PutStep(record(n))]).await?;
+    }
+    let start = Instant::now();
+    let mut n = 0u64;
+    while n < min || start.elapsed() < time {
+        flow::Store::commit(&store, vec![Write::PutStep(record(1_000 + n))]).await?;
+        n += 1;
+    }
+    Ok((n, start.elapsed()))
+}
+
+struct Level {
+    took: Duration,
+    /// Durable commits the store made during the level.
+    commits: u64,
+}
+
+/// `waves` waves of `concurrency` runs started together, in a fresh store at `path`.
+async fn flow_level(
+    path: &Path,
+    concurrency: u32,
+    waves: u32,
+) -> Result<Level, Box<dyn std::error::Error>> {
+    let store = Arc::new(RedbStore::open(path)?);
+    let flow = flow::Flow::builder().store(store.clone());
+    let before = store.stats();
+    let start = Instant::now();
+    for wave in 0..waves {
+        let starts = (0..concurrency).map(|i| {
+            let run = wave * concurrency + i;
+            let opts = flow::RunOptions::new().id(format!("run-{run:06}"));
+            twenty_noops::start_with(&flow, opts, run)
+        });
+        let mut handles = Vec::with_capacity(concurrency as usize);
+        for handle in futures::future::join_all(starts).await {
+            handles.push(handle?);
+        }
+        for outcome in futures::future::join_all(handles.into_iter().map(|h| h.outcome())).await {
+            outcome.map_err(|e| format!("a run did not succeed: {e:?}"))?;
+        }
+    }
+    let took = start.elapsed();
+    let commits = store.stats().commits - before.commits;
+    Ok(Level { took, commits })
+}
+
+/// The process's peak resident set (`VmHWM`), KiB; 0 where /proc is not available.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// (device, filesystem type, mount point) of the mount holding `path`, from /proc/self/mounts.
+fn mount_of(path: &Path) -> (String, String, String) {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let device = fields.next()?;
+            let mount = fields.next()?;
+            let fstype = fields.next()?;
+            path.starts_with(mount)
+                .then(|| (device.to_owned(), fstype.to_owned(), mount.to_owned()))
+        })
+        .max_by_key(|(_, _, mount)| mount.len())
+        .unwrap_or_else(|| ("?".into(), "?".into(), "?".into()))
+}
+
+/// The redb version in the workspace's Cargo.lock.
+fn redb_version() -> String {
+    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+    let lock = std::fs::read_to_string(lock).unwrap_or_default();
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"redb\"" {
+            if let Some(version) = lines.next().and_then(|l| l.strip_prefix("version = ")) {
+                return version.trim_matches('"').to_owned();
+            }
+        }
+    }
+    "unknown".into()
+}
