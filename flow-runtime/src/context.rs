@@ -125,12 +125,20 @@ impl RunCtx {
         }
     }
 
-    pub fn checkpoint(&self, id: &StepId) -> Option<StepRecord> {
-        lock(&self.checkpoints).get(&id.storage_key()).cloned()
+    /// The stored record of `id` from before this execution. Each step id is looked up once
+    /// (a repeated call gets the next occurrence), so the record leaves the cache here.
+    pub fn take_checkpoint(&self, id: &StepId) -> Option<StepRecord> {
+        lock(&self.checkpoints).remove(&id.storage_key())
     }
 
-    pub fn remember(&self, record: StepRecord) {
-        lock(&self.checkpoints).insert(record.id.storage_key(), record);
+    /// Commits `writes` durably, or aborts the run when the store fails. A dry run writes
+    /// nothing.
+    pub async fn persist(&self, writes: Vec<crate::store::Write>) {
+        if let Mode::Live(store) = &self.mode {
+            if let Err(e) = store.commit(writes).await {
+                self.abort::<()>(Abort::Store(e)).await;
+            }
+        }
     }
 
     /// Keeps the run record so that status changes inside the run (sleeping) can be written.

@@ -35,14 +35,6 @@ fn record(run: &RunCtx, id: StepId, status: StepStatus) -> StepRecord {
     }
 }
 
-async fn commit(run: &RunCtx, writes: Vec<Write>) {
-    if let context::Mode::Live(store) = &run.mode {
-        if let Err(e) = store.commit(writes).await {
-            run.abort::<()>(Abort::Store(e)).await;
-        }
-    }
-}
-
 async fn checkpointed<T: Serialize + DeserializeOwned>(
     name: &'static str,
     compute: impl FnOnce() -> T,
@@ -55,7 +47,7 @@ async fn checkpointed<T: Serialize + DeserializeOwned>(
     }
     let id = run.next_step_id(name, String::new());
     if let Some(done) = run
-        .checkpoint(&id)
+        .take_checkpoint(&id)
         .filter(|r| r.status == StepStatus::Succeeded)
     {
         let stored = done.output.unwrap_or(serde_json::Value::Null);
@@ -70,8 +62,7 @@ async fn checkpointed<T: Serialize + DeserializeOwned>(
     let value = compute();
     let mut done = record(&run, id, StepStatus::Succeeded);
     done.output = serde_json::to_value(&value).ok();
-    commit(&run, vec![Write::PutStep(done.clone())]).await;
-    run.remember(done);
+    run.persist(vec![Write::PutStep(done)]).await;
     value
 }
 
@@ -112,17 +103,16 @@ pub async fn sleep(duration: Duration) {
         });
         return;
     }
-    let wake_at = match run.checkpoint(&id) {
+    let wake_at = match run.take_checkpoint(&id) {
         Some(r) if r.status == StepStatus::Succeeded => return,
         Some(r) => r.next_attempt_at_ms.unwrap_or_else(now_ms),
         None => {
             let wake_at = now_ms() + duration.as_millis() as u64;
             let mut started = record(&run, id.clone(), StepStatus::Started);
             started.next_attempt_at_ms = Some(wake_at);
-            let mut writes = vec![Write::PutStep(started.clone())];
+            let mut writes = vec![Write::PutStep(started)];
             writes.extend(run.set_status(RunStatus::Sleeping).map(Write::PutRun));
-            commit(&run, writes).await;
-            run.remember(started);
+            run.persist(writes).await;
             wake_at
         }
     };
@@ -133,8 +123,7 @@ pub async fn sleep(duration: Duration) {
     }
     let mut done = record(&run, id, StepStatus::Succeeded);
     done.next_attempt_at_ms = Some(wake_at);
-    let mut writes = vec![Write::PutStep(done.clone())];
+    let mut writes = vec![Write::PutStep(done)];
     writes.extend(run.set_status(RunStatus::Running).map(Write::PutRun));
-    commit(&run, writes).await;
-    run.remember(done);
+    run.persist(writes).await;
 }

@@ -832,6 +832,33 @@ fn find_workflow(name: &str) -> Result<&'static WorkflowMeta, Error> {
     })
 }
 
+/// Checks the encoded input and wraps the typed call, for a live or a dry run.
+#[allow(clippy::type_complexity)]
+fn prepare_typed<T, E, F, Fut>(
+    meta: &WorkflowMeta,
+    input: Result<serde_json::Value, serde_json::Error>,
+    call: F,
+) -> Result<(serde_json::Value, Invoke, Arc<Slots<T, E>>), Error>
+where
+    T: Serialize + Send + 'static,
+    E: Display + Send + 'static,
+    F: FnOnce(serde_json::Value) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Result<T, E>, InputError>> + Send + 'static,
+{
+    let input = input.map_err(|e| {
+        Error::Encoding(format!(
+            "the input of workflow `{}` could not be serialized: {e}",
+            meta.name
+        ))
+    })?;
+    let slots = Arc::new(Slots {
+        ok: Mutex::new(None),
+        err: Mutex::new(None),
+    });
+    let invoke = typed_invoke(call, slots.clone());
+    Ok((input, invoke, slots))
+}
+
 /// Wraps a typed workflow call: the typed output and error are kept for this process's handle,
 /// the engine sees JSON and a message.
 fn typed_invoke<T, E, F, Fut>(call: F, slots: Arc<Slots<T, E>>) -> Invoke
@@ -874,17 +901,7 @@ where
     F: FnOnce(serde_json::Value) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Result<T, E>, InputError>> + Send + 'static,
 {
-    let input = input.map_err(|e| {
-        Error::Encoding(format!(
-            "the input of workflow `{}` could not be serialized: {e}",
-            meta.name
-        ))
-    })?;
-    let slots = Arc::new(Slots {
-        ok: Mutex::new(None),
-        err: Mutex::new(None),
-    });
-    let invoke = typed_invoke(call, slots.clone());
+    let (input, invoke, slots) = prepare_typed(meta, input, call)?;
     flow.start_erased(meta.name, options, input, invoke, Some(slots))
         .await
 }
@@ -901,17 +918,7 @@ where
     F: FnOnce(serde_json::Value) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Result<T, E>, InputError>> + Send + 'static,
 {
-    let input = input.map_err(|e| {
-        Error::Encoding(format!(
-            "the input of workflow `{}` could not be serialized: {e}",
-            meta.name
-        ))
-    })?;
-    let slots = Arc::new(Slots {
-        ok: Mutex::new(None),
-        err: Mutex::new(None),
-    });
-    let invoke = typed_invoke(call, slots.clone());
+    let (input, invoke, slots) = prepare_typed(meta, input, call)?;
     let (end, plan) = flow.drive_dry(meta.name, input, invoke).await;
     let handle = finished_handle(RunId::from("dry-run"), String::new(), end, Some(slots));
     Ok(DryRun {

@@ -5,7 +5,7 @@
 //! never touches the run record, which belongs to the engine.
 
 use crate::classify::{ErrorClass, StepTimeout};
-use crate::context::{self, Abort, Frame, Mode, PlannedStep, RunCtx, StepFrame};
+use crate::context::{self, Abort, Frame, PlannedStep, RunCtx, StepFrame};
 use crate::registry::{RepeatSafety, RetrySpec, StepMeta};
 use crate::retry::RetryPolicy;
 use crate::store::{now_ms, Attention, StepId, StepRecord, StepStatus, StoreError, Write};
@@ -75,15 +75,6 @@ fn encoding(what: &str, step: &StepId, e: serde_json::Error) -> Abort {
     Abort::Store(StoreError::Encoding(format!("{what} of step {step}: {e}")))
 }
 
-/// Commits `writes` for `run`, or aborts the run when the store fails.
-async fn persist(run: &RunCtx, writes: Vec<Write>) {
-    if let Mode::Live(store) = &run.mode {
-        if let Err(e) = store.commit(writes).await {
-            run.abort::<()>(Abort::Store(e)).await;
-        }
-    }
-}
-
 /// Runs one call of a step: checkpointed inside a run, a plain call outside one (and inside
 /// another step's body).
 pub async fn run_step<A, T, E, B, BF, D, DF>(
@@ -105,20 +96,30 @@ where
         Some(Frame::Run(run)) => run,
         _ => return body().await,
     };
-    let meta = spec.meta;
+    let StepSpec {
+        meta,
+        key,
+        classify,
+        on_timeout,
+    } = spec;
 
     if run.cancel_requested() {
         return run.abort(Abort::Cancelled).await;
     }
 
-    let args_json = match serde_json::to_vec(args) {
-        Ok(json) => json,
-        Err(e) => {
-            let reason = StoreError::Encoding(format!("arguments of step {}: {e}", meta.name));
-            return run.abort(Abort::Store(reason)).await;
+    // The arguments are encoded only when something reads them: the key hash or a dry-run plan.
+    let args_json = if key.is_none() || run.is_dry() {
+        match serde_json::to_vec(args) {
+            Ok(json) => json,
+            Err(e) => {
+                let reason = StoreError::Encoding(format!("arguments of step {}: {e}", meta.name));
+                return run.abort(Abort::Store(reason)).await;
+            }
         }
+    } else {
+        Vec::new()
     };
-    let key = spec.key.clone().unwrap_or_else(|| args_key(&args_json));
+    let key = key.unwrap_or_else(|| args_key(&args_json));
     let id = run.next_step_id(meta.name, key);
 
     if run.is_dry() && !meta.read_only {
@@ -136,7 +137,7 @@ where
     let mut first_attempt = 1;
     let mut not_before = None;
     let mut started_at_ms = now_ms();
-    if let Some(record) = run.checkpoint(&id) {
+    if let Some(record) = run.take_checkpoint(&id) {
         match record.status {
             StepStatus::Succeeded => {
                 let output = record.output.unwrap_or(serde_json::Value::Null);
@@ -166,7 +167,7 @@ where
         }
     }
 
-    let policy = policy_of(&run, meta, spec.classify.is_some());
+    let policy = policy_of(&run, meta, classify.is_some());
     let timeout = meta.timeout_ms.map(Duration::from_millis);
     let mut attempt = first_attempt;
     loop {
@@ -194,11 +195,8 @@ where
         if meta.repeat == RepeatSafety::AtMostOnce {
             // The intent is durable before the body runs: after a crash we know the outcome is
             // unknown instead of silently running the effect twice.
-            persist(
-                &run,
-                vec![Write::PutStep(record(StepStatus::Started, attempt))],
-            )
-            .await;
+            run.persist(vec![Write::PutStep(record(StepStatus::Started, attempt))])
+                .await;
         }
 
         let span = tracing::info_span!("step", name = meta.name, key = %id.key, attempt);
@@ -215,7 +213,7 @@ where
                 .await
             {
                 Ok(result) => (result, false),
-                Err(_) => match spec.on_timeout {
+                Err(_) => match on_timeout {
                     Some(convert) => (Err(convert(StepTimeout { after: limit })), true),
                     None => unreachable_timeout(&run, meta).await,
                 },
@@ -236,12 +234,11 @@ where
                 done.output = Some(output);
                 done.finished_at_ms = Some(now_ms());
                 drop(_enter);
-                persist(&run, vec![Write::PutStep(done.clone())]).await;
-                run.remember(done);
+                run.persist(vec![Write::PutStep(done)]).await;
                 return Ok(value);
             }
             Err(error) => {
-                let (class, retry_after) = match (timed_out, spec.classify) {
+                let (class, retry_after) = match (timed_out, classify) {
                     // A timeout is transient whatever the error type says of the variant
                     // holding it.
                     (true, _) => (ErrorClass::Transient, None),
@@ -264,13 +261,13 @@ where
                     backoff.error = Some(message);
                     backoff.error_class = Some(class);
                     drop(_enter);
-                    persist(&run, vec![Write::PutStep(backoff)]).await;
+                    run.persist(vec![Write::PutStep(backoff)]).await;
                     not_before = Some(next_at);
                     attempt += 1;
                     continue;
                 }
                 let why = if class == ErrorClass::Permanent {
-                    if spec.classify.is_none() {
+                    if classify.is_none() {
                         "the step is not retried (retry = \"none\" or at_most_once)"
                     } else {
                         "the error is permanent, so it is not retried"
@@ -284,8 +281,7 @@ where
                 failed.error_class = Some(class);
                 failed.finished_at_ms = Some(now_ms());
                 drop(_enter);
-                persist(&run, vec![Write::PutStep(failed.clone())]).await;
-                run.remember(failed);
+                run.persist(vec![Write::PutStep(failed)]).await;
                 return Err(error);
             }
         }
