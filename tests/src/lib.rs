@@ -86,3 +86,44 @@ pub fn read_steps(store: &std::path::Path, id: &str) -> Vec<flow_runtime::StepRe
         flow.steps(&id.into()).await.unwrap_or_default()
     })
 }
+
+/// Spawns a test child binary (`env!("CARGO_BIN_EXE_…")`) with `args`, output captured.
+pub fn spawn_child<S: AsRef<std::ffi::OsStr>>(exe: &str, args: &[S]) -> std::process::Child {
+    std::process::Command::new(exe)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {exe}: {e}"))
+}
+
+/// Asserts that a child exited with `code`, showing its stderr otherwise.
+pub fn assert_exit(out: &std::process::Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// How a child binary reports a run's outcome: the output on stdout and exit 0, exit 3 when
+/// the run needs attention, exit 1 for anything else.
+pub fn report<T: std::fmt::Display>(
+    outcome: Result<T, flow_runtime::RunError<flow_runtime::Failure>>,
+) -> std::process::ExitCode {
+    match outcome {
+        Ok(v) => {
+            println!("{v}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(flow_runtime::RunError::NeedsAttention(a)) => {
+            eprintln!("needs attention: {}", a.reason);
+            std::process::ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}

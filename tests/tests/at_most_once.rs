@@ -2,19 +2,13 @@
 //! run in needs-attention until an operator marks the step done or allows a re-run.
 
 use flow_runtime as flow;
-use flow_tests::{bump, count, fresh_flow, lines, read_run, wait_until};
+use flow_tests::{assert_exit, bump, count, fresh_flow, lines, read_run, spawn_child, wait_until};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn child(store: &Path, log: &Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_scenario_child"))
-        .args(["payment"])
-        .arg(store)
-        .arg(log)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn scenario_child")
+    let args = [Path::new("payment"), store, log];
+    spawn_child(env!("CARGO_BIN_EXE_scenario_child"), &args)
 }
 
 fn run_to_end(store: &Path, log: &Path) -> Output {
@@ -29,12 +23,7 @@ fn crash_inside_the_step(store: &Path, log: &Path) -> flow::StepId {
     c.wait().expect("reap");
 
     let out = run_to_end(store, log);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 3);
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs attention"));
     assert_eq!(lines(log).len(), 1, "the payment was not sent again");
     let run = read_run(store, "payment").expect("run");
@@ -70,12 +59,7 @@ fn a_crash_inside_the_step_needs_attention_and_marking_it_done_completes_the_run
         flow::Resolution::Done(serde_json::json!("paid 500 (confirmed by hand)")),
     );
     let out = run_to_end(&store, &log);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "paid 500 (confirmed by hand)"
@@ -99,19 +83,14 @@ fn allowing_a_rerun_runs_the_step_again_once() {
 
     resolve(&store, &step, flow::Resolution::Rerun);
     let out = run_to_end(&store, &log);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(
         lines(&log).len(),
         2,
         "the operator allowed exactly one more run"
     );
     let again = run_to_end(&store, &log);
-    assert_eq!(again.status.code(), Some(0));
+    assert_exit(&again, 0);
     assert_eq!(lines(&log).len(), 2, "a finished run executes nothing");
 }
 

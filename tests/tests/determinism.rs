@@ -2,8 +2,10 @@
 //! value on replay, and `flow::sleep()` is durable: a restarted run waits only for what is left.
 
 use flow_runtime as flow;
-use flow_tests::{bump, fresh_flow, lines, read_run, read_steps, wait_until};
-use std::process::Command;
+use flow_tests::{
+    assert_exit, bump, fresh_flow, lines, read_run, read_steps, spawn_child, wait_until,
+};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -69,16 +71,8 @@ async fn now_uuid_and_random_replay_their_recorded_values() {
 fn a_durable_sleep_survives_a_kill_and_waits_only_for_what_is_left() {
     let dir = tempfile::tempdir().unwrap();
     let (store, log) = (dir.path().join("flow.redb"), dir.path().join("log"));
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_scenario_child"))
-            .arg("sleep")
-            .arg(&store)
-            .arg(&log)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn")
-    };
+    let args = [Path::new("sleep"), &store, &log];
+    let spawn = || spawn_child(env!("CARGO_BIN_EXE_scenario_child"), &args);
     let mut first = spawn();
     // Another process reads the store while the run sleeps.
     wait_until(20, "the run to sleep", || {
@@ -94,12 +88,7 @@ fn a_durable_sleep_survives_a_kill_and_waits_only_for_what_is_left() {
     assert!(lines(&log).is_empty(), "killed before waking");
 
     let out = spawn().wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let woke = lines(&log);
     assert_eq!(woke.len(), 1);
     let woke_at: u64 = woke[0].split(' ').nth(1).unwrap().parse().unwrap();

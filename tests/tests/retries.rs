@@ -197,19 +197,11 @@ async fn named_policies_can_be_tuned_at_run_time() {
 
 #[test]
 fn a_crash_during_backoff_resumes_at_the_next_attempt() {
-    use flow_tests::{lines, read_steps, wait_until};
+    use flow_tests::{assert_exit, lines, read_steps, spawn_child, wait_until};
     let dir = tempfile::tempdir().unwrap();
     let (store, log) = (dir.path().join("flow.redb"), dir.path().join("log"));
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_scenario_child"))
-            .arg("backoff")
-            .arg(&store)
-            .arg(&log)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn")
-    };
+    let args = [std::path::Path::new("backoff"), &store, &log];
+    let spawn = || spawn_child(env!("CARGO_BIN_EXE_scenario_child"), &args);
     let mut first = spawn();
     wait_until(20, "the first attempt's backoff to be stored", || {
         read_steps(&store, "backoff")
@@ -219,12 +211,7 @@ fn a_crash_during_backoff_resumes_at_the_next_attempt() {
     first.kill().unwrap();
     first.wait().unwrap();
     let out = spawn().wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
     let attempts: Vec<String> = lines(&log)
         .iter()

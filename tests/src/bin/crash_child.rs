@@ -77,22 +77,8 @@ async fn main() -> ExitCode {
         }
     };
     let options = flow::RunOptions::new().id("crash-run");
-    let outcome = match crash_workflow::start_with(&flow, options, steps).await {
-        Ok(handle) => handle.outcome().await,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(1);
-        }
-    };
-    match outcome {
-        Ok(sum) => {
-            println!("{sum}");
-            ExitCode::SUCCESS
-        }
-        Err(flow::RunError::NeedsAttention(a)) => {
-            eprintln!("needs attention: {}", a.reason);
-            ExitCode::from(3)
-        }
+    match crash_workflow::start_with(&flow, options, steps).await {
+        Ok(handle) => flow_tests::report(handle.outcome().await),
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(1)

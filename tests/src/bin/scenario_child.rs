@@ -72,13 +72,10 @@ async fn sleep_flow() -> Result<u64, flow::Failure> {
         .unwrap_or(0))
 }
 
-type Outcome = Result<String, flow::RunError<flow::Failure>>;
-
-async fn finish<T>(started: Result<flow::RunHandle<T, flow::Failure>, flow::Error>) -> Outcome
-where
-    T: serde::de::DeserializeOwned + ToString,
-{
-    Ok(started?.outcome().await?.to_string())
+async fn finish<T>(
+    started: Result<flow::RunHandle<T, flow::Failure>, flow::Error>,
+) -> Result<T, flow::RunError<flow::Failure>> {
+    started?.outcome().await
 }
 
 #[tokio::main]
@@ -97,27 +94,13 @@ async fn main() -> ExitCode {
         }
     };
     let id = || flow::RunOptions::new().id(scenario.as_str());
-    let result = match scenario.as_str() {
-        "backoff" => finish(backoff_flow::start_with(&flow, id()).await).await,
-        "payment" => finish(payment_flow::start_with(&flow, id()).await).await,
-        "sleep" => finish(sleep_flow::start_with(&flow, id()).await).await,
+    match scenario.as_str() {
+        "backoff" => flow_tests::report(finish(backoff_flow::start_with(&flow, id()).await).await),
+        "payment" => flow_tests::report(finish(payment_flow::start_with(&flow, id()).await).await),
+        "sleep" => flow_tests::report(finish(sleep_flow::start_with(&flow, id()).await).await),
         other => {
             eprintln!("unknown scenario {other}");
-            return ExitCode::from(2);
-        }
-    };
-    match result {
-        Ok(v) => {
-            println!("{v}");
-            ExitCode::SUCCESS
-        }
-        Err(flow::RunError::NeedsAttention(a)) => {
-            eprintln!("needs attention: {}", a.reason);
-            ExitCode::from(3)
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(1)
+            ExitCode::from(2)
         }
     }
 }
