@@ -173,3 +173,94 @@ async fn by_name_start_uses_json_input_and_unknown_names_are_listed() {
         .expect_err("id taken by another workflow");
     assert!(err.to_string().contains("three_steps"), "{err}");
 }
+
+#[flow::workflow]
+async fn always_fails(tag: String) -> Result<u32, flow::Failure> {
+    fragile_always(tag).await
+}
+
+#[flow::step(idempotent, retry = "none")]
+async fn fragile_always(tag: String) -> Result<u32, flow::Failure> {
+    bump(&format!("{tag}/always"));
+    Err(flow::Failure::permanent("the record is invalid"))
+}
+
+#[flow::workflow]
+async fn panics(tag: String) -> Result<u32, flow::Failure> {
+    let x = double(tag, 5).await?;
+    if x == 10 {
+        panic!("an assertion in workflow code");
+    }
+    Ok(x)
+}
+
+#[tokio::test]
+async fn a_failed_run_id_returns_the_stored_failure_without_executing() {
+    let (_dir, flow) = fresh_flow();
+    let opts = || flow::RunOptions::new().id("replay-4");
+    let first = always_fails::start_with(&flow, opts(), "r4".into())
+        .await
+        .unwrap()
+        .outcome()
+        .await
+        .expect_err("fails");
+    assert!(
+        first.workflow_error().is_some(),
+        "this process has the typed error"
+    );
+
+    let again = always_fails::start_with(&flow, opts(), "r4".into())
+        .await
+        .unwrap()
+        .outcome()
+        .await
+        .expect_err("stored failure");
+    match again {
+        flow::RunError::Failed { message } => assert_eq!(message, "the record is invalid"),
+        other => panic!("expected the stored failure, got {other:?}"),
+    }
+    assert_eq!(
+        count("r4/always"),
+        1,
+        "starting a failed id executes nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_panic_in_workflow_code_fails_the_run_with_its_message() {
+    let (_dir, flow) = fresh_flow();
+    let id = flow::RunId::from("replay-5");
+    let err = panics::start_with(&flow, flow::RunOptions::new().id(id.clone()), "r5".into())
+        .await
+        .unwrap()
+        .outcome()
+        .await
+        .expect_err("panics");
+    assert!(
+        err.to_string().contains("an assertion in workflow code"),
+        "{err}"
+    );
+    let run = flow.run_record(&id).await.unwrap().unwrap();
+    assert_eq!(run.status, flow::RunStatus::Failed);
+    assert!(run.error.unwrap().contains("panicked"));
+    assert_eq!(
+        flow.steps(&id).await.unwrap().len(),
+        1,
+        "the step before the panic is kept"
+    );
+}
+
+#[tokio::test]
+async fn resuming_a_succeeded_run_is_refused() {
+    let (_dir, flow) = fresh_flow();
+    let id = flow::RunId::from("replay-6");
+    three_steps::start_with(&flow, flow::RunOptions::new().id(id.clone()), "r6".into())
+        .await
+        .unwrap()
+        .outcome()
+        .await
+        .unwrap();
+    let err = flow.resume(&id).await.expect_err("finished");
+    assert!(err.to_string().contains("succeeded"), "{err}");
+    assert_eq!(count("r6/double/1"), 1);
+}
