@@ -3,3 +3,8 @@
 
 pub mod api;
 pub mod sync;
+
+/// The README's code compiles: its first example is checked as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
