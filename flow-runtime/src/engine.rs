@@ -8,8 +8,8 @@ use crate::context::{self, Abort, Frame, Mode, PlannedStep, RunCtx};
 use crate::registry::{self, BoxFuture, InputError, InvokeResult, WorkflowFailure, WorkflowMeta};
 use crate::retry::{RetryPolicies, RetryPolicy};
 use crate::store::{
-    now_ms, Attention, CreateRun, RedbStore, RunFilter, RunId, RunRecord, RunStatus, StepId,
-    StepRecord, StepStatus, Store, StoreError, Write,
+    now_ms, Attention, CreateRun, RedbStore, RunFilter, RunId, RunRecord, RunStatus, Sharing,
+    StepId, StepRecord, StepStatus, Store, StoreError, Write,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -74,6 +74,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct FlowBuilder {
     policies: RetryPolicies,
     cancel_poll: Option<Duration>,
+    sharing: Sharing,
 }
 
 impl FlowBuilder {
@@ -90,9 +91,17 @@ impl FlowBuilder {
         self
     }
 
+    /// Whether other processes may open the store while this one runs workflows (default:
+    /// [`Sharing::Shared`]). [`Sharing::Exclusive`] halves the fsyncs of every commit and locks
+    /// operator commands out until this process closes the store.
+    pub fn sharing(mut self, sharing: Sharing) -> Self {
+        self.sharing = sharing;
+        self
+    }
+
     /// Opens (or creates) the redb store at `path`.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Flow, Error> {
-        let store = RedbStore::open(path.as_ref())?;
+        let store = RedbStore::open_with(path.as_ref(), self.sharing)?;
         Ok(self.store(Arc::new(store)))
     }
 

@@ -22,6 +22,7 @@ pub use registry::{
     DryRunSpec, InputError, RepeatSafety, RetrySpec, StepMeta, WorkflowFailure, WorkflowMeta,
 };
 pub use retry::{RetryPolicies, RetryPolicy};
+pub use store::Sharing;
 pub use store::{
     Attention, RunFilter, RunId, RunRecord, RunStatus, StepId, StepRecord, StepStatus, Store,
     StoreError,

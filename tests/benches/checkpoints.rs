@@ -74,26 +74,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let mut step_at_1 = None;
-    for (concurrency, waves) in [(1u32, 150u32), (16, 60), (256, 10), (1024, 4)] {
-        let path = dir.path().join(format!("flow-{concurrency}.redb"));
-        let level = runtime.block_on(flow_level(&path, concurrency, waves))?;
-        let steps = u64::from(concurrency * waves * STEPS);
-        let rate = steps as f64 / level.took.as_secs_f64();
-        if concurrency == 1 {
-            step_at_1 = Some(level.took / (steps as u32));
+    let mut step_at_1 = Vec::new();
+    let levels = [(1u32, 150u32), (16, 60), (256, 10), (1024, 4)];
+    for (sharing, label) in [
+        (flow::Sharing::Shared, "shared"),
+        (flow::Sharing::Exclusive, "exclusive"),
+    ] {
+        for (concurrency, waves) in levels {
+            let path = dir.path().join(format!("flow-{label}-{concurrency}.redb"));
+            let level = runtime.block_on(flow_level(&path, sharing, concurrency, waves))?;
+            let steps = u64::from(concurrency * waves * STEPS);
+            let rate = steps as f64 / level.took.as_secs_f64();
+            if concurrency == 1 {
+                step_at_1.push((label, level.took / (steps as u32)));
+            }
+            rows.push(Row {
+                scenario: format!(
+                    "flow ({label} store), {concurrency} concurrent run(s) × {STEPS} steps"
+                ),
+                rate,
+                detail: format!(
+                    "{} runs, {steps} steps in {:.2} s",
+                    concurrency * waves,
+                    level.took.as_secs_f64()
+                ),
+                commits_per_step: Some(level.commits as f64 / steps as f64),
+                peak_rss_kib: peak_rss_kib(),
+            });
         }
-        rows.push(Row {
-            scenario: format!("flow, {concurrency} concurrent run(s) × {STEPS} steps"),
-            rate,
-            detail: format!(
-                "{} runs, {steps} steps in {:.2} s",
-                concurrency * waves,
-                level.took.as_secs_f64()
-            ),
-            commits_per_step: Some(level.commits as f64 / steps as f64),
-            peak_rss_kib: peak_rss_kib(),
-        });
     }
 
     // Diagnostics: where a step's time goes at concurrency 1 (see BENCHMARKS.md)
@@ -156,18 +164,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!();
-    if let Some(step) = step_at_1 {
+    for (label, step) in step_at_1 {
         let multiple = step.as_secs_f64() / raw_commit.as_secs_f64();
         println!(
-            "- step cost at concurrency 1: {:.3} ms = {multiple:.2}× one raw commit (target ≤ 1.5×: {})",
+            "- {label} store, step cost at concurrency 1: {:.3} ms = {multiple:.2}× one raw commit (target ≤ 1.5×: {})",
             step.as_secs_f64() * 1e3,
             verdict(multiple <= 1.5)
         );
     }
-    if let Some(row) = rows.iter().find(|r| r.scenario.starts_with("flow, 256 ")) {
+    for row in rows.iter().filter(|r| r.scenario.contains(", 256 ")) {
         let ratio = row.rate / raw_rate;
         println!(
-            "- concurrency 256: {ratio:.1}× the raw commit rate (target ≥ 20×: {})",
+            "- {}: {ratio:.1}× the raw commit rate (target ≥ 20×: {})",
+            row.scenario,
             verdict(ratio >= 20.0)
         );
     }
@@ -258,10 +267,11 @@ struct Level {
 /// `waves` waves of `concurrency` runs started together, in a fresh store at `path`.
 async fn flow_level(
     path: &Path,
+    sharing: flow::Sharing,
     concurrency: u32,
     waves: u32,
 ) -> Result<Level, Box<dyn std::error::Error>> {
-    let store = Arc::new(RedbStore::open(path)?);
+    let store = Arc::new(RedbStore::open_with(path, sharing)?);
     let flow = flow::Flow::builder().store(store.clone());
     let before = store.stats();
     let start = Instant::now();

@@ -6,7 +6,7 @@
 
 mod redb;
 
-pub use self::redb::RedbStore;
+pub use self::redb::{RedbStore, Sharing};
 
 use crate::classify::ErrorClass;
 use crate::registry::BoxFuture;
@@ -297,7 +297,7 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// Another program holds the file exclusively.
-    #[error("the store {path} is locked by another program that opened it exclusively; stop that program, or point flow at another store file")]
+    #[error("the store {path} is locked by another process that opened it exclusively (another program, or a flow process opened with `Sharing::Exclusive`); stop that process, or point flow at another store file")]
     Locked {
         /// The store file.
         path: PathBuf,

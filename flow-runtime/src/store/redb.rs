@@ -7,9 +7,14 @@
 //!
 //! # Sharing the file
 //!
-//! The file is opened in redb's [`ConcurrencyMode::MultiWriter`], so the operator CLI of the
-//! same binary can open it while a worker runs, to list runs or to write a cancel request.
-//! What redb 4.6 requires and allows (read in its `page_manager.rs` and checked by experiment):
+//! By default ([`Sharing::Shared`]) the file is opened in redb's
+//! [`ConcurrencyMode::MultiWriter`], so the operator CLI of the same binary can open it while a
+//! worker runs, to list runs or to write a cancel request. The price: in every multi-process
+//! mode redb makes a two-phase commit, two fsyncs instead of one. [`Sharing::Exclusive`] opens
+//! the file in redb's default `ExclusiveWriter` mode instead: one fsync per commit, and every
+//! other process is refused ([`StoreError::Locked`]) until this one closes the store.
+//! What redb 4.6 requires and allows in the shared mode (read in its `page_manager.rs` and
+//! checked by experiment):
 //!
 //! - Every process sharing the file must open it in `MultiWriter` mode, with a redb that speaks
 //!   the same locking-protocol generation. A program holding the file in the default
@@ -105,6 +110,18 @@ impl std::fmt::Debug for RedbStore {
     }
 }
 
+/// Whether other processes may open the store while this one has it open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sharing {
+    /// Other processes (an operator's `runs list`, a cancel) may open the store while this one
+    /// runs workflows. Each durable commit costs two fsyncs.
+    #[default]
+    Shared,
+    /// This process holds the file alone: one fsync per commit, and any other process that
+    /// opens the store gets [`StoreError::Locked`] until this one closes it.
+    Exclusive,
+}
+
 #[derive(Default)]
 struct Counters {
     commits: AtomicU64,
@@ -118,6 +135,11 @@ impl RedbStore {
     /// [`StoreError::Corrupt`], [`StoreError::Foreign`] or [`StoreError::NewerVersion`] rather
     /// than touching a file that is not a usable flow store.
     pub fn open(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
+        RedbStore::open_with(path, Sharing::Shared)
+    }
+
+    /// Like [`RedbStore::open`], choosing whether other processes may share the file.
+    pub fn open_with(path: impl AsRef<Path>, sharing: Sharing) -> Result<RedbStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -135,7 +157,7 @@ impl RedbStore {
                 path,
             });
         }
-        let db = open_database(&path, true)?;
+        let db = open_database(&path, true, sharing)?;
         init_or_check_meta(&db).map_err(|fault| fault.at(&path))?;
         Ok(RedbStore::start(db, path))
     }
@@ -159,7 +181,7 @@ impl RedbStore {
             }
             Err(err) => return Err(io_error(&path, err)),
         }
-        let db = open_database(&path, false)?;
+        let db = open_database(&path, false, Sharing::Shared)?;
         check_meta_read_only(&db).map_err(|fault| fault.at(&path))?;
         Ok(RedbStore::start(db, path))
     }
@@ -242,12 +264,16 @@ impl Drop for RedbStore {
     }
 }
 
-/// Opens the file with redb, in multi-writer mode and verifying it; `create` allows
+/// Opens the file with redb in the mode `sharing` asks for, verifying it; `create` allows
 /// initialising a missing or empty file.
-fn open_database(path: &Path, create: bool) -> Result<Database, StoreError> {
+fn open_database(path: &Path, create: bool, sharing: Sharing) -> Result<Database, StoreError> {
+    let mode = match sharing {
+        Sharing::Shared => ConcurrencyMode::MultiWriter,
+        Sharing::Exclusive => ConcurrencyMode::ExclusiveWriter,
+    };
     let mut builder = Builder::new();
     builder
-        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+        .set_concurrency_mode(mode)
         .set_check_integrity_on_open(true);
     let opened = catch_unwind(AssertUnwindSafe(|| {
         if create {
