@@ -119,15 +119,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         commits_per_step: Some(1.0),
         peak_rss_kib: peak_rss_kib(),
     });
-    let path = dir.path().join("store-commit.redb");
-    let (commits, took) = runtime.block_on(store_commits(&path, 1_000, Duration::from_secs(1)))?;
-    rows.push(Row {
-        scenario: "diagnostic: `RedbStore::commit` of one step record, one at a time".into(),
-        rate: commits as f64 / took.as_secs_f64(),
-        detail: format!("{commits} commits in {:.2} s", took.as_secs_f64()),
-        commits_per_step: Some(1.0),
-        peak_rss_kib: peak_rss_kib(),
-    });
+    for (sharing, label) in [
+        (flow::Sharing::Shared, "shared"),
+        (flow::Sharing::Exclusive, "exclusive"),
+    ] {
+        let path = dir.path().join(format!("store-commit-{label}.redb"));
+        let (commits, took) =
+            runtime.block_on(store_commits(&path, sharing, 1_000, Duration::from_secs(1)))?;
+        rows.push(Row {
+            scenario: format!(
+                "diagnostic: `RedbStore::commit` of one step record, one at a time ({label})"
+            ),
+            rate: commits as f64 / took.as_secs_f64(),
+            detail: format!("{commits} commits in {:.2} s", took.as_secs_f64()),
+            commits_per_step: Some(1.0),
+            peak_rss_kib: peak_rss_kib(),
+        });
+    }
     drop(runtime);
 
     // Header: machine facts
@@ -225,11 +233,12 @@ fn raw_redb(
 /// without the engine: at least `min` commits and `time`. Returns (commits, time).
 async fn store_commits(
     path: &Path,
+    sharing: flow::Sharing,
     min: u64,
     time: Duration,
 ) -> Result<(u64, Duration), Box<dyn std::error::Error>> {
     use flow::store::Write;
-    let store = RedbStore::open(path)?;
+    let store = RedbStore::open_with(path, sharing)?;
     let record = |n: u64| flow::StepRecord {
         run_id: "run-000000".into(),
         id: flow::StepId {
