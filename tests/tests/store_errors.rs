@@ -69,13 +69,31 @@ fn a_store_held_exclusively_by_another_program_is_locked() {
 
     let err = RedbStore::open(&path).unwrap_err();
     assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
-    assert_message(&err, &path, "stop that program");
+    assert_message(&err, &path, "stop that process");
 
     let err = RedbStore::open_existing(&path).unwrap_err();
     assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
 
     drop(holder);
     RedbStore::open(&path).unwrap();
+}
+
+#[test]
+fn an_exclusive_store_locks_out_other_opens_until_it_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = temp_path(&dir);
+    let exclusive = RedbStore::open_with(&path, flow_runtime::Sharing::Exclusive).unwrap();
+    let created = runtime().block_on(exclusive.create_run(run("r1"))).unwrap();
+    assert!(matches!(created, CreateRun::Created));
+
+    let err = RedbStore::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    assert_message(&err, &path, "Sharing::Exclusive");
+
+    drop(exclusive);
+    let shared = RedbStore::open_existing(&path).unwrap();
+    let stored = runtime().block_on(shared.run(&"r1".into())).unwrap();
+    assert!(stored.is_some(), "what the exclusive store wrote is there");
 }
 
 #[test]

@@ -122,10 +122,10 @@ pub struct RunRecord {
     /// The input, as JSON.
     pub input: serde_json::Value,
     /// The output of a succeeded run.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<serde_json::Value>,
     /// The error of a failed run.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The W3C trace id (32 hex digits), kept across resumes.
     pub trace_id: String,
@@ -137,7 +137,7 @@ pub struct RunRecord {
     #[serde(default)]
     pub executions: u32,
     /// Set while the run needs an operator.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention: Option<Attention>,
 }
 
@@ -195,21 +195,21 @@ pub struct StepRecord {
     /// The attempt number this record describes, from 1.
     pub attempt: u32,
     /// When the next attempt may start (backoff), ms since the epoch.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at_ms: Option<u64>,
     /// The output of a succeeded step.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<serde_json::Value>,
     /// The last error.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The last error's class.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_class: Option<ErrorClass>,
     /// When the first attempt of this execution started.
     pub started_at_ms: u64,
     /// When the step finished.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at_ms: Option<u64>,
 }
 
