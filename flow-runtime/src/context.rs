@@ -128,7 +128,12 @@ impl RunCtx {
     /// The stored record of `id` from before this execution. Each step id is looked up once
     /// (a repeated call gets the next occurrence), so the record leaves the cache here.
     pub fn take_checkpoint(&self, id: &StepId) -> Option<StepRecord> {
-        lock(&self.checkpoints).remove(&id.storage_key())
+        let mut checkpoints = lock(&self.checkpoints);
+        // A new run has none: skip formatting the key.
+        if checkpoints.is_empty() {
+            return None;
+        }
+        checkpoints.remove(&id.storage_key())
     }
 
     /// Commits `writes` durably, or aborts the run when the store fails. A dry run writes

@@ -571,7 +571,8 @@ struct StoredStepRef<'a> {
     attempt: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     next_attempt_at_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    // A `()` output is `null`; leaving it out reads back the same.
+    #[serde(skip_serializing_if = "is_absent")]
     output: &'a Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: &'a Option<String>,
@@ -597,6 +598,10 @@ struct StoredStep {
     started_at_ms: u64,
     #[serde(default)]
     finished_at_ms: Option<u64>,
+}
+
+fn is_absent(output: &&Option<serde_json::Value>) -> bool {
+    matches!(output, None | Some(serde_json::Value::Null))
 }
 
 fn stored_step(step: &StepRecord) -> StoredStepRef<'_> {
