@@ -75,7 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     let mut step_at_1 = Vec::new();
-    let levels = [(1u32, 150u32), (16, 60), (256, 10), (1024, 4)];
+    let levels = [(1u32, 150u32), (16, 60), (256, 30), (1024, 10)];
     for (sharing, label) in [
         (flow::Sharing::Shared, "shared"),
         (flow::Sharing::Exclusive, "exclusive"),
