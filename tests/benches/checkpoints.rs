@@ -22,6 +22,20 @@ use std::time::{Duration, Instant};
 /// Steps per run.
 const STEPS: u32 = 20;
 
+/// Each measurement is repeated this often and the median is reported, with the spread: the
+/// disk and CPU of a shared 2-core VM vary by tens of percent from one second to the next.
+const REPEATS: usize = 3;
+
+/// The median of `values` (sorted in place), and the lowest and highest.
+fn median_and_range(values: &mut [f64]) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1],
+    )
+}
+
 #[flow::step(idempotent, retry = "none")]
 async fn noop(run: u32, i: u32) -> Result<(), flow::Failure> {
     let _ = (run, i);
@@ -58,14 +72,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 1. raw redb baseline
     let db = redb::Database::create(dir.path().join("raw.redb"))?;
-    let (commits, took) = raw_redb(&db, 2_000, Duration::from_secs(3))?;
+    let mut raw_rates = Vec::new();
+    for _ in 0..REPEATS {
+        let (commits, took) = raw_redb(&db, 1_000, Duration::from_secs(1))?;
+        raw_rates.push(commits as f64 / took.as_secs_f64());
+    }
     drop(db);
-    let raw_rate = commits as f64 / took.as_secs_f64();
-    let raw_commit = took / commits as u32;
+    let (raw_rate, low, high) = median_and_range(&mut raw_rates);
+    let raw_commit = Duration::from_secs_f64(1.0 / raw_rate);
     rows.push(Row {
         scenario: "raw redb, 1 insert per durable commit".into(),
         rate: raw_rate,
-        detail: format!("{commits} commits in {:.2} s", took.as_secs_f64()),
+        detail: format!("median of {REPEATS} × 1 s, range {low:.0}–{high:.0}/s"),
         commits_per_step: Some(1.0),
         peak_rss_kib: peak_rss_kib(),
     });
@@ -81,12 +99,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (flow::Sharing::Exclusive, "exclusive"),
     ] {
         for (concurrency, waves) in levels {
-            let path = dir.path().join(format!("flow-{label}-{concurrency}.redb"));
-            let level = runtime.block_on(flow_level(&path, sharing, concurrency, waves))?;
             let steps = u64::from(concurrency * waves * STEPS);
-            let rate = steps as f64 / level.took.as_secs_f64();
+            let mut rates = Vec::new();
+            let mut commits = 0;
+            for repeat in 0..REPEATS {
+                let path = dir
+                    .path()
+                    .join(format!("flow-{label}-{concurrency}-{repeat}.redb"));
+                let level = runtime.block_on(flow_level(&path, sharing, concurrency, waves))?;
+                rates.push(steps as f64 / level.took.as_secs_f64());
+                commits += level.commits;
+            }
+            let (rate, low, high) = median_and_range(&mut rates);
             if concurrency == 1 {
-                step_at_1.push((label, level.took / (steps as u32)));
+                step_at_1.push((label, Duration::from_secs_f64(1.0 / rate)));
             }
             rows.push(Row {
                 scenario: format!(
@@ -94,11 +120,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ),
                 rate,
                 detail: format!(
-                    "{} runs, {steps} steps in {:.2} s",
+                    "{} runs, {steps} steps; median of {REPEATS}, range {low:.0}–{high:.0}/s",
                     concurrency * waves,
-                    level.took.as_secs_f64()
                 ),
-                commits_per_step: Some(level.commits as f64 / steps as f64),
+                commits_per_step: Some(commits as f64 / (steps * REPEATS as u64) as f64),
                 peak_rss_kib: peak_rss_kib(),
             });
         }
