@@ -1,4 +1,4 @@
-//! Crash test: a real child process runs a 400-step workflow and is SIGKILLed at seeded random
+//! Crash test: a real child process runs a 1000-step workflow and is SIGKILLed at seeded random
 //! moments, then restarted, until the run completes. The effect log and the store must show
 //! that nothing completed was repeated.
 
@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const STEPS: u32 = 400;
+const STEPS: u32 = 1000;
 const KILLS: u32 = 30;
 
 struct Effect {
@@ -39,6 +39,16 @@ fn read_log(path: &Path) -> Vec<Effect> {
 
 #[test]
 fn sigkill_at_random_moments_repeats_no_committed_step() {
+    crash_and_restart(&[]);
+}
+
+/// The same with the store held exclusively (one fsync per commit instead of two).
+#[test]
+fn sigkill_with_an_exclusive_store_repeats_no_committed_step() {
+    crash_and_restart(&["exclusive"]);
+}
+
+fn crash_and_restart(mode: &[&str]) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = dir.path().join("flow.redb");
     let log = dir.path().join("effects.log");
@@ -59,12 +69,13 @@ fn sigkill_at_random_moments_repeats_no_committed_step() {
             .arg(&store)
             .arg(&log)
             .arg(STEPS.to_string())
+            .args(mode)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn crash_child");
         if kills < KILLS {
-            std::thread::sleep(Duration::from_millis(rng.u64(3..30)));
+            std::thread::sleep(Duration::from_millis(rng.u64(3..25)));
             if child.try_wait().expect("poll child").is_none() {
                 child.kill().expect("SIGKILL the child");
                 child.wait().expect("reap the child");

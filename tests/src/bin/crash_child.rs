@@ -5,7 +5,7 @@
 //! can land before the effect, between the effect and the commit, or after the commit. The test
 //! kills this process at random moments, restarts it, and checks the log and the store.
 //!
-//! Usage: crash_child STORE EFFECT_LOG STEPS. Exit codes: 0 succeeded (prints the output), 3 the
+//! Usage: crash_child STORE EFFECT_LOG STEPS [exclusive]. Exit codes: 0 succeeded (prints the output), 3 the
 //! run needs attention, 1 anything else.
 
 use flow_runtime as flow;
@@ -60,16 +60,22 @@ async fn crash_workflow(steps: u32) -> Result<u64, flow::Failure> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let [_, store, log, steps] = args.as_slice() else {
-        eprintln!("usage: crash_child STORE EFFECT_LOG STEPS");
-        return ExitCode::from(2);
+    let (store, log, steps, sharing) = match args.as_slice() {
+        [_, store, log, steps] => (store, log, steps, flow::Sharing::Shared),
+        [_, store, log, steps, mode] if mode == "exclusive" => {
+            (store, log, steps, flow::Sharing::Exclusive)
+        }
+        _ => {
+            eprintln!("usage: crash_child STORE EFFECT_LOG STEPS [exclusive]");
+            return ExitCode::from(2);
+        }
     };
     let Ok(steps) = steps.parse::<u32>() else {
         eprintln!("STEPS must be a number");
         return ExitCode::from(2);
     };
     let _ = LOG.set(log.into());
-    let flow = match flow::Flow::open(store) {
+    let flow = match flow::Flow::builder().sharing(sharing).open(store) {
         Ok(flow) => flow,
         Err(e) => {
             eprintln!("{e}");
