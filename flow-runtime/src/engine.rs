@@ -5,6 +5,7 @@
 //! registry's type-erased `invoke` functions or a typed closure from generated code.
 
 use crate::context::{self, Abort, Frame, Mode, PlannedStep, RunCtx};
+use crate::owner::Owner;
 use crate::registry::{self, BoxFuture, InputError, InvokeResult, WorkflowFailure, WorkflowMeta};
 use crate::retry::{RetryPolicies, RetryPolicy};
 use crate::store::{
@@ -348,6 +349,14 @@ pub enum Error {
     /// A value could not be encoded or decoded.
     #[error("{0}")]
     Encoding(String),
+    /// Another live process is executing the run.
+    #[error("run `{id}` is being executed by process {pid}; wait for it, or cancel the run")]
+    RunInProgress {
+        /// The run.
+        id: RunId,
+        /// The process executing it.
+        pid: u32,
+    },
     /// The run stopped without a final state; resume it once the cause is fixed.
     #[error("run `{run_id}` was interrupted: {reason}; it can be resumed")]
     Interrupted {
@@ -439,6 +448,7 @@ impl Flow {
             }
             _ => {}
         }
+        not_executing_elsewhere(&run)?;
         let meta = find_workflow(&run.workflow)?;
         self.execute(run, Box::new(meta.invoke), None).await
     }
@@ -456,7 +466,8 @@ impl Flow {
         }
         let local = lock(&self.inner.active).get(id).map(|a| a.ctx.clone());
         let mut writes = vec![Write::RequestCancel(id.clone())];
-        if local.is_none() && matches!(run.status, RunStatus::NeedsAttention | RunStatus::Queued) {
+        // Nobody will pick the request up if no live process executes the run: cancel it here.
+        if local.is_none() && not_executing_elsewhere(&run).is_ok() {
             let mut run = run;
             run.status = RunStatus::Cancelled;
             run.updated_at_ms = now_ms();
@@ -570,6 +581,7 @@ impl Flow {
             updated_at_ms: now,
             executions: 1,
             attention: None,
+            owner: Owner::current(),
         };
         match self.inner.store.create_run(fresh.clone()).await? {
             CreateRun::Created => self.spawn(fresh, Vec::new(), false, invoke, slots),
@@ -601,6 +613,7 @@ impl Flow {
     where
         T: DeserializeOwned,
     {
+        not_executing_elsewhere(&run)?;
         let checkpoints = self.inner.store.steps(&run.id).await?;
         let cancelled = !self
             .inner
@@ -612,6 +625,7 @@ impl Flow {
         run.executions += 1;
         run.error = None;
         run.attention = None;
+        run.owner = Owner::current();
         run.updated_at_ms = now_ms();
         self.inner
             .store
@@ -686,6 +700,7 @@ impl Flow {
             }
             let now = now_ms();
             run.updated_at_ms = now;
+            run.owner = None;
             match &end {
                 Final::Succeeded(output) => {
                     run.status = RunStatus::Succeeded;
@@ -812,6 +827,22 @@ async fn body_outcome(ctx: &Arc<RunCtx>, input: serde_json::Value, invoke: Invok
                 Abort::Store(e) => Final::Interrupted(e.to_string()),
             }
         }
+    }
+}
+
+/// Refuses a run that another live process is executing.
+fn not_executing_elsewhere(run: &RunRecord) -> Result<(), Error> {
+    match run.owner.as_ref() {
+        Some(owner)
+            if matches!(run.status, RunStatus::Running | RunStatus::Sleeping)
+                && owner.is_another_live_process() =>
+        {
+            Err(Error::RunInProgress {
+                id: run.id.clone(),
+                pid: owner.pid,
+            })
+        }
+        _ => Ok(()),
     }
 }
 

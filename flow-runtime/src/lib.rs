@@ -5,6 +5,7 @@ mod classify;
 mod context;
 mod determinism;
 mod engine;
+mod owner;
 pub mod registry;
 mod retry;
 mod step;
@@ -18,6 +19,7 @@ pub use context::{attempt, is_dry_run, run_id, step_key, trace_id, PlannedStep};
 pub use determinism::{now, random, sleep, uuid};
 pub use engine::{DryRun, Error, Flow, FlowBuilder, Resolution, RunError, RunHandle, RunOptions};
 pub use flow_macros::{step, workflow, Classify};
+pub use owner::Owner;
 pub use registry::{
     DryRunSpec, InputError, RepeatSafety, RetrySpec, StepMeta, WorkflowFailure, WorkflowMeta,
 };

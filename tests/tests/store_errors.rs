@@ -26,6 +26,7 @@ fn run(id: &str) -> RunRecord {
         updated_at_ms: 1,
         executions: 1,
         attention: None,
+        owner: None,
     }
 }
 

@@ -139,6 +139,9 @@ pub struct RunRecord {
     /// Set while the run needs an operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention: Option<Attention>,
+    /// The process executing the run, while one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<crate::owner::Owner>,
 }
 
 /// The identity of a step within a run: name, key and occurrence.

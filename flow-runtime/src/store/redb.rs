@@ -1040,6 +1040,7 @@ mod tests {
             updated_at_ms: created_at_ms,
             executions: 1,
             attention: None,
+            owner: None,
         }
     }
 

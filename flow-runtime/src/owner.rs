@@ -1,0 +1,92 @@
+//! Which process executes a run, so a second process does not execute it at the same time.
+//!
+//! An executing run records its owner: pid, the process's start time and the machine's boot id
+//! (all from `/proc`, so a recycled pid or a reboot is not mistaken for the owner). A process
+//! that finds an unfinished run owned by a live process refuses to execute it; a run whose
+//! owner died (a crash, a SIGKILL) is free to resume. This module only answers "who am I" and
+//! "is that process alive"; the engine decides.
+
+use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
+
+/// The process executing a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// Process id.
+    pub pid: u32,
+    /// The process's start time, in clock ticks since boot (`/proc/PID/stat`, field 22).
+    pub start_ticks: u64,
+    /// The machine's boot id (`/proc/sys/kernel/random/boot_id`).
+    pub boot_id: String,
+}
+
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields resume after the last `)`.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn boot_id() -> Option<String> {
+    static BOOT: OnceLock<Option<String>> = OnceLock::new();
+    BOOT.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_owned())
+    })
+    .clone()
+}
+
+impl Owner {
+    /// This process; `None` where `/proc` is not available (runs are then not guarded).
+    pub(crate) fn current() -> Option<Owner> {
+        static CURRENT: OnceLock<Option<Owner>> = OnceLock::new();
+        CURRENT
+            .get_or_init(|| {
+                let pid = std::process::id();
+                Some(Owner {
+                    pid,
+                    start_ticks: start_ticks(pid)?,
+                    boot_id: boot_id()?,
+                })
+            })
+            .clone()
+    }
+
+    /// Whether this owner is another process that is still running.
+    pub(crate) fn is_another_live_process(&self) -> bool {
+        if Owner::current().as_ref() == Some(self) {
+            return false;
+        }
+        boot_id().as_deref() == Some(self.boot_id.as_str())
+            && start_ticks(self.pid) == Some(self.start_ticks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_its_own_owner_and_a_dead_pid_is_not_alive() {
+        let me = Owner::current().expect("/proc is available on the test machines");
+        assert!(
+            !me.is_another_live_process(),
+            "this process is not *another* process"
+        );
+        let gone = Owner {
+            pid: u32::MAX - 1,
+            ..me.clone()
+        };
+        assert!(!gone.is_another_live_process());
+        let recycled = Owner {
+            start_ticks: me.start_ticks + 1,
+            pid: 1,
+            ..me
+        };
+        assert!(
+            !recycled.is_another_live_process(),
+            "same pid, other start time"
+        );
+    }
+}
