@@ -13,6 +13,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use crate::classify::{Classify, ErrorClass, StepTimeout};
+pub use crate::cli::{main_entry, AppInfo, AppSettings, NoSettings, SetupOutcome};
 pub use crate::engine::{DryRun, Error, Flow, RunError, RunHandle, RunOptions};
 pub use crate::registry::{
     BoxFuture, DryRunSpec, InputError, InvokeResult, RepeatSafety, RetrySpec, StepMeta,

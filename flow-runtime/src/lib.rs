@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod classify;
+mod cli;
 mod context;
 mod determinism;
 mod engine;
