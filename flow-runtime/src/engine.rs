@@ -85,6 +85,12 @@ impl FlowBuilder {
         self
     }
 
+    /// Replaces every named retry policy (from settings).
+    pub fn retry_policies(mut self, policies: RetryPolicies) -> Self {
+        self.policies = policies;
+        self
+    }
+
     /// How often runs executing here check the store for cancel requests from other processes
     /// (default 500 ms).
     pub fn cancel_poll_interval(mut self, every: Duration) -> Self {
@@ -349,6 +355,16 @@ pub enum Error {
     /// A value could not be encoded or decoded.
     #[error("{0}")]
     Encoding(String),
+    /// The run has no step of that name.
+    #[error("run `{id}` has no step `{step}`; its steps are: {}", .known.join(", "))]
+    UnknownStep {
+        /// The run.
+        id: RunId,
+        /// The name asked for.
+        step: String,
+        /// The step names the run has.
+        known: Vec<String>,
+    },
     /// Another live process is executing the run.
     #[error("run `{id}` is being executed by process {pid}; wait for it, or cancel the run")]
     RunInProgress {
@@ -451,6 +467,67 @@ impl Flow {
         not_executing_elsewhere(&run)?;
         let meta = find_workflow(&run.workflow)?;
         self.execute(run, Box::new(meta.invoke), None).await
+    }
+
+    /// Starts a new run of the same workflow and input that reuses the checkpoints of `id`
+    /// taken before the first call of the step `from_step` (its full name, or its function
+    /// name); that step and everything after it execute again. Returns the new run's handle.
+    pub async fn fork(
+        &self,
+        id: &RunId,
+        from_step: &str,
+        new_id: Option<RunId>,
+    ) -> Result<RunHandle<serde_json::Value, WorkflowFailure>, Error> {
+        let run = self.load(id).await?;
+        let meta = find_workflow(&run.workflow)?;
+        let mut steps = self.inner.store.steps(id).await?;
+        steps.sort_by_key(|s| (s.started_at_ms, s.finished_at_ms));
+        let matches = |name: &str| name == from_step || name.rsplit("::").next() == Some(from_step);
+        let Some(cut) = steps.iter().find(|s| matches(&s.id.name)) else {
+            let mut names: Vec<String> = steps.iter().map(|s| s.id.name.clone()).collect();
+            names.dedup();
+            return Err(Error::UnknownStep {
+                id: id.clone(),
+                step: from_step.to_owned(),
+                known: names,
+            });
+        };
+        let cut_at = cut.started_at_ms;
+        let new_id = new_id.unwrap_or_else(RunId::generate);
+        let now = now_ms();
+        let fork = RunRecord {
+            id: new_id.clone(),
+            workflow: run.workflow.clone(),
+            status: RunStatus::Running,
+            input: run.input.clone(),
+            output: None,
+            error: None,
+            trace_id: new_trace_id(),
+            created_at_ms: now,
+            updated_at_ms: now,
+            executions: 0,
+            attention: None,
+            owner: None,
+        };
+        if let CreateRun::Exists(_) = self.inner.store.create_run(fork.clone()).await? {
+            return Err(Error::RunIdConflict {
+                id: new_id,
+                workflow: run.workflow,
+            });
+        }
+        let kept: Vec<Write> = steps
+            .into_iter()
+            .filter(|s| s.status == StepStatus::Succeeded && s.started_at_ms < cut_at)
+            .map(|mut s| {
+                s.run_id = new_id.clone();
+                Write::PutStep(s)
+            })
+            .collect();
+        tracing::info!(from = %id, fork = %new_id, reused = kept.len(), "forking run");
+        if !kept.is_empty() {
+            self.inner.store.commit(kept).await?;
+        }
+        self.execute(fork, Box::new(meta.invoke), None).await
     }
 
     /// Cancels a run. A run executing in this or another process stops at its next step

@@ -9,8 +9,10 @@ mod engine;
 mod owner;
 pub mod registry;
 mod retry;
+mod settings;
 mod step;
 pub mod store;
+mod telemetry;
 
 #[doc(hidden)]
 pub mod __private;
@@ -20,11 +22,14 @@ pub use context::{attempt, is_dry_run, run_id, step_key, trace_id, PlannedStep};
 pub use determinism::{now, random, sleep, uuid};
 pub use engine::{DryRun, Error, Flow, FlowBuilder, Resolution, RunError, RunHandle, RunOptions};
 pub use flow_macros::{step, workflow, Classify};
+#[doc(hidden)]
+pub use garde;
 pub use owner::Owner;
 pub use registry::{
     DryRunSpec, InputError, RepeatSafety, RetrySpec, StepMeta, WorkflowFailure, WorkflowMeta,
 };
 pub use retry::{RetryPolicies, RetryPolicy};
+pub use settings::{non_empty_secret, FlowSettings, LogFormat, Secret, SettingProblem};
 pub use store::Sharing;
 pub use store::{
     Attention, RunFilter, RunId, RunRecord, RunStatus, StepId, StepRecord, StepStatus, Store,

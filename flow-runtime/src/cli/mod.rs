@@ -1,8 +1,16 @@
 //! The generated `main` and the operator console: argument parsing, settings, logging and every
 //! subcommand. `#[flow::main]` expands to one call of [`main_entry`]; everything else lives here
-//! so that macro output stays small. This module owns process exit codes.
+//! so that macro output stays small. This module owns the process's exit codes.
 
+mod args;
+mod commands;
+mod runbook;
+
+use crate::settings::{SettingProblem, SettingsSource};
+use args::{Cli, Command};
+use clap::{CommandFactory, FromArgMatches};
 use std::future::Future;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// What the macro knows about the binary.
@@ -17,6 +25,15 @@ pub struct AppInfo {
     pub env_prefix: Option<&'static str>,
     /// The doc comment on `main`, shown at the top of `--help`.
     pub doc: &'static str,
+}
+
+impl AppInfo {
+    fn env_prefix(&self) -> String {
+        match self.env_prefix {
+            Some(prefix) => prefix.to_owned(),
+            None => format!("{}_", self.name.to_uppercase().replace('-', "_")),
+        }
+    }
 }
 
 /// Settings of an app without settings of its own.
@@ -52,8 +69,51 @@ pub trait AppSettings:
 {
 }
 impl<T> AppSettings for T where
-    T: serde::de::DeserializeOwned + serde::Serialize + garde::Validate<Context = ()> + Send + 'static
+    T: serde::de::DeserializeOwned
+        + serde::Serialize
+        + garde::Validate<Context = ()>
+        + Send
+        + 'static
 {
+}
+
+/// Exit codes, as documented in `--help` and the runbook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Exit {
+    Success = 0,
+    WorkflowFailed = 1,
+    Usage = 2,
+    Config = 3,
+    NeedsAttention = 4,
+    Store = 5,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit as u8)
+    }
+}
+
+fn command(app: &AppInfo) -> clap::Command {
+    let about = app.doc.lines().next().unwrap_or("").trim().to_owned();
+    Cli::command()
+        .name(app.name)
+        .bin_name(app.name)
+        .version(app.version)
+        .about(about)
+        .long_about(app.doc.trim().to_owned())
+        .after_help(args::EXIT_CODES)
+}
+
+fn print_problems(problems: &[SettingProblem]) {
+    eprintln!(
+        "error: invalid settings ({} problem{}); nothing was run:",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for problem in problems {
+        eprintln!("  - {problem}");
+    }
 }
 
 /// The whole program behind `#[flow::main]`: parse arguments, load and validate settings, set up
@@ -65,6 +125,60 @@ where
     Fut: Future,
     Fut::Output: SetupOutcome,
 {
-    let _ = (app, setup);
-    ExitCode::SUCCESS
+    let matches = command(&app).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(shell, &mut command(&app), app.name, &mut std::io::stdout());
+        return Exit::Success.into();
+    }
+
+    let (config, required) = match &cli.config {
+        Some(path) => (path.clone(), true),
+        None => (PathBuf::from("flow.toml"), false),
+    };
+    let mut overrides = Vec::new();
+    if let Some(store) = &cli.store {
+        overrides.push(("flow.store", serde_json::json!(store)));
+    }
+    if let Some(format) = cli.log_format {
+        overrides.push(("flow.log_format", serde_json::json!(format)));
+    }
+    let loaded = SettingsSource::new(&config, required, &app.env_prefix(), &overrides)
+        .and_then(SettingsSource::load::<S>);
+    let loaded = match loaded {
+        Ok(loaded) => loaded,
+        Err(problems) => {
+            print_problems(&problems);
+            return Exit::Config.into();
+        }
+    };
+    let verbosity = cli.verbose as i8 - cli.quiet as i8;
+    crate::telemetry::init(loaded.flow.log_format, &loaded.flow.log_level, verbosity);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return Exit::Store.into();
+        }
+    };
+    let exit = runtime.block_on(async move {
+        if let Command::CheckConfig = cli.command {
+            return commands::check_config(&loaded, cli.output);
+        }
+        let flow_settings = loaded.flow.clone();
+        let app_settings = loaded.app;
+        if let Err(message) = setup(app_settings).await.into_result() {
+            eprintln!("error: setup failed: {message}");
+            return Exit::Config;
+        }
+        commands::dispatch(&app, &flow_settings, cli).await
+    });
+    exit.into()
 }

@@ -1,0 +1,151 @@
+//! The command line, declared with clap: global flags, subcommands and their `--help` text.
+
+use crate::settings::LogFormat;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+pub(crate) const EXIT_CODES: &str = "\
+EXIT CODES:
+    0  success
+    1  the workflow failed or was cancelled
+    2  usage error: bad arguments, malformed JSON input, unknown workflow, run or step
+    3  configuration error: invalid settings (every bad field is listed)
+    4  the run needs attention: an at_most_once step's outcome is unknown
+    5  store error: the store is locked, corrupt, full or unreadable";
+
+#[derive(Debug, Parser)]
+pub(crate) struct Cli {
+    /// Settings file (TOML, with [flow] and [app] tables) [default: flow.toml if present]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Store file, overriding the settings' flow.store
+    #[arg(long, global = true, value_name = "PATH")]
+    pub store: Option<PathBuf>,
+    /// Log format, overriding the settings' flow.log_format
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// More log output (-v debug, -vv trace); RUST_LOG wins over both
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less log output (-q warnings, -qq errors only)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+    /// Output of the command: a table for people, JSON for scripts
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a workflow and wait for its outcome
+    ///
+    /// A run id that already finished returns its stored outcome and executes nothing; an
+    /// unfinished one resumes.
+    Run {
+        /// The workflow's name (see `runbook`)
+        workflow: String,
+        /// Input as JSON: the value of a one-parameter workflow, an object keyed by parameter
+        /// name otherwise
+        #[arg(long, conflicts_with = "input_file")]
+        input: Option<String>,
+        /// Read the JSON input from a file (`-` for standard input)
+        #[arg(long, value_name = "FILE")]
+        input_file: Option<PathBuf>,
+        /// The run id, the idempotency key of the whole run [default: a new UUID]
+        #[arg(long)]
+        id: Option<String>,
+        /// Execute read_only steps, skip every other step and print the plan; changes nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List, inspect and operate runs in the store
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Print the operator's runbook for this binary
+    Runbook {
+        #[arg(long, value_enum, default_value_t = RunbookFormat::Markdown)]
+        format: RunbookFormat,
+    },
+    /// Print the effective settings, secrets redacted, with the source of each value
+    CheckConfig,
+    /// Print a shell completion script
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RunbookFormat {
+    Markdown,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StatusArg {
+    Queued,
+    Running,
+    Sleeping,
+    Succeeded,
+    Failed,
+    Cancelled,
+    NeedsAttention,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RunsCommand {
+    /// List runs, newest first
+    List {
+        #[arg(long, value_enum)]
+        status: Option<StatusArg>,
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show a run: its steps with status, attempts, durations and errors, and what to do next
+    Show { id: String },
+    /// Resume an interrupted or failed run: completed steps replay, the rest execute
+    Resume { id: String },
+    /// Resume every failed run (of one workflow)
+    RetryFailed {
+        #[arg(long)]
+        workflow: Option<String>,
+    },
+    /// Cancel a run; a running run stops at its next step boundary
+    Cancel { id: String },
+    /// Start a new run that reuses the checkpoints taken before a step, and runs from there
+    Fork {
+        id: String,
+        /// The step to run again (full name or function name), and everything after it
+        #[arg(long)]
+        from_step: String,
+        /// The new run's id [default: a new UUID]
+        #[arg(long)]
+        new_id: Option<String>,
+    },
+    /// Settle an at_most_once step whose outcome is unknown
+    Resolve {
+        id: String,
+        /// The step's key (see `runs show`)
+        #[arg(long)]
+        step: String,
+        /// Its effect happened: record it as done
+        #[arg(long, conflicts_with = "rerun", required_unless_present = "rerun")]
+        done: bool,
+        /// With --done: the step's output as JSON [default: null]
+        #[arg(long, requires = "done")]
+        output: Option<String>,
+        /// Its effect did not happen: let it run again on resume
+        #[arg(long)]
+        rerun: bool,
+    },
+}

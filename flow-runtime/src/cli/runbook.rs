@@ -1,0 +1,175 @@
+//! The runbook: generated from the registry and the doc comments of workflows and steps, with
+//! the exact commands of this binary for every state a run can be left in.
+
+use super::args::{RunbookFormat, EXIT_CODES};
+use super::{AppInfo, Exit};
+use crate::registry::{self, DryRunSpec, RepeatSafety, RetrySpec, StepMeta, WorkflowMeta};
+use serde_json::{json, Value};
+
+fn repeat_safety(step: &StepMeta) -> String {
+    match step.repeat {
+        RepeatSafety::Idempotent if step.read_only => "read_only (idempotent)".into(),
+        RepeatSafety::Idempotent => "idempotent".into(),
+        RepeatSafety::IdempotencyKey { expr } => format!("idempotency_key = {expr}"),
+        RepeatSafety::AtMostOnce => "at_most_once".into(),
+    }
+}
+
+fn retry(step: &StepMeta) -> String {
+    if step.repeat == RepeatSafety::AtMostOnce {
+        return "never retried".into();
+    }
+    match step.retry {
+        RetrySpec::Named("transient") => {
+            "transient: 4 attempts, 1 s to 20 s exponential with jitter (tunable: flow.retry.transient)".into()
+        }
+        RetrySpec::Named("none") => "none: one attempt".into(),
+        RetrySpec::Named(name) => format!("{name} (tunable: flow.retry.{name})"),
+        RetrySpec::Inline {
+            attempts,
+            initial_ms,
+            max_ms,
+            multiplier,
+            jitter,
+        } => format!(
+            "{attempts} attempts, {initial_ms} ms to {max_ms} ms, ×{multiplier}{}",
+            if jitter { " with jitter" } else { "" }
+        ),
+    }
+}
+
+fn dry_run(step: &StepMeta) -> String {
+    match step.dry_run {
+        DryRunSpec::Execute => "runs for real (read-only)".into(),
+        DryRunSpec::Default => "skipped; returns Default::default()".into(),
+        DryRunSpec::Function(f) => format!("skipped; {f} stands in"),
+    }
+}
+
+fn first_line(doc: &str) -> &str {
+    doc.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+}
+
+/// What an operator does for each state a run of `w` can be left in.
+fn actions(app: &AppInfo, w: &WorkflowMeta) -> Vec<(&'static str, String)> {
+    let bin = app.name;
+    let name = w.name;
+    vec![
+        (
+            "failed",
+            format!("Read the error: `{bin} runs show <id>`. Fix its cause (a permanent error is never retried by itself), then `{bin} runs resume <id>`, or `{bin} runs retry-failed --workflow {name}` for all of them. Completed steps are replayed, not repeated. To redo part of a run: `{bin} runs fork <id> --from-step <step>`."),
+        ),
+        (
+            "needs-attention",
+            format!("An at_most_once step was interrupted and its effect is unknown. Check the external system. If the effect happened: `{bin} runs resolve <id> --step <key> --done --output '<json>'`; if not: `{bin} runs resolve <id> --step <key> --rerun`. Then `{bin} runs resume <id>`."),
+        ),
+        (
+            "stuck in backoff",
+            format!("`{bin} runs show <id>` names the step, its last error and when its next attempt is due. If the process is alive it retries by itself; if it died, `{bin} runs resume <id>` continues with the next attempt after the remaining delay. To give up: `{bin} runs cancel <id>`."),
+        ),
+        (
+            "running, but no process executes it",
+            format!("The process died (crash, kill, reboot). `{bin} runs resume <id>` continues where it stopped, with the same trace id."),
+        ),
+        (
+            "alerts",
+            match w.alert_after {
+                Some(n) => format!("An alert fires after {n} consecutive failed runs of `{name}`."),
+                None => format!("No alert threshold is set for `{name}` (`#[workflow(alert_after = N)]`)."),
+            },
+        ),
+    ]
+}
+
+pub(super) fn print(app: &AppInfo, format: RunbookFormat) -> Exit {
+    let workflows = registry::workflows();
+    let steps = registry::steps();
+    match format {
+        RunbookFormat::Json => {
+            let doc = json!({
+                "app": app.name,
+                "version": app.version,
+                "about": app.doc.trim(),
+                "workflows": workflows.iter().map(|w| json!({
+                    "name": w.name,
+                    "doc": w.doc.trim(),
+                    "params": w.params,
+                    "alert_after": w.alert_after,
+                    "source": format!("{}:{}", w.file, w.line),
+                    "actions": actions(app, w).into_iter().map(|(state, what)| (state.to_owned(), Value::String(what))).collect::<serde_json::Map<_, _>>(),
+                })).collect::<Vec<_>>(),
+                "steps": steps.iter().map(|s| json!({
+                    "name": s.name,
+                    "doc": s.doc.trim(),
+                    "repeat_safety": repeat_safety(s),
+                    "retry": retry(s),
+                    "timeout_ms": s.timeout_ms,
+                    "dry_run": dry_run(s),
+                    "source": format!("{}:{}", s.file, s.line),
+                })).collect::<Vec<_>>(),
+                "exit_codes": EXIT_CODES.lines().skip(1).map(str::trim).collect::<Vec<_>>(),
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&doc).unwrap_or_else(|_| doc.to_string())
+            );
+        }
+        RunbookFormat::Markdown => {
+            println!("# Runbook: {}\n", app.name);
+            if !app.doc.trim().is_empty() {
+                println!("{}\n", app.doc.trim());
+            }
+            println!("Inspect runs with `{0} runs list` and `{0} runs show <id>`; every command takes `--output json`.\n", app.name);
+            for w in &workflows {
+                println!("## Workflow `{}`\n", w.name);
+                if !w.doc.trim().is_empty() {
+                    println!("{}\n", w.doc.trim());
+                }
+                println!(
+                    "- start: `{} run {} --input '<json>' --id <run-id>` (parameters: {})",
+                    app.name,
+                    w.name,
+                    if w.params.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        w.params.join(", ")
+                    }
+                );
+                println!(
+                    "- preview: `{} run {} --input '<json>' --dry-run`",
+                    app.name, w.name
+                );
+                println!("- source: {}:{}\n", w.file, w.line);
+                println!("What to do when a run of `{}` is:\n", w.name);
+                for (state, what) in actions(app, w) {
+                    println!("- **{state}**: {what}");
+                }
+                println!();
+            }
+            println!("## Steps\n");
+            println!("| step | repeat safety | retry | timeout | dry run | what it does |");
+            println!("|---|---|---|---|---|---|");
+            for s in &steps {
+                println!(
+                    "| `{}` | {} | {} | {} | {} | {} |",
+                    s.name,
+                    repeat_safety(s),
+                    retry(s),
+                    s.timeout_ms
+                        .map(|t| format!("{t} ms per attempt"))
+                        .unwrap_or_else(|| "none".into()),
+                    dry_run(s),
+                    first_line(s.doc)
+                );
+            }
+            println!(
+                "\n## Exit codes\n\n```text\n{}\n```",
+                EXIT_CODES.lines().skip(1).collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+    Exit::Success
+}

@@ -1,0 +1,49 @@
+//! Logging: `tracing-subscriber`, pretty on a terminal and JSON otherwise, filtered by the
+//! settings' level, `RUST_LOG`, `-v` and `-q`.
+//!
+//! Lines inside a run carry the `run` span's fields (workflow, run id, trace id) and, inside a
+//! step, the `step` span's (name, key, attempt): in JSON as `span` and `spans`, in pretty mode
+//! as the span prefix. This module only installs the subscriber; the engine creates the spans.
+
+use crate::settings::LogFormat;
+use std::io::IsTerminal;
+use tracing_subscriber::EnvFilter;
+
+/// The filter: `RUST_LOG` if set, else the settings' level moved by `-v`/`-q`.
+fn filter(level: &str, verbosity: i8) -> EnvFilter {
+    if let Ok(env) = EnvFilter::try_from_default_env() {
+        return env;
+    }
+    let level = match verbosity {
+        v if v >= 2 => "trace",
+        1 => "debug",
+        0 => level,
+        -1 => "warn",
+        _ => "error",
+    };
+    EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Installs the global subscriber, writing to stderr (stdout is for command output). A second
+/// call does nothing.
+pub(crate) fn init(format: LogFormat, level: &str, verbosity: i8) {
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(level, verbosity))
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init()
+    } else {
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
+    };
+}
