@@ -45,6 +45,10 @@ pub struct ApiConfig {
     pub invalid_every: u32,
     /// Where accepted pushes are appended.
     pub ledger: PathBuf,
+    /// The bearer token requests must carry.
+    pub token: String,
+    /// Pause inside each notification, to leave time to kill the process during it.
+    pub notify_delay_ms: u64,
 }
 
 struct Api {
@@ -85,7 +89,11 @@ pub fn records(count: u32, invalid_every: u32) -> Vec<Record> {
         .collect()
 }
 
-fn flaky(api: &Api) -> Result<(), (StatusCode, String)> {
+fn flaky(api: &Api, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+    let expected = format!("Bearer {}", api.config.token);
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return Err((StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into()));
+    }
     if fastrand::f64() < api.config.failure_rate {
         return Err((
             StatusCode::SERVICE_UNAVAILABLE,
@@ -102,9 +110,10 @@ struct ListQuery {
 
 async fn list(
     State(api): State<Arc<Api>>,
+    headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<Record>>, (StatusCode, String)> {
-    flaky(&api)?;
+    flaky(&api, &headers)?;
     Ok(Json(records(q.count, api.config.invalid_every)))
 }
 
@@ -113,7 +122,7 @@ async fn push(
     headers: HeaderMap,
     Json(record): Json<Record>,
 ) -> Result<(StatusCode, String), (StatusCode, String)> {
-    flaky(&api)?;
+    flaky(&api, &headers)?;
     let Some(key) = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -155,10 +164,14 @@ async fn push(
 
 async fn notify(
     State(api): State<Arc<Api>>,
+    headers: HeaderMap,
     body: String,
 ) -> Result<StatusCode, (StatusCode, String)> {
-    flaky(&api)?;
+    flaky(&api, &headers)?;
     let _ = body;
+    if api.config.notify_delay_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(api.config.notify_delay_ms)).await;
+    }
     Ok(StatusCode::ACCEPTED)
 }
 

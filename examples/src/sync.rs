@@ -7,24 +7,44 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 
-/// The base URL of the records API. It is configuration, not workflow input, so a resumed run
-/// talks to wherever the API lives now.
-static API: OnceLock<String> = OnceLock::new();
-
-/// Points the workflow's steps at the API.
-pub fn set_api(base: String) {
-    let _ = API.set(base);
+/// Where the steps find the API, and how hard they push. It is configuration, not workflow
+/// input, so a resumed run talks to wherever the API lives now.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Base URL of the records API.
+    pub api: String,
+    /// Bearer token for the API.
+    pub token: flow::Secret,
+    /// Pushes in flight at once.
+    pub batch_size: usize,
 }
 
-fn api() -> &'static str {
-    API.get()
-        .map(String::as_str)
-        .unwrap_or("http://127.0.0.1:9")
+static CONFIG: OnceLock<Config> = OnceLock::new();
+
+/// Configures the steps (once, at startup).
+pub fn configure(config: Config) {
+    let _ = CONFIG.set(config);
+}
+
+fn config() -> Config {
+    CONFIG.get().cloned().unwrap_or_else(|| Config {
+        api: "http://127.0.0.1:9".into(),
+        token: String::new().into(),
+        batch_size: 8,
+    })
 }
 
 fn client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(reqwest::Client::new)
+}
+
+/// A request to the API with its bearer token.
+fn request(method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    let config = config();
+    client()
+        .request(method, format!("{}{path}", config.api))
+        .header("Authorization", format!("Bearer {}", config.token.expose()))
 }
 
 /// Why a sync step failed. Only the transient variants are retried.
@@ -42,7 +62,7 @@ pub enum SyncError {
     #[error(transparent)]
     #[flow(transient)]
     Timeout(#[from] flow::StepTimeout),
-    /// The API refused the record (4xx): retrying cannot help.
+    /// The API refused the request (4xx): retrying cannot help.
     #[error("record {id} was rejected: {reason}")]
     Rejected { id: String, reason: String },
 }
@@ -51,6 +71,20 @@ impl From<reqwest::Error> for SyncError {
     fn from(e: reqwest::Error) -> Self {
         SyncError::Network(e.to_string())
     }
+}
+
+/// Turns a non-success status into the error it means.
+fn check(status: reqwest::StatusCode, id: &str, body: String) -> Result<(), SyncError> {
+    if status.is_server_error() {
+        return Err(SyncError::Unavailable(status.as_u16()));
+    }
+    if status.is_client_error() {
+        return Err(SyncError::Rejected {
+            id: id.to_owned(),
+            reason: format!("HTTP {}: {body}", status.as_u16()),
+        });
+    }
+    Ok(())
 }
 
 /// What the API said about one push.
@@ -65,16 +99,9 @@ pub struct Receipt {
 pub struct SyncInput {
     /// How many records to fetch.
     pub count: u32,
-    /// Pushes in flight at once.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
     /// Pause inside each push, to leave time to kill the process mid-run.
     #[serde(default)]
     pub delay_ms: u64,
-}
-
-fn default_concurrency() -> usize {
-    8
 }
 
 /// What the run did.
@@ -89,13 +116,12 @@ pub struct SyncReport {
 /// Fetches the records to sync. It changes nothing, so a dry run executes it for real.
 #[flow::step(read_only, retry(attempts = 8, initial = "50ms", max = "1s"))]
 pub async fn fetch_records(count: u32) -> Result<Vec<Record>, SyncError> {
-    let response = client()
-        .get(format!("{}/records?count={count}", api()))
+    let response = request(reqwest::Method::GET, &format!("/records?count={count}"))
         .send()
         .await?;
     let status = response.status();
-    if status.is_server_error() {
-        return Err(SyncError::Unavailable(status.as_u16()));
+    if !status.is_success() {
+        check(status, "*", response.text().await?)?;
     }
     Ok(response.json().await?)
 }
@@ -115,27 +141,15 @@ pub async fn push_record(record: &Record, delay_ms: u64) -> Result<Receipt, Sync
     // The step key (the record id) is stable across attempts and restarts; prefixing the run id
     // lets a later run push the same record again on purpose.
     let run = flow::run_id().map(|id| id.to_string()).unwrap_or_default();
-    let key = format!(
-        "{run}/{}",
-        flow::step_key().unwrap_or_else(|| record.id.clone())
-    );
-    let response = client()
-        .post(format!("{}/records", api()))
+    let key = format!("{run}/{}", flow::step_key().unwrap_or_else(|| record.id.clone()));
+    let response = request(reqwest::Method::POST, "/records")
         .header("Idempotency-Key", key)
         .json(record)
         .send()
         .await?;
     let status = response.status();
     let body = response.text().await?;
-    if status.is_server_error() {
-        return Err(SyncError::Unavailable(status.as_u16()));
-    }
-    if status.is_client_error() {
-        return Err(SyncError::Rejected {
-            id: record.id.clone(),
-            reason: body,
-        });
-    }
+    check(status, &record.id, body.clone())?;
     Ok(Receipt { outcome: body })
 }
 
@@ -143,25 +157,23 @@ pub async fn push_record(record: &Record, delay_ms: u64) -> Result<Receipt, Sync
 /// `at_most_once`: if the process dies during it, the run waits for an operator.
 #[flow::step(at_most_once)]
 pub async fn notify_team(summary: String) -> Result<(), SyncError> {
-    let response = client()
-        .post(format!("{}/notifications", api()))
+    let response = request(reqwest::Method::POST, "/notifications")
         .body(summary)
         .send()
         .await?;
-    if !response.status().is_success() {
-        return Err(SyncError::Unavailable(response.status().as_u16()));
-    }
-    Ok(())
+    let status = response.status();
+    check(status, "notification", response.text().await?)
 }
 
-/// Syncs `count` records from the API back into it, `concurrency` pushes at a time.
+/// Syncs `count` records from the API back into it, `batch_size` pushes at a time, then tells
+/// the team.
 #[flow::workflow]
 pub async fn sync_records(input: SyncInput) -> Result<SyncReport, SyncError> {
     let records = fetch_records(input.count).await?;
     let delay_ms = input.delay_ms;
     let results: Vec<Result<Receipt, SyncError>> = futures::stream::iter(records)
         .map(|record| async move { push_record(&record, delay_ms).await })
-        .buffered(input.concurrency.max(1))
+        .buffered(config().batch_size.max(1))
         .collect()
         .await;
     let mut report = SyncReport::default();
@@ -174,15 +186,12 @@ pub async fn sync_records(input: SyncInput) -> Result<SyncReport, SyncError> {
             Err(other) => return Err(other),
         }
     }
-    if notify_team(format!(
+    let summary = format!(
         "synced {} records, {} rejected",
         report.pushed,
         report.rejected.len()
-    ))
-    .await
-    .is_err()
-    {
-        // A lost notification is not worth failing the sync for.
-    }
+    );
+    // A lost notification is not worth failing the sync for; the run records it either way.
+    let _ = notify_team(summary).await;
     Ok(report)
 }
