@@ -92,7 +92,10 @@ pub fn records(count: u32, invalid_every: u32) -> Vec<Record> {
 fn flaky(api: &Api, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
     let expected = format!("Bearer {}", api.config.token);
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
-        return Err((StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into()));
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token".into(),
+        ));
     }
     if fastrand::f64() < api.config.failure_rate {
         return Err((

@@ -141,7 +141,10 @@ pub async fn push_record(record: &Record, delay_ms: u64) -> Result<Receipt, Sync
     // The step key (the record id) is stable across attempts and restarts; prefixing the run id
     // lets a later run push the same record again on purpose.
     let run = flow::run_id().map(|id| id.to_string()).unwrap_or_default();
-    let key = format!("{run}/{}", flow::step_key().unwrap_or_else(|| record.id.clone()));
+    let key = format!(
+        "{run}/{}",
+        flow::step_key().unwrap_or_else(|| record.id.clone())
+    );
     let response = request(reqwest::Method::POST, "/records")
         .header("Idempotency-Key", key)
         .json(record)

@@ -72,7 +72,16 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-const SYNC_50: &[&str] = &["run", "sync_records", "--input", r#"{"count": 50}"#, "--id", "sync-demo", "--output", "json"];
+const SYNC_50: &[&str] = &[
+    "run",
+    "sync_records",
+    "--input",
+    r#"{"count": 50}"#,
+    "--id",
+    "sync-demo",
+    "--output",
+    "json",
+];
 
 #[test]
 fn a_second_run_repeats_nothing_and_logs_carry_the_run() {
@@ -108,21 +117,37 @@ fn a_second_run_repeats_nothing_and_logs_carry_the_run() {
         }
     }
     assert!(in_run > 0, "no log line inside the run");
-    assert_eq!(permanent, 2, "each rejected record is logged once as permanent");
+    assert_eq!(
+        permanent, 2,
+        "each rejected record is logged once as permanent"
+    );
 
     let second = run(dir.path(), SYNC_50);
     assert_eq!(code(&second), Some(0));
     assert_eq!(json(&second)["output"], out["output"]);
-    assert_eq!(ledger(dir.path()).0, created, "the second run pushed nothing");
+    assert_eq!(
+        ledger(dir.path()).0,
+        created,
+        "the second run pushed nothing"
+    );
 }
 
 #[test]
 fn killed_mid_run_it_is_listed_shown_and_resumed_with_the_same_trace() {
     let dir = tempfile::tempdir().unwrap();
-    let args = ["run", "sync_records", "--input", r#"{"count": 200, "delay_ms": 15}"#, "--id", "big"];
+    let args = [
+        "run",
+        "sync_records",
+        "--input",
+        r#"{"count": 200, "delay_ms": 15}"#,
+        "--id",
+        "big",
+    ];
     let mut child = spawn(dir.path(), &args);
     let ledger_file = dir.path().join("api-ledger.jsonl");
-    wait_for("40 pushes", || read_ledger(&ledger_file).map(|l| l.len()).unwrap_or(0) >= 40);
+    wait_for("40 pushes", || {
+        read_ledger(&ledger_file).map(|l| l.len()).unwrap_or(0) >= 40
+    });
 
     // A second process lists runs while the run is in progress.
     let listed = run(dir.path(), &["runs", "list", "--output", "json"]);
@@ -147,11 +172,21 @@ fn killed_mid_run_it_is_listed_shown_and_resumed_with_the_same_trace() {
     assert_eq!(code(&resumed), Some(0), "{}", stderr(&resumed));
     let resumed = json(&resumed);
     assert_eq!(resumed["output"]["pushed"], 189);
-    assert_eq!(resumed["trace_id"], trace.as_str(), "the trace id survives the resume");
+    assert_eq!(
+        resumed["trace_id"],
+        trace.as_str(),
+        "the trace id survives the resume"
+    );
     let (created, duplicates) = ledger(dir.path());
     assert_eq!(created.len(), 189);
-    assert!(created.values().all(|&n| n == 1), "a record was created twice");
-    assert!(duplicates <= 8, "{duplicates} repeated pushes; only those in flight may repeat");
+    assert!(
+        created.values().all(|&n| n == 1),
+        "a record was created twice"
+    );
+    assert!(
+        duplicates <= 8,
+        "{duplicates} repeated pushes; only those in flight may repeat"
+    );
 }
 
 #[test]
@@ -159,7 +194,15 @@ fn a_dry_run_prints_the_plan_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(
         dir.path(),
-        &["run", "sync_records", "--input", r#"{"count": 50}"#, "--dry-run", "--output", "json"],
+        &[
+            "run",
+            "sync_records",
+            "--input",
+            r#"{"count": 50}"#,
+            "--dry-run",
+            "--output",
+            "json",
+        ],
     );
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     let out = json(&out);
@@ -178,17 +221,37 @@ fn exit_codes_tell_scripts_what_happened() {
     assert_eq!(code(&run(d, &["run"])), Some(2), "missing argument");
     let unknown = run(d, &["run", "no_such_workflow"]);
     assert_eq!(code(&unknown), Some(2));
-    assert!(stderr(&unknown).contains("sync_records"), "lists the workflows");
+    assert!(
+        stderr(&unknown).contains("sync_records"),
+        "lists the workflows"
+    );
     let malformed = run(d, &["run", "sync_records", "--input", "{count: 5"]);
     assert_eq!(code(&malformed), Some(2));
-    assert!(stderr(&malformed).contains("not valid JSON"), "{}", stderr(&malformed));
-    let failed = run(d, &["run", "sync_records", "--input", r#"{"count": "five"}"#, "--output", "json"]);
+    assert!(
+        stderr(&malformed).contains("not valid JSON"),
+        "{}",
+        stderr(&malformed)
+    );
+    let failed = run(
+        d,
+        &[
+            "run",
+            "sync_records",
+            "--input",
+            r#"{"count": "five"}"#,
+            "--output",
+            "json",
+        ],
+    );
     assert_eq!(code(&failed), Some(1), "{}", stderr(&failed));
     assert_eq!(json(&failed)["status"], "failed");
     let unknown_run = run(d, &["runs", "show", "nope"]);
     assert_eq!(code(&unknown_run), Some(2));
     assert!(stderr(&unknown_run).contains("nope"));
-    let config = command(d, &["runs", "list"]).env("SYNC_BATCH_SIZE", "0").output().unwrap();
+    let config = command(d, &["runs", "list"])
+        .env("SYNC_BATCH_SIZE", "0")
+        .output()
+        .unwrap();
     assert_eq!(code(&config), Some(3));
 }
 
@@ -196,18 +259,33 @@ fn exit_codes_tell_scripts_what_happened() {
 fn a_config_error_lists_every_bad_field_with_its_source_before_running_anything() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("flow.toml"), "[app]\nfailure_rate = 2.5\n").unwrap();
-    let out = command(dir.path(), &["run", "sync_records", "--input", r#"{"count": 5}"#])
-        .env("SYNC_BATCH_SIZE", "0")
-        .env("SYNC_API_URL", "not a url")
-        .output()
-        .unwrap();
+    let out = command(
+        dir.path(),
+        &["run", "sync_records", "--input", r#"{"count": 5}"#],
+    )
+    .env("SYNC_BATCH_SIZE", "0")
+    .env("SYNC_API_URL", "not a url")
+    .output()
+    .unwrap();
     assert_eq!(code(&out), Some(3));
     let err = stderr(&out);
     assert!(err.contains("3 problems"), "{err}");
-    assert!(err.contains("app.batch_size") && err.contains("environment variable SYNC_BATCH_SIZE"), "{err}");
-    assert!(err.contains("app.api_url") && err.contains("environment variable SYNC_API_URL"), "{err}");
-    assert!(err.contains("app.failure_rate") && err.contains("flow.toml"), "{err}");
-    assert!(!dir.path().join("flow.redb").exists(), "nothing ran, no store was created");
+    assert!(
+        err.contains("app.batch_size") && err.contains("environment variable SYNC_BATCH_SIZE"),
+        "{err}"
+    );
+    assert!(
+        err.contains("app.api_url") && err.contains("environment variable SYNC_API_URL"),
+        "{err}"
+    );
+    assert!(
+        err.contains("app.failure_rate") && err.contains("flow.toml"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("flow.redb").exists(),
+        "nothing ran, no store was created"
+    );
 }
 
 #[test]
@@ -231,17 +309,30 @@ fn a_secret_never_appears_in_any_output_log_or_checkpoint() {
         with_secret(&["--help"]),
         with_secret(&["run", "--help"]),
     ];
-    assert_eq!(code(&outputs[0]), Some(0), "the token works: {}", stderr(&outputs[0]));
+    assert_eq!(
+        code(&outputs[0]),
+        Some(0),
+        "the token works: {}",
+        stderr(&outputs[0])
+    );
     for out in &outputs {
         let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(out));
         assert!(!all.contains(secret), "the secret leaked: {all}");
     }
     let config = json(&outputs[2]);
-    let token = config.as_array().unwrap().iter().find(|r| r["key"] == "app.token").unwrap();
+    let token = config
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "app.token")
+        .unwrap();
     assert_eq!(token["value"], "[redacted]");
     assert_eq!(token["source"], "environment variable SYNC_TOKEN");
     let store = std::fs::read(dir.path().join("flow.redb")).unwrap();
-    assert!(!store.windows(secret.len()).any(|w| w == secret.as_bytes()), "the secret is in the store");
+    assert!(
+        !store.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the secret is in the store"
+    );
 }
 
 #[test]
@@ -251,26 +342,58 @@ fn fork_reuses_the_checkpoints_before_the_step() {
     let before = std::fs::read_to_string(dir.path().join("api-ledger.jsonl")).unwrap();
     let fork = run(
         dir.path(),
-        &["runs", "fork", "sync-demo", "--from-step", "notify_team", "--new-id", "fork-1", "--output", "json"],
+        &[
+            "runs",
+            "fork",
+            "sync-demo",
+            "--from-step",
+            "notify_team",
+            "--new-id",
+            "fork-1",
+            "--output",
+            "json",
+        ],
     );
     assert_eq!(code(&fork), Some(0), "{}", stderr(&fork));
     let fork = json(&fork);
     assert_eq!(fork["run_id"], "fork-1");
     assert_eq!(fork["output"]["pushed"], 48);
     let after = std::fs::read_to_string(dir.path().join("api-ledger.jsonl")).unwrap();
-    assert_eq!(before, after, "the pushes were replayed from the original run, not repeated");
-    let shown = json(&run(dir.path(), &["runs", "show", "fork-1", "--output", "json"]));
+    assert_eq!(
+        before, after,
+        "the pushes were replayed from the original run, not repeated"
+    );
+    let shown = json(&run(
+        dir.path(),
+        &["runs", "show", "fork-1", "--output", "json"],
+    ));
     let steps = shown["steps"].as_array().unwrap();
-    assert!(steps.iter().any(|s| s["id"]["name"].as_str().unwrap().ends_with("notify_team")));
-    let err = run(dir.path(), &["runs", "fork", "sync-demo", "--from-step", "nope"]);
+    assert!(steps
+        .iter()
+        .any(|s| s["id"]["name"].as_str().unwrap().ends_with("notify_team")));
+    let err = run(
+        dir.path(),
+        &["runs", "fork", "sync-demo", "--from-step", "nope"],
+    );
     assert_eq!(code(&err), Some(2));
-    assert!(stderr(&err).contains("push_record"), "lists the steps: {}", stderr(&err));
+    assert!(
+        stderr(&err).contains("push_record"),
+        "lists the steps: {}",
+        stderr(&err)
+    );
 }
 
 #[test]
 fn an_interrupted_notification_needs_attention_and_is_resolved() {
     let dir = tempfile::tempdir().unwrap();
-    let args = ["run", "sync_records", "--input", r#"{"count": 5}"#, "--id", "notify"];
+    let args = [
+        "run",
+        "sync_records",
+        "--input",
+        r#"{"count": 5}"#,
+        "--id",
+        "notify",
+    ];
     let mut child = command(dir.path(), &args)
         .env("SYNC_NOTIFY_DELAY_MS", "5000")
         .env("SYNC_FAILURE_RATE", "0")
@@ -280,21 +403,47 @@ fn an_interrupted_notification_needs_attention_and_is_resolved() {
         let shown = run(dir.path(), &["runs", "show", "notify", "--output", "json"]);
         code(&shown) == Some(0)
             && json(&shown)["steps"].as_array().unwrap().iter().any(|s| {
-                s["status"] == "started" && s["id"]["name"].as_str().unwrap().ends_with("notify_team")
+                s["status"] == "started"
+                    && s["id"]["name"].as_str().unwrap().ends_with("notify_team")
             })
     });
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let again = run(dir.path(), &["run", "sync_records", "--input", r#"{"count": 5}"#, "--id", "notify", "--output", "json"]);
+    let again = run(
+        dir.path(),
+        &[
+            "run",
+            "sync_records",
+            "--input",
+            r#"{"count": 5}"#,
+            "--id",
+            "notify",
+            "--output",
+            "json",
+        ],
+    );
     assert_eq!(code(&again), Some(4), "needs attention: {}", stderr(&again));
     let again = json(&again);
-    let key = again["attention"]["step"]["key"].as_str().unwrap().to_owned();
-    assert!(again["next"].to_string().contains("runs resolve notify --step"));
+    let key = again["attention"]["step"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(again["next"]
+        .to_string()
+        .contains("runs resolve notify --step"));
 
-    let resolved = run(dir.path(), &["runs", "resolve", "notify", "--step", &key, "--done", "--output", "json"]);
+    let resolved = run(
+        dir.path(),
+        &[
+            "runs", "resolve", "notify", "--step", &key, "--done", "--output", "json",
+        ],
+    );
     assert_eq!(code(&resolved), Some(0), "{}", stderr(&resolved));
-    let resumed = run(dir.path(), &["runs", "resume", "notify", "--output", "json"]);
+    let resumed = run(
+        dir.path(),
+        &["runs", "resume", "notify", "--output", "json"],
+    );
     assert_eq!(code(&resumed), Some(0), "{}", stderr(&resumed));
     assert_eq!(json(&resumed)["status"], "succeeded");
 }
@@ -303,15 +452,38 @@ fn an_interrupted_notification_needs_attention_and_is_resolved() {
 fn retry_failed_resumes_failed_runs_after_the_cause_is_fixed() {
     let dir = tempfile::tempdir().unwrap();
     // The API is down: fetch_records exhausts its attempts and the run fails.
-    let down = command(dir.path(), &["run", "sync_records", "--input", r#"{"count": 5}"#, "--id", "down"])
-        .env("SYNC_API_URL", "http://127.0.0.1:9")
-        .output()
-        .unwrap();
+    let down = command(
+        dir.path(),
+        &[
+            "run",
+            "sync_records",
+            "--input",
+            r#"{"count": 5}"#,
+            "--id",
+            "down",
+        ],
+    )
+    .env("SYNC_API_URL", "http://127.0.0.1:9")
+    .output()
+    .unwrap();
     assert_eq!(code(&down), Some(1), "{}", stderr(&down));
-    let failed = json(&run(dir.path(), &["runs", "list", "--status", "failed", "--output", "json"]));
+    let failed = json(&run(
+        dir.path(),
+        &["runs", "list", "--status", "failed", "--output", "json"],
+    ));
     assert_eq!(failed[0]["run_id"], "down");
 
-    let retried = run(dir.path(), &["runs", "retry-failed", "--workflow", "sync_records", "--output", "json"]);
+    let retried = run(
+        dir.path(),
+        &[
+            "runs",
+            "retry-failed",
+            "--workflow",
+            "sync_records",
+            "--output",
+            "json",
+        ],
+    );
     assert_eq!(code(&retried), Some(0), "{}", stderr(&retried));
     let retried = json(&retried);
     assert_eq!(retried[0]["run_id"], "down");
@@ -321,15 +493,27 @@ fn retry_failed_resumes_failed_runs_after_the_cause_is_fixed() {
 #[test]
 fn a_cancel_from_another_process_stops_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let args = ["run", "sync_records", "--input", r#"{"count": 200, "delay_ms": 20}"#, "--id", "long"];
+    let args = [
+        "run",
+        "sync_records",
+        "--input",
+        r#"{"count": 200, "delay_ms": 20}"#,
+        "--id",
+        "long",
+    ];
     let child = spawn(dir.path(), &args);
     let ledger_file = dir.path().join("api-ledger.jsonl");
-    wait_for("some pushes", || read_ledger(&ledger_file).map(|l| l.len()).unwrap_or(0) >= 10);
+    wait_for("some pushes", || {
+        read_ledger(&ledger_file).map(|l| l.len()).unwrap_or(0) >= 10
+    });
     let cancel = run(dir.path(), &["runs", "cancel", "long", "--output", "json"]);
     assert_eq!(code(&cancel), Some(0), "{}", stderr(&cancel));
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), Some(1), "the cancelled run's command fails");
-    let shown = json(&run(dir.path(), &["runs", "show", "long", "--output", "json"]));
+    let shown = json(&run(
+        dir.path(),
+        &["runs", "show", "long", "--output", "json"],
+    ));
     assert_eq!(shown["run"]["status"], "cancelled");
     assert!(ledger(dir.path()).0.len() < 189, "the run stopped early");
 }
@@ -341,17 +525,33 @@ fn check_config_runbook_and_completions() {
     let config = run(dir.path(), &["check-config", "--output", "json"]);
     assert_eq!(code(&config), Some(0), "{}", stderr(&config));
     let rows = json(&config);
-    let find = |key: &str| rows.as_array().unwrap().iter().find(|r| r["key"] == key).cloned().unwrap();
+    let find = |key: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == key)
+            .cloned()
+            .unwrap()
+    };
     assert_eq!(find("app.batch_size")["value"], 4);
-    assert!(find("app.batch_size")["source"].as_str().unwrap().contains("flow.toml"));
-    assert_eq!(find("flow.store")["source"], "environment variable FLOW_STORE");
+    assert!(find("app.batch_size")["source"]
+        .as_str()
+        .unwrap()
+        .contains("flow.toml"));
+    assert_eq!(
+        find("flow.store")["source"],
+        "environment variable FLOW_STORE"
+    );
     assert_eq!(find("flow.log_level")["source"], "default");
 
     let runbook = run(dir.path(), &["runbook"]);
     assert_eq!(code(&runbook), Some(0));
     let text = String::from_utf8_lossy(&runbook.stdout);
     assert!(text.contains("## Workflow `sync_records`"), "{text}");
-    assert!(text.contains("sync_records runs resolve <id> --step <key> --done"), "{text}");
+    assert!(
+        text.contains("sync_records runs resolve <id> --step <key> --done"),
+        "{text}"
+    );
     assert!(text.contains("idempotency_key = record.id"), "{text}");
     let runbook = json(&run(dir.path(), &["runbook", "--format", "json"]));
     assert_eq!(runbook["workflows"][0]["name"], "sync_records");

@@ -1,4 +1,4 @@
-//! The macros of flow: `#[step]`, `#[workflow]` and `#[derive(Classify)]`.
+//! The macros of flow: `#[step]`, `#[workflow]`, `#[main]` and `#[derive(Classify)]`.
 //!
 //! Use them through the `flow_runtime` crate, which re-exports them and documents how to use
 //! them. Generated code reaches the runtime only through `::flow_runtime::__private`.
@@ -7,6 +7,7 @@
 mod classify;
 mod doc;
 mod duration;
+mod entry;
 mod errors;
 mod signature;
 mod step;
@@ -32,6 +33,18 @@ pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
     workflow::expand(args.into(), item.into()).into()
+}
+
+/// Turns `async fn main()` or `async fn main(settings: S)` into the program's `main`: it parses
+/// the command line, loads and validates the settings `S`, sets up logging, runs the body as the
+/// app's setup hook and then the chosen subcommand.
+///
+/// The body returns nothing or `Result<(), E>`; an `Err` stops the program. The settings type
+/// derives `serde::Serialize`, `serde::Deserialize` and `garde::Validate`. The one option,
+/// `env_prefix = "SYNC_"`, names the prefix of the app's environment variables.
+#[proc_macro_attribute]
+pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry::expand(args.into(), item.into()).into()
 }
 
 /// Implements `Classify` for an error enum or struct from `#[flow(...)]` attributes: variants

@@ -1,6 +1,7 @@
-//! Checks on the signature of a `#[step]` or `#[workflow]` function that both share: it is an
-//! `async fn`, a free function, with plainly named, concretely typed parameters and a return
-//! type. Each unsupported shape is an error on the offending part.
+//! Checks on the signature of a `#[step]`, `#[workflow]` or `#[flow::main]` function that they
+//! share: it is an `async fn`, a free function, with plainly named, concretely typed parameters
+//! (and, for a step or workflow, a return type). Each unsupported shape is an error on the
+//! offending part; only the wording differs between the macros.
 
 use crate::errors::Errors;
 use syn::spanned::Spanned;
@@ -11,16 +12,29 @@ use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Type};
 pub(crate) enum Kind {
     Step,
     Workflow,
+    Main,
 }
 
 impl Kind {
+    /// The attribute as the user writes it.
+    fn attribute(self) -> &'static str {
+        match self {
+            Kind::Step => "step",
+            Kind::Workflow => "workflow",
+            Kind::Main => "flow::main",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Kind::Step => "step",
             Kind::Workflow => "workflow",
+            Kind::Main => "main",
         }
     }
 }
+
+const MAIN_SETTINGS: &str = "such as `settings: Settings`";
 
 /// The parameters (name, if it is a plain one, and type) and the return type.
 pub(crate) struct Checked {
@@ -36,13 +50,28 @@ pub(crate) fn check(item: &ItemFn, kind: Kind, errors: &mut Errors) -> Checked {
         errors.at(
             sig.fn_token.span,
             format!(
-                "`#[{what}]` only works on an `async fn`; write `async fn {}(...)`",
+                "`#[{}]` only works on an `async fn`; write `async fn {}(...)`",
+                kind.attribute(),
                 sig.ident
             ),
         );
     }
 
-    for param in &sig.generics.params {
+    if kind == Kind::Main {
+        if !sig.generics.params.is_empty() {
+            errors.over(
+                &sig.generics,
+                format!("`main` cannot be generic; remove the parameters and name the settings type, {MAIN_SETTINGS}"),
+            );
+        }
+        if let Some(where_clause) = &sig.generics.where_clause {
+            errors.over(
+                where_clause,
+                "`main` cannot have a `where` clause; remove it and name the settings type",
+            );
+        }
+    }
+    for param in sig.generics.params.iter().filter(|_| kind != Kind::Main) {
         match param {
             GenericParam::Lifetime(_) if kind == Kind::Step => {}
             GenericParam::Lifetime(lifetime) => errors.over(
@@ -69,6 +98,10 @@ pub(crate) fn check(item: &ItemFn, kind: Kind, errors: &mut Errors) -> Checked {
     let mut params = Vec::new();
     for input in &sig.inputs {
         match input {
+            FnArg::Receiver(receiver) if kind == Kind::Main => errors.over(
+                receiver,
+                format!("`main` cannot take `self`: it is the program's entry point, a free function; its one parameter, if any, is the settings, {MAIN_SETTINGS}"),
+            ),
             FnArg::Receiver(receiver) => errors.over(
                 receiver,
                 format!(
@@ -78,6 +111,13 @@ pub(crate) fn check(item: &ItemFn, kind: Kind, errors: &mut Errors) -> Checked {
             FnArg::Typed(typed) => {
                 let ident = match &*typed.pat {
                     Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(p.ident.clone()),
+                    other if kind == Kind::Main => {
+                        errors.over(
+                            other,
+                            format!("the settings parameter of `main` must be a plain name, {MAIN_SETTINGS}; destructure it in the body instead"),
+                        );
+                        None
+                    }
                     other => {
                         errors.over(
                             other,
@@ -91,6 +131,10 @@ pub(crate) fn check(item: &ItemFn, kind: Kind, errors: &mut Errors) -> Checked {
                 let mut impls = ImplTraits::default();
                 impls.visit_type(&typed.ty);
                 for span in impls.found {
+                    if kind == Kind::Main {
+                        errors.at(span, format!("the settings of `main` need a named type, not `impl Trait`; write the type, {MAIN_SETTINGS}"));
+                        continue;
+                    }
                     errors.at(
                         span,
                         format!(
@@ -108,6 +152,13 @@ pub(crate) fn check(item: &ItemFn, kind: Kind, errors: &mut Errors) -> Checked {
             let mut impls = ImplTraits::default();
             impls.visit_type(ty);
             for span in &impls.found {
+                if kind == Kind::Main {
+                    errors.at(
+                        *span,
+                        "`main` cannot return `impl Trait`; return nothing or `Result<(), E>`",
+                    );
+                    continue;
+                }
                 errors.at(
                     *span,
                     format!(
@@ -117,6 +168,7 @@ pub(crate) fn check(item: &ItemFn, kind: Kind, errors: &mut Errors) -> Checked {
             }
             impls.found.is_empty().then(|| (**ty).clone())
         }
+        ReturnType::Default if kind == Kind::Main => None,
         ReturnType::Default => {
             errors.at(
                 sig.ident.span(),

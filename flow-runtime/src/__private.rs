@@ -123,6 +123,26 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> WorkflowValue for T {}
 /// Checks `T: WorkflowValue`.
 pub fn assert_workflow_value<T: WorkflowValue>() {}
 
+/// Checks `T: AppSettings` (the trait carries the message).
+pub fn assert_app_settings<T: AppSettings>() {}
+
+/// Bound for what the body of `#[flow::main]` returns.
+#[diagnostic::on_unimplemented(
+    message = "`main` must return nothing or `Result<(), E>`, but this one returns `{Self}`",
+    label = "expected `()` or `Result<(), E>`",
+    note = "the body of `#[flow::main]` is the app's setup; to stop the app when setup fails, return `Result<(), E>` with an error `E` that implements `Display`"
+)]
+pub trait MainOutcome: SetupOutcome {}
+impl<T: SetupOutcome> MainOutcome for T {}
+/// Checks `T: MainOutcome`.
+pub fn assert_main_outcome<T: MainOutcome>() {}
+
+/// The setup hook's outcome as `main_entry` takes it. Converting here, under a bound that is
+/// checked at the user's return type, keeps `main_entry`'s own bound from failing a second time.
+pub fn main_outcome<T: MainOutcome>(outcome: T) -> Result<(), String> {
+    outcome.into_result()
+}
+
 /// The classifier of `E`, for retried steps.
 pub fn classifier<E: Classify>() -> fn(&E) -> (ErrorClass, Option<Duration>) {
     |e| (e.class(), e.retry_after())

@@ -21,7 +21,7 @@ pub use classify::{Classify, ErrorClass, Failure, ResultExt, StepTimeout};
 pub use context::{attempt, is_dry_run, run_id, step_key, trace_id, PlannedStep};
 pub use determinism::{now, random, sleep, uuid};
 pub use engine::{DryRun, Error, Flow, FlowBuilder, Resolution, RunError, RunHandle, RunOptions};
-pub use flow_macros::{step, workflow, Classify};
+pub use flow_macros::{main, step, workflow, Classify};
 #[doc(hidden)]
 pub use garde;
 pub use owner::Owner;

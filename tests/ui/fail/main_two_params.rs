@@ -1,0 +1,12 @@
+use flow_runtime as flow;
+
+#[derive(serde::Serialize, serde::Deserialize, garde::Validate)]
+struct Settings {
+    #[garde(skip)]
+    workers: u32,
+}
+
+#[flow::main]
+async fn main(settings: Settings, verbose: bool, dry_run: bool) {
+    let _ = (settings, verbose, dry_run);
+}

@@ -1,0 +1,4 @@
+use flow_runtime as flow;
+
+#[flow::main(env = "SYNC_")]
+async fn main() {}
