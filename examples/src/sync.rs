@@ -121,7 +121,9 @@ pub async fn fetch_records(count: u32) -> Result<Vec<Record>, SyncError> {
         .await?;
     let status = response.status();
     if !status.is_success() {
-        check(status, "*", response.text().await?)?;
+        let body = response.text().await?;
+        check(status, "*", body)?;
+        return Err(SyncError::Network(format!("unexpected HTTP {status}")));
     }
     Ok(response.json().await?)
 }

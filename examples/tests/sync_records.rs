@@ -114,6 +114,10 @@ fn a_second_run_repeats_nothing_and_logs_carry_the_run() {
         if entry["fields"]["class"] == "permanent" {
             permanent += 1;
             assert_eq!(entry["span"]["name"], "step", "{line}");
+            assert!(
+                entry["span"]["key"].as_str().unwrap().starts_with("rec-"),
+                "{line}"
+            );
         }
     }
     assert!(in_run > 0, "no log line inside the run");

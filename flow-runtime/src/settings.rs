@@ -284,12 +284,13 @@ impl SettingsSource {
                 rest.replace('.', "__").to_uppercase()
             );
         }
-        if name.contains("Serialized") || name.contains("default") {
-            return if key.starts_with("flow.") && name.contains("flow") {
-                "default".into()
-            } else {
-                "the command line".into()
-            };
+        // The framework's defaults are serialized from `FlowSettings::default()`; the only other
+        // values set in code are the command-line flags.
+        if name.contains("FlowSettings") {
+            return "default".into();
+        }
+        if matches!(meta.source, Some(figment::Source::Code(_))) {
+            return "the command line".into();
         }
         name
     }

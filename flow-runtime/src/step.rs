@@ -238,19 +238,24 @@ where
                 return Ok(value);
             }
             Err(error) => {
+                // `None`: the step is not retried (no `Classify`), so its error is not classified.
                 let (class, retry_after) = match (timed_out, classify) {
                     // A timeout is transient whatever the error type says of the variant
                     // holding it.
-                    (true, _) => (ErrorClass::Transient, None),
-                    (false, Some(classify)) => classify(&error),
-                    (false, None) => (ErrorClass::Permanent, None),
+                    (true, _) => (Some(ErrorClass::Transient), None),
+                    (false, Some(classify)) => {
+                        let (class, after) = classify(&error);
+                        (Some(class), after)
+                    }
+                    (false, None) => (None, None),
                 };
+                let class_name = class.map_or("unclassified".to_owned(), |c| c.to_string());
                 let message = error.to_string();
-                if class == ErrorClass::Transient && attempt < policy.attempts {
+                if class == Some(ErrorClass::Transient) && attempt < policy.attempts {
                     let delay = policy.delay(attempt, retry_after);
                     tracing::warn!(
                         error = %message,
-                        class = %class,
+                        class = %class_name,
                         delay_ms = delay.as_millis() as u64,
                         next_attempt = attempt + 1,
                         "attempt failed; retrying after the delay"
@@ -259,26 +264,25 @@ where
                     let mut backoff = record(StepStatus::Backoff, attempt);
                     backoff.next_attempt_at_ms = Some(next_at);
                     backoff.error = Some(message);
-                    backoff.error_class = Some(class);
+                    backoff.error_class = class;
                     drop(_enter);
                     run.persist(vec![Write::PutStep(backoff)]).await;
                     not_before = Some(next_at);
                     attempt += 1;
                     continue;
                 }
-                let why = if class == ErrorClass::Permanent {
-                    if classify.is_none() {
-                        "the step is not retried (retry = \"none\" or at_most_once)"
-                    } else {
-                        "the error is permanent, so it is not retried"
+                let why = match class {
+                    None if meta.repeat == RepeatSafety::AtMostOnce => {
+                        "an at_most_once step is never retried"
                     }
-                } else {
-                    "the retry policy's attempts are used up"
+                    None => "the step is not retried (retry = \"none\")",
+                    Some(ErrorClass::Permanent) => "the error is permanent, so it is not retried",
+                    Some(ErrorClass::Transient) => "the retry policy's attempts are used up",
                 };
-                tracing::error!(error = %message, class = %class, attempts = attempt, reason = why, "step failed");
+                tracing::error!(error = %message, class = %class_name, attempts = attempt, reason = why, "step failed");
                 let mut failed = record(StepStatus::Failed, attempt);
                 failed.error = Some(message);
-                failed.error_class = Some(class);
+                failed.error_class = class;
                 failed.finished_at_ms = Some(now_ms());
                 drop(_enter);
                 run.persist(vec![Write::PutStep(failed)]).await;

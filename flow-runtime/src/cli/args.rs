@@ -142,8 +142,8 @@ pub(crate) enum RunsCommand {
         #[arg(long, conflicts_with = "rerun", required_unless_present = "rerun")]
         done: bool,
         /// With --done: the step's output as JSON [default: null]
-        #[arg(long, requires = "done")]
-        output: Option<String>,
+        #[arg(long, requires = "done", value_name = "JSON")]
+        step_output: Option<String>,
         /// Its effect did not happen: let it run again on resume
         #[arg(long)]
         rerun: bool,

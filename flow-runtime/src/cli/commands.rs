@@ -241,7 +241,7 @@ async fn report_outcome(
 fn attention_commands(app: &AppInfo, id: &RunId, step: &StepId) -> Vec<String> {
     vec![
         format!(
-            "if its effect happened: {} runs resolve {id} --step {} --done [--output JSON]",
+            "if its effect happened: {} runs resolve {id} --step {} --done [--step-output JSON]",
             app.name, step.key
         ),
         format!(
@@ -355,7 +355,7 @@ async fn runs_command(
             id,
             step,
             done,
-            output: step_output,
+            step_output,
             rerun: _,
         } => {
             let id = RunId::from(id);
@@ -378,7 +378,7 @@ async fn runs_command(
                 match step_output.as_deref().map(serde_json::from_str).transpose() {
                     Ok(v) => Resolution::Done(v.unwrap_or(Value::Null)),
                     Err(e) => {
-                        eprintln!("error: --output is not valid JSON ({e})");
+                        eprintln!("error: --step-output is not valid JSON ({e})");
                         return Exit::Usage;
                     }
                 }

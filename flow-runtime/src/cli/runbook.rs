@@ -64,7 +64,7 @@ fn actions(app: &AppInfo, w: &WorkflowMeta) -> Vec<(&'static str, String)> {
         ),
         (
             "needs-attention",
-            format!("An at_most_once step was interrupted and its effect is unknown. Check the external system. If the effect happened: `{bin} runs resolve <id> --step <key> --done --output '<json>'`; if not: `{bin} runs resolve <id> --step <key> --rerun`. Then `{bin} runs resume <id>`."),
+            format!("An at_most_once step was interrupted and its effect is unknown. Check the external system. If the effect happened: `{bin} runs resolve <id> --step <key> --done --step-output '<json>'`; if not: `{bin} runs resolve <id> --step <key> --rerun`. Then `{bin} runs resume <id>`."),
         ),
         (
             "stuck in backoff",
