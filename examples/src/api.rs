@@ -154,7 +154,8 @@ async fn push(
     let line = serde_json::to_string(&entry)
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let mut ledger = api.ledger.lock().unwrap_or_else(|e| e.into_inner());
-    writeln!(ledger, "{line}")
+    ledger
+        .write_all(format!("{line}\n").as_bytes())
         .and_then(|()| ledger.sync_data())
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let status = if outcome == "created" {

@@ -36,7 +36,9 @@ pub fn append_line(path: &std::path::Path, line: &str) -> std::io::Result<()> {
         .create(true)
         .append(true)
         .open(path)?;
-    writeln!(file, "{line}")?;
+    // One write call for the whole line: a kill between the text and its newline would glue
+    // this line to the next process's first one.
+    file.write_all(format!("{line}\n").as_bytes())?;
     file.sync_data()
 }
 

@@ -87,7 +87,10 @@ pub(super) fn check_config<S: serde::Serialize>(loaded: &Loaded<S>, output: Outp
 
 pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -> Exit {
     let output = cli.output;
-    match cli.command {
+    let Some(command) = cli.command else {
+        return Exit::Usage;
+    };
+    match command {
         Command::Run {
             workflow,
             input,

@@ -130,7 +130,12 @@ where
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    if let Command::Completions { shell } = cli.command {
+    let Some(chosen) = &cli.command else {
+        let _ = command(&app).print_help();
+        return Exit::Success.into();
+    };
+    if let Command::Completions { shell } = chosen {
+        let shell = *shell;
         clap_complete::generate(shell, &mut command(&app), app.name, &mut std::io::stdout());
         return Exit::Success.into();
     }
@@ -169,7 +174,7 @@ where
         }
     };
     let exit = runtime.block_on(async move {
-        if let Command::CheckConfig = cli.command {
+        if let Some(Command::CheckConfig) = cli.command {
             return commands::check_config(&loaded, cli.output);
         }
         let flow_settings = loaded.flow.clone();

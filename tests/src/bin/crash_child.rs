@@ -24,7 +24,10 @@ fn append(line: &str) -> Result<(), flow::Failure> {
         .append(true)
         .open(path)
         .map_err(flow::Failure::permanent)?;
-    writeln!(file, "{line}").map_err(flow::Failure::permanent)?;
+    // One write call for the whole line: a kill between the text and its newline would glue
+    // this line to the next life's first one.
+    file.write_all(format!("{line}\n").as_bytes())
+        .map_err(flow::Failure::permanent)?;
     file.sync_data().map_err(flow::Failure::permanent)
 }
 
