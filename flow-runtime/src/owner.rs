@@ -20,11 +20,17 @@ pub struct Owner {
     pub boot_id: String,
 }
 
+/// The start time of a running process; `None` if there is no such process or it has exited
+/// and waits to be reaped (a zombie still has its `/proc` entry).
 fn start_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: fields resume after the last `)`.
     let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = rest.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 fn boot_id() -> Option<String> {

@@ -84,6 +84,22 @@ pub(crate) enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command may execute workflow code (and so needs the app's setup).
+    pub fn executes_workflows(&self) -> bool {
+        match self {
+            Command::Run { .. } => true,
+            Command::Runs(runs) => matches!(
+                runs,
+                RunsCommand::Resume { .. }
+                    | RunsCommand::RetryFailed { .. }
+                    | RunsCommand::Fork { .. }
+            ),
+            Command::Runbook { .. } | Command::CheckConfig | Command::Completions { .. } => false,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum RunbookFormat {
     Markdown,

@@ -179,9 +179,18 @@ where
         }
         let flow_settings = loaded.flow.clone();
         let app_settings = loaded.app;
-        if let Err(message) = setup(app_settings).await.into_result() {
-            eprintln!("error: setup failed: {message}");
-            return Exit::Config;
+        // The setup hook prepares what workflow code needs (clients, connections): only the
+        // commands that execute workflows run it, so `runs list` stays quick and side-effect
+        // free.
+        if cli
+            .command
+            .as_ref()
+            .is_some_and(Command::executes_workflows)
+        {
+            if let Err(message) = setup(app_settings).await.into_result() {
+                eprintln!("error: setup failed: {message}");
+                return Exit::Config;
+            }
         }
         commands::dispatch(&app, &flow_settings, cli).await
     });
