@@ -564,3 +564,42 @@ fn check_config_runbook_and_completions() {
     assert_eq!(code(&completions), Some(0));
     assert!(String::from_utf8_lossy(&completions.stdout).contains("sync_records"));
 }
+
+#[test]
+fn at_any_log_level_lines_inside_a_run_carry_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(
+        dir.path(),
+        &[
+            "run",
+            "sync_records",
+            "--input",
+            r#"{"count": 20}"#,
+            "--id",
+            "quiet",
+            "-q",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let lines: Vec<Value> = stderr(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!lines.is_empty(), "retries and rejections are logged at -q");
+    for line in &lines {
+        assert_ne!(
+            line["level"], "INFO",
+            "-q shows warnings and errors only: {line}"
+        );
+        let run_span = line["spans"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == "run"));
+        assert_eq!(
+            run_span.map(|s| s["run_id"].clone()),
+            Some("quiet".into()),
+            "{line}"
+        );
+    }
+}

@@ -199,7 +199,7 @@ where
                 .await;
         }
 
-        let span = tracing::info_span!("step", name = meta.name, key = %id.key, attempt);
+        let span = tracing::error_span!("step", name = meta.name, key = %id.key, attempt);
         let frame = Frame::Step(Arc::new(StepFrame {
             run: run.clone(),
             key: id.key.clone(),

@@ -3,7 +3,8 @@
 //!
 //! Lines inside a run carry the `run` span's fields (workflow, run id, trace id) and, inside a
 //! step, the `step` span's (name, key, attempt): in JSON as `span` and `spans`, in pretty mode
-//! as the span prefix. This module only installs the subscriber; the engine creates the spans.
+//! as the span prefix. The engine creates those spans at the `ERROR` level so that any enabled
+//! log line, whatever the filter, carries them. This module only installs the subscriber.
 
 use crate::settings::LogFormat;
 use std::io::IsTerminal;

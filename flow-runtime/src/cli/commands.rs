@@ -119,7 +119,9 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
             match flow.start(&workflow, options, input).await {
                 Ok(handle) => {
                     let id = handle.run_id().clone();
+                    let progress = super::progress::start(&flow, &id);
                     let outcome = handle.outcome().await;
+                    drop(progress);
                     report_outcome(&flow, &id, outcome, output, app).await
                 }
                 Err(e) => fail(&e),
@@ -302,7 +304,9 @@ async fn runs_command(
             let id = RunId::from(id);
             match flow.resume(&id).await {
                 Ok(handle) => {
+                    let progress = super::progress::start(&flow, &id);
                     let outcome = handle.outcome().await;
+                    drop(progress);
                     report_outcome(&flow, &id, outcome, output, app).await
                 }
                 Err(e) => fail(&e),
