@@ -1,0 +1,46 @@
+//! Framework settings take effect: a named retry policy tuned from the environment changes how
+//! often a step is attempted.
+
+use flow_tests::lines;
+use std::process::Command;
+
+#[test]
+fn a_retry_policy_override_from_the_environment_takes_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("attempts.log");
+    let out = Command::new(env!("CARGO_BIN_EXE_cli_child"))
+        .args(["run", "busy", "--output", "json"])
+        .current_dir(dir.path())
+        .env("FLOW_STORE", dir.path().join("flow.redb"))
+        .env("CLI_CHILD_LOG", &log)
+        .env("FLOW_RETRY__TRANSIENT__ATTEMPTS", "3")
+        .env("FLOW_RETRY__TRANSIENT__INITIAL", "1ms")
+        .env("FLOW_RETRY__TRANSIENT__MAX", "2ms")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        lines(&log),
+        ["attempt 1", "attempt 2", "attempt 3"],
+        "3 attempts, not the built-in 4"
+    );
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_cli_child"))
+        .args(["check-config"])
+        .current_dir(dir.path())
+        .env("FLOW_RETRY__TRANSIENT__INITIAL", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("flow.retry.transient.initial"), "{err}");
+    assert!(
+        err.contains("environment variable FLOW_RETRY__TRANSIENT__INITIAL"),
+        "{err}"
+    );
+}
