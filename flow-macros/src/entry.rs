@@ -6,11 +6,10 @@
 
 use crate::doc::doc_string;
 use crate::errors::{item_with_error, Errors};
+use crate::options::{parse_options, skip_value};
 use crate::signature::{self, Kind};
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
-use syn::ext::IdentExt;
-use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, LitStr, Token, Type};
 
@@ -52,73 +51,37 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 
 fn parse_args(args: TokenStream, errors: &mut Errors) -> MainArgs {
     let mut parsed = MainArgs::default();
-    let parser = |input: ParseStream| -> syn::Result<()> {
-        let mut seen: Vec<String> = Vec::new();
-        while !input.is_empty() {
-            let key = input.call(Ident::parse_any)?;
-            let name = key.to_string();
-            let duplicate = seen.contains(&name);
-            if duplicate {
+    parse_options(args, errors, |key, input, duplicate, errors| {
+        match key.to_string().as_str() {
+            "env_prefix" => {
+                input.parse::<Token![=]>()?;
+                if input.peek(LitStr) {
+                    let lit: LitStr = input.parse()?;
+                    if !duplicate {
+                        parsed.env_prefix = Some(lit);
+                    }
+                } else {
+                    let value = skip_value(input)?;
+                    errors.over(
+                        value,
+                        "`env_prefix` takes a string, such as `env_prefix = \"SYNC_\"`",
+                    );
+                }
+            }
+            other => {
                 errors.at(
                     key.span(),
-                    format!("duplicate `{name}` option; each option may be given once"),
+                    format!(
+                        "unknown `flow::main` option `{other}`; the only option is `env_prefix = \"...\"`, such as `env_prefix = \"SYNC_\"`"
+                    ),
                 );
+                // Skip the value so the options after it are still checked.
+                skip_value(input)?;
             }
-            seen.push(name.clone());
-            match name.as_str() {
-                "env_prefix" => {
-                    input.parse::<Token![=]>()?;
-                    if input.peek(LitStr) {
-                        let lit: LitStr = input.parse()?;
-                        if !duplicate {
-                            parsed.env_prefix = Some(lit);
-                        }
-                    } else {
-                        let value = skip_value(input)?;
-                        errors.over(
-                            value,
-                            "`env_prefix` takes a string, such as `env_prefix = \"SYNC_\"`",
-                        );
-                    }
-                }
-                other => {
-                    errors.at(
-                        key.span(),
-                        format!(
-                            "unknown `flow::main` option `{other}`; the only option is `env_prefix = \"...\"`, such as `env_prefix = \"SYNC_\"`"
-                        ),
-                    );
-                    // Skip the value so the options after it are still checked.
-                    skip_value(input)?;
-                }
-            }
-            if input.is_empty() {
-                break;
-            }
-            input.parse::<Token![,]>()?;
         }
         Ok(())
-    };
-    if let Err(error) = parser.parse2(args) {
-        errors.push(error);
-    }
+    });
     parsed
-}
-
-/// Consumes the tokens up to the next `,` and returns them.
-fn skip_value(input: ParseStream) -> syn::Result<TokenStream> {
-    input.step(|cursor| {
-        let mut skipped = TokenStream::new();
-        let mut rest = *cursor;
-        while let Some((tt, next)) = rest.token_tree() {
-            if matches!(&tt, proc_macro2::TokenTree::Punct(p) if p.as_char() == ',') {
-                break;
-            }
-            skipped.extend([tt]);
-            rest = next;
-        }
-        Ok((skipped, rest))
-    })
 }
 
 fn validate(args: MainArgs, item: &ItemFn, errors: &mut Errors) -> Option<Main> {

@@ -9,6 +9,7 @@ mod doc;
 mod duration;
 mod entry;
 mod errors;
+mod options;
 mod signature;
 mod step;
 mod workflow;

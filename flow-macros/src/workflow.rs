@@ -6,11 +6,10 @@
 
 use crate::doc::doc_string;
 use crate::errors::{item_with_error, Errors};
+use crate::options::{parse_options, skip_value};
 use crate::signature::{self, Kind};
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::ext::IdentExt;
-use syn::parse::{ParseStream, Parser};
 use syn::spanned::Spanned;
 use syn::{Ident, ItemFn, LitStr, Token, Type};
 
@@ -51,74 +50,44 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 
 fn parse_args(args: TokenStream, errors: &mut Errors) -> WorkflowArgs {
     let mut parsed = WorkflowArgs::default();
-    let parser = |input: ParseStream| -> syn::Result<()> {
-        let mut seen: Vec<String> = Vec::new();
-        while !input.is_empty() {
-            let key = input.call(Ident::parse_any)?;
-            let name = key.to_string();
-            let duplicate = seen.contains(&name);
-            if duplicate {
+    parse_options(args, errors, |key, input, duplicate, errors| {
+        match key.to_string().as_str() {
+            "name" => {
+                input.parse::<Token![=]>()?;
+                let lit: LitStr = input.parse()?;
+                if lit.value().trim().is_empty() {
+                    errors.at(lit.span(), "`name` must not be empty; give the workflow a stable name such as \"sync_records\"");
+                } else if !duplicate {
+                    parsed.name = Some(lit);
+                }
+            }
+            "alert_after" => {
+                input.parse::<Token![=]>()?;
+                let value: syn::Lit = input.parse()?;
+                let count = match &value {
+                    syn::Lit::Int(lit) => lit.base10_parse::<u32>().ok().filter(|n| *n > 0),
+                    _ => None,
+                };
+                match count {
+                    Some(count) if !duplicate => parsed.alert_after = Some(count),
+                    Some(_) => {}
+                    None => errors.at(
+                        value.span(),
+                        "`alert_after` must be a positive whole number of consecutive failed runs, such as `alert_after = 3`",
+                    ),
+                }
+            }
+            other => {
                 errors.at(
                     key.span(),
-                    format!("duplicate `{name}` option; each option may be given once"),
+                    format!("unknown workflow option `{other}`; expected `name = \"...\"` or `alert_after = <count>`"),
                 );
+                // Skip the value so the options after it are still checked.
+                skip_value(input)?;
             }
-            seen.push(name.clone());
-            match name.as_str() {
-                "name" => {
-                    input.parse::<Token![=]>()?;
-                    let lit: LitStr = input.parse()?;
-                    if lit.value().trim().is_empty() {
-                        errors.at(lit.span(), "`name` must not be empty; give the workflow a stable name such as \"sync_records\"");
-                    } else if !duplicate {
-                        parsed.name = Some(lit);
-                    }
-                }
-                "alert_after" => {
-                    input.parse::<Token![=]>()?;
-                    let value: syn::Lit = input.parse()?;
-                    let count = match &value {
-                        syn::Lit::Int(lit) => lit.base10_parse::<u32>().ok().filter(|n| *n > 0),
-                        _ => None,
-                    };
-                    match count {
-                        Some(count) if !duplicate => parsed.alert_after = Some(count),
-                        Some(_) => {}
-                        None => errors.at(
-                            value.span(),
-                            "`alert_after` must be a positive whole number of consecutive failed runs, such as `alert_after = 3`",
-                        ),
-                    }
-                }
-                other => {
-                    errors.at(
-                        key.span(),
-                        format!("unknown workflow option `{other}`; expected `name = \"...\"` or `alert_after = <count>`"),
-                    );
-                    // Skip the value so the options after it are still checked.
-                    input.step(|cursor| {
-                        let mut rest = *cursor;
-                        while let Some((tt, next)) = rest.token_tree() {
-                            if matches!(&tt, proc_macro2::TokenTree::Punct(p) if p.as_char() == ',')
-                            {
-                                break;
-                            }
-                            rest = next;
-                        }
-                        Ok(((), rest))
-                    })?;
-                }
-            }
-            if input.is_empty() {
-                break;
-            }
-            input.parse::<Token![,]>()?;
         }
         Ok(())
-    };
-    if let Err(error) = parser.parse2(args) {
-        errors.push(error);
-    }
+    });
     parsed
 }
 

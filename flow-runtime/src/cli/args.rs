@@ -1,6 +1,7 @@
 //! The command line, declared with clap: global flags, subcommands and their `--help` text.
 
 use crate::settings::LogFormat;
+use crate::store::RunStatus;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -106,15 +107,15 @@ pub(crate) enum RunbookFormat {
     Json,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum StatusArg {
-    Queued,
-    Running,
-    Sleeping,
-    Succeeded,
-    Failed,
-    Cancelled,
-    NeedsAttention,
+/// `--status` takes the store's own statuses, by their kebab-case names.
+impl ValueEnum for RunStatus {
+    fn value_variants<'a>() -> &'a [Self] {
+        &RunStatus::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,7 +123,7 @@ pub(crate) enum RunsCommand {
     /// List runs, newest first
     List {
         #[arg(long, value_enum)]
-        status: Option<StatusArg>,
+        status: Option<RunStatus>,
         #[arg(long)]
         workflow: Option<String>,
         #[arg(long, default_value_t = 50)]

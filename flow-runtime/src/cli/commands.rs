@@ -1,6 +1,6 @@
 //! The subcommands: each turns its arguments into engine calls and prints a table or JSON.
 
-use super::args::{Cli, Command, OutputFormat, RunsCommand, StatusArg};
+use super::args::{Cli, Command, OutputFormat, RunsCommand};
 use super::{AppInfo, Exit};
 use crate::engine::{Error, Flow, Resolution, RunError, RunOptions};
 use crate::registry::WorkflowFailure;
@@ -257,18 +257,6 @@ fn attention_commands(app: &AppInfo, id: &RunId, step: &StepId) -> Vec<String> {
     ]
 }
 
-fn status_of(arg: StatusArg) -> RunStatus {
-    match arg {
-        StatusArg::Queued => RunStatus::Queued,
-        StatusArg::Running => RunStatus::Running,
-        StatusArg::Sleeping => RunStatus::Sleeping,
-        StatusArg::Succeeded => RunStatus::Succeeded,
-        StatusArg::Failed => RunStatus::Failed,
-        StatusArg::Cancelled => RunStatus::Cancelled,
-        StatusArg::NeedsAttention => RunStatus::NeedsAttention,
-    }
-}
-
 async fn runs_command(
     app: &AppInfo,
     settings: &FlowSettings,
@@ -287,7 +275,7 @@ async fn runs_command(
             limit,
         } => {
             let filter = RunFilter {
-                status: status.map(status_of),
+                status,
                 workflow,
                 limit: Some(limit),
             };

@@ -73,6 +73,17 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// Every status.
+    pub const ALL: [RunStatus; 7] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Sleeping,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+        RunStatus::NeedsAttention,
+    ];
+
     /// Succeeded, failed or cancelled: starting the run id again returns the stored outcome.
     pub fn is_finished(self) -> bool {
         matches!(
