@@ -26,6 +26,8 @@ tokio::task_local! {
 pub(crate) enum Frame {
     /// Executing a workflow body.
     Run(Arc<RunCtx>),
+    /// Executing one unit of a fan-out: steps are keyed under the unit's key.
+    Unit(Arc<RunCtx>, Arc<str>),
     /// Inside a step body: nested step calls are plain calls.
     Step(Arc<StepFrame>),
 }
@@ -61,6 +63,17 @@ pub(crate) enum Abort {
     Cancelled,
     NeedsAttention(Attention),
     Store(StoreError),
+    /// A staged rollout processed its share of units; the rest wait for a larger rollout.
+    Paused(String),
+}
+
+/// Per-execution options: they come with each start or resume, not with the run.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ExecOptions {
+    /// Process only units whose key hashes below this share (0.0 to 100.0).
+    pub rollout: Option<f64>,
+    /// Process only these units.
+    pub only_units: Option<std::collections::HashSet<String>>,
 }
 
 pub(crate) struct RunCtx {
@@ -68,6 +81,7 @@ pub(crate) struct RunCtx {
     pub trace_id: String,
     pub mode: Mode,
     pub policies: Arc<RetryPolicies>,
+    pub options: ExecOptions,
     record: Mutex<Option<RunRecord>>,
     checkpoints: Mutex<HashMap<String, StepRecord>>,
     occurrences: Mutex<HashMap<(&'static str, String), u32>>,
@@ -91,12 +105,14 @@ impl RunCtx {
         policies: Arc<RetryPolicies>,
         checkpoints: Vec<StepRecord>,
         cancel_requested: bool,
+        options: ExecOptions,
     ) -> Self {
         RunCtx {
             run_id,
             trace_id,
             mode,
             policies,
+            options,
             record: Mutex::new(None),
             checkpoints: Mutex::new(
                 checkpoints
@@ -235,7 +251,7 @@ pub(crate) fn current() -> Option<Frame> {
 /// The run the current task executes (also from inside a step body).
 pub(crate) fn current_run() -> Option<Arc<RunCtx>> {
     match current()? {
-        Frame::Run(run) => Some(run),
+        Frame::Run(run) | Frame::Unit(run, _) => Some(run),
         Frame::Step(step) => Some(step.run.clone()),
     }
 }
@@ -260,7 +276,7 @@ pub fn trace_id() -> Option<String> {
 pub fn step_key() -> Option<String> {
     match current()? {
         Frame::Step(step) => Some(step.key.clone()),
-        Frame::Run(_) => None,
+        Frame::Run(_) | Frame::Unit(..) => None,
     }
 }
 
@@ -268,7 +284,7 @@ pub fn step_key() -> Option<String> {
 pub fn attempt() -> Option<u32> {
     match current()? {
         Frame::Step(step) => Some(step.attempt),
-        Frame::Run(_) => None,
+        Frame::Run(_) | Frame::Unit(..) => None,
     }
 }
 

@@ -11,9 +11,11 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-fn live_run() -> Option<Arc<RunCtx>> {
+/// The run, and the key these helpers' records take (the unit's, inside a unit).
+fn live_run() -> Option<(Arc<RunCtx>, String)> {
     match context::current()? {
-        Frame::Run(run) => Some(run),
+        Frame::Run(run) => Some((run, String::new())),
+        Frame::Unit(run, unit) => Some((run, unit.to_string())),
         // Inside a step body the step itself is the checkpoint.
         Frame::Step(_) => None,
     }
@@ -39,13 +41,13 @@ async fn checkpointed<T: Serialize + DeserializeOwned>(
     name: &'static str,
     compute: impl FnOnce() -> T,
 ) -> T {
-    let Some(run) = live_run() else {
+    let Some((run, key)) = live_run() else {
         return compute();
     };
     if run.cancel_requested() {
         return run.abort(Abort::Cancelled).await;
     }
-    let id = run.next_step_id(name, String::new());
+    let id = run.next_step_id(name, key);
     if let Some(done) = run
         .take_checkpoint(&id)
         .filter(|r| r.status == StepStatus::Succeeded)
@@ -86,14 +88,18 @@ pub async fn random() -> u64 {
 /// run shows as sleeping, and after a restart the run waits only for what is left. A dry run
 /// does not wait.
 pub async fn sleep(duration: Duration) {
-    let Some(run) = live_run() else {
+    let Some((run, unit)) = live_run() else {
         tokio::time::sleep(duration).await;
         return;
     };
     if run.cancel_requested() {
         return run.abort(Abort::Cancelled).await;
     }
-    let id = run.next_step_id("flow::sleep", duration.as_millis().to_string());
+    let key = match unit.as_str() {
+        "" => duration.as_millis().to_string(),
+        unit => format!("{unit}/{}", duration.as_millis()),
+    };
+    let id = run.next_step_id("flow::sleep", key);
     if run.is_dry() {
         run.plan(PlannedStep {
             step: id.name.clone(),

@@ -4,7 +4,7 @@
 //! records; step records are written by the step executor. It knows workflows only through the
 //! registry's type-erased `invoke` functions or a typed closure from generated code.
 
-use crate::context::{self, Abort, Frame, Mode, PlannedStep, RunCtx};
+use crate::context::{self, Abort, ExecOptions, Frame, Mode, PlannedStep, RunCtx};
 use crate::owner::Owner;
 use crate::registry::{self, BoxFuture, InputError, InvokeResult, WorkflowFailure, WorkflowMeta};
 use crate::retry::{RetryPolicies, RetryPolicy};
@@ -130,6 +130,7 @@ impl FlowBuilder {
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     id: Option<RunId>,
+    exec: ExecOptions,
 }
 
 impl RunOptions {
@@ -145,6 +146,22 @@ impl RunOptions {
         self.id = Some(id.into());
         self
     }
+
+    /// A staged rollout: fan-outs (`flow::units`) process only the units whose key hashes into
+    /// the first `percent` of the key space, then the run pauses. Running the same id again with
+    /// a larger share processes the extra units; 100 completes the run. See
+    /// [`crate::units`] for the hash.
+    pub fn rollout(mut self, percent: f64) -> Self {
+        self.exec.rollout = Some(percent.clamp(0.0, 100.0));
+        self
+    }
+
+    /// Fan-outs process only these units (an operator retrying one unit); the run pauses if
+    /// others remain.
+    pub fn only_units(mut self, keys: impl IntoIterator<Item = String>) -> Self {
+        self.exec.only_units = Some(keys.into_iter().collect());
+        self
+    }
 }
 
 /// How a run ended, as every handle of it sees it.
@@ -154,6 +171,8 @@ enum Final {
     Failed(String),
     Cancelled,
     NeedsAttention(Attention),
+    /// A staged rollout processed its share; the run waits for a larger one.
+    Paused(String),
     /// The run stopped without a final state (the store failed); it can be resumed.
     Interrupted(String),
 }
@@ -240,6 +259,9 @@ impl<T, E> RunHandle<T, E> {
             },
             Final::Cancelled => Err(RunError::Cancelled),
             Final::NeedsAttention(a) => Err(RunError::NeedsAttention(a.clone())),
+            Final::Paused(summary) => Err(RunError::Paused {
+                summary: summary.clone(),
+            }),
             Final::Interrupted(reason) => Err(RunError::Engine(Error::Interrupted {
                 run_id: self.run_id.clone(),
                 reason: reason.clone(),
@@ -276,6 +298,13 @@ pub enum RunError<E> {
     /// An `at_most_once` step's outcome is unknown; an operator must resolve it.
     #[error("the run needs attention: {}", .0.reason)]
     NeedsAttention(Attention),
+    /// A staged rollout processed its share of units and paused the run; run it again with a
+    /// larger rollout to process the rest.
+    #[error("the run paused after its rollout: {summary}")]
+    Paused {
+        /// What was processed and what is left.
+        summary: String,
+    },
     /// The engine or the store failed.
     #[error(transparent)]
     Engine(#[from] Error),
@@ -443,6 +472,16 @@ impl Flow {
         &self,
         id: &RunId,
     ) -> Result<RunHandle<serde_json::Value, WorkflowFailure>, Error> {
+        self.resume_with(id, RunOptions::new()).await
+    }
+
+    /// [`Flow::resume`] with per-execution options (a rollout, a unit filter); the options' id
+    /// is ignored.
+    pub async fn resume_with(
+        &self,
+        id: &RunId,
+        options: RunOptions,
+    ) -> Result<RunHandle<serde_json::Value, WorkflowFailure>, Error> {
         if let Some(handle) = self.attach(id) {
             return Ok(handle);
         }
@@ -466,7 +505,8 @@ impl Flow {
         }
         not_executing_elsewhere(&run)?;
         let meta = find_workflow(&run.workflow)?;
-        self.execute(run, Box::new(meta.invoke), None).await
+        self.execute(run, Box::new(meta.invoke), None, options.exec)
+            .await
     }
 
     /// Starts a new run of the same workflow and input that reuses the checkpoints of `id`
@@ -527,7 +567,8 @@ impl Flow {
         if !kept.is_empty() {
             self.inner.store.commit(kept).await?;
         }
-        self.execute(fork, Box::new(meta.invoke), None).await
+        self.execute(fork, Box::new(meta.invoke), None, ExecOptions::default())
+            .await
     }
 
     /// Cancels a run. A run executing in this or another process stops at its next step
@@ -661,7 +702,7 @@ impl Flow {
             owner: Owner::current(),
         };
         match self.inner.store.create_run(fresh.clone()).await? {
-            CreateRun::Created => self.spawn(fresh, Vec::new(), false, invoke, slots),
+            CreateRun::Created => self.spawn(fresh, Vec::new(), false, invoke, slots, options.exec),
             CreateRun::Exists(existing) => {
                 if existing.workflow != workflow {
                     return Err(Error::RunIdConflict {
@@ -675,7 +716,7 @@ impl Flow {
                 if fresh.input != existing.input {
                     tracing::warn!(run_id = %id, "the run exists with another input; resuming it with its stored input");
                 }
-                self.execute(existing, invoke, slots).await
+                self.execute(existing, invoke, slots, options.exec).await
             }
         }
     }
@@ -686,6 +727,7 @@ impl Flow {
         mut run: RunRecord,
         invoke: Invoke,
         slots: Option<Arc<Slots<T, E>>>,
+        exec: ExecOptions,
     ) -> Result<RunHandle<T, E>, Error>
     where
         T: DeserializeOwned,
@@ -708,7 +750,7 @@ impl Flow {
             .store
             .commit(vec![Write::PutRun(run.clone())])
             .await?;
-        self.spawn(run, checkpoints, cancelled, invoke, slots)
+        self.spawn(run, checkpoints, cancelled, invoke, slots, exec)
     }
 
     fn spawn<T: DeserializeOwned, E>(
@@ -718,6 +760,7 @@ impl Flow {
         cancelled: bool,
         invoke: Invoke,
         slots: Option<Arc<Slots<T, E>>>,
+        exec: ExecOptions,
     ) -> Result<RunHandle<T, E>, Error> {
         let ctx = Arc::new(RunCtx::new(
             run.id.clone(),
@@ -726,6 +769,7 @@ impl Flow {
             self.inner.policies.clone(),
             checkpoints,
             cancelled,
+            exec,
         ));
         ctx.set_record(run.clone());
         let (tx, rx) = watch::channel(None);
@@ -792,6 +836,10 @@ impl Flow {
                     run.status = RunStatus::NeedsAttention;
                     run.attention = Some(a.clone());
                 }
+                Final::Paused(summary) => {
+                    run.status = RunStatus::Paused;
+                    run.error = Some(summary.clone());
+                }
                 Final::Interrupted(reason) => {
                     tracing::error!(reason = %reason, "run interrupted; it can be resumed");
                     return (run.id.clone(), end);
@@ -812,6 +860,7 @@ impl Flow {
                 Final::NeedsAttention(a) => {
                     tracing::error!(step = %a.step, reason = %a.reason, "run needs attention")
                 }
+                Final::Paused(summary) => tracing::info!(summary = %summary, "run paused after its rollout"),
                 Final::Interrupted(_) => {}
             }
             (run.id.clone(), end)
@@ -833,6 +882,7 @@ impl Flow {
             self.inner.policies.clone(),
             Vec::new(),
             false,
+            ExecOptions::default(),
         ));
         let span = tracing::error_span!("run", workflow = %workflow, run_id = %ctx.run_id, trace_id = %ctx.trace_id, dry_run = true);
         let end = body_outcome(&ctx, input, invoke).instrument(span).await;
@@ -902,6 +952,7 @@ async fn body_outcome(ctx: &Arc<RunCtx>, input: serde_json::Value, invoke: Invok
                 Abort::Cancelled => Final::Cancelled,
                 Abort::NeedsAttention(a) => Final::NeedsAttention(a),
                 Abort::Store(e) => Final::Interrupted(e.to_string()),
+                Abort::Paused(summary) => Final::Paused(summary),
             }
         }
     }

@@ -13,6 +13,7 @@ mod settings;
 mod step;
 pub mod store;
 mod telemetry;
+mod units;
 
 #[doc(hidden)]
 pub mod __private;
@@ -34,5 +35,9 @@ pub use store::Sharing;
 pub use store::{
     Attention, RunFilter, RunId, RunRecord, RunStatus, StepId, StepRecord, StepStatus, Store,
     StoreError,
+};
+pub use units::{
+    in_rollout, rollout_bucket, units, units_stream, UnitCounts, UnitFailure, Units, UnitsError,
+    UnitsReport, UNIT_STEP,
 };
 pub use uuid::Uuid;

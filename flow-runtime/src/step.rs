@@ -92,8 +92,9 @@ where
     D: FnOnce() -> DF + Send,
     DF: Future<Output = Result<T, E>> + Send,
 {
-    let run = match context::current() {
-        Some(Frame::Run(run)) => run,
+    let (run, unit) = match context::current() {
+        Some(Frame::Run(run)) => (run, None),
+        Some(Frame::Unit(run, unit)) => (run, Some(unit)),
         _ => return body().await,
     };
     let StepSpec {
@@ -120,6 +121,11 @@ where
         Vec::new()
     };
     let key = key.unwrap_or_else(|| args_key(&args_json));
+    // Inside a unit of a fan-out, steps are keyed under the unit.
+    let key = match unit {
+        Some(unit) => format!("{unit}/{key}"),
+        None => key,
+    };
     let id = run.next_step_id(meta.name, key);
 
     if run.is_dry() && !meta.read_only {

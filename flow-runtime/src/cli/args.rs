@@ -67,6 +67,10 @@ pub(crate) enum Command {
         /// Execute read_only steps, skip every other step and print the plan; changes nothing
         #[arg(long)]
         dry_run: bool,
+        /// Staged rollout: fan-outs process only the units whose key hashes into this share
+        /// (such as `5%`), then the run pauses; run the same id again with more (`25%`, `100%`)
+        #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+        rollout: Option<f64>,
     },
     /// List, inspect and operate runs in the store
     #[command(subcommand)]
@@ -85,6 +89,16 @@ pub(crate) enum Command {
     },
 }
 
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let number = s.trim().trim_end_matches('%');
+    match number.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "`{s}` is not a share between 0% and 100%, such as `5%`"
+        )),
+    }
+}
+
 impl Command {
     /// Whether the command may execute workflow code (and so needs the app's setup).
     pub fn executes_workflows(&self) -> bool {
@@ -94,6 +108,7 @@ impl Command {
                 runs,
                 RunsCommand::Resume { .. }
                     | RunsCommand::RetryFailed { .. }
+                    | RunsCommand::RetryUnit { .. }
                     | RunsCommand::Fork { .. }
             ),
             Command::Runbook { .. } | Command::CheckConfig | Command::Completions { .. } => false,
@@ -133,10 +148,20 @@ pub(crate) enum RunsCommand {
     Show { id: String },
     /// Resume an interrupted or failed run: completed steps replay, the rest execute
     Resume { id: String },
-    /// Resume every failed run (of one workflow)
+    /// Resume failed runs: one run by id (only its failed and unfinished units execute), or
+    /// every failed run (of one workflow)
     RetryFailed {
-        #[arg(long)]
+        /// The run [default: every failed run]
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
         workflow: Option<String>,
+    },
+    /// Re-execute one unit of a run's fan-out, by its key; the other units are left as they are
+    RetryUnit {
+        id: String,
+        /// The unit's key (see `runs show`)
+        #[arg(long)]
+        unit: String,
     },
     /// Cancel a run; a running run stops at its next step boundary
     Cancel { id: String },

@@ -97,6 +97,7 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
             input_file,
             id,
             dry_run,
+            rollout,
         } => {
             let input = match read_input(input, input_file.as_deref()) {
                 Ok(input) => input,
@@ -115,6 +116,9 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
             let mut options = RunOptions::new();
             if let Some(id) = id {
                 options = options.id(id);
+            }
+            if let Some(percent) = rollout {
+                options = options.rollout(percent);
             }
             match flow.start(&workflow, options, input).await {
                 Ok(handle) => {
@@ -213,6 +217,7 @@ async fn report_outcome(
             Exit::NeedsAttention,
             json!({ "attention": a, "next": attention_commands(app, id, &a.step) }),
         ),
+        Err(RunError::Paused { summary }) => (Exit::Success, json!({ "paused": summary })),
         Err(RunError::Engine(e @ (Error::Store(_) | Error::Interrupted { .. }))) => {
             (Exit::Store, json!({ "error": e.to_string() }))
         }
@@ -235,6 +240,10 @@ async fn report_outcome(
                     for c in attention_commands(app, id, &a.step) {
                         println!("  {c}");
                     }
+                }
+                Err(RunError::Paused { summary }) => {
+                    println!("paused after the rollout: {summary}");
+                    println!("  process more: {} run <workflow> --id {id} --rollout <percent> (100% finishes it)", app.name);
                 }
                 Err(e) => println!("error: {e}"),
             }
@@ -300,7 +309,34 @@ async fn runs_command(
                 Err(e) => fail(&e),
             }
         }
-        RunsCommand::RetryFailed { workflow } => retry_failed(app, &flow, workflow, output).await,
+        RunsCommand::RetryFailed { id: Some(id), .. } => {
+            let id = RunId::from(id);
+            match flow.resume(&id).await {
+                Ok(handle) => {
+                    let progress = super::progress::start(&flow, &id);
+                    let outcome = handle.outcome().await;
+                    drop(progress);
+                    report_outcome(&flow, &id, outcome, output, app).await
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        RunsCommand::RetryFailed { id: None, workflow } => {
+            retry_failed(app, &flow, workflow, output).await
+        }
+        RunsCommand::RetryUnit { id, unit } => {
+            let id = RunId::from(id);
+            match flow
+                .resume_with(&id, RunOptions::new().only_units([unit]))
+                .await
+            {
+                Ok(handle) => {
+                    let outcome = handle.outcome().await;
+                    report_outcome(&flow, &id, outcome, output, app).await
+                }
+                Err(e) => fail(&e),
+            }
+        }
         RunsCommand::Cancel { id } => {
             let id = RunId::from(id);
             match flow.cancel(&id).await {
@@ -446,6 +482,10 @@ fn next_steps(app: &AppInfo, run: &RunRecord, steps: &[StepRecord]) -> Vec<Strin
             Some(a) => attention_commands(app, id, &a.step),
             None => vec![format!("{bin} runs resume {id}")],
         },
+        RunStatus::Paused => vec![format!(
+            "a staged rollout paused it; process more units with: {bin} run {} --id {id} --rollout <percent> (100 finishes it)",
+            run.workflow
+        )],
         RunStatus::Failed => vec![
             format!("fix the cause of the error, then: {bin} runs resume {id}"),
             format!("or redo from a step: {bin} runs fork {id} --from-step <step>"),
@@ -493,8 +533,11 @@ async fn show(app: &AppInfo, flow: &Flow, id: &RunId, output: OutputFormat) -> E
     };
     steps.sort_by_key(|s| (s.started_at_ms, s.finished_at_ms.unwrap_or(u64::MAX)));
     let next = next_steps(app, &run, &steps);
+    let units = units_summary(&steps);
     match output {
-        OutputFormat::Json => print_json(&json!({ "run": run, "steps": steps, "next": next })),
+        OutputFormat::Json => {
+            print_json(&json!({ "run": run, "steps": steps, "units": units, "next": next }))
+        }
         OutputFormat::Table => {
             println!("run:        {}", run.id);
             println!("workflow:   {}", run.workflow);
@@ -534,12 +577,61 @@ async fn show(app: &AppInfo, flow: &Flow, id: &RunId, output: OutputFormat) -> E
                 ]);
             }
             println!("{t}");
+            if let Some(units) = units {
+                println!(
+                    "units: {} succeeded, {} failed",
+                    units["succeeded"], units["failed"]
+                );
+                for f in units["failures"].as_array().into_iter().flatten().take(20) {
+                    println!(
+                        "  failed unit {}: {}",
+                        f["key"].as_str().unwrap_or(""),
+                        f["error"].as_str().unwrap_or("")
+                    );
+                }
+                if units["failed"].as_u64().unwrap_or(0) > 20 {
+                    println!("  ... most frequent errors:");
+                    for e in units["errors"].as_array().into_iter().flatten() {
+                        println!("    {} × {}", e["count"], e["error"].as_str().unwrap_or(""));
+                    }
+                }
+            }
             for line in next {
                 println!("next: {line}");
             }
         }
     }
     Exit::Success
+}
+
+/// The run's fan-out units, summarised: counts, the first 100 failures, the most frequent
+/// errors. `None` when the run has no units.
+fn units_summary(steps: &[StepRecord]) -> Option<Value> {
+    let units: Vec<&StepRecord> = steps
+        .iter()
+        .filter(|s| s.id.name == crate::units::UNIT_STEP)
+        .collect();
+    if units.is_empty() {
+        return None;
+    }
+    let failed: Vec<&&StepRecord> = units
+        .iter()
+        .filter(|s| s.status == StepStatus::Failed)
+        .collect();
+    let mut by_error: std::collections::BTreeMap<&str, u64> = Default::default();
+    for f in &failed {
+        *by_error
+            .entry(f.error.as_deref().unwrap_or(""))
+            .or_default() += 1;
+    }
+    let mut errors: Vec<(&str, u64)> = by_error.into_iter().collect();
+    errors.sort_by_key(|e| std::cmp::Reverse(e.1));
+    Some(json!({
+        "succeeded": units.iter().filter(|s| s.status == StepStatus::Succeeded).count(),
+        "failed": failed.len(),
+        "failures": failed.iter().take(100).map(|f| json!({ "key": f.id.key, "error": f.error })).collect::<Vec<_>>(),
+        "errors": errors.into_iter().take(5).map(|(error, count)| json!({ "error": error, "count": count })).collect::<Vec<_>>(),
+    }))
 }
 
 async fn retry_failed(

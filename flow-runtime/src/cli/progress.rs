@@ -35,7 +35,16 @@ pub(super) fn start(flow: &Flow, id: &RunId) -> Option<Progress> {
     let (flow, id, shown) = (flow.clone(), id.clone(), bar.clone());
     let poller = tokio::spawn(async move {
         loop {
-            if let Ok(steps) = flow.steps(&id).await {
+            if let Some(units) = crate::units::progress(id.as_str()) {
+                let secs = (units.elapsed_ms as f64 / 1000.0).max(0.001);
+                shown.set_message(format!(
+                    "run {id}: units {} done, {} failed, {} skipped by the rollout; {:.0} units/s",
+                    units.succeeded,
+                    units.failed,
+                    units.skipped,
+                    units.started as f64 / secs
+                ));
+            } else if let Ok(steps) = flow.steps(&id).await {
                 let done = steps
                     .iter()
                     .filter(|s| s.status == StepStatus::Succeeded)

@@ -70,11 +70,14 @@ pub enum RunStatus {
     Cancelled,
     /// Stopped because an `at_most_once` step's outcome is unknown; an operator must decide.
     NeedsAttention,
+    /// A staged rollout processed its share of units; running it again with a larger rollout
+    /// processes the rest.
+    Paused,
 }
 
 impl RunStatus {
     /// Every status.
-    pub const ALL: [RunStatus; 7] = [
+    pub const ALL: [RunStatus; 8] = [
         RunStatus::Queued,
         RunStatus::Running,
         RunStatus::Sleeping,
@@ -82,6 +85,7 @@ impl RunStatus {
         RunStatus::Failed,
         RunStatus::Cancelled,
         RunStatus::NeedsAttention,
+        RunStatus::Paused,
     ];
 
     /// Succeeded, failed or cancelled: starting the run id again returns the stored outcome.
@@ -102,6 +106,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
             RunStatus::NeedsAttention => "needs-attention",
+            RunStatus::Paused => "paused",
         }
     }
 }
