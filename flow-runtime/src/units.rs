@@ -83,6 +83,13 @@ impl UnitsReport {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UnitsError {
+    /// Some units failed (the others all ran). Resuming the run (`runs retry-failed <id>`)
+    /// re-executes only the failed and unfinished units.
+    #[error("{} of {} units failed (first: {}); fix the cause and retry the failed units", .report.failed, .report.failed + .report.succeeded, .report.failures.first().map(|f| format!("{}: {}", f.key, f.error)).unwrap_or_default())]
+    Failed {
+        /// The whole report.
+        report: UnitsReport,
+    },
     /// An error budget was exceeded: no new units were started, in-flight ones finished.
     #[error("error budget exceeded: {threshold} ({failed} of {processed} units failed); no new units were started")]
     BudgetExceeded {
@@ -139,6 +146,7 @@ pub fn progress(run_id: &str) -> Option<UnitCounts> {
 pub struct Units<S, K> {
     items: S,
     key: K,
+    allow_failures: bool,
     concurrency: usize,
     max_failure_rate: Option<(f64, u64)>,
     max_failures: Option<u64>,
@@ -178,6 +186,7 @@ where
     Units {
         items,
         key,
+        allow_failures: false,
         concurrency: 8,
         max_failure_rate: None,
         max_failures: None,
@@ -190,6 +199,13 @@ where
     S: Stream,
     K: Fn(&S::Item) -> String,
 {
+    /// Return `Ok` with the report even when units failed. By default a fan-out with failed
+    /// units returns [`UnitsError::Failed`], so the run fails and can be retried.
+    pub fn allow_failures(mut self) -> Self {
+        self.allow_failures = true;
+        self
+    }
+
     /// At most `n` units in flight at once (default 8).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
@@ -249,6 +265,7 @@ where
         let Units {
             items,
             key: key_of,
+            allow_failures,
             concurrency,
             max_failure_rate,
             max_failures,
@@ -374,6 +391,9 @@ where
             });
         }
         tracing::info!(summary = %report.summary(), "units done");
+        if report.failed > 0 && !allow_failures {
+            return Err(UnitsError::Failed { report });
+        }
         if let Some(run) = &run {
             if report.skipped_by_rollout > 0 || report.not_started > 0 {
                 return run.abort(Abort::Paused(report.summary())).await;

@@ -72,6 +72,23 @@ async fn sleep_flow() -> Result<u64, flow::Failure> {
         .unwrap_or(0))
 }
 
+/// One keyed effect per unit, fsynced, then the unit's checkpoint.
+#[flow::step(idempotency_key = format!("u{i}"), retry = "none")]
+async fn unit_effect(i: u32) -> Result<(), flow::Failure> {
+    let key = flow::step_key().unwrap_or_default();
+    log(&format!("u{i} {key} {}", std::process::id()))
+}
+
+/// 10,000 units, 16 at a time.
+#[flow::workflow]
+async fn fan_out() -> Result<u64, flow::Failure> {
+    let report = flow::units(0..10_000u32, |i| format!("u{i}"))
+        .concurrency(16)
+        .run(|i| async move { unit_effect(i).await })
+        .await?;
+    Ok(report.succeeded)
+}
+
 async fn finish<T>(
     started: Result<flow::RunHandle<T, flow::Failure>, flow::Error>,
 ) -> Result<T, flow::RunError<flow::Failure>> {
@@ -98,6 +115,7 @@ async fn main() -> ExitCode {
         "backoff" => flow_tests::report(finish(backoff_flow::start_with(&flow, id()).await).await),
         "payment" => flow_tests::report(finish(payment_flow::start_with(&flow, id()).await).await),
         "sleep" => flow_tests::report(finish(sleep_flow::start_with(&flow, id()).await).await),
+        "units" => flow_tests::report(finish(fan_out::start_with(&flow, id()).await).await),
         other => {
             eprintln!("unknown scenario {other}");
             ExitCode::from(2)
