@@ -41,8 +41,10 @@ pub struct LedgerEntry {
 pub struct ApiConfig {
     /// Share of requests that fail with 503.
     pub failure_rate: f64,
-    /// Records with these ids are invalid (422).
+    /// Every `invalid_every`-th record has an invalid email (0: none).
     pub invalid_every: u32,
+    /// Accept invalid emails (the "fix" for rejected records).
+    pub accept_invalid: bool,
     /// Where accepted pushes are appended.
     pub ledger: PathBuf,
     /// The bearer token requests must carry.
@@ -133,7 +135,7 @@ async fn push(
     else {
         return Err((StatusCode::BAD_REQUEST, "missing Idempotency-Key".into()));
     };
-    if !record.email.contains('@') {
+    if !record.email.contains('@') && !api.config.accept_invalid {
         return Err((
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("invalid email `{}`", record.email),

@@ -3,7 +3,6 @@
 
 use crate::api::Record;
 use flow_runtime as flow;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 
@@ -17,6 +16,10 @@ pub struct Config {
     pub token: flow::Secret,
     /// Pushes in flight at once.
     pub batch_size: usize,
+    /// Error budget: stop starting pushes once more than this share (percent) failed...
+    pub max_failure_rate: f64,
+    /// ...counted from this many finished pushes on.
+    pub min_units: u64,
 }
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
@@ -31,6 +34,8 @@ fn config() -> Config {
         api: "http://127.0.0.1:9".into(),
         token: String::new().into(),
         batch_size: 8,
+        max_failure_rate: 10.0,
+        min_units: 50,
     })
 }
 
@@ -65,6 +70,9 @@ pub enum SyncError {
     /// The API refused the request (4xx): retrying cannot help.
     #[error("record {id} was rejected: {reason}")]
     Rejected { id: String, reason: String },
+    /// Records failed, or too many of them (the error budget).
+    #[error(transparent)]
+    Units(#[from] flow::UnitsError),
 }
 
 impl From<reqwest::Error> for SyncError {
@@ -108,13 +116,13 @@ pub struct SyncInput {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SyncReport {
     /// Records pushed (created or already there).
-    pub pushed: u32,
-    /// Records the API rejected, with the reason.
-    pub rejected: Vec<String>,
+    pub pushed: u64,
+    /// Of those, pushed by an earlier execution of the run (replayed, not pushed again).
+    pub replayed: u64,
 }
 
 /// Fetches the records to sync. It changes nothing, so a dry run executes it for real.
-#[flow::step(read_only, retry(attempts = 8, initial = "50ms", max = "1s"))]
+#[flow::step(read_only, retry(attempts = 12, initial = "20ms", max = "200ms"))]
 pub async fn fetch_records(count: u32) -> Result<Vec<Record>, SyncError> {
     let response = request(reqwest::Method::GET, &format!("/records?count={count}"))
         .send()
@@ -132,7 +140,7 @@ pub async fn fetch_records(count: u32) -> Result<Vec<Record>, SyncError> {
 /// push repeated after a crash (effect done, checkpoint not yet written) changes nothing.
 #[flow::step(
     idempotency_key = record.id,
-    retry(attempts = 8, initial = "50ms", max = "1s"),
+    retry(attempts = 12, initial = "20ms", max = "200ms"),
     timeout = "10s",
     dry_run = "default"
 )]
@@ -170,33 +178,26 @@ pub async fn notify_team(summary: String) -> Result<(), SyncError> {
     check(status, "notification", response.text().await?)
 }
 
-/// Syncs `count` records from the API back into it, `batch_size` pushes at a time, then tells
-/// the team.
+/// Syncs `count` records from the API back into it, one unit per record, `batch_size` pushes
+/// at a time, within an error budget; then tells the team. A rejected record fails its unit,
+/// not the others; the run then fails, and `runs retry-failed <id>` pushes only the failed
+/// records again once their cause is fixed. `--rollout 5%` pushes a stable 5% of the records
+/// first.
 #[flow::workflow]
 pub async fn sync_records(input: SyncInput) -> Result<SyncReport, SyncError> {
     let records = fetch_records(input.count).await?;
     let delay_ms = input.delay_ms;
-    let results: Vec<Result<Receipt, SyncError>> = futures::stream::iter(records)
-        .map(|record| async move { push_record(&record, delay_ms).await })
-        .buffered(config().batch_size.max(1))
-        .collect()
-        .await;
-    let mut report = SyncReport::default();
-    for result in results {
-        match result {
-            Ok(_) => report.pushed += 1,
-            Err(SyncError::Rejected { id, reason }) => {
-                report.rejected.push(format!("{id}: {reason}"))
-            }
-            Err(other) => return Err(other),
-        }
-    }
-    let summary = format!(
-        "synced {} records, {} rejected",
-        report.pushed,
-        report.rejected.len()
-    );
+    let config = config();
+    let report = flow::units(records, |record| record.id.clone())
+        .concurrency(config.batch_size.max(1))
+        .max_failure_rate(config.max_failure_rate, config.min_units)
+        .run(|record| async move { push_record(&record, delay_ms).await })
+        .await?;
+    let summary = format!("synced {} records", report.succeeded);
     // A lost notification is not worth failing the sync for; the run records it either way.
     let _ = notify_team(summary).await;
-    Ok(report)
+    Ok(SyncReport {
+        pushed: report.succeeded,
+        replayed: report.replayed,
+    })
 }

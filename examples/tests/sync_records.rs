@@ -90,17 +90,16 @@ fn a_second_run_repeats_nothing_and_logs_carry_the_run() {
     assert_eq!(code(&first), Some(0), "{}", stderr(&first));
     let out = json(&first);
     assert_eq!(out["status"], "succeeded");
-    assert_eq!(out["output"]["pushed"], 48);
-    assert_eq!(out["output"]["rejected"].as_array().unwrap().len(), 2);
+    assert_eq!(out["output"]["pushed"], 50);
     let (created, _) = ledger(dir.path());
-    assert_eq!(created.len(), 48);
+    assert_eq!(created.len(), 50);
     assert!(created.values().all(|&n| n == 1));
 
-    // Every log line inside the run carries its run id and trace id; a rejected record is
-    // logged as permanent and not retried.
+    // Every log line inside the run carries its run id and trace id; transient failures are
+    // retried and logged with their class and delay.
     let trace = out["trace_id"].as_str().unwrap().to_owned();
     let mut in_run = 0;
-    let mut permanent = 0;
+    let mut transient = 0;
     for line in stderr(&first).lines() {
         let Ok(entry) = serde_json::from_str::<Value>(line) else {
             panic!("a log line is not JSON: {line}");
@@ -111,19 +110,16 @@ fn a_second_run_repeats_nothing_and_logs_carry_the_run() {
             assert_eq!(run_span["run_id"], "sync-demo", "{line}");
             assert_eq!(run_span["trace_id"], trace.as_str(), "{line}");
         }
-        if entry["fields"]["class"] == "permanent" {
-            permanent += 1;
+        if entry["fields"]["class"] == "transient" {
+            transient += 1;
             assert_eq!(entry["span"]["name"], "step", "{line}");
-            assert!(
-                entry["span"]["key"].as_str().unwrap().starts_with("rec-"),
-                "{line}"
-            );
+            assert!(entry["fields"]["delay_ms"].is_u64(), "{line}");
         }
     }
     assert!(in_run > 0, "no log line inside the run");
-    assert_eq!(
-        permanent, 2,
-        "each rejected record is logged once as permanent"
+    assert!(
+        transient > 0,
+        "the flaky API's 503s were retried and logged"
     );
 
     let second = run(dir.path(), SYNC_50);
@@ -167,7 +163,7 @@ fn killed_mid_run_it_is_listed_shown_and_resumed_with_the_same_trace() {
     let shown = json(&shown);
     assert_eq!(shown["run"]["status"], "running");
     let done = shown["steps"].as_array().unwrap().len();
-    assert!(done > 1 && done < 190, "killed mid-run with {done} steps");
+    assert!(done > 1 && done < 400, "killed mid-run with {done} steps");
     let next = shown["next"].to_string();
     assert!(next.contains("sync_records runs resume big"), "{next}");
     let trace = shown["run"]["trace_id"].as_str().unwrap().to_owned();
@@ -175,14 +171,18 @@ fn killed_mid_run_it_is_listed_shown_and_resumed_with_the_same_trace() {
     let resumed = run(dir.path(), &["runs", "resume", "big", "--output", "json"]);
     assert_eq!(code(&resumed), Some(0), "{}", stderr(&resumed));
     let resumed = json(&resumed);
-    assert_eq!(resumed["output"]["pushed"], 189);
+    assert_eq!(resumed["output"]["pushed"], 200);
+    assert!(
+        resumed["output"]["replayed"].as_u64().unwrap() >= 30,
+        "pushes before the kill were replayed"
+    );
     assert_eq!(
         resumed["trace_id"],
         trace.as_str(),
         "the trace id survives the resume"
     );
     let (created, duplicates) = ledger(dir.path());
-    assert_eq!(created.len(), 189);
+    assert_eq!(created.len(), 200);
     assert!(
         created.values().all(|&n| n == 1),
         "a record was created twice"
@@ -212,7 +212,10 @@ fn a_dry_run_prints_the_plan_and_changes_nothing() {
     let out = json(&out);
     let plan = out["plan"].as_array().unwrap();
     assert_eq!(plan.len(), 51, "50 pushes and the notification");
-    assert_eq!(plan[0]["action"], "would call push_record key=rec-00001");
+    assert_eq!(
+        plan[0]["action"],
+        "would call push_record key=rec-00001/rec-00001"
+    );
     assert!(ledger(dir.path()).0.is_empty(), "nothing was pushed");
     let listed = json(&run(dir.path(), &["runs", "list", "--output", "json"]));
     assert_eq!(listed, serde_json::json!([]), "nothing was stored");
@@ -361,7 +364,7 @@ fn fork_reuses_the_checkpoints_before_the_step() {
     assert_eq!(code(&fork), Some(0), "{}", stderr(&fork));
     let fork = json(&fork);
     assert_eq!(fork["run_id"], "fork-1");
-    assert_eq!(fork["output"]["pushed"], 48);
+    assert_eq!(fork["output"]["pushed"], 50);
     let after = std::fs::read_to_string(dir.path().join("api-ledger.jsonl")).unwrap();
     assert_eq!(
         before, after,
@@ -519,7 +522,7 @@ fn a_cancel_from_another_process_stops_the_run() {
         &["runs", "show", "long", "--output", "json"],
     ));
     assert_eq!(shown["run"]["status"], "cancelled");
-    assert!(ledger(dir.path()).0.len() < 189, "the run stopped early");
+    assert!(ledger(dir.path()).0.len() < 200, "the run stopped early");
 }
 
 #[test]
@@ -602,4 +605,170 @@ fn at_any_log_level_lines_inside_a_run_carry_it() {
             "{line}"
         );
     }
+}
+
+#[test]
+fn rejected_records_fail_their_units_and_retry_failed_pushes_only_them_after_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = command(dir.path(), SYNC_50)
+        .env("SYNC_INVALID_EVERY", "17")
+        .output()
+        .unwrap();
+    assert_eq!(code(&first), Some(1), "{}", stderr(&first));
+    let out = json(&first);
+    assert!(
+        out["error"]
+            .as_str()
+            .unwrap()
+            .contains("2 of 50 units failed"),
+        "{out}"
+    );
+    // A validation error is logged as permanent and never retried.
+    let permanent = stderr(&first)
+        .lines()
+        .filter(|l| l.contains(r#""class":"permanent""#))
+        .count();
+    assert_eq!(permanent, 2, "{}", stderr(&first));
+    let shown = json(&run(
+        dir.path(),
+        &["runs", "show", "sync-demo", "--output", "json"],
+    ));
+    let mut failed: Vec<&str> = shown["units"]["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["key"].as_str().unwrap())
+        .collect();
+    failed.sort();
+    assert_eq!(failed, ["rec-00017", "rec-00034"]);
+    assert_eq!(shown["units"]["succeeded"], 48);
+    assert_eq!(ledger(dir.path()).0.len(), 48);
+
+    // The fix: the API now accepts the records. Retry one unit by key, then the rest.
+    let one = command(
+        dir.path(),
+        &[
+            "runs",
+            "retry-unit",
+            "sync-demo",
+            "--unit",
+            "rec-00017",
+            "--output",
+            "json",
+        ],
+    )
+    .env("SYNC_ACCEPT_INVALID", "true")
+    .output()
+    .unwrap();
+    assert_eq!(code(&one), Some(0), "{}", stderr(&one));
+    assert_eq!(json(&one)["status"], "paused", "one unit retried, one left");
+    assert_eq!(ledger(dir.path()).0.len(), 49);
+    let rest = command(
+        dir.path(),
+        &["runs", "retry-failed", "sync-demo", "--output", "json"],
+    )
+    .env("SYNC_ACCEPT_INVALID", "true")
+    .output()
+    .unwrap();
+    assert_eq!(code(&rest), Some(0), "{}", stderr(&rest));
+    let rest = json(&rest);
+    assert_eq!(rest["output"]["pushed"], 50);
+    assert_eq!(
+        rest["output"]["replayed"], 49,
+        "only rec-00034 was pushed by this execution"
+    );
+    let (created, _) = ledger(dir.path());
+    assert_eq!(created.len(), 50);
+    assert!(
+        created.values().all(|&n| n == 1),
+        "no record was pushed twice"
+    );
+}
+
+#[test]
+fn an_error_budget_stops_the_sync_and_names_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(
+        dir.path(),
+        &[
+            "run",
+            "sync_records",
+            "--input",
+            r#"{"count": 400}"#,
+            "--id",
+            "bad",
+            "--output",
+            "json",
+        ],
+    )
+    .env("SYNC_INVALID_EVERY", "5")
+    .env("SYNC_FAILURE_RATE", "0")
+    .output()
+    .unwrap();
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    let error = json(&out)["error"].as_str().unwrap().to_owned();
+    assert!(
+        error.contains("error budget exceeded: max_failure_rate 10% after 50 units"),
+        "{error}"
+    );
+    let pushed = ledger(dir.path()).0.len();
+    assert!(
+        pushed < 100,
+        "no new pushes after the trip: {pushed} of 320 valid records"
+    );
+    assert!(
+        stderr(&out).contains(r#""alert":true"#),
+        "an alert-worthy event is logged"
+    );
+}
+
+#[test]
+fn a_staged_rollout_pushes_nested_subsets_and_100_percent_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rollout = |share: &str| {
+        run(
+            dir.path(),
+            &[
+                "run",
+                "sync_records",
+                "--input",
+                r#"{"count": 400}"#,
+                "--id",
+                "staged",
+                "--rollout",
+                share,
+                "--output",
+                "json",
+            ],
+        )
+    };
+    let keys = |share: f64| -> std::collections::HashSet<String> {
+        (1..=400)
+            .map(|i| format!("rec-{i:05}"))
+            .filter(|k| flow_runtime::in_rollout(k, share))
+            .collect()
+    };
+    let five = rollout("5%");
+    assert_eq!(code(&five), Some(0), "{}", stderr(&five));
+    assert_eq!(json(&five)["status"], "paused");
+    let pushed: std::collections::HashSet<String> = ledger(dir.path()).0.into_keys().collect();
+    assert_eq!(pushed, keys(5.0), "exactly the stable 5% subset");
+    assert!((5..=40).contains(&pushed.len()), "{} of 400", pushed.len());
+
+    assert_eq!(json(&rollout("25%"))["status"], "paused");
+    let quarter: std::collections::HashSet<String> = ledger(dir.path()).0.into_keys().collect();
+    assert_eq!(quarter, keys(25.0));
+    assert!(pushed.is_subset(&quarter));
+
+    let all = rollout("100%");
+    assert_eq!(code(&all), Some(0), "{}", stderr(&all));
+    let all = json(&all);
+    assert_eq!(all["status"], "succeeded");
+    assert_eq!(all["output"]["pushed"], 400);
+    let (created, _) = ledger(dir.path());
+    assert_eq!(created.len(), 400);
+    assert!(
+        created.values().all(|&n| n == 1),
+        "no record pushed twice across the stages"
+    );
 }

@@ -28,6 +28,18 @@ struct Settings {
     /// Pause inside each of the demo API's notifications, to leave time to kill the process.
     #[garde(range(max = 60_000))]
     notify_delay_ms: u64,
+    /// The demo API rejects every n-th record as invalid (0: none).
+    #[garde(skip)]
+    invalid_every: u32,
+    /// The demo API accepts invalid records (the fix for rejected records).
+    #[garde(skip)]
+    accept_invalid: bool,
+    /// Error budget: stop starting pushes once more than this percentage of them failed...
+    #[garde(range(min = 0.0, max = 100.0))]
+    max_failure_rate: f64,
+    /// ...counted from this many finished pushes on.
+    #[garde(range(min = 1))]
+    min_units: u64,
     /// Where the demo API keeps its ledger of effects.
     #[garde(skip)]
     data_dir: PathBuf,
@@ -41,6 +53,10 @@ impl Default for Settings {
             batch_size: 8,
             failure_rate: 0.3,
             notify_delay_ms: 0,
+            invalid_every: 0,
+            accept_invalid: false,
+            max_failure_rate: 10.0,
+            min_units: 50,
             data_dir: PathBuf::from(".flow-demo"),
         }
     }
@@ -57,7 +73,8 @@ async fn main(settings: Settings) -> Result<(), String> {
                 .map_err(|e| format!("cannot create {}: {e}", settings.data_dir.display()))?;
             let base = api::serve(ApiConfig {
                 failure_rate: settings.failure_rate,
-                invalid_every: 17,
+                invalid_every: settings.invalid_every,
+                accept_invalid: settings.accept_invalid,
                 ledger: settings.data_dir.join("api-ledger.jsonl"),
                 token: settings.token.expose().to_owned(),
                 notify_delay_ms: settings.notify_delay_ms,
@@ -72,6 +89,8 @@ async fn main(settings: Settings) -> Result<(), String> {
         api,
         token: settings.token,
         batch_size: settings.batch_size as usize,
+        max_failure_rate: settings.max_failure_rate,
+        min_units: settings.min_units,
     });
     Ok(())
 }

@@ -531,7 +531,7 @@ async fn show(app: &AppInfo, flow: &Flow, id: &RunId, output: OutputFormat) -> E
         Ok(steps) => steps,
         Err(e) => return fail(&e),
     };
-    steps.sort_by_key(|s| (s.started_at_ms, s.finished_at_ms.unwrap_or(u64::MAX)));
+    timeline_order(&mut steps);
     let next = next_steps(app, &run, &steps);
     let units = units_summary(&steps);
     match output {
@@ -602,6 +602,31 @@ async fn show(app: &AppInfo, flow: &Flow, id: &RunId, output: OutputFormat) -> E
         }
     }
     Exit::Success
+}
+
+/// Orders steps for display: by start time, each unit's record directly followed by the steps
+/// keyed under it (a unit and its first step often start in the same millisecond).
+fn timeline_order(steps: &mut [StepRecord]) {
+    let unit_starts: std::collections::HashMap<String, u64> = steps
+        .iter()
+        .filter(|s| s.id.name == crate::units::UNIT_STEP)
+        .map(|s| (s.id.key.clone(), s.started_at_ms))
+        .collect();
+    let group = |s: &StepRecord| -> (u64, String, bool) {
+        if s.id.name == crate::units::UNIT_STEP {
+            return (s.started_at_ms, s.id.key.clone(), false);
+        }
+        match s
+            .id
+            .key
+            .split_once('/')
+            .and_then(|(unit, _)| unit_starts.get(unit).map(|t| (unit, *t)))
+        {
+            Some((unit, start)) => (start, unit.to_owned(), true),
+            None => (s.started_at_ms, String::new(), true),
+        }
+    };
+    steps.sort_by_cached_key(|s| (group(s), s.started_at_ms, s.id.clone()));
 }
 
 /// The run's fan-out units, summarised: counts, the first 100 failures, the most frequent
