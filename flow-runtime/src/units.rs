@@ -130,6 +130,8 @@ pub struct UnitCounts {
     pub started: u64,
     /// Milliseconds since the fan-out began.
     pub elapsed_ms: u64,
+    /// How many items the fan-out has, when the source knows (an iterator with an exact size).
+    pub total: Option<u64>,
 }
 
 fn live() -> &'static Mutex<HashMap<String, UnitCounts>> {
@@ -283,6 +285,10 @@ where
         let mut report = UnitsReport::default();
         let mut started = 0u64;
         let mut trip: Option<(String, u64, u64)> = None;
+        let total = match items.size_hint() {
+            (low, Some(high)) if low == high => Some(low as u64),
+            _ => None,
+        };
         let mut items = std::pin::pin!(items);
         let mut in_flight = FuturesUnordered::new();
         let mut exhausted = false;
@@ -351,6 +357,7 @@ where
                     skipped: report.skipped_by_rollout,
                     started,
                     elapsed_ms: began.elapsed().as_millis() as u64,
+                    total,
                 };
                 if let Ok(mut live) = live().lock() {
                     live.insert(run_key.clone(), counts);

@@ -42,6 +42,16 @@ async fn noop(run: u32, i: u32) -> Result<(), flow::Failure> {
     Ok(())
 }
 
+/// A fan-out of `n` no-op units, 64 at a time: each unit is one checkpoint.
+#[flow::workflow]
+async fn noop_units(n: u32) -> Result<u64, flow::Failure> {
+    let report = flow::units(0..n, |i| format!("u{i:06}"))
+        .concurrency(64)
+        .run(|_| async { Ok::<(), flow::Failure>(()) })
+        .await?;
+    Ok(report.succeeded)
+}
+
 #[flow::workflow]
 async fn twenty_noops(run: u32) -> Result<(), flow::Failure> {
     for i in 0..STEPS {
@@ -99,6 +109,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (flow::Sharing::Exclusive, "exclusive"),
     ] {
         for (concurrency, waves) in levels {
+            reset_peak_rss();
             let steps = u64::from(concurrency * waves * STEPS);
             let mut rates = Vec::new();
             let mut commits = 0;
@@ -127,6 +138,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 peak_rss_kib: peak_rss_kib(),
             });
         }
+    }
+
+    // Units: one run fanning out 100,000 no-op units, 64 at a time, in each store mode.
+    for (sharing, label) in [
+        (flow::Sharing::Shared, "shared"),
+        (flow::Sharing::Exclusive, "exclusive"),
+    ] {
+        reset_peak_rss();
+        let path = dir.path().join(format!("units-{label}.redb"));
+        let (took, commits) = runtime.block_on(units_level(&path, sharing, 100_000))?;
+        rows.push(Row {
+            scenario: format!("flow ({label} store), 100,000 units of one run, concurrency 64"),
+            rate: 100_000.0 / took.as_secs_f64(),
+            detail: format!("units/s; one run in {:.2} s", took.as_secs_f64()),
+            commits_per_step: Some(commits as f64 / 100_000.0),
+            peak_rss_kib: peak_rss_kib(),
+        });
     }
 
     // Diagnostics: where a step's time goes at concurrency 1 (see BENCHMARKS.md)
@@ -326,6 +354,25 @@ async fn flow_level(
     let took = start.elapsed();
     let commits = store.stats().commits - before.commits;
     Ok(Level { took, commits })
+}
+
+/// One run of `noop_units(n)` in a fresh store: (wall time, durable commits).
+async fn units_level(
+    path: &Path,
+    sharing: flow::Sharing,
+    n: u32,
+) -> Result<(Duration, u64), Box<dyn std::error::Error>> {
+    let store = Arc::new(RedbStore::open_with(path, sharing)?);
+    let flow = flow::Flow::builder().store(store.clone());
+    let start = Instant::now();
+    let done = noop_units::run(&flow, n).await.map_err(|e| e.to_string())?;
+    assert_eq!(done, u64::from(n));
+    Ok((start.elapsed(), store.stats().commits))
+}
+
+/// Resets the peak resident set to the current one, so the next reading is that row's peak.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// The process's peak resident set (`VmHWM`), KiB; 0 where /proc is not available.

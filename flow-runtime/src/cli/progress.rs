@@ -37,12 +37,17 @@ pub(super) fn start(flow: &Flow, id: &RunId) -> Option<Progress> {
         loop {
             if let Some(units) = crate::units::progress(id.as_str()) {
                 let secs = (units.elapsed_ms as f64 / 1000.0).max(0.001);
+                let rate = units.started as f64 / secs;
+                let seen = units.succeeded + units.failed + units.skipped;
+                let eta = match units.total {
+                    Some(total) if rate > 0.0 && total > seen => {
+                        format!(", ETA {:.0} s", (total - seen) as f64 / rate)
+                    }
+                    _ => String::new(),
+                };
                 shown.set_message(format!(
-                    "run {id}: units {} done, {} failed, {} skipped by the rollout; {:.0} units/s",
-                    units.succeeded,
-                    units.failed,
-                    units.skipped,
-                    units.started as f64 / secs
+                    "run {id}: units {} done, {} failed, {} skipped by the rollout; {rate:.0} units/s{eta}",
+                    units.succeeded, units.failed, units.skipped
                 ));
             } else if let Ok(steps) = flow.steps(&id).await {
                 let done = steps
