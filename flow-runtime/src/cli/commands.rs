@@ -242,8 +242,15 @@ async fn report_outcome(
                     }
                 }
                 Err(RunError::Paused { summary }) => {
+                    let workflow = record
+                        .as_ref()
+                        .map(|r| r.workflow.as_str())
+                        .unwrap_or("<workflow>");
                     println!("paused after the rollout: {summary}");
-                    println!("  process more: {} run <workflow> --id {id} --rollout <percent> (100% finishes it)", app.name);
+                    println!(
+                        "  process more: {} run {workflow} --input '<the same input>' --id {id} --rollout <percent> (100% finishes it)",
+                        app.name
+                    );
                 }
                 Err(e) => println!("error: {e}"),
             }

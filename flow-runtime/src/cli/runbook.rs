@@ -63,6 +63,14 @@ fn actions(app: &AppInfo, w: &WorkflowMeta) -> Vec<(&'static str, String)> {
             format!("Read the error: `{bin} runs show <id>`. Fix its cause (a permanent error is never retried by itself), then `{bin} runs resume <id>`, or `{bin} runs retry-failed --workflow {name}` for all of them. Completed steps are replayed, not repeated. To redo part of a run: `{bin} runs fork <id> --from-step <step>`."),
         ),
         (
+            "failed with failed units",
+            format!("`{bin} runs show <id>` lists the failed units and the most frequent errors. After the fix, `{bin} runs retry-failed <id>` re-executes only the failed and unfinished units (succeeded ones are replayed), or `{bin} runs retry-unit <id> --unit <key>` one of them. A tripped error budget names its threshold in the error."),
+        ),
+        (
+            "paused",
+            format!("A staged rollout processed its share of units. Check the results, then `{bin} run {name} --input '<the same input>' --id <id> --rollout 25%` processes more; `--rollout 100%` finishes the run."),
+        ),
+        (
             "needs-attention",
             format!("An at_most_once step was interrupted and its effect is unknown. Check the external system. If the effect happened: `{bin} runs resolve <id> --step <key> --done --step-output '<json>'`; if not: `{bin} runs resolve <id> --step <key> --rerun`. Then `{bin} runs resume <id>`."),
         ),
