@@ -772,3 +772,35 @@ fn a_staged_rollout_pushes_nested_subsets_and_100_percent_finishes() {
         "no record pushed twice across the stages"
     );
 }
+
+#[test]
+fn json_logs_carry_periodic_units_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(
+        dir.path(),
+        &[
+            "run",
+            "sync_records",
+            "--input",
+            r#"{"count": 300, "delay_ms": 60}"#,
+            "--id",
+            "slow",
+        ],
+    )
+    .env("SYNC_FAILURE_RATE", "0")
+    .output()
+    .unwrap();
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let progress: Vec<Value> = stderr(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["fields"]["message"] == "units progress")
+        .collect();
+    assert!(!progress.is_empty(), "a run of over 2 s logs progress");
+    let first = &progress[0]["fields"];
+    assert!(
+        first["succeeded"].as_u64().unwrap() > 0 && first["units_per_s"].as_f64().unwrap() > 0.0,
+        "{first}"
+    );
+    assert_eq!(progress[0]["span"]["run_id"], "slow");
+}
