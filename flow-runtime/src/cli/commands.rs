@@ -120,21 +120,32 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
             if let Some(percent) = rollout {
                 options = options.rollout(percent);
             }
-            match flow.start(&workflow, options, input).await {
-                Ok(handle) => {
-                    let id = handle.run_id().clone();
-                    let progress = super::progress::start(&flow, &id);
-                    let outcome = handle.outcome().await;
-                    drop(progress);
-                    report_outcome(&flow, &id, outcome, output, app).await
-                }
-                Err(e) => fail(&e),
-            }
+            let started = flow.start(&workflow, options, input).await;
+            follow(app, &flow, started, output).await
         }
         Command::Runs(runs) => runs_command(app, settings, runs, output).await,
         Command::Runbook { format } => super::runbook::print(app, format),
         Command::CheckConfig | Command::Completions { .. } => Exit::Success,
     }
+}
+
+/// Waits for a started (or resumed) run, with a progress display on a terminal, and reports
+/// its outcome.
+async fn follow(
+    app: &AppInfo,
+    flow: &Flow,
+    started: Result<crate::engine::RunHandle<Value, WorkflowFailure>, Error>,
+    output: OutputFormat,
+) -> Exit {
+    let handle = match started {
+        Ok(handle) => handle,
+        Err(e) => return fail(&e),
+    };
+    let id = handle.run_id().clone();
+    let progress = super::progress::start(flow, &id);
+    let outcome = handle.outcome().await;
+    drop(progress);
+    report_outcome(flow, &id, outcome, output, app).await
 }
 
 fn read_input(input: Option<String>, file: Option<&Path>) -> Result<Value, String> {
@@ -304,45 +315,20 @@ async fn runs_command(
             }
         }
         RunsCommand::Show { id } => show(app, &flow, &RunId::from(id), output).await,
-        RunsCommand::Resume { id } => {
+        RunsCommand::Resume { id } | RunsCommand::RetryFailed { id: Some(id), .. } => {
             let id = RunId::from(id);
-            match flow.resume(&id).await {
-                Ok(handle) => {
-                    let progress = super::progress::start(&flow, &id);
-                    let outcome = handle.outcome().await;
-                    drop(progress);
-                    report_outcome(&flow, &id, outcome, output, app).await
-                }
-                Err(e) => fail(&e),
-            }
-        }
-        RunsCommand::RetryFailed { id: Some(id), .. } => {
-            let id = RunId::from(id);
-            match flow.resume(&id).await {
-                Ok(handle) => {
-                    let progress = super::progress::start(&flow, &id);
-                    let outcome = handle.outcome().await;
-                    drop(progress);
-                    report_outcome(&flow, &id, outcome, output, app).await
-                }
-                Err(e) => fail(&e),
-            }
+            let started = flow.resume(&id).await;
+            follow(app, &flow, started, output).await
         }
         RunsCommand::RetryFailed { id: None, workflow } => {
             retry_failed(app, &flow, workflow, output).await
         }
         RunsCommand::RetryUnit { id, unit } => {
             let id = RunId::from(id);
-            match flow
+            let started = flow
                 .resume_with(&id, RunOptions::new().only_units([unit]))
-                .await
-            {
-                Ok(handle) => {
-                    let outcome = handle.outcome().await;
-                    report_outcome(&flow, &id, outcome, output, app).await
-                }
-                Err(e) => fail(&e),
-            }
+                .await;
+            follow(app, &flow, started, output).await
         }
         RunsCommand::Cancel { id } => {
             let id = RunId::from(id);
@@ -377,17 +363,14 @@ async fn runs_command(
             new_id,
         } => {
             let id = RunId::from(id);
-            match flow.fork(&id, &from_step, new_id.map(RunId::from)).await {
-                Ok(handle) => {
-                    let fork = handle.run_id().clone();
-                    if output == OutputFormat::Table {
-                        println!("forked {id} from step {from_step} as run {fork}");
-                    }
-                    let outcome = handle.outcome().await;
-                    report_outcome(&flow, &fork, outcome, output, app).await
-                }
-                Err(e) => fail(&e),
+            let started = flow.fork(&id, &from_step, new_id.map(RunId::from)).await;
+            if let (Ok(handle), OutputFormat::Table) = (&started, output) {
+                println!(
+                    "forked {id} from step {from_step} as run {}",
+                    handle.run_id()
+                );
             }
+            follow(app, &flow, started, output).await
         }
         RunsCommand::Resolve {
             id,
