@@ -17,6 +17,8 @@ fn command(dir: &Path, args: &[&str]) -> Command {
         .env("FLOW_STORE", dir.join("flow.redb"))
         .env("FLOW_LOG_FORMAT", "json")
         .env("SYNC_DATA_DIR", dir)
+        // Flaky enough to exercise retries, never enough to exhaust 12 attempts (0.2^12).
+        .env("SYNC_FAILURE_RATE", "0.2")
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
