@@ -272,6 +272,7 @@ fn a_config_error_lists_every_bad_field_with_its_source_before_running_anything(
         dir.path(),
         &["run", "sync_records", "--input", r#"{"count": 5}"#],
     )
+    .env_remove("SYNC_FAILURE_RATE")
     .env("SYNC_BATCH_SIZE", "0")
     .env("SYNC_API_URL", "not a url")
     .output()
