@@ -5,21 +5,30 @@
 use flow_runtime as flow;
 use flow_tests::{fresh_flow, lines, read_steps, spawn_child, wait_until};
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::OnceLock;
 
-/// The external effect log of the in-process tests: (test, unit key) per execution.
-static EFFECTS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+/// The external effect log of the in-process tests: one file per test, a line per execution
+/// of a unit's effect (the file outlives the runs; the store knows nothing of it).
+fn log_file(test: &str) -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap())
+        .path()
+        .join(format!("{test}.log"))
+}
+
+fn record_effect(test: &str, key: &str) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_file(test))?;
+    file.write_all(format!("{key}\n").as_bytes())
+}
 
 fn effects(test: &str) -> Vec<String> {
-    EFFECTS
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(t, _)| t == test)
-        .map(|(_, k)| k.clone())
-        .collect()
+    lines(&log_file(test))
 }
 
 fn counts(test: &str) -> HashMap<String, u32> {
@@ -40,10 +49,7 @@ fn broken_units() -> HashSet<u32> {
 /// Appends its unit key to the effect log; the broken units fail permanently until fixed.
 #[flow::step(idempotency_key = format!("{test}/u{i}"), retry = "none")]
 async fn touch(test: &str, i: u32, broken: bool) -> Result<(), flow::Failure> {
-    EFFECTS
-        .lock()
-        .unwrap()
-        .push((test.to_owned(), format!("u{i}")));
+    record_effect(test, &format!("u{i}")).map_err(flow::Failure::permanent)?;
     if broken && !FIXED.load(Ordering::SeqCst) {
         return Err(flow::Failure::permanent(format!("record u{i} is invalid")));
     }
