@@ -3,7 +3,9 @@
 //! This module computes delays and holds the table of named policies; it does not sleep or
 //! persist anything (the step executor does both, so a crash during backoff resumes correctly).
 
+use crate::registry::RetrySpec;
 use std::collections::HashMap;
+use std::fmt;
 use std::time::Duration;
 
 /// How a step is retried after a transient error.
@@ -93,6 +95,49 @@ impl RetryPolicies {
     /// The policy of that name.
     pub fn get(&self, name: &str) -> Option<&RetryPolicy> {
         self.named.get(name)
+    }
+
+    /// The policy a step declared: a named one from this table (settings may have tuned it), an
+    /// inline one as written. An unknown name (the macro only allows known ones) falls back to
+    /// `transient`.
+    pub fn resolve(&self, spec: &RetrySpec) -> RetryPolicy {
+        match *spec {
+            RetrySpec::Named(name) => self.get(name).cloned().unwrap_or_else(|| {
+                tracing::warn!(policy = name, "unknown retry policy; using `transient`");
+                RetryPolicy::TRANSIENT
+            }),
+            RetrySpec::Inline {
+                attempts,
+                initial_ms,
+                max_ms,
+                multiplier,
+                jitter,
+            } => RetryPolicy {
+                attempts,
+                initial: Duration::from_millis(initial_ms),
+                max: Duration::from_millis(max_ms),
+                multiplier,
+                jitter,
+            },
+        }
+    }
+}
+
+/// `4 attempts, 1s to 20s ×2 with jitter`, or `one attempt`.
+impl fmt::Display for RetryPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.attempts <= 1 {
+            return f.write_str("one attempt");
+        }
+        write!(
+            f,
+            "{} attempts, {} to {} ×{}{}",
+            self.attempts,
+            humantime::format_duration(self.initial),
+            humantime::format_duration(self.max),
+            self.multiplier,
+            if self.jitter { " with jitter" } else { "" }
+        )
     }
 }
 

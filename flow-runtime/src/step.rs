@@ -6,7 +6,7 @@
 
 use crate::classify::{ErrorClass, StepTimeout};
 use crate::context::{self, Abort, Frame, PlannedStep, RunCtx, StepFrame};
-use crate::registry::{RepeatSafety, RetrySpec, StepMeta};
+use crate::registry::{RepeatSafety, StepMeta};
 use crate::retry::RetryPolicy;
 use crate::store::{now_ms, Attention, StepId, StepRecord, StepStatus, StoreError, Write};
 use serde::de::DeserializeOwned;
@@ -47,28 +47,7 @@ fn policy_of(run: &RunCtx, meta: &StepMeta, retried: bool) -> RetryPolicy {
     if !retried || meta.repeat == RepeatSafety::AtMostOnce {
         return RetryPolicy::NONE;
     }
-    match meta.retry {
-        RetrySpec::Named(name) => match run.policies.get(name) {
-            Some(policy) => policy.clone(),
-            None => {
-                tracing::warn!(policy = name, "unknown retry policy; using `transient`");
-                RetryPolicy::TRANSIENT
-            }
-        },
-        RetrySpec::Inline {
-            attempts,
-            initial_ms,
-            max_ms,
-            multiplier,
-            jitter,
-        } => RetryPolicy {
-            attempts,
-            initial: Duration::from_millis(initial_ms),
-            max: Duration::from_millis(max_ms),
-            multiplier,
-            jitter,
-        },
-    }
+    run.policies.resolve(&meta.retry)
 }
 
 fn encoding(what: &str, step: &StepId, e: serde_json::Error) -> Abort {

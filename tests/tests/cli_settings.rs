@@ -30,6 +30,16 @@ fn a_retry_policy_override_from_the_environment_takes_effect() {
         "3 attempts, not the built-in 4"
     );
 
+    // The runbook describes the policy in force, overrides included.
+    let runbook = Command::new(env!("CARGO_BIN_EXE_cli_child"))
+        .args(["runbook"])
+        .current_dir(dir.path())
+        .env("FLOW_RETRY__TRANSIENT__ATTEMPTS", "6")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&runbook.stdout);
+    assert!(text.contains("transient: 6 attempts, 1s to 20s"), "{text}");
+
     let bad = Command::new(env!("CARGO_BIN_EXE_cli_child"))
         .args(["check-config"])
         .current_dir(dir.path())

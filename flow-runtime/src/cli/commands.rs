@@ -124,7 +124,9 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
             follow(app, &flow, started, output).await
         }
         Command::Runs(runs) => runs_command(app, settings, runs, output).await,
-        Command::Runbook { format } => super::runbook::print(app, format),
+        Command::Runbook { format } => {
+            super::runbook::print(app, format, &settings.retry_policies())
+        }
         Command::CheckConfig | Command::Completions { .. } => Exit::Success,
     }
 }

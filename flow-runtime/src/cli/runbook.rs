@@ -4,6 +4,7 @@
 use super::args::{RunbookFormat, EXIT_CODES};
 use super::{AppInfo, Exit};
 use crate::registry::{self, DryRunSpec, RepeatSafety, RetrySpec, StepMeta, WorkflowMeta};
+use crate::retry::RetryPolicies;
 use serde_json::{json, Value};
 
 fn repeat_safety(step: &StepMeta) -> String {
@@ -15,26 +16,14 @@ fn repeat_safety(step: &StepMeta) -> String {
     }
 }
 
-fn retry(step: &StepMeta) -> String {
+fn retry(step: &StepMeta, policies: &RetryPolicies) -> String {
     if step.repeat == RepeatSafety::AtMostOnce {
         return "never retried".into();
     }
+    let policy = policies.resolve(&step.retry);
     match step.retry {
-        RetrySpec::Named("transient") => {
-            "transient: 4 attempts, 1 s to 20 s exponential with jitter (tunable: flow.retry.transient)".into()
-        }
-        RetrySpec::Named("none") => "none: one attempt".into(),
-        RetrySpec::Named(name) => format!("{name} (tunable: flow.retry.{name})"),
-        RetrySpec::Inline {
-            attempts,
-            initial_ms,
-            max_ms,
-            multiplier,
-            jitter,
-        } => format!(
-            "{attempts} attempts, {initial_ms} ms to {max_ms} ms, ×{multiplier}{}",
-            if jitter { " with jitter" } else { "" }
-        ),
+        RetrySpec::Named(name) => format!("{name}: {policy} (tunable: flow.retry.{name})"),
+        RetrySpec::Inline { .. } => policy.to_string(),
     }
 }
 
@@ -92,7 +81,7 @@ fn actions(app: &AppInfo, w: &WorkflowMeta) -> Vec<(&'static str, String)> {
     ]
 }
 
-pub(super) fn print(app: &AppInfo, format: RunbookFormat) -> Exit {
+pub(super) fn print(app: &AppInfo, format: RunbookFormat, policies: &RetryPolicies) -> Exit {
     let workflows = registry::workflows();
     let steps = registry::steps();
     match format {
@@ -113,7 +102,7 @@ pub(super) fn print(app: &AppInfo, format: RunbookFormat) -> Exit {
                     "name": s.name,
                     "doc": s.doc.trim(),
                     "repeat_safety": repeat_safety(s),
-                    "retry": retry(s),
+                    "retry": retry(s, policies),
                     "timeout_ms": s.timeout_ms,
                     "dry_run": dry_run(s),
                     "source": format!("{}:{}", s.file, s.line),
@@ -165,7 +154,7 @@ pub(super) fn print(app: &AppInfo, format: RunbookFormat) -> Exit {
                     "| `{}` | {} | {} | {} | {} | {} |",
                     s.name,
                     repeat_safety(s),
-                    retry(s),
+                    retry(s, policies),
                     s.timeout_ms
                         .map(|t| format!("{t} ms per attempt"))
                         .unwrap_or_else(|| "none".into()),
