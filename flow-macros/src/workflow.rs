@@ -247,7 +247,16 @@ fn generate(workflow: &Workflow, item: &ItemFn) -> TokenStream {
                 doc: #doc,
                 #location,
                 invoke: __flow_invoke,
+                check_input: __flow_check_input,
             };
+
+            #[allow(unused_variables)]
+            fn __flow_check_input(#input: &#p::serde_json::Value) -> ::core::result::Result<(), #p::InputError> {
+                #checks
+                let #input = ::core::clone::Clone::clone(#input);
+                #decode
+                ::core::result::Result::Ok(())
+            }
 
             async fn __flow_call(#input: #p::serde_json::Value) -> #p::InvokeResult {
                 #checks

@@ -351,6 +351,9 @@ pub enum Error {
     /// No run has that id.
     #[error("no run has the id `{0}`; list runs to find the right id")]
     UnknownRun(RunId),
+    /// The run id breaks the rule documented on [`RunId`].
+    #[error(transparent)]
+    InvalidRunId(#[from] crate::store::InvalidRunId),
     /// The run id belongs to a run of another workflow.
     #[error(
         "the run id `{id}` is already used by a run of workflow `{workflow}`; choose another id"
@@ -444,6 +447,8 @@ impl Flow {
         input: serde_json::Value,
     ) -> Result<RunHandle<serde_json::Value, WorkflowFailure>, Error> {
         let meta = find_workflow(workflow)?;
+        // The typed `start_with` is checked by the compiler; by name, decode before storing.
+        (meta.check_input)(&input)?;
         self.start_erased(meta.name, options, input, Box::new(meta.invoke), None)
             .await
     }
@@ -456,6 +461,7 @@ impl Flow {
         input: serde_json::Value,
     ) -> Result<DryRun<serde_json::Value, WorkflowFailure>, Error> {
         let meta = find_workflow(workflow)?;
+        (meta.check_input)(&input)?;
         let (end, plan) = self
             .drive_dry(meta.name, input, Box::new(meta.invoke))
             .await;
@@ -482,6 +488,7 @@ impl Flow {
         id: &RunId,
         options: RunOptions,
     ) -> Result<RunHandle<serde_json::Value, WorkflowFailure>, Error> {
+        id.validate()?;
         if let Some(handle) = self.attach(id) {
             return Ok(handle);
         }
@@ -518,6 +525,10 @@ impl Flow {
         from_step: &str,
         new_id: Option<RunId>,
     ) -> Result<RunHandle<serde_json::Value, WorkflowFailure>, Error> {
+        id.validate()?;
+        if let Some(new_id) = &new_id {
+            new_id.validate()?;
+        }
         let run = self.load(id).await?;
         let meta = find_workflow(&run.workflow)?;
         let mut steps = self.inner.store.steps(id).await?;
@@ -574,6 +585,7 @@ impl Flow {
     /// Cancels a run. A run executing in this or another process stops at its next step
     /// boundary; a run that is not executing is marked cancelled.
     pub async fn cancel(&self, id: &RunId) -> Result<(), Error> {
+        id.validate()?;
         let run = self.load(id).await?;
         if run.status.is_finished() {
             return Err(Error::WrongState {
@@ -605,6 +617,7 @@ impl Flow {
         step: &StepId,
         resolution: Resolution,
     ) -> Result<(), Error> {
+        id.validate()?;
         let mut run = self.load(id).await?;
         let steps = self.inner.store.steps(id).await?;
         let Some(mut record) = steps
@@ -683,6 +696,7 @@ impl Flow {
         T: DeserializeOwned,
     {
         let id = options.id.unwrap_or_else(RunId::generate);
+        id.validate()?;
         if let Some(handle) = self.attach(&id) {
             return Ok(handle);
         }

@@ -130,6 +130,9 @@ pub struct WorkflowMeta {
     pub line: u32,
     /// Calls the workflow with JSON input.
     pub invoke: fn(serde_json::Value) -> BoxFuture<'static, InvokeResult>,
+    /// Decodes JSON input into the parameters' types without running anything, so that input
+    /// of the wrong type is refused before a run is stored.
+    pub check_input: fn(&serde_json::Value) -> Result<(), InputError>,
 }
 
 #[doc(hidden)]

@@ -142,12 +142,91 @@ pub struct FlowSettings {
     /// Overrides of named retry policies, by name (`transient`).
     #[garde(dive)]
     pub retry: BTreeMap<String, RetryOverride>,
+    /// The largest workflow input the CLI reads (`--input`, `--input-file`, stdin), such as
+    /// `16MiB`, `512KiB` or `1000000`.
+    #[garde(skip)]
+    pub max_input_size: ByteSize,
     /// Settings of the worker (queue, cron); reserved.
     #[garde(skip)]
     pub worker: serde_json::Value,
     /// Settings of alerts; reserved.
     #[garde(skip)]
     pub alerts: serde_json::Value,
+}
+
+/// A size in bytes, written in settings as `16MiB`, `512 KiB`, `10MB` or a plain number of bytes:
+/// a whole number and an optional unit, B, KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers
+/// of 1024), in any case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0;
+        match n {
+            0 => f.write_str("0"),
+            n if n % (1 << 30) == 0 => write!(f, "{}GiB", n >> 30),
+            n if n % (1 << 20) == 0 => write!(f, "{}MiB", n >> 20),
+            n if n % (1 << 10) == 0 => write!(f, "{}KiB", n >> 10),
+            n => write!(f, "{n}B"),
+        }
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size such as `16MiB`, `512KiB`, `10MB` or `1000` (bytes)")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ByteSize, E> {
+                u64::try_from(n)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ByteSize, E> {
+                byte_size(text).map(ByteSize).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+fn byte_size(value: &str) -> Result<u64, String> {
+    let text = value.trim();
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1000 * 1000,
+        "gb" => 1000 * 1000 * 1000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => 0,
+    };
+    match number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+    {
+        Some(bytes) if scale > 0 => Ok(bytes),
+        _ => Err(format!(
+            "`{value}` is not a size such as `16MiB`, `512KiB`, `10MB` or `1000` (bytes)"
+        )),
+    }
 }
 
 fn non_empty_path(path: &Path, _: &()) -> garde::Result {
@@ -165,6 +244,7 @@ impl Default for FlowSettings {
             log_format: LogFormat::Auto,
             log_level: "info".into(),
             retry: BTreeMap::new(),
+            max_input_size: ByteSize(16 << 20),
             worker: serde_json::Value::Object(Default::default()),
             alerts: serde_json::Value::Object(Default::default()),
         }

@@ -89,13 +89,24 @@ pub(crate) enum Command {
     },
 }
 
+/// A share of the units: `N` or `N%`, N a plain decimal (`5`, `12.5`) from 0 to 100. Nothing
+/// else: no spaces, signs, exponents or a second `%`, so a typo is refused, not reinterpreted.
 fn parse_percent(s: &str) -> Result<f64, String> {
-    let number = s.trim().trim_end_matches('%');
+    let number = s.strip_suffix('%').unwrap_or(s);
+    let plain = match number.split_once('.') {
+        Some((whole, fraction)) => {
+            !whole.is_empty()
+                && !fraction.is_empty()
+                && whole
+                    .bytes()
+                    .chain(fraction.bytes())
+                    .all(|b| b.is_ascii_digit())
+        }
+        None => !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()),
+    };
     match number.parse::<f64>() {
-        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
-        _ => Err(format!(
-            "`{s}` is not a share between 0% and 100%, such as `5%`"
-        )),
+        Ok(p) if plain && (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err("expected a share from 0% to 100%, written as a number with an optional `%`, such as `5%`, `12.5%` or `100`".to_owned()),
     }
 }
 
@@ -191,4 +202,28 @@ pub(crate) enum RunsCommand {
         #[arg(long)]
         rerun: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_percent;
+
+    #[test]
+    fn a_rollout_is_a_plain_percentage() {
+        for (text, value) in [
+            ("5", 5.0),
+            ("5%", 5.0),
+            ("12.5%", 12.5),
+            ("0", 0.0),
+            ("100%", 100.0),
+        ] {
+            assert_eq!(parse_percent(text), Ok(value), "{text}");
+        }
+        for text in [
+            " 5%", "5% ", "50%%", "1e2%", "1e2", "-5", "+5", "101", ".5", "5.", "", "%", "inf",
+            "NaN",
+        ] {
+            assert!(parse_percent(text).is_err(), "{text:?} was accepted");
+        }
+    }
 }

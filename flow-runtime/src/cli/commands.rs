@@ -1,6 +1,11 @@
 //! The subcommands: each turns its arguments into engine calls and prints a table or JSON.
+//!
+//! Whatever a command prints that came from a user, a file or an external system (ids, keys,
+//! errors) has its control characters escaped, and every command it suggests is quoted for a
+//! shell, so output can be read and pasted safely (see `output`).
 
 use super::args::{Cli, Command, OutputFormat, RunsCommand};
+use super::output::{escape, shell_quote};
 use super::{AppInfo, Exit};
 use crate::engine::{Error, Flow, Resolution, RunError, RunOptions};
 use crate::registry::WorkflowFailure;
@@ -22,6 +27,46 @@ fn table(header: &[&str]) -> Table {
     table
 }
 
+/// Adds a row whose cells are shown with their control characters escaped: a newline in a
+/// step key must not start a fake row.
+fn add_row<const N: usize>(table: &mut Table, cells: [String; N]) {
+    table.add_row(cells.map(|cell| escape(&cell)));
+}
+
+/// Prints one line of text that may hold values from users or external systems, escaped.
+fn say(text: impl std::fmt::Display) {
+    println!("{}", escape(&text.to_string()));
+}
+
+/// Prints an error message, escaped.
+fn error(text: impl std::fmt::Display) {
+    eprintln!("error: {}", escape(&text.to_string()));
+}
+
+/// A command line for this binary, each word quoted for a shell where it needs it. Words
+/// written `<like-this>` are placeholders for the operator to fill in and are left as they are.
+fn cmd(app: &AppInfo, words: &[&str]) -> String {
+    std::iter::once(app.name)
+        .chain(words.iter().copied())
+        .map(|w| {
+            if w.starts_with('<') && w.ends_with('>') || w.starts_with('[') && w.ends_with(']') {
+                w.to_owned()
+            } else {
+                shell_quote(w)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A run id from the command line, checked against the rule documented on [`RunId`].
+fn run_id(text: String) -> Result<RunId, Exit> {
+    RunId::new(text).map_err(|e| {
+        error(e);
+        Exit::Usage
+    })
+}
+
 fn time(ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
@@ -35,7 +80,7 @@ fn print_json(value: &Value) {
 
 /// Maps an engine error to its message and exit code.
 fn fail(e: &Error) -> Exit {
-    eprintln!("error: {e}");
+    error(e);
     match e {
         Error::Store(_) | Error::Interrupted { .. } | Error::Encoding(_) => Exit::Store,
         _ => Exit::Usage,
@@ -57,7 +102,7 @@ fn open_store(settings: &FlowSettings, must_exist: bool) -> Result<Flow, Exit> {
             .retry_policies(settings.retry_policies())
             .store(Arc::new(store))),
         Err(e) => {
-            eprintln!("error: {e}");
+            error(&e);
             Err(match e {
                 StoreError::Missing { .. } => Exit::Usage,
                 _ => Exit::Store,
@@ -77,7 +122,7 @@ pub(super) fn check_config<S: serde::Serialize>(loaded: &Loaded<S>, output: Outp
         OutputFormat::Table => {
             let mut t = table(&["SETTING", "VALUE", "SOURCE"]);
             for (key, value, source) in rows {
-                t.add_row([key, value.to_string(), source]);
+                add_row(&mut t, [key, value.to_string(), source]);
             }
             println!("{t}");
         }
@@ -99,10 +144,16 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
             dry_run,
             rollout,
         } => {
-            let input = match read_input(input, input_file.as_deref()) {
+            let id = match id.map(run_id).transpose() {
+                Ok(id) => id,
+                Err(exit) => return exit,
+            };
+            let given = input.is_some() || input_file.is_some();
+            let limit = settings.max_input_size.0;
+            let input = match read_input(input, input_file.as_deref(), limit) {
                 Ok(input) => input,
                 Err(message) => {
-                    eprintln!("error: {message}");
+                    error(message);
                     return Exit::Usage;
                 }
             };
@@ -111,7 +162,7 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
                 Err(exit) => return exit,
             };
             if dry_run {
-                return dry(&flow, &workflow, input, output).await;
+                return dry(app, &flow, &workflow, input, given, output).await;
             }
             let mut options = RunOptions::new();
             if let Some(id) = id {
@@ -121,7 +172,10 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
                 options = options.rollout(percent);
             }
             let started = flow.start(&workflow, options, input).await;
-            follow(app, &flow, started, output).await
+            if let Err(Error::Input(e)) = &started {
+                return input_error(app, e, given);
+            }
+            follow(app, &flow, started, output, Paused::ByRollout).await
         }
         Command::Runs(runs) => runs_command(app, settings, runs, output).await,
         Command::Runbook { format } => {
@@ -131,6 +185,30 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
     }
 }
 
+/// Input that does not decode into the workflow's parameters: nothing was stored.
+fn input_error(app: &AppInfo, e: &crate::InputError, given: bool) -> Exit {
+    error(e);
+    let hint = if given {
+        "nothing was stored; fix the input"
+    } else {
+        "nothing was stored; no input was given: pass it with --input JSON or --input-file FILE"
+    };
+    eprintln!(
+        "  {hint} (`{}` lists the workflow's parameters)",
+        escape(&cmd(app, &["runbook"]))
+    );
+    Exit::Usage
+}
+
+/// What paused a run, so that the report talks about what the operator did.
+#[derive(Clone, Debug)]
+enum Paused {
+    /// A staged rollout (`run --rollout`).
+    ByRollout,
+    /// `runs retry-unit`: the other unfinished units were left alone.
+    ByUnitRetry(String),
+}
+
 /// Waits for a started (or resumed) run, with a progress display on a terminal, and reports
 /// its outcome.
 async fn follow(
@@ -138,6 +216,7 @@ async fn follow(
     flow: &Flow,
     started: Result<crate::engine::RunHandle<Value, WorkflowFailure>, Error>,
     output: OutputFormat,
+    paused: Paused,
 ) -> Exit {
     let handle = match started {
         Ok(handle) => handle,
@@ -147,23 +226,47 @@ async fn follow(
     let progress = super::progress::start(flow, &id);
     let outcome = handle.outcome().await;
     drop(progress);
-    report_outcome(flow, &id, outcome, output, app).await
+    report_outcome(flow, &id, outcome, output, app, paused).await
 }
 
-fn read_input(input: Option<String>, file: Option<&Path>) -> Result<Value, String> {
-    let (text, what) = match (input, file) {
-        (Some(text), _) => (text, "--input".to_owned()),
-        (None, Some(path)) if path == Path::new("-") => {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-                .map_err(|e| format!("cannot read the input from standard input: {e}"))?;
-            (text, "the standard input".to_owned())
+/// Reads the workflow's input: `--input`, a file, or standard input (`-`), at most `limit`
+/// bytes (the `flow.max_input_size` setting) so that `/dev/zero` cannot exhaust memory.
+fn read_input(input: Option<String>, file: Option<&Path>, limit: u64) -> Result<Value, String> {
+    let too_large = |what: &str| {
+        format!(
+            "{what} is larger than {}, the flow.max_input_size setting; pass a smaller input, or raise the limit (FLOW_MAX_INPUT_SIZE=64MiB)",
+            crate::settings::ByteSize(limit)
+        )
+    };
+    let read = |reader: &mut dyn std::io::Read, what: &str| -> Result<String, String> {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(reader, limit.saturating_add(1)),
+            &mut bytes,
+        )
+        .map_err(|e| format!("cannot read the input from {what}: {e}"))?;
+        if bytes.len() as u64 > limit {
+            return Err(too_large(what));
         }
-        (None, Some(path)) => (
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-            path.display().to_string(),
-        ),
+        String::from_utf8(bytes).map_err(|e| format!("the input in {what} is not UTF-8 text ({e})"))
+    };
+    let (text, what) = match (input, file) {
+        (Some(text), _) => {
+            if text.len() as u64 > limit {
+                return Err(too_large("--input"));
+            }
+            (text, "--input".to_owned())
+        }
+        (None, Some(path)) if path == Path::new("-") => {
+            let what = "the standard input".to_owned();
+            (read(&mut std::io::stdin().lock(), &what)?, what)
+        }
+        (None, Some(path)) => {
+            let what = path.display().to_string();
+            let mut file =
+                std::fs::File::open(path).map_err(|e| format!("cannot read {what}: {e}"))?;
+            (read(&mut file, &what)?, what)
+        }
         (None, None) => return Ok(Value::Null),
     };
     serde_json::from_str(&text).map_err(|e| {
@@ -171,9 +274,17 @@ fn read_input(input: Option<String>, file: Option<&Path>) -> Result<Value, Strin
     })
 }
 
-async fn dry(flow: &Flow, workflow: &str, input: Value, output: OutputFormat) -> Exit {
+async fn dry(
+    app: &AppInfo,
+    flow: &Flow,
+    workflow: &str,
+    input: Value,
+    given: bool,
+    output: OutputFormat,
+) -> Exit {
     let dry = match flow.dry_run(workflow, input).await {
         Ok(dry) => dry,
+        Err(Error::Input(e)) => return input_error(app, &e, given),
         Err(e) => return fail(&e),
     };
     let (result, exit) = match &dry.result {
@@ -188,21 +299,24 @@ async fn dry(flow: &Flow, workflow: &str, input: Value, output: OutputFormat) ->
             "result": result,
         })),
         OutputFormat::Table => {
-            println!(
+            say(format!(
                 "dry run of {workflow}: {} step(s) would change something; nothing was changed",
                 dry.plan.len()
-            );
+            ));
             let mut t = table(&["STEP", "KEY", "WOULD", "ARGUMENTS"]);
             for p in &dry.plan {
-                t.add_row([
-                    p.step.clone(),
-                    p.key.clone(),
-                    p.action.clone(),
-                    p.args.to_string(),
-                ]);
+                add_row(
+                    &mut t,
+                    [
+                        p.step.clone(),
+                        p.key.clone(),
+                        p.action.clone(),
+                        p.args.to_string(),
+                    ],
+                );
             }
             println!("{t}");
-            println!("result with stand-ins: {result}");
+            say(format!("result with stand-ins: {result}"));
         }
     }
     exit
@@ -214,7 +328,11 @@ async fn report_outcome(
     outcome: Result<Value, RunError<WorkflowFailure>>,
     output: OutputFormat,
     app: &AppInfo,
+    paused: Paused,
 ) -> Exit {
+    if let Err(RunError::Engine(e @ (Error::Store(_) | Error::Interrupted { .. }))) = &outcome {
+        return report_interrupted(app, id, e, output);
+    }
     let record = flow.run_record(id).await.ok().flatten();
     let trace = record
         .as_ref()
@@ -224,15 +342,46 @@ async fn report_outcome(
         .as_ref()
         .map(|r| r.status.as_str())
         .unwrap_or("unknown");
+    let more = match (&paused, &record) {
+        (Paused::ByRollout, Some(r)) => vec![cmd(
+            app,
+            &[
+                "run",
+                &r.workflow,
+                "--input",
+                &r.input.to_string(),
+                "--id",
+                id.as_str(),
+                "--rollout",
+                "<percent>",
+            ],
+        )],
+        (Paused::ByRollout, None) => vec![cmd(
+            app,
+            &[
+                "run",
+                "<workflow>",
+                "--input",
+                "<the same input>",
+                "--id",
+                id.as_str(),
+                "--rollout",
+                "<percent>",
+            ],
+        )],
+        (Paused::ByUnitRetry(_), _) => vec![
+            cmd(app, &["runs", "retry-failed", id.as_str()]),
+            cmd(app, &["runs", "retry-unit", id.as_str(), "--unit", "<key>"]),
+        ],
+    };
     let (exit, detail) = match &outcome {
         Ok(v) => (Exit::Success, json!({ "output": v })),
         Err(RunError::NeedsAttention(a)) => (
             Exit::NeedsAttention,
             json!({ "attention": a, "next": attention_commands(app, id, &a.step) }),
         ),
-        Err(RunError::Paused { summary }) => (Exit::Success, json!({ "paused": summary })),
-        Err(RunError::Engine(e @ (Error::Store(_) | Error::Interrupted { .. }))) => {
-            (Exit::Store, json!({ "error": e.to_string() }))
+        Err(RunError::Paused { summary }) => {
+            (Exit::Success, json!({ "paused": summary, "next": more }))
         }
         Err(e) => (Exit::WorkflowFailed, json!({ "error": e.to_string() })),
     };
@@ -245,44 +394,72 @@ async fn report_outcome(
             print_json(&doc);
         }
         OutputFormat::Table => {
-            println!("run {id} {status} (trace {trace})");
+            say(format!("run {id} {status} (trace {trace})"));
             match &outcome {
-                Ok(v) => println!("output: {v}"),
+                Ok(v) => say(format!("output: {v}")),
                 Err(RunError::NeedsAttention(a)) => {
-                    println!("needs attention: {}", a.reason);
+                    say(format!("needs attention: {}", a.reason));
                     for c in attention_commands(app, id, &a.step) {
-                        println!("  {c}");
+                        say(format!("  {c}"));
                     }
                 }
-                Err(RunError::Paused { summary }) => {
-                    let workflow = record
-                        .as_ref()
-                        .map(|r| r.workflow.as_str())
-                        .unwrap_or("<workflow>");
-                    println!("paused after the rollout: {summary}");
-                    println!(
-                        "  process more: {} run {workflow} --input '<the same input>' --id {id} --rollout <percent> (100% finishes it)",
-                        app.name
-                    );
-                }
-                Err(e) => println!("error: {e}"),
+                Err(RunError::Paused { summary }) => match &paused {
+                    Paused::ByRollout => {
+                        say(format!("paused after the rollout: {summary}"));
+                        say(format!(
+                            "  process more: {} (100% finishes it)",
+                            more.join(" ")
+                        ));
+                    }
+                    Paused::ByUnitRetry(unit) => {
+                        say(format!(
+                            "retried unit {unit}; the run's other unfinished units were left as they are, so it is paused"
+                        ));
+                        say(format!("  retry the rest: {}", more[0]));
+                        say(format!("  or one more unit: {}", more[1]));
+                    }
+                },
+                Err(e) => say(format!("error: {e}")),
             }
         }
     }
     exit
 }
 
+/// The run stopped because the store failed (a full disk, an I/O error): its record may be
+/// unreadable now, so say what is known and how to continue rather than print an empty status.
+fn report_interrupted(app: &AppInfo, id: &RunId, e: &Error, output: OutputFormat) -> Exit {
+    let resume = cmd(app, &["runs", "resume", id.as_str()]);
+    match output {
+        OutputFormat::Json => print_json(&json!({
+            "run_id": id,
+            "status": "interrupted",
+            "error": e.to_string(),
+            "next": [resume],
+        })),
+        OutputFormat::Table => {
+            say(format!("run {id} was interrupted by a store error: {e}"));
+            say(format!(
+                "  the checkpoints committed before it are kept; once the cause is fixed, continue with: {resume}"
+            ));
+        }
+    }
+    Exit::Store
+}
+
 fn attention_commands(app: &AppInfo, id: &RunId, step: &StepId) -> Vec<String> {
+    let resolve = |how: &[&str]| {
+        let mut words = vec!["runs", "resolve", id.as_str(), "--step", step.key.as_str()];
+        words.extend_from_slice(how);
+        cmd(app, &words)
+    };
     vec![
         format!(
-            "if its effect happened: {} runs resolve {id} --step {} --done [--step-output JSON]",
-            app.name, step.key
+            "if its effect happened: {}",
+            resolve(&["--done", "[--step-output JSON]"])
         ),
-        format!(
-            "if it did not: {} runs resolve {id} --step {} --rerun",
-            app.name, step.key
-        ),
-        format!("then: {} runs resume {id}", app.name),
+        format!("if it did not: {}", resolve(&["--rerun"])),
+        format!("then: {}", cmd(app, &["runs", "resume", id.as_str()])),
     ]
 }
 
@@ -292,11 +469,37 @@ async fn runs_command(
     command: RunsCommand,
     output: OutputFormat,
 ) -> Exit {
+    // Every id is checked before the store is opened: a bad id is a usage error, whatever the
+    // state of the store.
+    let id = match &command {
+        RunsCommand::Show { id }
+        | RunsCommand::Resume { id }
+        | RunsCommand::RetryFailed { id: Some(id), .. }
+        | RunsCommand::RetryUnit { id, .. }
+        | RunsCommand::Cancel { id }
+        | RunsCommand::Fork { id, .. }
+        | RunsCommand::Resolve { id, .. } => match run_id(id.clone()) {
+            Ok(id) => Some(id),
+            Err(exit) => return exit,
+        },
+        RunsCommand::List { .. } | RunsCommand::RetryFailed { id: None, .. } => None,
+    };
+    let new_id = match &command {
+        RunsCommand::Fork {
+            new_id: Some(new_id),
+            ..
+        } => match run_id(new_id.clone()) {
+            Ok(id) => Some(id),
+            Err(exit) => return exit,
+        },
+        _ => None,
+    };
     let read_only = matches!(command, RunsCommand::List { .. } | RunsCommand::Show { .. });
     let flow = match open_store(settings, read_only) {
         Ok(flow) => flow,
         Err(exit) => return exit,
     };
+    let id = id.unwrap_or_else(|| RunId::from(""));
     match command {
         RunsCommand::List {
             status,
@@ -316,72 +519,65 @@ async fn runs_command(
                 Err(e) => fail(&e),
             }
         }
-        RunsCommand::Show { id } => show(app, &flow, &RunId::from(id), output).await,
-        RunsCommand::Resume { id } | RunsCommand::RetryFailed { id: Some(id), .. } => {
-            let id = RunId::from(id);
+        RunsCommand::Show { .. } => show(app, &flow, &id, output).await,
+        RunsCommand::Resume { .. } | RunsCommand::RetryFailed { id: Some(_), .. } => {
             let started = flow.resume(&id).await;
-            follow(app, &flow, started, output).await
+            follow(app, &flow, started, output, Paused::ByRollout).await
         }
         RunsCommand::RetryFailed { id: None, workflow } => {
             retry_failed(app, &flow, workflow, output).await
         }
-        RunsCommand::RetryUnit { id, unit } => {
-            let id = RunId::from(id);
+        RunsCommand::RetryUnit { unit, .. } => {
             let started = flow
-                .resume_with(&id, RunOptions::new().only_units([unit]))
+                .resume_with(&id, RunOptions::new().only_units([unit.clone()]))
                 .await;
-            follow(app, &flow, started, output).await
+            follow(app, &flow, started, output, Paused::ByUnitRetry(unit)).await
         }
-        RunsCommand::Cancel { id } => {
-            let id = RunId::from(id);
-            match flow.cancel(&id).await {
-                Ok(()) => {
-                    let status = flow
-                        .run_record(&id)
-                        .await
-                        .ok()
-                        .flatten()
-                        .map(|r| r.status.as_str())
-                        .unwrap_or("unknown");
-                    let note = if status == "cancelled" {
-                        "cancelled"
-                    } else {
-                        "cancel requested; the run stops at its next step boundary"
-                    };
-                    match output {
-                        OutputFormat::Json => {
-                            print_json(&json!({ "run_id": id, "status": status, "note": note }))
-                        }
-                        OutputFormat::Table => println!("run {id}: {note}"),
+        RunsCommand::Cancel { .. } => match flow.cancel(&id).await {
+            Ok(()) => {
+                let status = flow
+                    .run_record(&id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|r| r.status.as_str())
+                    .unwrap_or("unknown");
+                let note = if status == "cancelled" {
+                    "cancelled"
+                } else {
+                    "cancel requested; the run stops at its next step boundary"
+                };
+                match output {
+                    OutputFormat::Json => {
+                        print_json(&json!({ "run_id": id, "status": status, "note": note }))
                     }
-                    Exit::Success
+                    OutputFormat::Table => say(format!("run {id}: {note}")),
                 }
-                Err(e) => fail(&e),
+                Exit::Success
             }
-        }
-        RunsCommand::Fork {
-            id,
-            from_step,
-            new_id,
-        } => {
-            let id = RunId::from(id);
-            let started = flow.fork(&id, &from_step, new_id.map(RunId::from)).await;
+            Err(e) => fail(&e),
+        },
+        RunsCommand::Fork { from_step, .. } => {
+            let started = flow.fork(&id, &from_step, new_id).await;
             if let (Ok(handle), OutputFormat::Table) = (&started, output) {
-                println!(
+                say(format!(
                     "forked {id} from step {from_step} as run {}",
                     handle.run_id()
-                );
+                ));
             }
-            follow(app, &flow, started, output).await
+            follow(app, &flow, started, output, Paused::ByRollout).await
         }
         RunsCommand::Resolve {
-            id,
             step,
             done,
             step_output,
-            rerun: _,
+            ..
         } => {
-            let id = RunId::from(id);
+            match flow.run_record(&id).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return fail(&Error::UnknownRun(id)),
+                Err(e) => return fail(&e),
+            }
             let steps = match flow.steps(&id).await {
                 Ok(steps) => steps,
                 Err(e) => return fail(&e),
@@ -391,17 +587,17 @@ async fn runs_command(
                 .find(|s| s.id.key == step && s.status == StepStatus::Started)
                 .or_else(|| steps.iter().find(|s| s.id.key == step))
             else {
-                eprintln!(
-                    "error: run {id} has no step with key `{step}`; `{} runs show {id}` lists the keys",
-                    app.name
-                );
+                error(format!(
+                    "run {id} has no step with key `{step}`; `{}` lists the keys",
+                    cmd(app, &["runs", "show", id.as_str()])
+                ));
                 return Exit::Usage;
             };
             let resolution = if done {
                 match step_output.as_deref().map(serde_json::from_str).transpose() {
                     Ok(v) => Resolution::Done(v.unwrap_or(Value::Null)),
                     Err(e) => {
-                        eprintln!("error: --step-output is not valid JSON ({e})");
+                        error(format!("--step-output is not valid JSON ({e})"));
                         return Exit::Usage;
                     }
                 }
@@ -410,14 +606,15 @@ async fn runs_command(
             };
             match flow.resolve(&id, &target.id, resolution).await {
                 Ok(()) => {
-                    let next = format!("{} runs resume {id}", app.name);
+                    let next = cmd(app, &["runs", "resume", id.as_str()]);
                     match output {
                         OutputFormat::Json => print_json(
                             &json!({ "run_id": id, "step": target.id, "resolved": if done { "done" } else { "rerun" }, "next": next }),
                         ),
-                        OutputFormat::Table => {
-                            println!("resolved step {} of run {id}; next: {next}", target.id)
-                        }
+                        OutputFormat::Table => say(format!(
+                            "resolved step {} of run {id}; next: {next}",
+                            target.id
+                        )),
                     }
                     Exit::Success
                 }
@@ -451,14 +648,17 @@ fn list(runs: &[RunRecord], output: OutputFormat) {
                 "EXECUTIONS",
             ]);
             for r in runs {
-                t.add_row([
-                    r.id.to_string(),
-                    r.workflow.clone(),
-                    r.status.to_string(),
-                    time(r.created_at_ms),
-                    time(r.updated_at_ms),
-                    r.executions.to_string(),
-                ]);
+                add_row(
+                    &mut t,
+                    [
+                        r.id.to_string(),
+                        r.workflow.clone(),
+                        r.status.to_string(),
+                        time(r.created_at_ms),
+                        time(r.updated_at_ms),
+                        r.executions.to_string(),
+                    ],
+                );
             }
             println!("{t}");
         }
@@ -467,21 +667,55 @@ fn list(runs: &[RunRecord], output: OutputFormat) {
 
 /// What an operator can do next with a run, as commands for this binary.
 fn next_steps(app: &AppInfo, run: &RunRecord, steps: &[StepRecord]) -> Vec<String> {
-    let id = &run.id;
-    let bin = app.name;
+    let id = run.id.as_str();
     match run.status {
         RunStatus::NeedsAttention => match &run.attention {
-            Some(a) => attention_commands(app, id, &a.step),
-            None => vec![format!("{bin} runs resume {id}")],
+            Some(a) => attention_commands(app, &run.id, &a.step),
+            None => vec![cmd(app, &["runs", "resume", id])],
         },
         RunStatus::Paused => vec![format!(
-            "a staged rollout paused it; process more units with: {bin} run {} --id {id} --rollout <percent> (100 finishes it)",
-            run.workflow
+            "a staged rollout paused it; process more units with: {} (100 finishes it)",
+            cmd(
+                app,
+                &[
+                    "run",
+                    &run.workflow,
+                    "--input",
+                    &run.input.to_string(),
+                    "--id",
+                    id,
+                    "--rollout",
+                    "<percent>"
+                ]
+            )
         )],
-        RunStatus::Failed => vec![
-            format!("fix the cause of the error, then: {bin} runs resume {id}"),
-            format!("or redo from a step: {bin} runs fork {id} --from-step <step>"),
-        ],
+        RunStatus::Failed => {
+            let failed_units = steps
+                .iter()
+                .any(|s| s.id.name == crate::units::UNIT_STEP && s.status == StepStatus::Failed);
+            let mut next = if failed_units {
+                vec![
+                    format!(
+                        "fix the cause of the failed units, then re-execute only the failed and unfinished ones: {}",
+                        cmd(app, &["runs", "retry-failed", id])
+                    ),
+                    format!(
+                        "or one unit: {}",
+                        cmd(app, &["runs", "retry-unit", id, "--unit", "<key>"])
+                    ),
+                ]
+            } else {
+                vec![format!(
+                    "fix the cause of the error, then: {}",
+                    cmd(app, &["runs", "resume", id])
+                )]
+            };
+            next.push(format!(
+                "or redo from a step: {}",
+                cmd(app, &["runs", "fork", id, "--from-step", "<step>"])
+            ));
+            next
+        }
         RunStatus::Running | RunStatus::Sleeping => {
             let live = run
                 .owner
@@ -498,17 +732,19 @@ fn next_steps(app: &AppInfo, run: &RunRecord, steps: &[StepRecord]) -> Vec<Strin
             }
             if live {
                 next.push(format!(
-                    "executing in process {}; to stop it: {bin} runs cancel {id}",
-                    run.owner.as_ref().map(|o| o.pid).unwrap_or_default()
+                    "executing in process {}; to stop it: {}",
+                    run.owner.as_ref().map(|o| o.pid).unwrap_or_default(),
+                    cmd(app, &["runs", "cancel", id])
                 ));
             } else {
                 next.push(format!(
-                    "no process is executing it (interrupted); continue with: {bin} runs resume {id}"
+                    "no process is executing it (interrupted); continue with: {}",
+                    cmd(app, &["runs", "resume", id])
                 ));
             }
             next
         }
-        RunStatus::Queued => vec![format!("{bin} runs cancel {id}")],
+        RunStatus::Queued => vec![cmd(app, &["runs", "cancel", id])],
         RunStatus::Succeeded | RunStatus::Cancelled => Vec::new(),
     }
 }
@@ -531,18 +767,18 @@ async fn show(app: &AppInfo, flow: &Flow, id: &RunId, output: OutputFormat) -> E
             print_json(&json!({ "run": run, "steps": steps, "units": units, "next": next }))
         }
         OutputFormat::Table => {
-            println!("run:        {}", run.id);
-            println!("workflow:   {}", run.workflow);
-            println!("status:     {}", run.status);
-            println!("trace id:   {}", run.trace_id);
-            println!("created:    {}", time(run.created_at_ms));
-            println!("updated:    {}", time(run.updated_at_ms));
-            println!("executions: {}", run.executions);
+            say(format!("run:        {}", run.id));
+            say(format!("workflow:   {}", run.workflow));
+            say(format!("status:     {}", run.status));
+            say(format!("trace id:   {}", run.trace_id));
+            say(format!("created:    {}", time(run.created_at_ms)));
+            say(format!("updated:    {}", time(run.updated_at_ms)));
+            say(format!("executions: {}", run.executions));
             if let Some(e) = &run.error {
-                println!("error:      {e}");
+                say(format!("error:      {e}"));
             }
             if let Some(a) = &run.attention {
-                println!("attention:  {}", a.reason);
+                say(format!("attention:  {}", a.reason));
             }
             let mut t = table(&[
                 "STEP", "KEY", "#", "STATUS", "ATTEMPTS", "DURATION", "ERROR", "OUTPUT",
@@ -557,16 +793,19 @@ async fn show(app: &AppInfo, flow: &Flow, id: &RunId, output: OutputFormat) -> E
                     .as_ref()
                     .map(|o| format!("{} B", o.to_string().len()))
                     .unwrap_or_else(|| "-".into());
-                t.add_row([
-                    s.id.name.clone(),
-                    s.id.key.clone(),
-                    s.id.occurrence.to_string(),
-                    format!("{:?}", s.status).to_lowercase(),
-                    s.attempt.to_string(),
-                    duration,
-                    s.error.clone().unwrap_or_default(),
-                    size,
-                ]);
+                add_row(
+                    &mut t,
+                    [
+                        s.id.name.clone(),
+                        s.id.key.clone(),
+                        s.id.occurrence.to_string(),
+                        format!("{:?}", s.status).to_lowercase(),
+                        s.attempt.to_string(),
+                        duration,
+                        s.error.clone().unwrap_or_default(),
+                        size,
+                    ],
+                );
             }
             println!("{t}");
             if let Some(units) = units {
@@ -575,21 +814,25 @@ async fn show(app: &AppInfo, flow: &Flow, id: &RunId, output: OutputFormat) -> E
                     units["succeeded"], units["failed"]
                 );
                 for f in units["failures"].as_array().into_iter().flatten().take(20) {
-                    println!(
+                    say(format!(
                         "  failed unit {}: {}",
                         f["key"].as_str().unwrap_or(""),
                         f["error"].as_str().unwrap_or("")
-                    );
+                    ));
                 }
                 if units["failed"].as_u64().unwrap_or(0) > 20 {
                     println!("  ... most frequent errors:");
                     for e in units["errors"].as_array().into_iter().flatten() {
-                        println!("    {} × {}", e["count"], e["error"].as_str().unwrap_or(""));
+                        say(format!(
+                            "    {} × {}",
+                            e["count"],
+                            e["error"].as_str().unwrap_or("")
+                        ));
                     }
                 }
             }
             for line in next {
-                println!("next: {line}");
+                say(format!("next: {line}"));
             }
         }
     }
@@ -692,19 +935,25 @@ async fn retry_failed(
             }
             let mut t = table(&["RUN ID", "RESULT"]);
             for (id, r) in &results {
-                t.add_row([
-                    id.to_string(),
-                    match r {
-                        Ok(_) => "succeeded".to_owned(),
-                        Err(e) => format!("failed again: {e}"),
-                    },
-                ]);
+                add_row(
+                    &mut t,
+                    [
+                        id.to_string(),
+                        match r {
+                            Ok(_) => "succeeded".to_owned(),
+                            Err(e) => format!("failed again: {e}"),
+                        },
+                    ],
+                );
             }
             if !results.is_empty() {
                 println!("{t}");
             }
             if exit != Exit::Success {
-                println!("see `{} runs show <id>` for each failure", app.name);
+                say(format!(
+                    "see `{}` for each failure",
+                    cmd(app, &["runs", "show", "<id>"])
+                ));
             }
         }
     }

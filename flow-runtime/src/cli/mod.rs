@@ -2,8 +2,20 @@
 //! subcommand. `#[flow::main]` expands to one call of [`main_entry`]; everything else lives here
 //! so that macro output stays small. This module owns the process's exit codes.
 
+// Every line the console prints goes through `output`, which treats a closed pipe (`| head`)
+// as the end of the output instead of panicking as std's macros do. Shadowing the macros here,
+// before the modules below, covers all of them, including code written later.
+macro_rules! println {
+    () => { $crate::cli::output::line(format_args!("")) };
+    ($($arg:tt)*) => { $crate::cli::output::line(format_args!($($arg)*)) };
+}
+macro_rules! eprintln {
+    ($($arg:tt)*) => { $crate::cli::output::error_line(format_args!($($arg)*)) };
+}
+
 mod args;
 mod commands;
+mod output;
 mod progress;
 mod runbook;
 
@@ -126,7 +138,15 @@ where
     Fut: Future,
     Fut::Output: SetupOutcome,
 {
-    let matches = command(&app).get_matches();
+    let matches = match command(&app).try_get_matches() {
+        Ok(matches) => matches,
+        Err(e) if e.use_stderr() && args_have_control_characters() => {
+            // clap echoes the offending argument as it is: show its control characters instead
+            eprintln!("{}", output::escape_keeping_lines(&e.render().to_string()));
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+        Err(e) => e.exit(),
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -137,7 +157,9 @@ where
     };
     if let Command::Completions { shell } = chosen {
         let shell = *shell;
-        clap_complete::generate(shell, &mut command(&app), app.name, &mut std::io::stdout());
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut command(&app), app.name, &mut script);
+        output::raw(&script);
         return Exit::Success.into();
     }
 
@@ -195,5 +217,16 @@ where
         }
         commands::dispatch(&app, &flow_settings, cli).await
     });
+    if output::failed() && exit == Exit::Success {
+        return Exit::WorkflowFailed.into();
+    }
     exit.into()
+}
+
+fn args_have_control_characters() -> bool {
+    std::env::args_os().any(|arg| {
+        arg.to_string_lossy()
+            .chars()
+            .any(|c| output::escape(&c.to_string()) != c.to_string())
+    })
 }

@@ -65,9 +65,10 @@ pub(super) fn start(flow: &Flow, id: &RunId) -> Option<Progress> {
                         format!("{name} {}", s.id.key)
                     })
                     .unwrap_or_default();
-                shown.set_message(format!(
+                // A step key comes from the workflow's data: shown escaped, as in every table
+                shown.set_message(super::output::escape(&format!(
                     "run {id}: {done} steps done, {retries} retries; latest: {current}"
-                ));
+                )));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }

@@ -18,14 +18,73 @@ use std::path::PathBuf;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Identifies one run; chosen by the caller (an idempotency key for the whole run) or generated.
+///
+/// A valid run id is 1 to 128 characters, each an ASCII letter or digit or one of
+/// `. _ - : @ + /`, and does not start with `-` (it would read as a flag on a command line).
+/// UUIDs, `nightly-2026-11-28` and `nightly@2026-11-28T02:00:00Z` are valid; spaces, quotes,
+/// shell metacharacters, control characters and non-ASCII letters are not, so an id is always
+/// safe to print and to paste into a shell. [`RunId::new`] checks the rule; the engine refuses
+/// an invalid id at every entry point ([`crate::Error::InvalidRunId`]).
+///
+/// ```
+/// use flow_runtime::RunId;
+/// assert!(RunId::new("nightly@2026-11-28T02:00:00Z").is_ok());
+/// assert!(RunId::new("x; touch PWNED").is_err());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct RunId(String);
+
+/// The longest valid run id, in characters.
+pub const MAX_RUN_ID_LEN: usize = 128;
+
+/// A run id that breaks the rule documented on [`RunId`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid run id {shown}: {problem}; a run id is 1 to 128 of the characters A-Z a-z 0-9 . _ - : @ + / and does not start with `-`")]
+pub struct InvalidRunId {
+    /// The id, quoted, with control characters escaped (`"a\u{1b}b"`), safe to print.
+    pub shown: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
 
 impl RunId {
     /// A new, time-ordered id (UUID v7).
     pub fn generate() -> RunId {
         RunId(uuid::Uuid::now_v7().to_string())
+    }
+
+    /// The id `id`, if it is valid (see [`RunId`]).
+    pub fn new(id: impl Into<String>) -> Result<RunId, InvalidRunId> {
+        let id = RunId(id.into());
+        id.validate()?;
+        Ok(id)
+    }
+
+    /// Checks the rule documented on [`RunId`]; ids made with `From` are not checked until an
+    /// engine entry point does this.
+    pub fn validate(&self) -> Result<(), InvalidRunId> {
+        let s = self.0.as_str();
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "._-:@+/".contains(c);
+        let problem = if s.is_empty() {
+            "it is empty".to_owned()
+        } else if s.chars().count() > MAX_RUN_ID_LEN {
+            format!("it is {} characters long", s.chars().count())
+        } else if let Some(c) = s.chars().find(|&c| !allowed(c)) {
+            format!("it contains {c:?}")
+        } else if s.starts_with('-') {
+            "it starts with `-`".to_owned()
+        } else {
+            return Ok(());
+        };
+        let mut shown: String = s.chars().take(MAX_RUN_ID_LEN + 2).collect();
+        if shown.len() < s.len() {
+            shown.push('…');
+        }
+        Err(InvalidRunId {
+            shown: format!("{shown:?}"),
+            problem,
+        })
     }
 
     /// The id as text.
@@ -315,11 +374,14 @@ pub enum StoreError {
         /// The path looked at.
         path: PathBuf,
     },
-    /// Another program holds the file exclusively.
-    #[error("the store {path} is locked by another process that opened it exclusively (another program, or a flow process opened with `Sharing::Exclusive`); stop that process, or point flow at another store file")]
+    /// Another process has the file open in a mode that excludes this one: it holds the file
+    /// exclusively, or this process asked for it exclusively while another has it open.
+    #[error("{}", locked_message(path, *wanted))]
     Locked {
         /// The store file.
         path: PathBuf,
+        /// The access this process asked for.
+        wanted: Sharing,
     },
     /// The file is damaged.
     #[error("the store {path} is corrupt ({detail}); move it aside and restore it from a backup (flow will not overwrite it)")]
@@ -372,6 +434,18 @@ pub enum StoreError {
     /// Any other backend error.
     #[error("store error: {0}")]
     Backend(String),
+}
+
+fn locked_message(path: &std::path::Path, wanted: Sharing) -> String {
+    let path = path.display();
+    match wanted {
+        Sharing::Exclusive => format!(
+            "the store {path} is open in another process, and this process asked for it exclusively (FLOW_SHARING=exclusive, or `Sharing::Exclusive`), which needs the file to itself; wait for the other process (a running workflow, an operator command) to finish, or set FLOW_SHARING=shared so both can use it"
+        ),
+        Sharing::Shared => format!(
+            "the store {path} is locked by another process in a mode that excludes this one: that process holds the file to itself (a flow process with FLOW_SHARING=exclusive or `Sharing::Exclusive`, or another program using the file); this process asked for shared access; wait for that process to finish or stop it, or point flow at another store file"
+        ),
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.

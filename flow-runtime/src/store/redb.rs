@@ -288,7 +288,13 @@ fn open_database(path: &Path, create: bool, sharing: Sharing) -> Result<Database
     }));
     match opened {
         Ok(Ok(db)) => Ok(db),
-        Ok(Err(err)) => Err(Fault::from(err).at(path)),
+        Ok(Err(err)) => Err(match Fault::from(err).at(path) {
+            StoreError::Locked { path, .. } => StoreError::Locked {
+                path,
+                wanted: sharing,
+            },
+            other => other,
+        }),
         Err(panic) => Err(StoreError::Corrupt {
             path: path.to_path_buf(),
             detail: format!("the database engine panicked: {}", panic_message(&*panic)),
@@ -456,7 +462,11 @@ impl Fault {
 fn engine_error(path: PathBuf, err: redb::Error) -> StoreError {
     use redb::Error as E;
     match err {
-        E::DatabaseAlreadyOpen => StoreError::Locked { path },
+        // The mode asked for is filled in by `open_database`, the only place redb reports this
+        E::DatabaseAlreadyOpen => StoreError::Locked {
+            path,
+            wanted: Sharing::Shared,
+        },
         E::LockProtocolMismatch => StoreError::Backend(format!(
             "the store {} is open in a program built with another redb locking protocol; stop that program, or run the same flow version",
             path.display()
@@ -512,7 +522,10 @@ fn replicate(err: &StoreError) -> StoreError {
     use StoreError as S;
     match err {
         S::Missing { path } => S::Missing { path: path.clone() },
-        S::Locked { path } => S::Locked { path: path.clone() },
+        S::Locked { path, wanted } => S::Locked {
+            path: path.clone(),
+            wanted: *wanted,
+        },
         S::Corrupt { path, detail } => S::Corrupt {
             path: path.clone(),
             detail: detail.clone(),
