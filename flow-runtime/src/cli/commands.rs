@@ -430,6 +430,10 @@ async fn report_outcome(
 /// unreadable now, so say what is known and how to continue rather than print an empty status.
 fn report_interrupted(app: &AppInfo, id: &RunId, e: &Error, output: OutputFormat) -> Exit {
     let resume = cmd(app, &["runs", "resume", id.as_str()]);
+    let e = match e {
+        Error::Interrupted { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    };
     match output {
         OutputFormat::Json => print_json(&json!({
             "run_id": id,
