@@ -241,17 +241,25 @@ fn exit_codes_tell_scripts_what_happened() {
         "{}",
         stderr(&malformed)
     );
-    let failed = run(
+    let wrong_type = run(
+        d,
+        &["run", "sync_records", "--input", r#"{"count": "five"}"#],
+    );
+    assert_eq!(code(&wrong_type), Some(2), "{}", stderr(&wrong_type));
+    let failed = command(
         d,
         &[
             "run",
             "sync_records",
             "--input",
-            r#"{"count": "five"}"#,
+            r#"{"count": 17}"#,
             "--output",
             "json",
         ],
-    );
+    )
+    .env("SYNC_INVALID_EVERY", "17")
+    .output()
+    .unwrap();
     assert_eq!(code(&failed), Some(1), "{}", stderr(&failed));
     assert_eq!(json(&failed)["status"], "failed");
     let unknown_run = run(d, &["runs", "show", "nope"]);
