@@ -443,7 +443,7 @@ fn locked_message(path: &std::path::Path, wanted: Sharing) -> String {
             "the store {path} is open in another process, and this process asked for it exclusively (FLOW_SHARING=exclusive, or `Sharing::Exclusive`), which needs the file to itself; wait for the other process (a running workflow, an operator command) to finish, or set FLOW_SHARING=shared so both can use it"
         ),
         Sharing::Shared => format!(
-            "the store {path} is locked by another process in a mode that excludes this one: that process holds the file to itself (a flow process with FLOW_SHARING=exclusive or `Sharing::Exclusive`, or another program using the file); this process asked for shared access; wait for that process to finish or stop it, or point flow at another store file"
+            "the store {path} is locked by another process in a mode that excludes this one: that process holds the file to itself (a flow process with FLOW_SHARING=exclusive or `Sharing::Exclusive`, or another program using the file); this process asked for shared access; wait for it to finish or stop that process, or point flow at another store file"
         ),
     }
 }
