@@ -503,6 +503,7 @@ async fn runs_command(
         Ok(flow) => flow,
         Err(exit) => return exit,
     };
+    // `list` and `retry-failed` without an id are the only commands that never read it.
     let id = id.unwrap_or_else(|| RunId::from(""));
     match command {
         RunsCommand::List {
