@@ -157,10 +157,8 @@ async fn by_name_start_uses_json_input_and_unknown_names_are_listed() {
             serde_json::json!({"not": "a string"}),
         )
         .await
-        .unwrap()
-        .outcome()
-        .await
-        .expect_err("bad input");
+        .expect_err("bad input is refused before a run is stored");
+    assert!(matches!(err, flow::Error::Input(_)), "{err:?}");
     assert!(err.to_string().contains("invalid input"), "{err}");
 
     let err = flow
