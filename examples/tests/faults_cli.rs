@@ -704,6 +704,15 @@ fn a_rollout_is_a_plain_percentage_or_a_usage_error() {
             said(&out)
         );
     }
+    // clap's own message echoes the value: its control characters are shown escaped.
+    let out = run(
+        dir.path(),
+        &["run", "sync_records", "--rollout", "5\u{1b}[2J"],
+    );
+    assert_eq!(code(&out), Some(2), "{}", said(&out));
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(!message.contains('\u{1b}'), "{message:?}");
+    assert!(message.contains(r"5\u{1b}[2J"), "{message}");
     assert_eq!(stored_runs(dir.path()), Vec::<String>::new());
     for (good, id) in [("5", "five"), ("12.5%", "twelve"), ("100%", "all")] {
         let out = run(

@@ -141,9 +141,18 @@ where
     let matches = match command(&app).try_get_matches() {
         Ok(matches) => matches,
         Err(e) if e.use_stderr() && args_have_control_characters() => {
-            // clap echoes the offending argument as it is: show its control characters instead
-            eprintln!("{}", output::escape_keeping_lines(&e.render().to_string()));
-            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+            // clap echoes the offending argument as it is: parse the arguments again with
+            // their control characters escaped, so the message shows them visibly
+            let escaped = std::env::args_os().map(|a| output::escape(&a.to_string_lossy()));
+            let shown = match command(&app).try_get_matches_from(escaped) {
+                Err(again) if again.kind() == e.kind() => again,
+                _ => e,
+            };
+            eprintln!(
+                "{}",
+                output::escape_keeping_lines(&shown.render().to_string())
+            );
+            return ExitCode::from(shown.exit_code().clamp(0, 255) as u8);
         }
         Err(e) => e.exit(),
     };
