@@ -6,7 +6,6 @@ mod cli;
 mod context;
 mod determinism;
 mod engine;
-mod owner;
 pub mod registry;
 mod retry;
 mod settings;
@@ -25,7 +24,7 @@ pub use engine::{DryRun, Error, Flow, FlowBuilder, Resolution, RunError, RunHand
 pub use flow_macros::{main, step, workflow, Classify};
 #[doc(hidden)]
 pub use garde;
-pub use owner::Owner;
+pub use store::Owner;
 pub use registry::{
     DryRunSpec, InputError, RepeatSafety, RetrySpec, StepMeta, WorkflowFailure, WorkflowMeta,
 };

@@ -139,6 +139,10 @@ pub struct FlowSettings {
     /// Log filter (`RUST_LOG` syntax); `RUST_LOG`, `-v` and `-q` override it.
     #[garde(custom(log_filter))]
     pub log_level: String,
+    /// How long a stopping process (SIGTERM, SIGINT) lets the steps in flight finish before
+    /// it exits anyway, such as `10s`. A second signal stops at once.
+    #[garde(custom(duration))]
+    pub shutdown_grace: String,
     /// Overrides of named retry policies, by name (`transient`).
     #[garde(dive)]
     pub retry: BTreeMap<String, RetryOverride>,
@@ -164,6 +168,7 @@ impl Default for FlowSettings {
             sharing: SharingSetting::Shared,
             log_format: LogFormat::Auto,
             log_level: "info".into(),
+            shutdown_grace: "10s".into(),
             retry: BTreeMap::new(),
             worker: serde_json::Value::Object(Default::default()),
             alerts: serde_json::Value::Object(Default::default()),
@@ -172,6 +177,12 @@ impl Default for FlowSettings {
 }
 
 impl FlowSettings {
+    /// [`FlowSettings::shutdown_grace`] as a duration (validated when the settings load).
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        humantime::parse_duration(&self.shutdown_grace)
+            .unwrap_or(std::time::Duration::from_secs(10))
+    }
+
     /// The retry policies with the overrides applied.
     pub fn retry_policies(&self) -> crate::RetryPolicies {
         let mut policies = crate::RetryPolicies::default();

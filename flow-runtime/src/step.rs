@@ -83,12 +83,14 @@ where
         on_timeout,
     } = spec;
 
-    if run.cancel_requested() {
+    if run.must_stop() {
         return run.abort(Abort::Cancelled).await;
     }
 
-    // The arguments are encoded only when something reads them: the key hash or a dry-run plan.
-    let args_json = if key.is_none() || run.is_dry() {
+    // The arguments are encoded only when something reads them: the key hash, a dry-run plan,
+    // or the intent of an `at_most_once` step (so an operator can tell which call is in doubt).
+    let at_most_once = meta.repeat == RepeatSafety::AtMostOnce;
+    let args_json = if key.is_none() || run.is_dry() || at_most_once {
         match serde_json::to_vec(args) {
             Ok(json) => json,
             Err(e) => {
@@ -99,16 +101,19 @@ where
     } else {
         Vec::new()
     };
-    let key = key.unwrap_or_else(|| args_key(&args_json));
-    // Inside a unit of a fan-out, steps are keyed under the unit.
+    let declared_key = key.unwrap_or_else(|| args_key(&args_json));
+    // Inside a unit of a fan-out, steps are stored under the unit (a step keyed like its unit is
+    // stored under the unit's key alone); the body always sees the declared key.
     let key = match unit {
-        Some(unit) => format!("{unit}/{key}"),
-        None => key,
+        Some(unit) if *unit == *declared_key => declared_key.clone(),
+        Some(unit) => format!("{unit}/{declared_key}"),
+        None => declared_key.clone(),
     };
     let id = run.next_step_id(meta.name, key);
 
+    let args = || serde_json::from_slice(&args_json).unwrap_or(serde_json::Value::Null);
     if run.is_dry() && !meta.read_only {
-        let args = serde_json::from_slice(&args_json).unwrap_or(serde_json::Value::Null);
+        let args = args();
         run.plan(PlannedStep {
             step: meta.name.to_owned(),
             key: id.key.clone(),
@@ -134,12 +139,14 @@ where
                     Err(e) => run.abort(encoding("the checkpointed output", &id, e)).await,
                 };
             }
-            StepStatus::Started if meta.repeat == RepeatSafety::AtMostOnce => {
+            StepStatus::Started if at_most_once => {
+                let args = record.args.clone().unwrap_or_else(args);
                 let attention = Attention {
                     reason: format!(
-                        "the at_most_once step {id} started but did not finish (the process stopped during it); its effect may or may not have happened"
+                        "the at_most_once step {id} with arguments {args} started but did not finish (the process stopped during it); its effect may or may not have happened"
                     ),
                     step: id,
+                    args: Some(args),
                 };
                 return run.abort(Abort::NeedsAttention(attention)).await;
             }
@@ -157,11 +164,16 @@ where
     let mut attempt = first_attempt;
     loop {
         if let Some(at) = not_before.take() {
-            let wait = Duration::from_millis(at.saturating_sub(now_ms()));
+            let wait = backoff_wait(at, now_ms(), &policy, &id);
             if let Err(reason) = run.sleep_unless_cancelled(wait).await {
                 return run.abort(reason).await;
             }
         }
+        // The attempt counts as in flight from here to its checkpoint: a cancel or a stop of
+        // the run waits for it, so an effect that happened is never left without its record.
+        let Some(_in_flight) = run.begin_attempt() else {
+            return run.abort(Abort::Cancelled).await;
+        };
         if run.cancel_requested() {
             return run.abort(Abort::Cancelled).await;
         }
@@ -176,18 +188,21 @@ where
             error_class: None,
             started_at_ms,
             finished_at_ms: None,
+            args: None,
         };
-        if meta.repeat == RepeatSafety::AtMostOnce {
+        if at_most_once {
             // The intent is durable before the body runs: after a crash we know the outcome is
-            // unknown instead of silently running the effect twice.
-            run.persist(vec![Write::PutStep(record(StepStatus::Started, attempt))])
-                .await;
+            // unknown instead of silently running the effect twice. It keeps the arguments, so
+            // the operator can tell which call to look up.
+            let mut intent = record(StepStatus::Started, attempt);
+            intent.args = Some(args());
+            run.persist(vec![Write::PutStep(intent)]).await;
         }
 
         let span = tracing::error_span!("step", name = meta.name, key = %id.key, attempt);
         let frame = Frame::Step(Arc::new(StepFrame {
             run: run.clone(),
-            key: id.key.clone(),
+            key: declared_key.clone(),
             attempt,
         }));
         let attempt_fut = context::scope(frame, body());
@@ -275,6 +290,23 @@ where
             }
         }
     }
+}
+
+/// How long to wait for an attempt due at `due_ms`. The due time was computed with the clock of
+/// the process that recorded it; if this clock is behind (or that one was ahead), waiting for it
+/// could take as long as the skew. No wait is longer than the policy's longest delay from now.
+fn backoff_wait(due_ms: u64, now_ms: u64, policy: &RetryPolicy, id: &StepId) -> Duration {
+    let wait = Duration::from_millis(due_ms.saturating_sub(now_ms));
+    if wait > policy.max {
+        tracing::warn!(
+            step = %id,
+            recorded_wait_ms = wait.as_millis() as u64,
+            max_delay_ms = policy.max.as_millis() as u64,
+            "the recorded retry time is further away than the policy's longest delay (a clock changed); waiting the longest delay instead"
+        );
+        return policy.max;
+    }
+    wait
 }
 
 async fn unreachable_timeout<T>(run: &RunCtx, meta: &StepMeta) -> T {

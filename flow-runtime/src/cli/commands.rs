@@ -145,9 +145,16 @@ async fn follow(
     };
     let id = handle.run_id().clone();
     let progress = super::progress::start(flow, &id);
-    let outcome = handle.outcome().await;
+    let waited = super::signals::outcome(flow, handle).await;
     drop(progress);
-    report_outcome(flow, &id, outcome, output, app).await
+    match waited {
+        super::signals::Waited::Ended(outcome) => {
+            report_outcome(flow, &id, outcome, output, app).await
+        }
+        super::signals::Waited::Stopped { signal, in_grace } => {
+            super::signals::report_stopped(app, &id, signal, in_grace)
+        }
+    }
 }
 
 fn read_input(input: Option<String>, file: Option<&Path>) -> Result<Value, String> {
@@ -670,7 +677,12 @@ async fn retry_failed(
     let mut exit = Exit::Success;
     for run in failed {
         let result = match flow.resume(&run.id).await {
-            Ok(handle) => handle.outcome().await.map_err(|e| e.to_string()),
+            Ok(handle) => match super::signals::outcome(flow, handle).await {
+                super::signals::Waited::Ended(outcome) => outcome.map_err(|e| e.to_string()),
+                super::signals::Waited::Stopped { signal, in_grace } => {
+                    return super::signals::report_stopped(app, &run.id, signal, in_grace)
+                }
+            },
             Err(e) => Err(e.to_string()),
         };
         if result.is_err() {

@@ -6,6 +6,7 @@ mod args;
 mod commands;
 mod progress;
 mod runbook;
+mod signals;
 
 use crate::settings::{SettingProblem, SettingsSource};
 use args::{Cli, Command};
@@ -87,6 +88,10 @@ pub(crate) enum Exit {
     Config = 3,
     NeedsAttention = 4,
     Store = 5,
+    /// Stopped by SIGINT (128 + 2), the run left resumable.
+    Interrupted = 130,
+    /// Stopped by SIGTERM (128 + 15), the run left resumable.
+    Terminated = 143,
 }
 
 impl From<Exit> for ExitCode {
@@ -188,6 +193,7 @@ where
             .as_ref()
             .is_some_and(Command::executes_workflows)
         {
+            signals::install(flow_settings.shutdown_grace());
             if let Err(message) = setup(app_settings).await.into_result() {
                 eprintln!("error: setup failed: {message}");
                 return Exit::Config;

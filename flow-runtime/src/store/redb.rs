@@ -43,8 +43,8 @@
 //! also wrapped in `catch_unwind` so a damage the check misses is still an error, not a crash.
 
 use super::{
-    CreateRun, RunFilter, RunId, RunRecord, StepId, StepRecord, StepStatus, Store, StoreError,
-    StoreStats, Write, SCHEMA_VERSION,
+    Claim, ClaimOutcome, ClaimRequest, CreateRun, RunFilter, RunId, RunRecord, StepId,
+    StepRecord, StepStatus, Store, StoreError, StoreStats, Write, SCHEMA_VERSION,
 };
 use crate::classify::ErrorClass;
 use crate::registry::BoxFuture;
@@ -69,6 +69,9 @@ const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
 const STEPS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("steps");
 /// Run id → when the cancel was requested, ms since the epoch.
 const CANCELS: TableDefinition<&str, u64> = TableDefinition::new("cancels");
+/// Run id → the fencing token of its latest claim. Kept apart from the run record so that
+/// checking a checkpoint's claim reads one integer, not a whole run.
+const CLAIMS: TableDefinition<&str, u64> = TableDefinition::new("claims");
 
 const FORMAT: &str = "flow";
 const FORMAT_KEY: &str = "format";
@@ -537,6 +540,9 @@ fn replicate(err: &StoreError) -> StoreError {
         },
         S::Encoding(detail) => S::Encoding(detail.clone()),
         S::Closed => S::Closed,
+        S::ClaimLost { run_id } => S::ClaimLost {
+            run_id: run_id.clone(),
+        },
         S::Backend(detail) => S::Backend(detail.clone()),
     }
 }
@@ -565,7 +571,8 @@ fn decode_run(id: &str, bytes: &[u8]) -> Result<RunRecord, StoreError> {
 
 /// A step record as stored: its identity is the table key, so the value leaves it out, absent
 /// fields are left out, and field names are one or two letters (`s` status, `a` attempt, `n`
-/// next attempt, `o` output, `e` error, `c` error class, `t0`/`t1` start and finish). At high
+/// next attempt, `o` output, `e` error, `c` error class, `t0`/`t1` start and finish, `g` the
+/// arguments of an `at_most_once` intent). At high
 /// concurrency every checkpoint lands in another run's leaf page, so the bytes per checkpoint
 /// decide how many pages a group commit writes: this format cut them by two thirds and raised
 /// throughput by about half (BENCHMARKS.md).
@@ -588,6 +595,8 @@ struct StoredStepRef<'a> {
     started_at_ms: u64,
     #[serde(rename = "t1", skip_serializing_if = "Option::is_none")]
     finished_at_ms: Option<u64>,
+    #[serde(rename = "g", skip_serializing_if = "Option::is_none")]
+    args: &'a Option<serde_json::Value>,
 }
 
 #[derive(serde::Deserialize)]
@@ -608,6 +617,8 @@ struct StoredStep {
     started_at_ms: u64,
     #[serde(rename = "t1", default)]
     finished_at_ms: Option<u64>,
+    #[serde(rename = "g", default)]
+    args: Option<serde_json::Value>,
 }
 
 fn is_absent(output: &&Option<serde_json::Value>) -> bool {
@@ -624,6 +635,7 @@ fn stored_step(step: &StepRecord) -> StoredStepRef<'_> {
         error_class: step.error_class,
         started_at_ms: step.started_at_ms,
         finished_at_ms: step.finished_at_ms,
+        args: &step.args,
     }
 }
 
@@ -659,11 +671,16 @@ fn decode_step(run: &str, key: &str, bytes: &[u8]) -> Result<StepRecord, StoreEr
         error_class: s.error_class,
         started_at_ms: s.started_at_ms,
         finished_at_ms: s.finished_at_ms,
+        args: s.args,
     })
 }
 
 /// A [`Write`], encoded before it reaches the writer so that a bad record fails only its caller.
 enum Op {
+    CheckClaim {
+        run: String,
+        token: u64,
+    },
     PutRun {
         id: String,
         json: Vec<u8>,
@@ -689,6 +706,10 @@ enum Op {
 impl Op {
     fn encode(write: Write) -> Result<Op, StoreError> {
         Ok(match write {
+            Write::CheckClaim(claim) => Op::CheckClaim {
+                run: claim.run_id.as_str().to_owned(),
+                token: claim.token,
+            },
             Write::PutRun(run) => Op::PutRun {
                 json: encode(format_args!("run {}", run.id), &run)?,
                 id: run.id.as_str().to_owned(),
@@ -730,13 +751,20 @@ enum Request {
         ops: Vec<Op>,
         reply: Reply<()>,
     },
+    Claim {
+        id: String,
+        request: ClaimRequest,
+        now_ms: u64,
+        reply: Reply<ClaimOutcome>,
+    },
 }
 
 /// What one request did inside a committed batch.
 #[allow(clippy::large_enum_variant)] // one per request in a batch, consumed right away
 enum Outcome {
     CreateRun(Result<CreateRun, StoreError>),
-    Commit,
+    Commit(Result<(), StoreError>),
+    Claim(Result<ClaimOutcome, StoreError>),
 }
 
 struct Writer {
@@ -775,8 +803,8 @@ impl Writer {
         }
     }
 
-    fn commit_batch(&self, batch: Vec<Request>) {
-        let applied = catch_unwind(AssertUnwindSafe(|| apply(&self.db, &batch)));
+    fn commit_batch(&self, mut batch: Vec<Request>) {
+        let applied = catch_unwind(AssertUnwindSafe(|| apply(&self.db, &mut batch)));
         let outcomes = match applied {
             Ok(Ok(outcomes)) => {
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -806,8 +834,11 @@ impl Writer {
                 (Request::CreateRun { reply, .. }, Outcome::CreateRun(result)) => {
                     let _ = reply.send(result);
                 }
-                (Request::Commit { reply, .. }, Outcome::Commit) => {
-                    let _ = reply.send(Ok(()));
+                (Request::Commit { reply, .. }, Outcome::Commit(result)) => {
+                    let _ = reply.send(result);
+                }
+                (Request::Claim { reply, .. }, Outcome::Claim(result)) => {
+                    let _ = reply.send(result);
                 }
                 (request, _) => fail_all(
                     vec![request],
@@ -827,12 +858,15 @@ fn fail_all(batch: Vec<Request>, err: &StoreError) {
             Request::Commit { reply, .. } => {
                 let _ = reply.send(Err(replicate(err)));
             }
+            Request::Claim { reply, .. } => {
+                let _ = reply.send(Err(replicate(err)));
+            }
         }
     }
 }
 
 /// Applies a whole batch in one write transaction and one durable commit.
-fn apply(db: &Database, batch: &[Request]) -> Result<Vec<Outcome>, Fault> {
+fn apply(db: &Database, batch: &mut [Request]) -> Result<Vec<Outcome>, Fault> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     let outcomes = apply_in(&txn, batch)?;
@@ -840,10 +874,11 @@ fn apply(db: &Database, batch: &[Request]) -> Result<Vec<Outcome>, Fault> {
     Ok(outcomes)
 }
 
-fn apply_in(txn: &WriteTransaction, batch: &[Request]) -> Result<Vec<Outcome>, Fault> {
+fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome>, Fault> {
     let mut runs = txn.open_table(RUNS)?;
     let mut steps = txn.open_table(STEPS)?;
     let mut cancels = txn.open_table(CANCELS)?;
+    let mut claims = txn.open_table(CLAIMS)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in batch {
         outcomes.push(match request {
@@ -856,13 +891,77 @@ fn apply_in(txn: &WriteTransaction, batch: &[Request]) -> Result<Vec<Outcome>, F
                     }
                     None => {
                         runs.insert(id.as_str(), json.as_slice())?;
-                        Outcome::CreateRun(Ok(CreateRun::Created))
+                        let token = claims.get(id.as_str())?.map_or(0, |t| t.value()) + 1;
+                        claims.insert(id.as_str(), token)?;
+                        Outcome::CreateRun(Ok(CreateRun::Created(Claim {
+                            run_id: RunId::from(id.as_str()),
+                            token,
+                        })))
                     }
                 }
             }
-            Request::Commit { ops, .. } => {
+            Request::Claim {
+                id,
+                request,
+                now_ms,
+                ..
+            } => {
+                let take = std::mem::replace(&mut request.take, Box::new(|_| false));
+                let existing = runs.get(id.as_str())?.map(|v| v.value().to_vec());
+                let outcome = match existing.map(|bytes| decode_run(id, &bytes)) {
+                    None => Ok(ClaimOutcome::Missing),
+                    Some(Err(err)) => Err(err),
+                    Some(Ok(run)) if run.is_held(*now_ms) => Ok(ClaimOutcome::Held(run)),
+                    Some(Ok(mut run)) => {
+                        if take(&mut run) {
+                            run.owner = request.owner.clone();
+                            run.lease_expires_at_ms = request
+                                .owner
+                                .as_ref()
+                                .map(|_| *now_ms + request.lease.as_millis() as u64);
+                            run.updated_at_ms = *now_ms;
+                            match encode(format_args!("run {id}"), &run) {
+                                Ok(json) => {
+                                    runs.insert(id.as_str(), json.as_slice())?;
+                                    let token =
+                                        claims.get(id.as_str())?.map_or(0, |t| t.value()) + 1;
+                                    claims.insert(id.as_str(), token)?;
+                                    Ok(ClaimOutcome::Claimed {
+                                        claim: Claim {
+                                            run_id: run.id.clone(),
+                                            token,
+                                        },
+                                        run,
+                                    })
+                                }
+                                Err(err) => Err(err),
+                            }
+                        } else {
+                            Ok(ClaimOutcome::Refused(run))
+                        }
+                    }
+                };
+                Outcome::Claim(outcome)
+            }
+            Request::Commit { ops, .. } => 'commit: {
+                // A commit of an execution that lost its claim writes nothing at all
+                let mut stale = None;
+                for op in ops.iter() {
+                    if let Op::CheckClaim { run, token } = op {
+                        if claims.get(run.as_str())?.map(|t| t.value()) != Some(*token) {
+                            stale = Some(run.clone());
+                            break;
+                        }
+                    }
+                }
+                if let Some(run) = stale {
+                    break 'commit Outcome::Commit(Err(StoreError::ClaimLost {
+                        run_id: RunId::from(run),
+                    }));
+                }
                 for op in ops {
                     match op {
+                        Op::CheckClaim { .. } => {}
                         Op::PutRun { id, json } => {
                             runs.insert(id.as_str(), json.as_slice())?;
                         }
@@ -880,7 +979,7 @@ fn apply_in(txn: &WriteTransaction, batch: &[Request]) -> Result<Vec<Outcome>, F
                         }
                     }
                 }
-                Outcome::Commit
+                Outcome::Commit(Ok(()))
             }
         });
     }
@@ -918,6 +1017,23 @@ impl Store for RedbStore {
                 .map(Op::encode)
                 .collect::<Result<Vec<_>, _>>()?;
             self.send(|reply| Request::Commit { ops, reply }).await
+        })
+    }
+
+    fn claim(
+        &self,
+        id: &RunId,
+        request: ClaimRequest,
+    ) -> BoxFuture<'_, Result<ClaimOutcome, StoreError>> {
+        let id = id.as_str().to_owned();
+        Box::pin(async move {
+            self.send(|reply| Request::Claim {
+                id,
+                request,
+                now_ms: super::now_ms(),
+                reply,
+            })
+            .await
         })
     }
 
