@@ -19,7 +19,7 @@ pub use crate::registry::{
     BoxFuture, DryRunSpec, InputError, InvokeResult, RepeatSafety, RetrySpec, StepMeta,
     StepRegistration, WorkflowFailure, WorkflowMeta, WorkflowRegistration,
 };
-pub use crate::step::{run_step, StepSpec};
+pub use crate::step::{run_step, ErrorReplay, StepSpec};
 pub use ::inventory;
 pub use ::serde;
 pub use ::serde_json;
@@ -267,5 +267,45 @@ impl Serialize for StepArgRef<'_> {
             .to_json()
             .map_err(serde::ser::Error::custom)?
             .serialize(serializer)
+    }
+}
+
+/// Picks how a step's error is recorded for replay: exactly, when the error type is serde
+/// (`(&&ReplayProbe::<E>::new()).replay()` resolves to [`SerdeReplay`]), or not at all
+/// ([`NoReplay`], whose failed steps execute again after a crash).
+pub struct ReplayProbe<E>(std::marker::PhantomData<E>);
+
+impl<E> ReplayProbe<E> {
+    /// A probe for `E`.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        ReplayProbe(std::marker::PhantomData)
+    }
+}
+
+/// The replay of a serde error type.
+pub trait SerdeReplay<E> {
+    /// How to record and rebuild `E`.
+    fn replay(&self) -> Option<ErrorReplay<E>>;
+}
+
+impl<E: serde::Serialize + serde::de::DeserializeOwned> SerdeReplay<E> for &ReplayProbe<E> {
+    fn replay(&self) -> Option<ErrorReplay<E>> {
+        Some(ErrorReplay {
+            encode: |error| serde_json::to_value(error).ok(),
+            decode: |value| serde_json::from_value(value.clone()).ok(),
+        })
+    }
+}
+
+/// No replay for an error type that is not serde.
+pub trait NoReplay<E> {
+    /// `None`.
+    fn replay(&self) -> Option<ErrorReplay<E>>;
+}
+
+impl<E> NoReplay<E> for ReplayProbe<E> {
+    fn replay(&self) -> Option<ErrorReplay<E>> {
+        None
     }
 }

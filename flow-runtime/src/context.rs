@@ -185,15 +185,22 @@ impl RunCtx {
 
     /// Commits `writes` durably, or aborts the run when the store fails. A dry run writes
     /// nothing.
-    pub async fn persist(&self, mut writes: Vec<Write>) {
+    pub async fn persist(&self, writes: Vec<Write>) {
+        if let Err(reason) = self.try_persist(writes).await {
+            self.abort::<()>(reason).await;
+        }
+    }
+
+    /// Commits `writes` durably with this execution's claim; a dry run writes nothing. A step
+    /// attempt in flight uses this, to leave the in-flight count before it aborts the run.
+    pub async fn try_persist(&self, mut writes: Vec<Write>) -> Result<(), Abort> {
         if let Mode::Live(store) = &self.mode {
             if let Some(claim) = &self.claim {
                 writes.insert(0, Write::CheckClaim(claim.clone()));
             }
-            if let Err(e) = store.commit(writes).await {
-                self.abort::<()>(Abort::Store(e)).await;
-            }
+            store.commit(writes).await.map_err(Abort::Store)?;
         }
+        Ok(())
     }
 
     /// Keeps the run record so that status changes inside the run (sleeping) can be written.

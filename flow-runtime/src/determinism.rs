@@ -35,6 +35,7 @@ fn record(run: &RunCtx, id: StepId, status: StepStatus) -> StepRecord {
         started_at_ms: now,
         finished_at_ms: (status == StepStatus::Succeeded).then_some(now),
         args: None,
+        failure: None,
     }
 }
 

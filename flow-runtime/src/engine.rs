@@ -1130,9 +1130,11 @@ enum Take {
 impl Take {
     fn allows(self, status: RunStatus) -> bool {
         match self {
-            Take::Start | Take::Resume => {
-                !status.is_finished() && status != RunStatus::NeedsAttention
-            }
+            Take::Start => !status.is_finished() && status != RunStatus::NeedsAttention,
+            Take::Resume => !matches!(
+                status,
+                RunStatus::Succeeded | RunStatus::Cancelled | RunStatus::NeedsAttention
+            ),
         }
     }
 

@@ -29,6 +29,18 @@ pub struct StepSpec<E: 'static> {
     pub classify: Option<fn(&E) -> (ErrorClass, Option<Duration>)>,
     /// How to turn a timeout into `E`; `None` when the step has no `timeout`.
     pub on_timeout: Option<fn(StepTimeout) -> E>,
+    /// How to record the step's error so that a resumed run gets it back without executing the
+    /// step again; `None` when the error type is not serde.
+    pub replay: Option<ErrorReplay<E>>,
+}
+
+/// Records and rebuilds a step's error (for error types that are `Serialize` and
+/// `Deserialize`).
+pub struct ErrorReplay<E> {
+    /// The error as JSON, if it encodes.
+    pub encode: fn(&E) -> Option<serde_json::Value>,
+    /// The error back from its JSON, if it decodes.
+    pub decode: fn(&serde_json::Value) -> Option<E>,
 }
 
 /// A stable key for a step's arguments: FNV-1a (64 bit) over their compact JSON, as 16 hex
@@ -81,6 +93,7 @@ where
         key,
         classify,
         on_timeout,
+        replay,
     } = spec;
 
     if run.must_stop() {
@@ -155,6 +168,19 @@ where
                 not_before = record.next_attempt_at_ms;
                 started_at_ms = record.started_at_ms;
             }
+            // A failure the workflow already received replays like a success: a declined card
+            // is not charged again because the process crashed later. Only an operator's
+            // retry of a failed run executes it again.
+            StepStatus::Failed if !run.options.retry_failed => {
+                let replayed = replay
+                    .as_ref()
+                    .zip(record.failure.as_ref())
+                    .and_then(|(replay, value)| (replay.decode)(value));
+                if let Some(error) = replayed {
+                    tracing::debug!(step = meta.name, key = %id.key, "replayed the recorded failure");
+                    return Err(error);
+                }
+            }
             StepStatus::Started | StepStatus::Failed => {}
         }
     }
@@ -171,10 +197,13 @@ where
         }
         // The attempt counts as in flight from here to its checkpoint: a cancel or a stop of
         // the run waits for it, so an effect that happened is never left without its record.
-        let Some(_in_flight) = run.begin_attempt() else {
+        // Every abort below leaves the count first (`drop(in_flight)`): the run waits for the
+        // attempts in flight, and one that aborts never finishes.
+        let Some(in_flight) = run.begin_attempt() else {
             return run.abort(Abort::Cancelled).await;
         };
         if run.cancel_requested() {
+            drop(in_flight);
             return run.abort(Abort::Cancelled).await;
         }
         let record = |status, attempt| StepRecord {
@@ -189,6 +218,7 @@ where
             started_at_ms,
             finished_at_ms: None,
             args: None,
+            failure: None,
         };
         if at_most_once {
             // The intent is durable before the body runs: after a crash we know the outcome is
@@ -196,7 +226,10 @@ where
             // the operator can tell which call to look up.
             let mut intent = record(StepStatus::Started, attempt);
             intent.args = Some(args());
-            run.persist(vec![Write::PutStep(intent)]).await;
+            if let Err(reason) = run.try_persist(vec![Write::PutStep(intent)]).await {
+                drop(in_flight);
+                return run.abort(reason).await;
+            }
         }
 
         let span = tracing::error_span!("step", name = meta.name, key = %id.key, attempt);
@@ -215,7 +248,10 @@ where
                 Ok(result) => (result, false),
                 Err(_) => match on_timeout {
                     Some(convert) => (Err(convert(StepTimeout { after: limit })), true),
-                    None => unreachable_timeout(&run, meta).await,
+                    None => {
+                        drop(in_flight);
+                        return unreachable_timeout(&run, meta).await;
+                    }
                 },
             },
         };
@@ -227,6 +263,7 @@ where
                     Ok(output) => output,
                     Err(e) => {
                         drop(_enter);
+                        drop(in_flight);
                         return run.abort(encoding("the output", &id, e)).await;
                     }
                 };
@@ -234,7 +271,10 @@ where
                 done.output = Some(output);
                 done.finished_at_ms = Some(now_ms());
                 drop(_enter);
-                run.persist(vec![Write::PutStep(done)]).await;
+                if let Err(reason) = run.try_persist(vec![Write::PutStep(done)]).await {
+                    drop(in_flight);
+                    return run.abort(reason).await;
+                }
                 return Ok(value);
             }
             Err(error) => {
@@ -266,7 +306,10 @@ where
                     backoff.error = Some(message);
                     backoff.error_class = class;
                     drop(_enter);
-                    run.persist(vec![Write::PutStep(backoff)]).await;
+                    if let Err(reason) = run.try_persist(vec![Write::PutStep(backoff)]).await {
+                        drop(in_flight);
+                        return run.abort(reason).await;
+                    }
                     not_before = Some(next_at);
                     attempt += 1;
                     continue;
@@ -281,11 +324,15 @@ where
                 };
                 tracing::error!(error = %message, class = %class_name, attempts = attempt, reason = why, "step failed");
                 let mut failed = record(StepStatus::Failed, attempt);
+                failed.failure = replay.as_ref().and_then(|replay| (replay.encode)(&error));
                 failed.error = Some(message);
                 failed.error_class = class;
                 failed.finished_at_ms = Some(now_ms());
                 drop(_enter);
-                run.persist(vec![Write::PutStep(failed)]).await;
+                if let Err(reason) = run.try_persist(vec![Write::PutStep(failed)]).await {
+                    drop(in_flight);
+                    return run.abort(reason).await;
+                }
                 return Err(error);
             }
         }

@@ -443,6 +443,7 @@ async fn execute<O, E: Display>(
         started_at_ms,
         finished_at_ms: Some(now_ms()),
         args: None,
+        failure: None,
     };
     run.persist(vec![Write::PutStep(record)]).await;
     (key, outcome)

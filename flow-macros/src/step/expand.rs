@@ -173,6 +173,11 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
                 key: #key,
                 classify: #classify,
                 on_timeout: #on_timeout,
+                replay: {
+                    #[allow(unused_imports)]
+                    use #p::{NoReplay as _, SerdeReplay as _};
+                    (&&#p::ReplayProbe::<#err_ty>::new()).replay()
+                },
             },
             &(#(#args,)*),
             #body,

@@ -317,6 +317,9 @@ pub struct StepRecord {
     /// The arguments of an `at_most_once` step's call, kept with its intent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<serde_json::Value>,
+    /// A failed step's error as JSON (error types that are serde), replayed on resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<serde_json::Value>,
 }
 
 /// One change in a commit.

@@ -572,7 +572,7 @@ fn decode_run(id: &str, bytes: &[u8]) -> Result<RunRecord, StoreError> {
 /// A step record as stored: its identity is the table key, so the value leaves it out, absent
 /// fields are left out, and field names are one or two letters (`s` status, `a` attempt, `n`
 /// next attempt, `o` output, `e` error, `c` error class, `t0`/`t1` start and finish, `g` the
-/// arguments of an `at_most_once` intent). At high
+/// arguments of an `at_most_once` intent, `f` a failed step's error for replay). At high
 /// concurrency every checkpoint lands in another run's leaf page, so the bytes per checkpoint
 /// decide how many pages a group commit writes: this format cut them by two thirds and raised
 /// throughput by about half (BENCHMARKS.md).
@@ -597,6 +597,8 @@ struct StoredStepRef<'a> {
     finished_at_ms: Option<u64>,
     #[serde(rename = "g", skip_serializing_if = "Option::is_none")]
     args: &'a Option<serde_json::Value>,
+    #[serde(rename = "f", skip_serializing_if = "Option::is_none")]
+    failure: &'a Option<serde_json::Value>,
 }
 
 #[derive(serde::Deserialize)]
@@ -619,6 +621,8 @@ struct StoredStep {
     finished_at_ms: Option<u64>,
     #[serde(rename = "g", default)]
     args: Option<serde_json::Value>,
+    #[serde(rename = "f", default)]
+    failure: Option<serde_json::Value>,
 }
 
 fn is_absent(output: &&Option<serde_json::Value>) -> bool {
@@ -636,6 +640,7 @@ fn stored_step(step: &StepRecord) -> StoredStepRef<'_> {
         started_at_ms: step.started_at_ms,
         finished_at_ms: step.finished_at_ms,
         args: &step.args,
+        failure: &step.failure,
     }
 }
 
@@ -672,6 +677,7 @@ fn decode_step(run: &str, key: &str, bytes: &[u8]) -> Result<StepRecord, StoreEr
         started_at_ms: s.started_at_ms,
         finished_at_ms: s.finished_at_ms,
         args: s.args,
+        failure: s.failure,
     })
 }
 
@@ -1157,6 +1163,7 @@ mod tests {
             executions: 1,
             attention: None,
             owner: None,
+            lease_expires_at_ms: None,
         }
     }
 
@@ -1176,6 +1183,8 @@ mod tests {
             error_class: None,
             started_at_ms: 10,
             finished_at_ms: Some(11),
+            args: None,
+            failure: None,
         }
     }
 
@@ -1203,7 +1212,7 @@ mod tests {
         let b = run("b", "billing", RunStatus::Running, 2);
         assert!(matches!(
             store.create_run(a.clone()).await.unwrap(),
-            CreateRun::Created
+            CreateRun::Created(_)
         ));
         let steps_a = vec![
             step("a", "charge", "k1", 0),
@@ -1253,7 +1262,7 @@ mod tests {
         let second = run("same", "other", RunStatus::Queued, 99);
         match store.create_run(second).await.unwrap() {
             CreateRun::Exists(stored) => assert_eq!(stored, first),
-            CreateRun::Created => panic!("the second create_run overwrote the first"),
+            CreateRun::Created(_) => panic!("the second create_run overwrote the first"),
         }
         assert_eq!(store.run(&first.id).await.unwrap(), Some(first));
     }
@@ -1277,7 +1286,7 @@ mod tests {
         let mut existing = Vec::new();
         for task in tasks {
             match task.await.unwrap() {
-                CreateRun::Created => created.push(()),
+                CreateRun::Created(_) => created.push(()),
                 CreateRun::Exists(run) => existing.push(run),
             }
         }
@@ -1446,7 +1455,7 @@ mod tests {
         let err = bad.unwrap_err();
         assert!(matches!(err, StoreError::Encoding(_)), "{err:?}");
         assert!(err.to_string().contains("run bad"), "{err}");
-        assert!(matches!(good.unwrap(), CreateRun::Created));
+        assert!(matches!(good.unwrap(), CreateRun::Created(_)));
         let err = store.runs(&RunFilter::default()).await.unwrap_err();
         assert!(err.to_string().contains("run bad"), "{err}");
     }
