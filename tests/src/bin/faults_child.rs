@@ -158,10 +158,10 @@ async fn billing(n: u32) -> Result<Vec<u32>, flow::Failure> {
     Ok(declined)
 }
 
-/// Fails transiently on its first attempt, with a one-minute backoff.
+/// Fails transiently on its first attempt, with a 3 s backoff.
 #[flow::step(
     idempotent,
-    retry(attempts = 3, initial = "60s", max = "60s", jitter = false)
+    retry(attempts = 3, initial = "3s", max = "3s", jitter = false)
 )]
 async fn slow_backoff() -> Result<u32, flow::Failure> {
     let attempt = flow::attempt().unwrap_or(0);
@@ -172,16 +172,16 @@ async fn slow_backoff() -> Result<u32, flow::Failure> {
     Ok(attempt)
 }
 
-/// One step that backs off for a minute after its first attempt.
+/// One step that backs off for 3 s after its first attempt.
 #[flow::workflow]
 async fn backoff() -> Result<u32, flow::Failure> {
     slow_backoff().await
 }
 
-/// Sleeps durably for a minute.
+/// Sleeps durably for 3 s.
 #[flow::workflow]
 async fn nap() -> Result<(), flow::Failure> {
-    flow::sleep(Duration::from_secs(60)).await;
+    flow::sleep(Duration::from_secs(3)).await;
     effect("woke")
 }
 
