@@ -12,6 +12,7 @@ mod errors;
 mod options;
 mod signature;
 mod step;
+mod tidy;
 mod workflow;
 
 use proc_macro::TokenStream;

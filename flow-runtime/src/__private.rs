@@ -153,6 +153,14 @@ pub fn timeout_error<E: TimeoutError>() -> fn(StepTimeout) -> E {
     E::from
 }
 
+/// Checks that `value` decodes into a step's output type `T` the way a replay decodes the
+/// step's checkpoint (`StepMeta::check_output`).
+pub fn check_step_output<T: DeserializeOwned>(value: &serde_json::Value) -> Result<(), String> {
+    serde_json::from_value::<T>(value.clone())
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 /// Serializes a workflow argument.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<serde_json::Value, serde_json::Error> {
     serde_json::to_value(value)

@@ -5,6 +5,8 @@
 use super::parse::InlineRetry;
 use super::validate::{DryRunModel, RepeatModel, RetryModel, Step};
 use crate::doc::doc_string;
+use crate::signature;
+use crate::tidy::tidy;
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
@@ -24,6 +26,17 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
     // The body keeps the signature as written (including `mut` bindings) and the lint levels.
     let mut inner_sig = sig.clone();
     inner_sig.ident = format_ident!("__flow_body", span = sig.ident.span());
+    // A parameter that only the `idempotency_key` reads is used, by the key; the body need not
+    // mention it, so it must not get an `unused variable` warning there.
+    let key_params = &step.key_params;
+    let block = if key_params.is_empty() {
+        block.to_token_stream()
+    } else {
+        quote! {{
+            #(let _ = &#key_params;)*
+            #block
+        }}
+    };
     let inner_attrs = attrs.iter().filter(|a| {
         ["allow", "warn", "deny", "forbid"]
             .iter()
@@ -47,7 +60,7 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
     let repeat = match &step.repeat {
         RepeatModel::Idempotent => quote!(#p::RepeatSafety::Idempotent),
         RepeatModel::Key(expr) => {
-            let text = expr.to_token_stream().to_string();
+            let text = tidy(&expr.to_token_stream());
             quote!(#p::RepeatSafety::IdempotencyKey { expr: #text })
         }
         RepeatModel::AtMostOnce => quote!(#p::RepeatSafety::AtMostOnce),
@@ -89,8 +102,15 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
     // Checks, each spanned at the type it is about so the error points there.
     let ret = &step.output;
     let ret_span = ret.span();
-    let ok_ty = quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Ok);
-    let err_ty = quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Err);
+    // `Result<T, E>` as written names its types directly; an alias goes through `StepReturn`.
+    let (ok_ty, err_ty) = match signature::result_types(ret) {
+        Some((ok, err)) => (quote_spanned!(ret_span=> #ok), quote_spanned!(ret_span=> #err)),
+        None => (
+            quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Ok),
+            quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Err),
+        ),
+    };
+    let output_type = signature::ok_type_text(ret);
     let mut checks = TokenStream::new();
     for param in &step.params {
         let ty = &param.ty;
@@ -197,6 +217,8 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
                 dry_run: #dry_run_spec,
                 doc: #doc,
                 #location,
+                output_type: #output_type,
+                check_output: #p::check_step_output::<#ok_ty>,
             };
             #p::inventory::submit! { #p::StepRegistration(&__FLOW_STEP) }
 

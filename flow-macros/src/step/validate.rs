@@ -16,6 +16,8 @@ pub(crate) struct Step {
     pub(crate) name: Option<LitStr>,
     pub(crate) dry_run: DryRunModel,
     pub(crate) params: Vec<Param>,
+    /// The parameters that the `idempotency_key` expression reads.
+    pub(crate) key_params: Vec<Ident>,
     pub(crate) output: Type,
 }
 
@@ -140,10 +142,13 @@ pub(crate) fn validate(args: StepArgs, item: &ItemFn, errors: &mut Errors) -> Op
         })
         .collect();
 
-    if let RepeatModel::Key(expr) = &repeat {
-        let names: Vec<Ident> = params.iter().map(|p| p.ident.clone()).collect();
-        super::key::check(expr, &names, errors);
-    }
+    let key_params = match &repeat {
+        RepeatModel::Key(expr) => {
+            let names: Vec<Ident> = params.iter().map(|p| p.ident.clone()).collect();
+            super::key::check(expr, &names, errors)
+        }
+        _ => Vec::new(),
+    };
 
     if !errors.is_empty() {
         return None;
@@ -156,6 +161,7 @@ pub(crate) fn validate(args: StepArgs, item: &ItemFn, errors: &mut Errors) -> Op
         name: args.name.map(|s| s.value),
         dry_run,
         params,
+        key_params,
         output: output?,
     })
 }
