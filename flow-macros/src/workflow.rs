@@ -8,6 +8,7 @@ use crate::doc::doc_string;
 use crate::errors::{item_with_error, Errors};
 use crate::options::{parse_options, skip_value};
 use crate::signature::{self, Kind};
+use crate::step::respan_tokens;
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
@@ -143,8 +144,16 @@ fn generate(workflow: &Workflow, item: &ItemFn) -> TokenStream {
     let param_names: Vec<String> = idents.iter().map(|i| i.to_string()).collect();
     let ret = &workflow.output;
     let ret_span = ret.span();
-    let ok_ty = quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Ok);
-    let err_ty = quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Err);
+    // The handle's signatures name the types of a `Result<T, E>` as written, so its rustdoc
+    // shows them; an alias (`AppResult<T>`) goes through `StepReturn`. Respanned to the return
+    // type like every check, so that an unmet bound is reported once.
+    let (ok_ty, err_ty) = match signature::result_types(ret) {
+        Some((ok, err)) => (respan_tokens(ok, ret_span), respan_tokens(err, ret_span)),
+        None => (
+            quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Ok),
+            quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Err),
+        ),
+    };
 
     // The handle's own parameters must not collide with the workflow's.
     let flow_arg = free_name("flow", &param_names);

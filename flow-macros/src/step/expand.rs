@@ -104,7 +104,9 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
     let ret_span = ret.span();
     // `Result<T, E>` as written names its types directly; an alias goes through `StepReturn`.
     let (ok_ty, err_ty) = match signature::result_types(ret) {
-        Some((ok, err)) => (quote_spanned!(ret_span=> #ok), quote_spanned!(ret_span=> #err)),
+        // Respanned to the return type, like every check: an unmet bound is then reported
+        // once, at one span, whichever generated line trips it first.
+        Some((ok, err)) => (respan_tokens(ok, ret_span), respan_tokens(err, ret_span)),
         None => (
             quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Ok),
             quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Err),
@@ -218,7 +220,12 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
                 doc: #doc,
                 #location,
                 output_type: #output_type,
-                check_output: #p::check_step_output::<#ok_ty>,
+                check_output: {
+                    // The check of the function body, repeated in this static's own body so that
+                    // an unmet bound here is the same message (reported once) and not another.
+                    #p::assert_step_output::<#ok_ty>();
+                    #p::check_step_output::<#ok_ty>
+                },
             };
             #p::inventory::submit! { #p::StepRegistration(&__FLOW_STEP) }
 
@@ -231,6 +238,25 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
         #(#attrs)*
         #vis #outer_sig #outer_body
     }
+}
+
+/// Tokens reported at another span (their meaning, and so rustdoc's rendering, is unchanged).
+pub(crate) fn respan_tokens(tokens: impl ToTokens, span: Span) -> TokenStream {
+    tokens
+        .to_token_stream()
+        .into_iter()
+        .map(|mut tree| {
+            if let proc_macro2::TokenTree::Group(group) = &tree {
+                let mut respanned =
+                    proc_macro2::Group::new(group.delimiter(), respan_tokens(group.stream(), span));
+                respanned.set_span(span);
+                tree = proc_macro2::TokenTree::Group(respanned);
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
 }
 
 /// The same name, reported at another span (so a failed bound is reported where the check is).
