@@ -61,7 +61,14 @@ fn notify_step_of(shown: Value) -> (Value, Value) {
 
 /// A run whose at_most_once notification was killed mid-way: it needs attention.
 fn run_left_in_doubt(dir: &Path, id: &str) -> String {
-    let args = ["run", "sync_records", "--input", r#"{"count": 3}"#, "--id", id];
+    let args = [
+        "run",
+        "sync_records",
+        "--input",
+        r#"{"count": 3}"#,
+        "--id",
+        id,
+    ];
     let mut child = command(dir, &args)
         .env("SYNC_NOTIFY_DELAY_MS", "5000")
         .spawn()
@@ -70,8 +77,7 @@ fn run_left_in_doubt(dir: &Path, id: &str) -> String {
     loop {
         // Before the run is stored, `runs show` does not know it yet.
         let shown = run(dir, &["runs", "show", id, "--output", "json"]);
-        if shown.status.code() == Some(0) && notify_step_of(json(&shown)).1["status"] == "started"
-        {
+        if shown.status.code() == Some(0) && notify_step_of(json(&shown)).1["status"] == "started" {
             break;
         }
         assert!(
@@ -128,7 +134,10 @@ fn a_wrong_typed_step_output_is_refused_and_nothing_is_stored() {
         let (run_record, step) = notify_step(dir.path(), "doubt");
         assert_eq!(step["status"], "started", "{step}");
         assert_eq!(step["output"], Value::Null, "{step}");
-        assert_eq!(run_record["run"]["status"], "needs-attention", "{run_record}");
+        assert_eq!(
+            run_record["run"]["status"], "needs-attention",
+            "{run_record}"
+        );
     }
 
     // The right type resolves it, and the run resumes to success.

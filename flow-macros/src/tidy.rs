@@ -95,7 +95,9 @@ fn print(tokens: TokenStream, is_type: bool, out: &mut String) {
         let bar = atom == Atom::Op("|".into());
         let opens_closure = bar && !closure && unary_position(&atoms);
         let closes_closure = bar && closure;
-        let space = if closes_closure || matches!(atoms.last(), Some(Atom::Op(o)) if o == "|" && closure && atoms.len() == closure_at + 1) {
+        let space = if closes_closure
+            || matches!(atoms.last(), Some(Atom::Op(o)) if o == "|" && closure && atoms.len() == closure_at + 1)
+        {
             false
         } else {
             space_between(&atoms, &atom, in_generics)

@@ -19,6 +19,8 @@ use syn::{Ident, ItemFn, LitStr, Token, Type};
 struct WorkflowArgs {
     name: Option<LitStr>,
     alert_after: Option<u32>,
+    /// `units`: the workflow runs units through a helper that its body does not show.
+    units: bool,
 }
 
 /// What `expand` needs from a validated workflow.
@@ -78,10 +80,20 @@ fn parse_args(args: TokenStream, errors: &mut Errors) -> WorkflowArgs {
                     ),
                 }
             }
+            "units" => {
+                if input.peek(Token![=]) {
+                    let value = skip_value(input)?;
+                    errors.over(
+                        value,
+                        "`units` takes no value; write `#[workflow(units)]` for a workflow that runs units through a helper function",
+                    );
+                }
+                parsed.units = true;
+            }
             other => {
                 errors.at(
                     key.span(),
-                    format!("unknown workflow option `{other}`; expected `name = \"...\"` or `alert_after = <count>`"),
+                    format!("unknown workflow option `{other}`; expected `name = \"...\"`, `alert_after = <count>` or `units`"),
                 );
                 // Skip the value so the options after it are still checked.
                 skip_value(input)?;
@@ -138,6 +150,7 @@ fn generate(workflow: &Workflow, item: &ItemFn) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let location = quote_spanned!(fn_ident.span()=> file: ::core::file!(), line: ::core::line!());
+    let units = workflow.args.units || crate::units::calls_units(&item.block);
 
     let idents: Vec<&Ident> = workflow.params.iter().map(|(i, _)| i).collect();
     let types: Vec<&Type> = workflow.params.iter().map(|(_, t)| t).collect();
@@ -252,6 +265,7 @@ fn generate(workflow: &Workflow, item: &ItemFn) -> TokenStream {
                 name: #name,
                 fn_name: #fn_name,
                 params: &[#(#param_names),*],
+                units: #units,
                 alert_after: #alert_after,
                 doc: #doc,
                 #location,

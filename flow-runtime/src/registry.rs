@@ -126,6 +126,10 @@ pub struct WorkflowMeta {
     pub fn_name: &'static str,
     /// The parameter names, in order.
     pub params: &'static [&'static str],
+    /// Whether the workflow runs units (`flow::units`), so that failed units, `retry-unit` and
+    /// staged rollouts apply to it: a call of `units(...)` or `units_stream(...)` in its body,
+    /// or `#[workflow(units)]`.
+    pub units: bool,
     /// Alert after this many consecutive failed runs.
     pub alert_after: Option<u32>,
     /// The doc comment.
