@@ -4,7 +4,6 @@
 use super::parse::{DryRun, InlineRetry, Repeat, Retry, StepArgs};
 use crate::errors::Errors;
 use crate::signature;
-use proc_macro2::Span;
 use syn::{Expr, Ident, ItemFn, LitStr, Path, Type};
 
 /// How a step was declared, with every default filled in.
@@ -90,9 +89,11 @@ pub(crate) fn validate(args: StepArgs, item: &ItemFn, errors: &mut Errors) -> Op
         Some(repeat) => repeat,
         None if read_only => RepeatModel::Idempotent,
         None => {
+            // At the function's name: the attribute may be far above it, or carry only other
+            // options; the name says which step is missing the choice.
             errors.at(
-                Span::call_site(),
-                "a step must state what happens if it runs twice; add one of `idempotent` (running it again is harmless), `idempotency_key = <expr over the parameters>` (the external system deduplicates), or `at_most_once` (never run it twice), or `read_only` if it changes nothing",
+                item.sig.ident.span(),
+                format!("the step `{}` must state what happens if it runs twice; add to `#[step(...)]` one of `idempotent` (running it again is harmless), `idempotency_key = <expr over the parameters>` (the external system deduplicates), or `at_most_once` (never run it twice), or `read_only` if it changes nothing", item.sig.ident),
             );
             RepeatModel::Idempotent
         }
