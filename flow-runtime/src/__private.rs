@@ -54,8 +54,9 @@ pub fn assert_step_arg_clone<T: StepArgClone>() {}
 )]
 pub trait StepOutput: Serialize + DeserializeOwned + Send + 'static {}
 impl<T: Serialize + DeserializeOwned + Send + 'static> StepOutput for T {}
-/// Checks `T: StepOutput`.
-pub fn assert_step_output<T: StepOutput>() {}
+/// Checks `T: StepOutput`. A `const fn`, so that the step's static metadata can make the same
+/// check: the compiler then reports an unmet bound there as the same message, once.
+pub const fn assert_step_output<T: StepOutput>() {}
 
 /// Splits a step's or workflow's `Result<T, E>` return type.
 #[diagnostic::on_unimplemented(
@@ -151,6 +152,14 @@ pub fn classifier<E: Classify>() -> fn(&E) -> (ErrorClass, Option<Duration>) {
 /// The conversion of a timeout into `E`, for steps with a `timeout`.
 pub fn timeout_error<E: TimeoutError>() -> fn(StepTimeout) -> E {
     E::from
+}
+
+/// Checks that `value` decodes into a step's output type `T` the way a replay decodes the
+/// step's checkpoint (`StepMeta::check_output`).
+pub fn check_step_output<T: StepOutput>(value: &serde_json::Value) -> Result<(), String> {
+    serde_json::from_value::<T>(value.clone())
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Serializes a workflow argument.

@@ -410,6 +410,16 @@ pub enum Error {
         /// The step.
         step: String,
     },
+    /// `resolve --done` was given an output that the step's replay could not decode.
+    #[error("the output given for step `{step}` is not a `{expected}`: {detail}; nothing was stored, pass a value of type `{expected}` with --step-output")]
+    WrongStepOutput {
+        /// The step.
+        step: String,
+        /// The step's output type, as written in its signature.
+        expected: &'static str,
+        /// Why the value does not decode.
+        detail: String,
+    },
     /// A value could not be encoded or decoded.
     #[error("{0}")]
     Encoding(String),
@@ -693,6 +703,18 @@ impl Flow {
         let mut writes = Vec::new();
         match resolution {
             Resolution::Done(output) => {
+                // Replay decodes the output into the step's type: one that does not decode would
+                // make the run impossible to resume. A step no longer in this binary is not
+                // replayed by it, so there is nothing to check against.
+                if let Some(meta) = crate::registry::step(&step.name) {
+                    if let Err(detail) = (meta.check_output)(&output) {
+                        return Err(Error::WrongStepOutput {
+                            step: step.to_string(),
+                            expected: meta.output_type,
+                            detail,
+                        });
+                    }
+                }
                 record.status = StepStatus::Succeeded;
                 record.output = Some(output);
                 record.finished_at_ms = Some(now_ms());
