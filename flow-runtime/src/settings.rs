@@ -389,7 +389,7 @@ impl SettingsSource {
         format!("{prefix}{}", rest.join("__").to_uppercase())
     }
 
-    fn from_environment(&self, path: &[String]) -> bool {
+    fn set_by_environment(&self, path: &[String]) -> bool {
         self.source_at(path).starts_with("environment variable")
     }
 
@@ -504,7 +504,7 @@ impl SettingsSource {
                 }
                 let path: Vec<String> = prefix.iter().chain(&error.path).cloned().collect();
                 let unknown_from_env = matches!(error.kind, figment::error::Kind::UnknownField(..))
-                    && self.from_environment(&path);
+                    && self.set_by_environment(&path);
                 let problem = SettingProblem {
                     key: path.join("."),
                     problem: describe(&error.kind),
