@@ -50,7 +50,12 @@ fn assert_absent_or_valid(dir: &Path, attempt: usize) {
             text(&listed)
         );
     } else {
-        assert_eq!(listed.status.code(), Some(2), "try {attempt}: {}", text(&listed));
+        assert_eq!(
+            listed.status.code(),
+            Some(2),
+            "try {attempt}: {}",
+            text(&listed)
+        );
         assert!(text(&listed).contains("no store at"), "{}", text(&listed));
     }
 }
@@ -69,7 +74,12 @@ fn a_kill_at_any_moment_of_the_first_run_leaves_no_store_or_a_valid_one() {
         // And the next run works on it: the workflow runs and fails as it always does (exit 1),
         // not with a store error (exit 5).
         let again = output(cli(dir.path(), &["run", "busy"]));
-        assert_eq!(again.status.code(), Some(1), "try {attempt}: {}", text(&again));
+        assert_eq!(
+            again.status.code(),
+            Some(1),
+            "try {attempt}: {}",
+            text(&again)
+        );
     }
     eprintln!("{present} of 40 kills left a store, the others none");
 }
@@ -98,7 +108,11 @@ fn two_first_runs_at_once_share_one_valid_store() {
         let dir = tempfile::tempdir().unwrap();
         let children: Vec<_> = ["one", "two"]
             .iter()
-            .map(|id| cli(dir.path(), &["run", "busy", "--id", id]).spawn().unwrap())
+            .map(|id| {
+                cli(dir.path(), &["run", "busy", "--id", id])
+                    .spawn()
+                    .unwrap()
+            })
             .collect();
         for child in children {
             let out = child.wait_with_output().unwrap();
@@ -147,7 +161,11 @@ fn a_full_disk_at_creation_leaves_no_store_and_the_next_run_creates_it() {
         .arg(dir.path())
         .status()
         .is_ok_and(|s| s.success());
-    assert!(mounted, "could not mount a tmpfs on {}", dir.path().display());
+    assert!(
+        mounted,
+        "could not mount a tmpfs on {}",
+        dir.path().display()
+    );
     let _mount = Mount(dir.path().to_path_buf());
 
     // Fill the disk to the last byte.
@@ -166,7 +184,12 @@ fn a_full_disk_at_creation_leaves_no_store_and_the_next_run_creates_it() {
         .collect();
     assert_eq!(names, ["filler"], "no store and no temporary file is left");
     let listed = output(cli(dir.path(), &["runs", "list"]));
-    assert_eq!(listed.status.code(), Some(2), "no store yet: {}", text(&listed));
+    assert_eq!(
+        listed.status.code(),
+        Some(2),
+        "no store yet: {}",
+        text(&listed)
+    );
     assert!(!text(&listed).contains("corrupt"), "{}", text(&listed));
 
     std::fs::remove_file(&filler).unwrap();
@@ -244,7 +267,12 @@ fn a_store_the_user_cannot_write_can_be_inspected() {
             .env("FLOW_LOG_FORMAT", "json")
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(0), "as nobody, {args:?}: {}", text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "as nobody, {args:?}: {}",
+            text(&out)
+        );
         assert!(text(&out).contains("seen"), "{}", text(&out));
     }
     let after = snapshot(&store);
@@ -269,7 +297,10 @@ fn a_read_only_listing_sees_a_live_writers_commits() {
         seen = text(&out);
         out.status.code() == Some(0) && seen.contains("live")
     });
-    let shown = output(cli(dir.path(), &["runs", "show", "live", "--output", "json"]));
+    let shown = output(cli(
+        dir.path(),
+        &["runs", "show", "live", "--output", "json"],
+    ));
     assert_eq!(shown.status.code(), Some(0), "{}", text(&shown));
     assert!(
         writer.try_wait().unwrap().is_none(),

@@ -740,6 +740,23 @@ fn encode<T: serde::Serialize>(
     Ok(bytes)
 }
 
+impl RedbStore {
+    /// Decodes bytes as a stored run record (run id `key`) and as a stored step record (storage
+    /// key `key` of run `run`), exactly as reads do. For the decoders' fuzz tests; **not a
+    /// public API**.
+    #[doc(hidden)]
+    pub fn decode_stored(
+        run: &str,
+        key: &str,
+        bytes: &[u8],
+    ) -> (
+        Result<RunRecord, StoreError>,
+        Result<StepRecord, StoreError>,
+    ) {
+        (decode_run(key, bytes), decode_step(run, key, bytes))
+    }
+}
+
 fn decode_run(id: &str, bytes: &[u8]) -> Result<RunRecord, StoreError> {
     serde_json::from_slice(bytes)
         .map_err(|err| StoreError::Encoding(format!("run {id} could not be decoded: {err}")))
