@@ -289,6 +289,8 @@ fn a_read_only_listing_sees_a_live_writers_commits() {
         .env("FLOW_RETRY__TRANSIENT__INITIAL", "60s")
         .env("FLOW_RETRY__TRANSIENT__MAX", "60s")
         .env("FLOW_RETRY__TRANSIENT__JITTER", "false")
+        // Where the step records its attempts; without it the step fails permanently at once.
+        .env("CLI_CHILD_LOG", dir.path().join("attempts.log"))
         .spawn()
         .unwrap();
     let mut seen = String::new();
