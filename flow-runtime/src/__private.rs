@@ -19,6 +19,7 @@ pub use crate::registry::{
     BoxFuture, DryRunSpec, InputError, InvokeResult, RepeatSafety, RetrySpec, StepMeta,
     StepRegistration, WorkflowFailure, WorkflowMeta, WorkflowRegistration,
 };
+pub use crate::settings::SettingsSource;
 pub use crate::step::{run_step, ErrorReplay, StepSpec};
 pub use ::inventory;
 pub use ::serde;

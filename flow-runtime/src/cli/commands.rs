@@ -47,8 +47,9 @@ fn open_store(settings: &FlowSettings, must_exist: bool) -> Result<Flow, Exit> {
         SharingSetting::Shared => Sharing::Shared,
         SharingSetting::Exclusive => Sharing::Exclusive,
     };
+    // Commands that must find a store only read it: they open it read-only and never write.
     let store = if must_exist {
-        RedbStore::open_existing(&settings.store)
+        RedbStore::open_read_only(&settings.store)
     } else {
         RedbStore::open_with(&settings.store, sharing)
     };

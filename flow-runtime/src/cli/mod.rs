@@ -160,7 +160,12 @@ where
     let loaded = SettingsSource::new(&config, required, &app.env_prefix(), &overrides)
         .and_then(SettingsSource::load::<S>);
     let loaded = match loaded {
-        Ok(loaded) => loaded,
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
+            loaded
+        }
         Err(problems) => {
             print_problems(&problems);
             return Exit::Config.into();

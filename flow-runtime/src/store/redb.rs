@@ -100,7 +100,9 @@ const MAX_VALUE_LEN: usize = 3 * 1024 * 1024 * 1024;
 /// # Ok(()) }
 /// ```
 pub struct RedbStore {
-    db: Arc<Database>,
+    /// Reads go through this handle: the writable database, or a read-only one
+    /// ([`RedbStore::open_read_only`]), which has no writer.
+    db: Arc<dyn ReadableDatabase + Send + Sync>,
     path: PathBuf,
     stats: Arc<Counters>,
     /// `None` only while dropping: closing the channel is what stops the writer.
@@ -164,30 +166,82 @@ impl RedbStore {
                 path,
             });
         }
-        let db = open_database(&path, true, sharing)?;
+        create_complete(&path, dir).map_err(|fault| fault.at(&path))?;
+        let db = open_database(&path, false, sharing)?;
         init_or_check_meta(&db).map_err(|fault| fault.at(&path))?;
         Ok(RedbStore::start(db, path))
+    }
+
+    /// Opens an existing store for reading only: the file is opened read-only and never
+    /// written, so an operator can inspect a store they may not write (mode 444, another user's
+    /// file) and inspecting leaves its bytes and mtime as they were. Writes answer
+    /// [`StoreError::Closed`].
+    ///
+    /// The file is opened in redb's multi-process mode, so a process running workflows on it
+    /// (shared, the default) keeps running and its commits are seen. A store whose writer was
+    /// killed must first be recovered, which writes: then, and only then, the store is opened
+    /// writable as by [`RedbStore::open_existing`] (and that fails if the file is not writable,
+    /// with an error saying so).
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        check_existing(&path)?;
+        let mut builder = Builder::new();
+        builder.set_concurrency_mode(ConcurrencyMode::MultiWriter);
+        let opened = catch_unwind(AssertUnwindSafe(|| builder.open_read_only(&path)));
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(DatabaseError::RepairAborted)) => {
+                tracing::debug!(path = %path.display(), "the store needs recovery; opening it writable");
+                return RedbStore::open_existing(&path).map_err(|err| match err {
+                    StoreError::Io { path, source }
+                        if source.kind() == io::ErrorKind::PermissionDenied =>
+                    {
+                        StoreError::Io {
+                            source: io::Error::new(
+                                source.kind(),
+                                "a process was killed while writing it, so it must be recovered \
+                                 before it can be read, and recovering writes; run this command \
+                                 once as a user who can write the file",
+                            ),
+                            path,
+                        }
+                    }
+                    other => other,
+                });
+            }
+            Ok(Err(err)) => return Err(Fault::from(err).at(&path)),
+            Err(panic) => {
+                return Err(StoreError::Corrupt {
+                    path,
+                    detail: format!("the database engine panicked: {}", panic_message(&*panic)),
+                })
+            }
+        };
+        let checked = catch_unwind(AssertUnwindSafe(|| check_meta_readable(&db)));
+        match checked {
+            Ok(Ok(())) => {}
+            Ok(Err(fault)) => return Err(fault.at(&path)),
+            Err(panic) => {
+                return Err(StoreError::Corrupt {
+                    path,
+                    detail: format!("the database engine panicked: {}", panic_message(&*panic)),
+                })
+            }
+        }
+        Ok(RedbStore {
+            db: Arc::new(db),
+            path,
+            stats: Arc::new(Counters::default()),
+            requests: None,
+            writer: None,
+        })
     }
 
     /// Opens an existing store, failing with [`StoreError::Missing`] instead of creating one.
     /// For operator commands, which must not leave an empty store behind a mistyped path.
     pub fn open_existing(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
         let path = path.as_ref().to_path_buf();
-        match std::fs::metadata(&path) {
-            Ok(meta) if meta.is_file() && meta.len() > 0 => {}
-            // An empty file is what `open` would initialise: there is no store there yet
-            Ok(meta) if meta.is_file() => return Err(StoreError::Missing { path }),
-            Ok(_) => {
-                return Err(StoreError::Io {
-                    source: io::Error::other("not a regular file"),
-                    path,
-                })
-            }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::Missing { path })
-            }
-            Err(err) => return Err(io_error(&path, err)),
-        }
+        check_existing(&path)?;
         let db = open_database(&path, false, Sharing::Shared)?;
         check_meta_read_only(&db).map_err(|fault| fault.at(&path))?;
         Ok(RedbStore::start(db, path))
@@ -299,6 +353,129 @@ fn open_database(path: &Path, create: bool, sharing: Sharing) -> Result<Database
     }
 }
 
+/// A store file is there: a non-empty regular file.
+fn check_existing(path: &Path) -> Result<(), StoreError> {
+    let path = path.to_path_buf();
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_file() && meta.len() > 0 => Ok(()),
+        // An empty file is what `open` would replace: there is no store there yet
+        Ok(meta) if meta.is_file() => Err(StoreError::Missing { path }),
+        Ok(_) => Err(StoreError::Io {
+            source: io::Error::other("not a regular file"),
+            path,
+        }),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Err(StoreError::Missing { path }),
+        Err(err) => Err(io_error(&path, err)),
+    }
+}
+
+/// Makes sure `path` is a store file, creating a new store if there is none, so that the path
+/// is either absent or a complete store whatever happens meanwhile (a kill, a full disk):
+/// the new store is initialised under a temporary name in the same directory, made durable,
+/// then hard-linked to `path`, which fails if another process got there first (then its store
+/// is used and ours removed), and the directory is synced. A hard link, unlike a rename, never
+/// replaces a store that another process has just created and opened. An empty file (left by
+/// a version that initialised the store in place) counts as no store.
+fn create_complete(path: &Path, dir: &Path) -> Result<(), Fault> {
+    let io = |err: io::Error| Fault::Ready(io_error(path, err));
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() || meta.len() > 0 => return Ok(()),
+        Ok(_) => set_aside_empty(path, dir).map_err(io)?,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(io(err)),
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "flow.redb".to_owned());
+    remove_stale_creations(dir, &name);
+    let tmp = dir.join(format!(
+        ".{name}.creating-{}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let created = initialise(&tmp).and_then(|()| match std::fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(()),
+        // Another process created the store meanwhile, complete as ours would have been
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        // A file system without hard links: rename, after checking that the name is free
+        Err(_) if !path.exists() => std::fs::rename(&tmp, path).map_err(io),
+        Err(err) => Err(io(err)),
+    });
+    let _ = std::fs::remove_file(&tmp);
+    created?;
+    sync_dir(dir).map_err(io)
+}
+
+/// Writes a complete, empty store at `tmp`, durably.
+fn initialise(tmp: &Path) -> Result<(), Fault> {
+    // Nobody else knows the name: the exclusive mode needs one fsync per commit, not two
+    let db = open_database(tmp, true, Sharing::Exclusive).map_err(Fault::Ready)?;
+    init_or_check_meta(&db)?;
+    drop(db);
+    let file = std::fs::File::open(tmp).map_err(|err| Fault::Ready(io_error(tmp, err)))?;
+    file.sync_all()
+        .map_err(|err| Fault::Ready(io_error(tmp, err)))
+}
+
+/// Moves an empty file at `path` out of the way. If, between the look and the move, another
+/// process replaced it with its new store, that store is linked back.
+fn set_aside_empty(path: &Path, dir: &Path) -> io::Result<()> {
+    let aside = dir.join(format!(
+        ".flow-empty-{}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    match std::fs::rename(path, &aside) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
+    }
+    let restored = match std::fs::metadata(&aside) {
+        Ok(meta) if meta.len() > 0 => match std::fs::hard_link(&aside, path) {
+            Err(err) if err.kind() != io::ErrorKind::AlreadyExists => Err(err),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    };
+    std::fs::remove_file(&aside)?;
+    restored
+}
+
+/// Removes temporary stores left by creations that were killed (their process is gone).
+fn remove_stale_creations(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.creating-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid == std::process::id()
+            || !Path::new("/proc/self").exists()
+            || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Makes a new name in `dir` durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    match std::fs::File::open(dir) {
+        Ok(handle) => handle.sync_all(),
+        // Directories cannot be opened as files everywhere; there the rename is what we have
+        Err(_) if !cfg!(unix) => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
@@ -339,6 +516,11 @@ fn init_or_check_meta(db: &Database) -> Result<(), Fault> {
 
 /// [`init_or_check_meta`] for a store that must already exist: never writes.
 fn check_meta_read_only(db: &Database) -> Result<(), Fault> {
+    check_meta_readable(db)
+}
+
+/// [`check_meta_read_only`] for any handle that reads, read-only ones included.
+fn check_meta_readable(db: &impl ReadableDatabase) -> Result<(), Fault> {
     let txn = db.begin_read()?;
     match txn.open_table(META) {
         Ok(meta) => check_meta(&meta),
@@ -562,6 +744,23 @@ fn encode<T: serde::Serialize>(
         )));
     }
     Ok(bytes)
+}
+
+impl RedbStore {
+    /// Decodes bytes as a stored run record (run id `key`) and as a stored step record (storage
+    /// key `key` of run `run`), exactly as reads do. For the decoders' fuzz tests; **not a
+    /// public API**.
+    #[doc(hidden)]
+    pub fn decode_stored(
+        run: &str,
+        key: &str,
+        bytes: &[u8],
+    ) -> (
+        Result<RunRecord, StoreError>,
+        Result<StepRecord, StoreError>,
+    ) {
+        (decode_run(key, bytes), decode_step(run, key, bytes))
+    }
 }
 
 fn decode_run(id: &str, bytes: &[u8]) -> Result<RunRecord, StoreError> {
