@@ -9,8 +9,7 @@ use crate::registry::{self, BoxFuture, InputError, InvokeResult, WorkflowFailure
 use crate::retry::{RetryPolicies, RetryPolicy};
 use crate::store::{
     now_ms, Attention, Claim, ClaimOutcome, ClaimRequest, CreateRun, Owner, RedbStore, RunFilter,
-    RunId, RunRecord, RunStatus, Sharing, StepId, StepRecord, StepStatus, Store, StoreError,
-    Write,
+    RunId, RunRecord, RunStatus, Sharing, StepId, StepRecord, StepStatus, Store, StoreError, Write,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -526,6 +525,14 @@ impl Flow {
             Reserve::Attached(handle) => return Ok(handle),
         };
         let run = self.load(id).await?;
+        // Checked again, atomically, by the claim; first here, so that a process without the
+        // workflow still says who executes the run.
+        if run.is_held(now_ms()) {
+            return Err(Error::RunInProgress {
+                id: id.clone(),
+                pid: run.owner.map_or(0, |o| o.pid),
+            });
+        }
         let meta = find_workflow(&run.workflow)?;
         self.execute(
             reservation,
@@ -564,7 +571,10 @@ impl Flow {
         let cut_at = cut.started_at_ms;
         let new_id = new_id.unwrap_or_else(RunId::generate);
         let now = now_ms();
-        let reservation = match self.reserve::<serde_json::Value, WorkflowFailure>(&new_id).await {
+        let reservation = match self
+            .reserve::<serde_json::Value, WorkflowFailure>(&new_id)
+            .await
+        {
             Reserve::Reserved(reservation) => reservation,
             Reserve::Attached(_) => {
                 return Err(Error::RunIdConflict {
@@ -629,9 +639,7 @@ impl Flow {
                 action: "cancelled",
             });
         }
-        let local = lock(&self.inner.active)
-            .get(id)
-            .and_then(|a| a.ctx.clone());
+        let local = lock(&self.inner.active).get(id).and_then(|a| a.ctx.clone());
         self.inner
             .store
             .commit(vec![Write::RequestCancel(id.clone())])
@@ -872,8 +880,8 @@ impl Flow {
         };
         // An operator retrying a failed run (or chosen units) executes failed steps again; a
         // resume after a crash replays them.
-        exec.retry_failed |= was_failed.load(std::sync::atomic::Ordering::SeqCst)
-            || exec.only_units.is_some();
+        exec.retry_failed |=
+            was_failed.load(std::sync::atomic::Ordering::SeqCst) || exec.only_units.is_some();
         let checkpoints = self.inner.store.steps(&run.id).await?;
         let cancelled = !self
             .inner
@@ -900,7 +908,10 @@ impl Flow {
             {
                 let mut active = lock(&self.inner.active);
                 match active.get(id) {
-                    Some(Active { ctx: Some(ctx), done }) => {
+                    Some(Active {
+                        ctx: Some(ctx),
+                        done,
+                    }) => {
                         return Reserve::Attached(RunHandle {
                             run_id: id.clone(),
                             trace_id: ctx.trace_id.clone(),
@@ -912,7 +923,13 @@ impl Flow {
                     Some(Active { ctx: None, .. }) => {}
                     None => {
                         let (tx, rx) = watch::channel(None);
-                        active.insert(id.clone(), Active { ctx: None, done: rx });
+                        active.insert(
+                            id.clone(),
+                            Active {
+                                ctx: None,
+                                done: rx,
+                            },
+                        );
                         return Reserve::Reserved(Reservation {
                             inner: self.inner.clone(),
                             id: id.clone(),
@@ -955,7 +972,10 @@ impl Flow {
             let entry = active.entry(run.id.clone()).or_insert_with(|| {
                 // Unreachable: the reservation keeps the entry until here.
                 let (_tx, rx) = watch::channel(None);
-                Active { ctx: None, done: rx }
+                Active {
+                    ctx: None,
+                    done: rx,
+                }
             });
             entry.ctx = Some(ctx.clone());
             entry.done.clone()

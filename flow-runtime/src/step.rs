@@ -137,6 +137,7 @@ where
         return dry_run().await;
     }
 
+    let policy = policy_of(&run, meta, classify.is_some());
     let mut first_attempt = 1;
     let mut not_before = None;
     let mut started_at_ms = now_ms();
@@ -165,7 +166,10 @@ where
             }
             StepStatus::Backoff => {
                 first_attempt = record.attempt + 1;
-                not_before = record.next_attempt_at_ms;
+                // Recorded by an earlier process, with its clock: bounded by the policy.
+                not_before = record
+                    .next_attempt_at_ms
+                    .map(|at| backoff_wait(at, now_ms(), &policy, &id));
                 started_at_ms = record.started_at_ms;
             }
             // A failure the workflow already received replays like a success: a declined card
@@ -185,12 +189,10 @@ where
         }
     }
 
-    let policy = policy_of(&run, meta, classify.is_some());
     let timeout = meta.timeout_ms.map(Duration::from_millis);
     let mut attempt = first_attempt;
     loop {
-        if let Some(at) = not_before.take() {
-            let wait = backoff_wait(at, now_ms(), &policy, &id);
+        if let Some(wait) = not_before.take() {
             if let Err(reason) = run.sleep_unless_cancelled(wait).await {
                 return run.abort(reason).await;
             }
@@ -310,7 +312,7 @@ where
                         drop(in_flight);
                         return run.abort(reason).await;
                     }
-                    not_before = Some(next_at);
+                    not_before = Some(delay);
                     attempt += 1;
                     continue;
                 }

@@ -112,7 +112,11 @@ fn racing_resumes_execute_a_run_once() {
         let input = r#"{"n": 12, "delay_ms": 15}"#;
         let mut first = app.spawn(&["run", "steps", "--input", input, "--id", &id]);
         wait_until(30, "the first steps", || {
-            app.effects().iter().filter(|l| l.starts_with("step")).count() >= 2
+            app.effects()
+                .iter()
+                .filter(|l| l.starts_with("step"))
+                .count()
+                >= 2
         });
         kill9(&mut first);
 
@@ -172,7 +176,11 @@ fn racing_retries_of_a_failed_run_execute_it_once() {
             .count();
         assert_eq!(winners, 1, "a: {}\nb: {}", stderr(&a), stderr(&b));
         let steps = app.effects_by_pid("step");
-        assert_eq!(steps.len(), 2, "the failed run's process and one retry: {steps:?}");
+        assert_eq!(
+            steps.len(),
+            2,
+            "the failed run's process and one retry: {steps:?}"
+        );
         assert_eq!(app.effects_by_pid("notify").len(), 1);
         assert_eq!(app.record(&id).executions, 2);
     }
@@ -188,7 +196,11 @@ fn a_cancel_lets_steps_in_flight_finish_and_checkpoint() {
         let input = r#"{"n": 400, "delay_ms": 40}"#;
         let child = app.spawn(&["run", "fanout", "--input", input, "--id", &id]);
         wait_until(30, "units in flight", || {
-            app.effects().iter().filter(|l| l.starts_with("push")).count() >= 20
+            app.effects()
+                .iter()
+                .filter(|l| l.starts_with("push"))
+                .count()
+                >= 20
         });
         let out = app.run(&["runs", "cancel", &id]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -223,7 +235,11 @@ fn a_stop_signal_finishes_the_step_in_flight_and_leaves_the_run_resumable() {
         let input = r#"{"n": 20, "delay_ms": 300}"#;
         let child = app.spawn(&["run", "steps", "--input", input, "--id", "sig"]);
         wait_until(30, "the third step", || {
-            app.effects().iter().filter(|l| l.starts_with("step")).count() >= 3
+            app.effects()
+                .iter()
+                .filter(|l| l.starts_with("step"))
+                .count()
+                >= 3
         });
         signal(&child, sig);
         let out = child.wait_with_output().unwrap();
@@ -266,7 +282,11 @@ fn a_second_signal_stops_at_once() {
     signal(&child, "-INT");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
-    assert!(stderr(&out).contains("second stop signal"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("second stop signal"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Rewrites the due time of every waiting step of `id` to a day from now: what a resume sees
@@ -302,10 +322,7 @@ fn a_clock_set_back_does_not_stretch_a_backoff_or_a_sleep() {
     });
     kill9(&mut child);
     push_due_times_a_day_ahead(&app.store(), "b");
-    let resumed = app
-        .command(&["runs", "resume", "b"])
-        .spawn()
-        .unwrap();
+    let resumed = app.command(&["runs", "resume", "b"]).spawn().unwrap();
     let out = resumed.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
@@ -338,7 +355,11 @@ fn a_handled_failure_replays_after_a_crash() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["output"], serde_json::json!([0, 3, 6, 9]));
-    let charges: Vec<String> = app.effects_by_pid("charge").into_values().flatten().collect();
+    let charges: Vec<String> = app
+        .effects_by_pid("charge")
+        .into_values()
+        .flatten()
+        .collect();
     assert_eq!(charges.len(), 12, "each invoice charged once: {charges:?}");
 }
 
@@ -367,7 +388,10 @@ fn steps_in_units_get_their_declared_key() {
         .collect();
     assert!(keys.contains("item-2"), "{keys:?}");
     assert!(keys.contains("item-2/inv-2"), "{keys:?}");
-    assert!(!keys.iter().any(|k| k.contains("item-2/item-2")), "{keys:?}");
+    assert!(
+        !keys.iter().any(|k| k.contains("item-2/item-2")),
+        "{keys:?}"
+    );
 }
 
 /// Item 17: a payment in doubt shows its arguments in the needs-attention report and in
@@ -381,7 +405,10 @@ fn a_step_in_doubt_shows_its_arguments() {
     let out = app.run(&["--output", "json", "runs", "resume", "pay"]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["attention"]["args"], serde_json::json!(["cust-42", 500]));
+    assert_eq!(
+        json["attention"]["args"],
+        serde_json::json!(["cust-42", 500])
+    );
     assert!(
         json["attention"]["reason"]
             .as_str()

@@ -4,8 +4,8 @@
 //! resumable. This module owns the signal handlers and the wait; the engine does the stopping.
 
 use super::{AppInfo, Exit};
-use crate::store::RunId;
 use crate::engine::{Flow, RunError, RunHandle};
+use crate::store::RunId;
 use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};

@@ -7,8 +7,8 @@
 mod owner;
 mod redb;
 
-pub use self::owner::Owner;
 use self::owner::Liveness;
+pub use self::owner::Owner;
 pub use self::redb::{RedbStore, Sharing};
 
 use crate::classify::ErrorClass;

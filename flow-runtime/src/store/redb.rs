@@ -43,8 +43,8 @@
 //! also wrapped in `catch_unwind` so a damage the check misses is still an error, not a crash.
 
 use super::{
-    Claim, ClaimOutcome, ClaimRequest, CreateRun, RunFilter, RunId, RunRecord, StepId,
-    StepRecord, StepStatus, Store, StoreError, StoreStats, Write, SCHEMA_VERSION,
+    Claim, ClaimOutcome, ClaimRequest, CreateRun, RunFilter, RunId, RunRecord, StepId, StepRecord,
+    StepStatus, Store, StoreError, StoreStats, Write, SCHEMA_VERSION,
 };
 use crate::classify::ErrorClass;
 use crate::registry::BoxFuture;
