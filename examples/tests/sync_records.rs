@@ -216,7 +216,7 @@ fn a_dry_run_prints_the_plan_and_changes_nothing() {
     assert_eq!(plan.len(), 51, "50 pushes and the notification");
     assert_eq!(
         plan[0]["action"],
-        "would call push_record key=rec-00001/rec-00001"
+        "would call push_record key=rec-00001"
     );
     assert!(ledger(dir.path()).0.is_empty(), "nothing was pushed");
     let listed = json(&run(dir.path(), &["runs", "list", "--output", "json"]));
