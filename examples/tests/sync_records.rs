@@ -214,10 +214,7 @@ fn a_dry_run_prints_the_plan_and_changes_nothing() {
     let out = json(&out);
     let plan = out["plan"].as_array().unwrap();
     assert_eq!(plan.len(), 51, "50 pushes and the notification");
-    assert_eq!(
-        plan[0]["action"],
-        "would call push_record key=rec-00001/rec-00001"
-    );
+    assert_eq!(plan[0]["action"], "would call push_record key=rec-00001");
     assert!(ledger(dir.path()).0.is_empty(), "nothing was pushed");
     let listed = json(&run(dir.path(), &["runs", "list", "--output", "json"]));
     assert_eq!(listed, serde_json::json!([]), "nothing was stored");

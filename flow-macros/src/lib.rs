@@ -12,6 +12,8 @@ mod errors;
 mod options;
 mod signature;
 mod step;
+mod tidy;
+mod units;
 mod workflow;
 
 use proc_macro::TokenStream;
@@ -30,7 +32,9 @@ pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Registers an `async fn` as a workflow and adds a typed handle of the same name (in the type
 /// namespace) to start it, run it, dry-run it and read its metadata.
 ///
-/// The function itself is left unchanged. Options: `name = "..."` and `alert_after = N`.
+/// The function itself is left unchanged. Options: `name = "..."`, `alert_after = N`, and
+/// `units` for a workflow that runs `flow::units` through a helper function (a call of
+/// `units(...)` or `units_stream(...)` in the body itself is detected).
 #[proc_macro_attribute]
 pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
     workflow::expand(args.into(), item.into()).into()

@@ -4,6 +4,7 @@
 //! offending part; only the wording differs between the macros.
 
 use crate::errors::Errors;
+use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Type};
@@ -166,7 +167,18 @@ pub(crate) fn check(item: &ItemFn, kind: Kind, errors: &mut Errors) -> Checked {
                     ),
                 );
             }
-            impls.found.is_empty().then(|| (**ty).clone())
+            if impls.found.is_empty() && kind != Kind::Main && is_surely_not_result(ty) {
+                let ty_text = crate::tidy::tidy_type(&ty.to_token_stream());
+                errors.over(
+                    ty,
+                    format!(
+                        "a {what} must return `Result<T, E>`, but this one returns `{ty_text}`; write `-> Result<{ty_text}, flow::Failure>` (or your own error type): flow needs the error to decide about retries and to record the failure"
+                    ),
+                );
+                None
+            } else {
+                impls.found.is_empty().then(|| (**ty).clone())
+            }
         }
         ReturnType::Default if kind == Kind::Main => None,
         ReturnType::Default => {
@@ -192,4 +204,68 @@ impl<'ast> Visit<'ast> for ImplTraits {
     fn visit_type_impl_trait(&mut self, node: &'ast syn::TypeImplTrait) {
         self.found.push(node.impl_token.span());
     }
+}
+
+/// Types that cannot be a `Result` (or an alias of one): those written without a path, and the
+/// standard library's non-`Result` types by their usual names. Any other path may be an alias,
+/// so it is left to the trait check.
+fn is_surely_not_result(ty: &Type) -> bool {
+    const NOT_RESULT: &[&str] = &[
+        "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize",
+        "f32", "f64", "bool", "char", "str", "String", "Vec", "Option", "Box", "HashMap",
+        "BTreeMap", "HashSet", "BTreeSet", "VecDeque",
+    ];
+    match ty {
+        Type::Paren(inner) => is_surely_not_result(&inner.elem),
+        Type::Group(inner) => is_surely_not_result(&inner.elem),
+        Type::Path(path) if path.qself.is_none() => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|last| NOT_RESULT.contains(&last.ident.to_string().as_str())),
+        Type::Path(_) | Type::Macro(_) | Type::Verbatim(_) | Type::ImplTrait(_) => false,
+        _ => true,
+    }
+}
+
+/// The `T` and `E` of a return type written `Result<T, E>` (a path ending in `Result` with two
+/// type arguments), so that generated signatures can name them directly; `None` for anything
+/// else (an alias such as `AppResult<T>`), which is then reached through `StepReturn`.
+pub(crate) fn result_types(ty: &Type) -> Option<(&Type, &Type)> {
+    let args = result_args(ty);
+    match args.as_slice() {
+        [ok, err] => Some((ok, err)),
+        _ => None,
+    }
+}
+
+/// The success type as written, for display: the first type argument of a path ending in
+/// `Result` (also of an alias such as `AppResult<T>`), or the whole type.
+pub(crate) fn ok_type_text(ty: &Type) -> String {
+    match result_args(ty).first() {
+        Some(ok) => crate::tidy::tidy_type(&ok.to_token_stream()),
+        None => crate::tidy::tidy_type(&ty.to_token_stream()),
+    }
+}
+
+fn result_args(ty: &Type) -> Vec<&Type> {
+    let Type::Path(path) = ty else {
+        return Vec::new();
+    };
+    let Some(last) = path.path.segments.last() else {
+        return Vec::new();
+    };
+    if path.qself.is_some() || !last.ident.to_string().ends_with("Result") {
+        return Vec::new();
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return Vec::new();
+    };
+    args.args
+        .iter()
+        .filter_map(|arg| match arg {
+            syn::GenericArgument::Type(ty) => Some(ty),
+            _ => None,
+        })
+        .collect()
 }

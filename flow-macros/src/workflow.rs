@@ -8,6 +8,7 @@ use crate::doc::doc_string;
 use crate::errors::{item_with_error, Errors};
 use crate::options::{parse_options, skip_value};
 use crate::signature::{self, Kind};
+use crate::step::respan_tokens;
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
@@ -18,6 +19,8 @@ use syn::{Ident, ItemFn, LitStr, Token, Type};
 struct WorkflowArgs {
     name: Option<LitStr>,
     alert_after: Option<u32>,
+    /// `units`: the workflow runs units through a helper that its body does not show.
+    units: bool,
 }
 
 /// What `expand` needs from a validated workflow.
@@ -77,10 +80,20 @@ fn parse_args(args: TokenStream, errors: &mut Errors) -> WorkflowArgs {
                     ),
                 }
             }
+            "units" => {
+                if input.peek(Token![=]) {
+                    let value = skip_value(input)?;
+                    errors.over(
+                        value,
+                        "`units` takes no value; write `#[workflow(units)]` for a workflow that runs units through a helper function",
+                    );
+                }
+                parsed.units = true;
+            }
             other => {
                 errors.at(
                     key.span(),
-                    format!("unknown workflow option `{other}`; expected `name = \"...\"` or `alert_after = <count>`"),
+                    format!("unknown workflow option `{other}`; expected `name = \"...\"`, `alert_after = <count>` or `units`"),
                 );
                 // Skip the value so the options after it are still checked.
                 skip_value(input)?;
@@ -137,14 +150,23 @@ fn generate(workflow: &Workflow, item: &ItemFn) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let location = quote_spanned!(fn_ident.span()=> file: ::core::file!(), line: ::core::line!());
+    let units = workflow.args.units || crate::units::calls_units(&item.block);
 
     let idents: Vec<&Ident> = workflow.params.iter().map(|(i, _)| i).collect();
     let types: Vec<&Type> = workflow.params.iter().map(|(_, t)| t).collect();
     let param_names: Vec<String> = idents.iter().map(|i| i.to_string()).collect();
     let ret = &workflow.output;
     let ret_span = ret.span();
-    let ok_ty = quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Ok);
-    let err_ty = quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Err);
+    // The handle's signatures name the types of a `Result<T, E>` as written, so its rustdoc
+    // shows them; an alias (`AppResult<T>`) goes through `StepReturn`. Respanned to the return
+    // type like every check, so that an unmet bound is reported once.
+    let (ok_ty, err_ty) = match signature::result_types(ret) {
+        Some((ok, err)) => (respan_tokens(ok, ret_span), respan_tokens(err, ret_span)),
+        None => (
+            quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Ok),
+            quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Err),
+        ),
+    };
 
     // The handle's own parameters must not collide with the workflow's.
     let flow_arg = free_name("flow", &param_names);
@@ -243,6 +265,7 @@ fn generate(workflow: &Workflow, item: &ItemFn) -> TokenStream {
                 name: #name,
                 fn_name: #fn_name,
                 params: &[#(#param_names),*],
+                units: #units,
                 alert_after: #alert_after,
                 doc: #doc,
                 #location,

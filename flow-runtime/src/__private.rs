@@ -19,7 +19,8 @@ pub use crate::registry::{
     BoxFuture, DryRunSpec, InputError, InvokeResult, RepeatSafety, RetrySpec, StepMeta,
     StepRegistration, WorkflowFailure, WorkflowMeta, WorkflowRegistration,
 };
-pub use crate::step::{run_step, StepSpec};
+pub use crate::settings::SettingsSource;
+pub use crate::step::{run_step, ErrorReplay, StepSpec};
 pub use ::inventory;
 pub use ::serde;
 pub use ::serde_json;
@@ -54,8 +55,9 @@ pub fn assert_step_arg_clone<T: StepArgClone>() {}
 )]
 pub trait StepOutput: Serialize + DeserializeOwned + Send + 'static {}
 impl<T: Serialize + DeserializeOwned + Send + 'static> StepOutput for T {}
-/// Checks `T: StepOutput`.
-pub fn assert_step_output<T: StepOutput>() {}
+/// Checks `T: StepOutput`. A `const fn`, so that the step's static metadata can make the same
+/// check: the compiler then reports an unmet bound there as the same message, once.
+pub const fn assert_step_output<T: StepOutput>() {}
 
 /// Splits a step's or workflow's `Result<T, E>` return type.
 #[diagnostic::on_unimplemented(
@@ -151,6 +153,14 @@ pub fn classifier<E: Classify>() -> fn(&E) -> (ErrorClass, Option<Duration>) {
 /// The conversion of a timeout into `E`, for steps with a `timeout`.
 pub fn timeout_error<E: TimeoutError>() -> fn(StepTimeout) -> E {
     E::from
+}
+
+/// Checks that `value` decodes into a step's output type `T` the way a replay decodes the
+/// step's checkpoint (`StepMeta::check_output`).
+pub fn check_step_output<T: StepOutput>(value: &serde_json::Value) -> Result<(), String> {
+    serde_json::from_value::<T>(value.clone())
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Serializes a workflow argument.
@@ -267,5 +277,45 @@ impl Serialize for StepArgRef<'_> {
             .to_json()
             .map_err(serde::ser::Error::custom)?
             .serialize(serializer)
+    }
+}
+
+/// Picks how a step's error is recorded for replay: exactly, when the error type is serde
+/// (`(&&ReplayProbe::<E>::new()).replay()` resolves to [`SerdeReplay`]), or not at all
+/// ([`NoReplay`], whose failed steps execute again after a crash).
+pub struct ReplayProbe<E>(std::marker::PhantomData<E>);
+
+impl<E> ReplayProbe<E> {
+    /// A probe for `E`.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        ReplayProbe(std::marker::PhantomData)
+    }
+}
+
+/// The replay of a serde error type.
+pub trait SerdeReplay<E> {
+    /// How to record and rebuild `E`.
+    fn replay(&self) -> Option<ErrorReplay<E>>;
+}
+
+impl<E: serde::Serialize + serde::de::DeserializeOwned> SerdeReplay<E> for &ReplayProbe<E> {
+    fn replay(&self) -> Option<ErrorReplay<E>> {
+        Some(ErrorReplay {
+            encode: |error| serde_json::to_value(error).ok(),
+            decode: |value| serde_json::from_value(value.clone()).ok(),
+        })
+    }
+}
+
+/// No replay for an error type that is not serde.
+pub trait NoReplay<E> {
+    /// `None`.
+    fn replay(&self) -> Option<ErrorReplay<E>>;
+}
+
+impl<E> NoReplay<E> for ReplayProbe<E> {
+    fn replay(&self) -> Option<ErrorReplay<E>> {
+        None
     }
 }

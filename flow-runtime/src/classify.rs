@@ -199,6 +199,38 @@ pub struct StepTimeout {
 
 /// A timed-out attempt wrapped as a transient `Failure`, so steps returning `Failure` can have a
 /// `timeout`.
+/// A failure as recorded for replay: its class, retry-after and message (the source error's
+/// type is not kept; a replayed failure displays the same text).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RecordedFailure {
+    class: ErrorClass,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry_after_ms: Option<u64>,
+    message: String,
+}
+
+impl serde::Serialize for Failure {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        RecordedFailure {
+            class: self.class,
+            retry_after_ms: self.retry_after.map(|d| d.as_millis() as u64),
+            message: self.source.to_string(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Failure {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let recorded = RecordedFailure::deserialize(deserializer)?;
+        Ok(Failure {
+            class: recorded.class,
+            retry_after: recorded.retry_after_ms.map(Duration::from_millis),
+            source: recorded.message.into(),
+        })
+    }
+}
+
 impl From<StepTimeout> for Failure {
     fn from(timeout: StepTimeout) -> Self {
         Failure::transient(timeout)

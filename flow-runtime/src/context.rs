@@ -7,12 +7,13 @@
 
 use crate::retry::RetryPolicies;
 use crate::store::{
-    now_ms, Attention, RunId, RunRecord, RunStatus, StepId, StepRecord, Store, StoreError,
+    now_ms, Attention, Claim, RunId, RunRecord, RunStatus, StepId, StepRecord, Store, StoreError,
+    Write,
 };
 use serde::Serialize;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -35,6 +36,7 @@ pub(crate) enum Frame {
 /// The step whose body is executing.
 pub(crate) struct StepFrame {
     pub run: Arc<RunCtx>,
+    /// The key the step declared (or its arguments' hash), without any unit scoping.
     pub key: String,
     pub attempt: u32,
 }
@@ -65,6 +67,8 @@ pub(crate) enum Abort {
     Store(StoreError),
     /// A staged rollout processed its share of units; the rest wait for a larger rollout.
     Paused(String),
+    /// The process is stopping (a signal): the run stays resumable.
+    Shutdown(String),
 }
 
 /// Per-execution options: they come with each start or resume, not with the run.
@@ -74,6 +78,9 @@ pub(crate) struct ExecOptions {
     pub rollout: Option<f64>,
     /// Process only these units.
     pub only_units: Option<std::collections::HashSet<String>>,
+    /// Steps that failed in an earlier execution execute again (an operator retries a failed
+    /// run); otherwise their recorded failure replays, like a success does.
+    pub retry_failed: bool,
 }
 
 pub(crate) struct RunCtx {
@@ -82,6 +89,8 @@ pub(crate) struct RunCtx {
     pub mode: Mode,
     pub policies: Arc<RetryPolicies>,
     pub options: ExecOptions,
+    /// The claim this execution holds; every write carries it. `None` in a dry run.
+    claim: Option<Claim>,
     record: Mutex<Option<RunRecord>>,
     checkpoints: Mutex<HashMap<String, StepRecord>>,
     occurrences: Mutex<HashMap<(&'static str, String), u32>>,
@@ -89,6 +98,22 @@ pub(crate) struct RunCtx {
     cancel_notify: Notify,
     abort: Mutex<Option<Abort>>,
     abort_notify: Notify,
+    /// Set once the run is stopping: no step attempt starts after it.
+    stopping: AtomicBool,
+    /// Step attempts between their start and their checkpoint.
+    in_flight: AtomicUsize,
+    idle: Notify,
+}
+
+/// A step attempt in flight: the run waits for it before it stops.
+pub(crate) struct InFlight<'a>(&'a RunCtx);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -98,10 +123,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl RunCtx {
+    #[allow(clippy::too_many_arguments)] // one constructor, called from the engine only
     pub fn new(
         run_id: RunId,
         trace_id: String,
         mode: Mode,
+        claim: Option<Claim>,
         policies: Arc<RetryPolicies>,
         checkpoints: Vec<StepRecord>,
         cancel_requested: bool,
@@ -113,6 +140,7 @@ impl RunCtx {
             mode,
             policies,
             options,
+            claim,
             record: Mutex::new(None),
             checkpoints: Mutex::new(
                 checkpoints
@@ -125,6 +153,9 @@ impl RunCtx {
             cancel_notify: Notify::new(),
             abort: Mutex::new(None),
             abort_notify: Notify::new(),
+            stopping: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
         }
     }
 
@@ -154,12 +185,22 @@ impl RunCtx {
 
     /// Commits `writes` durably, or aborts the run when the store fails. A dry run writes
     /// nothing.
-    pub async fn persist(&self, writes: Vec<crate::store::Write>) {
-        if let Mode::Live(store) = &self.mode {
-            if let Err(e) = store.commit(writes).await {
-                self.abort::<()>(Abort::Store(e)).await;
-            }
+    pub async fn persist(&self, writes: Vec<Write>) {
+        if let Err(reason) = self.try_persist(writes).await {
+            self.abort::<()>(reason).await;
         }
+    }
+
+    /// Commits `writes` durably with this execution's claim; a dry run writes nothing. A step
+    /// attempt in flight uses this, to leave the in-flight count before it aborts the run.
+    pub async fn try_persist(&self, mut writes: Vec<Write>) -> Result<(), Abort> {
+        if let Mode::Live(store) = &self.mode {
+            if let Some(claim) = &self.claim {
+                writes.insert(0, Write::CheckClaim(claim.clone()));
+            }
+            store.commit(writes).await.map_err(Abort::Store)?;
+        }
+        Ok(())
     }
 
     /// Keeps the run record so that status changes inside the run (sleeping) can be written.
@@ -207,10 +248,20 @@ impl RunCtx {
         self.cancel.load(Ordering::SeqCst)
     }
 
-    /// Sleeps for `d`, or returns `Err` early when the run is cancelled.
+    /// The claim this execution holds, if it is a live run.
+    pub fn claim(&self) -> Option<&Claim> {
+        self.claim.as_ref()
+    }
+
+    /// Whether the run must not start another step: it was cancelled, or it is stopping.
+    pub fn must_stop(&self) -> bool {
+        self.cancel_requested() || self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps for `d`, or returns `Err` early when the run is cancelled or stopping.
     pub async fn sleep_unless_cancelled(&self, d: Duration) -> Result<(), Abort> {
         let notified = self.cancel_notify.notified();
-        if self.cancel_requested() {
+        if self.must_stop() {
             return Err(Abort::Cancelled);
         }
         tokio::select! {
@@ -219,16 +270,50 @@ impl RunCtx {
         }
     }
 
-    /// Stops the run: records why and never returns. The run's driver sees the reason and drops
-    /// the workflow future, like a crash at this point, but with the reason recorded.
-    pub async fn abort<T>(&self, reason: Abort) -> T {
+    /// Starts a step attempt, unless the run is stopping: the guard keeps the run from stopping
+    /// until the attempt's checkpoint is written.
+    pub fn begin_attempt(&self) -> Option<InFlight<'_>> {
+        // Counted before the check: `stop` sets the flag before it waits for the count, so an
+        // attempt either sees the flag or is waited for.
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(self);
+        if self.stopping.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(guard)
+    }
+
+    /// Resolves once no step attempt is in flight.
+    pub async fn quiesce(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    /// Asks the run to stop for `reason`: no new step attempt starts, sleeps and backoffs wake,
+    /// and the driver stops the workflow once the attempts in flight are checkpointed. The
+    /// first reason wins.
+    pub fn stop(&self, reason: Abort) {
         {
             let mut slot = lock(&self.abort);
-            if slot.is_none() {
+            if slot.is_none() && !self.stopping.load(Ordering::SeqCst) {
                 *slot = Some(reason);
             }
         }
+        self.stopping.store(true, Ordering::SeqCst);
         self.abort_notify.notify_one();
+        self.cancel_notify.notify_waiters();
+    }
+
+    /// Stops the run ([`RunCtx::stop`]) and never returns. The run's driver drops the workflow
+    /// future once the step attempts in flight are checkpointed, like a crash at this point,
+    /// but with the reason recorded.
+    pub async fn abort<T>(&self, reason: Abort) -> T {
+        self.stop(reason);
         std::future::pending().await
     }
 

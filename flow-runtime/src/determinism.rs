@@ -34,6 +34,8 @@ fn record(run: &RunCtx, id: StepId, status: StepStatus) -> StepRecord {
         error_class: None,
         started_at_ms: now,
         finished_at_ms: (status == StepStatus::Succeeded).then_some(now),
+        args: None,
+        failure: None,
     }
 }
 
@@ -44,7 +46,7 @@ async fn checkpointed<T: Serialize + DeserializeOwned>(
     let Some((run, key)) = live_run() else {
         return compute();
     };
-    if run.cancel_requested() {
+    if run.must_stop() {
         return run.abort(Abort::Cancelled).await;
     }
     let id = run.next_step_id(name, key);
@@ -92,7 +94,7 @@ pub async fn sleep(duration: Duration) {
         tokio::time::sleep(duration).await;
         return;
     };
-    if run.cancel_requested() {
+    if run.must_stop() {
         return run.abort(Abort::Cancelled).await;
     }
     let key = match unit.as_str() {
@@ -122,7 +124,9 @@ pub async fn sleep(duration: Duration) {
             wake_at
         }
     };
-    let left = Duration::from_millis(wake_at.saturating_sub(now_ms()));
+    // Never longer than the sleep asked for: a wake-up time recorded by a clock that was ahead
+    // of this one (or a clock set back since) must not stretch the sleep by the skew.
+    let left = Duration::from_millis(wake_at.saturating_sub(now_ms())).min(duration);
     tracing::info!(wake_in_ms = left.as_millis() as u64, "sleeping");
     if let Err(reason) = run.sleep_unless_cancelled(left).await {
         return run.abort(reason).await;

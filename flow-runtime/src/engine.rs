@@ -5,12 +5,11 @@
 //! registry's type-erased `invoke` functions or a typed closure from generated code.
 
 use crate::context::{self, Abort, ExecOptions, Frame, Mode, PlannedStep, RunCtx};
-use crate::owner::Owner;
 use crate::registry::{self, BoxFuture, InputError, InvokeResult, WorkflowFailure, WorkflowMeta};
 use crate::retry::{RetryPolicies, RetryPolicy};
 use crate::store::{
-    now_ms, Attention, CreateRun, RedbStore, RunFilter, RunId, RunRecord, RunStatus, Sharing,
-    StepId, StepRecord, StepStatus, Store, StoreError, Write,
+    now_ms, Attention, Claim, ClaimOutcome, ClaimRequest, CreateRun, Owner, RedbStore, RunFilter,
+    RunId, RunRecord, RunStatus, Sharing, StepId, StepRecord, StepStatus, Store, StoreError, Write,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -61,9 +60,38 @@ impl Drop for Inner {
     }
 }
 
+/// A run this process executes, or is claiming (`ctx` is `None` until the claim is won).
 struct Active {
-    ctx: Arc<RunCtx>,
+    ctx: Option<Arc<RunCtx>>,
     done: watch::Receiver<Option<Arc<Final>>>,
+}
+
+/// How long a claim holds where the owner's liveness cannot be checked (see
+/// [`RunRecord::is_held`]); on Linux a live owner holds its runs whatever the lease.
+const LEASE: Duration = Duration::from_secs(30);
+
+/// A run id reserved in this process's table while it is being claimed, so two starts of one id
+/// in this process make one execution. Dropped without [`Flow::spawn`], it frees the id.
+struct Reservation {
+    inner: Arc<Inner>,
+    id: RunId,
+    done: Option<watch::Sender<Option<Arc<Final>>>>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.done.is_some() {
+            lock(&self.inner.active).remove(&self.id);
+        }
+    }
+}
+
+/// What reserving a run id found.
+enum Reserve<T, E> {
+    /// The id is ours to claim.
+    Reserved(Reservation),
+    /// This process already executes the run: a handle on that execution.
+    Attached(RunHandle<T, E>),
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -384,6 +412,16 @@ pub enum Error {
         /// The step.
         step: String,
     },
+    /// `resolve --done` was given an output that the step's replay could not decode.
+    #[error("the output given for step `{step}` is not a `{expected}`: {detail}; nothing was stored, pass a value of type `{expected}` with --step-output")]
+    WrongStepOutput {
+        /// The step.
+        step: String,
+        /// The step's output type, as written in its signature.
+        expected: &'static str,
+        /// Why the value does not decode.
+        detail: String,
+    },
     /// A value could not be encoded or decoded.
     #[error("{0}")]
     Encoding(String),
@@ -489,31 +527,29 @@ impl Flow {
         options: RunOptions,
     ) -> Result<RunHandle<serde_json::Value, WorkflowFailure>, Error> {
         id.validate()?;
-        if let Some(handle) = self.attach(id) {
-            return Ok(handle);
-        }
+        let reservation = match self.reserve(id).await {
+            Reserve::Reserved(reservation) => reservation,
+            Reserve::Attached(handle) => return Ok(handle),
+        };
         let run = self.load(id).await?;
-        match run.status {
-            RunStatus::Succeeded | RunStatus::Cancelled => {
-                return Err(Error::WrongState {
-                    id: id.clone(),
-                    status: run.status,
-                    action: "resumed",
-                })
-            }
-            RunStatus::NeedsAttention => {
-                return Err(Error::WrongState {
-                    id: id.clone(),
-                    status: run.status,
-                    action: "resumed before its step in doubt is resolved",
-                })
-            }
-            _ => {}
+        // Checked again, atomically, by the claim; first here, so that a process without the
+        // workflow still says who executes the run.
+        if run.is_held(now_ms()) {
+            return Err(Error::RunInProgress {
+                id: id.clone(),
+                pid: run.owner.map_or(0, |o| o.pid),
+            });
         }
-        not_executing_elsewhere(&run)?;
         let meta = find_workflow(&run.workflow)?;
-        self.execute(run, Box::new(meta.invoke), None, options.exec)
-            .await
+        self.execute(
+            reservation,
+            id,
+            Take::Resume,
+            Box::new(meta.invoke),
+            None,
+            options.exec,
+        )
+        .await
     }
 
     /// Starts a new run of the same workflow and input that reuses the checkpoints of `id`
@@ -546,10 +582,23 @@ impl Flow {
         let cut_at = cut.started_at_ms;
         let new_id = new_id.unwrap_or_else(RunId::generate);
         let now = now_ms();
+        let reservation = match self
+            .reserve::<serde_json::Value, WorkflowFailure>(&new_id)
+            .await
+        {
+            Reserve::Reserved(reservation) => reservation,
+            Reserve::Attached(_) => {
+                return Err(Error::RunIdConflict {
+                    id: new_id,
+                    workflow: run.workflow,
+                })
+            }
+        };
+        // Created unclaimed: the execution below claims it like any resume.
         let fork = RunRecord {
             id: new_id.clone(),
             workflow: run.workflow.clone(),
-            status: RunStatus::Running,
+            status: RunStatus::Queued,
             input: run.input.clone(),
             output: None,
             error: None,
@@ -559,6 +608,7 @@ impl Flow {
             executions: 0,
             attention: None,
             owner: None,
+            lease_expires_at_ms: None,
         };
         if let CreateRun::Exists(_) = self.inner.store.create_run(fork.clone()).await? {
             return Err(Error::RunIdConflict {
@@ -578,8 +628,15 @@ impl Flow {
         if !kept.is_empty() {
             self.inner.store.commit(kept).await?;
         }
-        self.execute(fork, Box::new(meta.invoke), None, ExecOptions::default())
-            .await
+        self.execute(
+            reservation,
+            &new_id,
+            Take::Resume,
+            Box::new(meta.invoke),
+            None,
+            ExecOptions::default(),
+        )
+        .await
     }
 
     /// Cancels a run. A run executing in this or another process stops at its next step
@@ -594,20 +651,55 @@ impl Flow {
                 action: "cancelled",
             });
         }
-        let local = lock(&self.inner.active).get(id).map(|a| a.ctx.clone());
-        let mut writes = vec![Write::RequestCancel(id.clone())];
-        // Nobody will pick the request up if no live process executes the run: cancel it here.
-        if local.is_none() && not_executing_elsewhere(&run).is_ok() {
-            let mut run = run;
-            run.status = RunStatus::Cancelled;
-            run.updated_at_ms = now_ms();
-            writes.push(Write::PutRun(run));
-        }
-        self.inner.store.commit(writes).await?;
+        let local = lock(&self.inner.active).get(id).and_then(|a| a.ctx.clone());
+        self.inner
+            .store
+            .commit(vec![Write::RequestCancel(id.clone())])
+            .await?;
         if let Some(ctx) = local {
             ctx.request_cancel();
+            return Ok(());
         }
-        Ok(())
+        // Nobody picks the request up if no live process executes the run: cancel it here, in
+        // one claim, so that an execution starting at the same moment either sees the run
+        // cancelled or is fenced off (its first write is refused).
+        let request = ClaimRequest {
+            owner: None,
+            lease: Duration::ZERO,
+            take: Box::new(|run: &mut RunRecord| {
+                if run.status.is_finished() {
+                    return false;
+                }
+                run.status = RunStatus::Cancelled;
+                true
+            }),
+        };
+        match self.inner.store.claim(id, request).await? {
+            // A live execution holds the run: it stops at its next step boundary.
+            ClaimOutcome::Claimed { .. } | ClaimOutcome::Held(_) => Ok(()),
+            ClaimOutcome::Refused(run) => Err(Error::WrongState {
+                id: id.clone(),
+                status: run.status,
+                action: "cancelled",
+            }),
+            ClaimOutcome::Missing => Err(Error::UnknownRun(id.clone())),
+        }
+    }
+
+    /// Stops every run this process executes, for `reason` (a signal, a deploy): no step
+    /// starts any more, the steps in flight finish and are checkpointed, and each run ends
+    /// interrupted, to be resumed later (its outcome is [`Error::Interrupted`]). Returns the
+    /// runs asked to stop; wait for their handles to know when they have.
+    pub fn shutdown(&self, reason: &str) -> Vec<RunId> {
+        let active = lock(&self.inner.active);
+        let mut stopped = Vec::new();
+        for (id, run) in active.iter() {
+            if let Some(ctx) = &run.ctx {
+                ctx.stop(Abort::Shutdown(reason.to_owned()));
+                stopped.push(id.clone());
+            }
+        }
+        stopped
     }
 
     /// Settles an `at_most_once` step whose outcome is unknown, so the run can be resumed.
@@ -632,6 +724,18 @@ impl Flow {
         let mut writes = Vec::new();
         match resolution {
             Resolution::Done(output) => {
+                // Replay decodes the output into the step's type: one that does not decode would
+                // make the run impossible to resume. A step no longer in this binary is not
+                // replayed by it, so there is nothing to check against.
+                if let Some(meta) = crate::registry::step(&step.name) {
+                    if let Err(detail) = (meta.check_output)(&output) {
+                        return Err(Error::WrongStepOutput {
+                            step: step.to_string(),
+                            expected: meta.output_type,
+                            detail,
+                        });
+                    }
+                }
                 record.status = StepStatus::Succeeded;
                 record.output = Some(output);
                 record.finished_at_ms = Some(now_ms());
@@ -672,18 +776,6 @@ impl Flow {
             .ok_or_else(|| Error::UnknownRun(id.clone()))
     }
 
-    fn attach<T: DeserializeOwned, E>(&self, id: &RunId) -> Option<RunHandle<T, E>> {
-        let active = lock(&self.inner.active);
-        let a = active.get(id)?;
-        Some(RunHandle {
-            run_id: id.clone(),
-            trace_id: a.ctx.trace_id.clone(),
-            done: a.done.clone(),
-            slots: None,
-            decode: serde_json::from_value::<T>,
-        })
-    }
-
     async fn start_erased<T, E>(
         &self,
         workflow: &'static str,
@@ -697,9 +789,10 @@ impl Flow {
     {
         let id = options.id.unwrap_or_else(RunId::generate);
         id.validate()?;
-        if let Some(handle) = self.attach(&id) {
-            return Ok(handle);
-        }
+        let reservation = match self.reserve(&id).await {
+            Reserve::Reserved(reservation) => reservation,
+            Reserve::Attached(handle) => return Ok(handle),
+        };
         let now = now_ms();
         let fresh = RunRecord {
             id: id.clone(),
@@ -714,9 +807,19 @@ impl Flow {
             executions: 1,
             attention: None,
             owner: Owner::current(),
+            lease_expires_at_ms: Some(now + LEASE.as_millis() as u64),
         };
         match self.inner.store.create_run(fresh.clone()).await? {
-            CreateRun::Created => self.spawn(fresh, Vec::new(), false, invoke, slots, options.exec),
+            CreateRun::Created(claim) => Ok(self.spawn(
+                reservation,
+                fresh,
+                claim,
+                Vec::new(),
+                false,
+                invoke,
+                slots,
+                options.exec,
+            )),
             CreateRun::Exists(existing) => {
                 if existing.workflow != workflow {
                     return Err(Error::RunIdConflict {
@@ -730,23 +833,69 @@ impl Flow {
                 if fresh.input != existing.input {
                     tracing::warn!(run_id = %id, "the run exists with another input; resuming it with its stored input");
                 }
-                self.execute(existing, invoke, slots, options.exec).await
+                self.execute(reservation, &id, Take::Start, invoke, slots, options.exec)
+                    .await
             }
         }
     }
 
-    /// Resumes `run` (which exists in the store) in this process.
+    /// Claims the stored run `id` and executes it in this process.
     async fn execute<T, E>(
         &self,
-        mut run: RunRecord,
+        reservation: Reservation,
+        id: &RunId,
+        take: Take,
         invoke: Invoke,
         slots: Option<Arc<Slots<T, E>>>,
-        exec: ExecOptions,
+        mut exec: ExecOptions,
     ) -> Result<RunHandle<T, E>, Error>
     where
         T: DeserializeOwned,
     {
-        not_executing_elsewhere(&run)?;
+        let was_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let request = ClaimRequest {
+            owner: Owner::current(),
+            lease: LEASE,
+            take: Box::new({
+                let was_failed = was_failed.clone();
+                move |run: &mut RunRecord| {
+                    if !take.allows(run.status) {
+                        return false;
+                    }
+                    was_failed.store(
+                        run.status == RunStatus::Failed,
+                        std::sync::atomic::Ordering::SeqCst,
+                    );
+                    run.status = RunStatus::Running;
+                    run.executions += 1;
+                    run.error = None;
+                    run.attention = None;
+                    true
+                }
+            }),
+        };
+        let (run, claim) = match self.inner.store.claim(id, request).await? {
+            ClaimOutcome::Claimed { run, claim } => (run, claim),
+            ClaimOutcome::Missing => return Err(Error::UnknownRun(id.clone())),
+            ClaimOutcome::Held(run) => {
+                return Err(Error::RunInProgress {
+                    id: id.clone(),
+                    pid: run.owner.map_or(0, |o| o.pid),
+                })
+            }
+            ClaimOutcome::Refused(run) => {
+                if take == Take::Start {
+                    if let Some(end) = Final::of_record(&run) {
+                        return Ok(finished_handle(id.clone(), run.trace_id, end, None));
+                    }
+                }
+                return Err(take.refusal(run));
+            }
+        };
+        // An operator retrying a failed run (or chosen units) executes failed steps again; a
+        // resume after a crash replays them.
+        exec.retry_failed |=
+            was_failed.load(std::sync::atomic::Ordering::SeqCst) || exec.only_units.is_some();
         let checkpoints = self.inner.store.steps(&run.id).await?;
         let cancelled = !self
             .inner
@@ -754,59 +903,97 @@ impl Flow {
             .cancel_requests(std::slice::from_ref(&run.id))
             .await?
             .is_empty();
-        run.status = RunStatus::Running;
-        run.executions += 1;
-        run.error = None;
-        run.attention = None;
-        run.owner = Owner::current();
-        run.updated_at_ms = now_ms();
-        self.inner
-            .store
-            .commit(vec![Write::PutRun(run.clone())])
-            .await?;
-        self.spawn(run, checkpoints, cancelled, invoke, slots, exec)
+        Ok(self.spawn(
+            reservation,
+            run,
+            claim,
+            checkpoints,
+            cancelled,
+            invoke,
+            slots,
+            exec,
+        ))
     }
 
+    /// Reserves `id` in this process's table of runs, or attaches to the execution of it that
+    /// this process already has.
+    async fn reserve<T: DeserializeOwned, E>(&self, id: &RunId) -> Reserve<T, E> {
+        loop {
+            {
+                let mut active = lock(&self.inner.active);
+                match active.get(id) {
+                    Some(Active {
+                        ctx: Some(ctx),
+                        done,
+                    }) => {
+                        return Reserve::Attached(RunHandle {
+                            run_id: id.clone(),
+                            trace_id: ctx.trace_id.clone(),
+                            done: done.clone(),
+                            slots: None,
+                            decode: serde_json::from_value::<T>,
+                        })
+                    }
+                    Some(Active { ctx: None, .. }) => {}
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        active.insert(
+                            id.clone(),
+                            Active {
+                                ctx: None,
+                                done: rx,
+                            },
+                        );
+                        return Reserve::Reserved(Reservation {
+                            inner: self.inner.clone(),
+                            id: id.clone(),
+                            done: Some(tx),
+                        });
+                    }
+                }
+            }
+            // Another task of this process is claiming the id: see how that ends.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // private; each argument is one piece of the run
     fn spawn<T: DeserializeOwned, E>(
         &self,
+        mut reservation: Reservation,
         run: RunRecord,
+        claim: Claim,
         checkpoints: Vec<StepRecord>,
         cancelled: bool,
         invoke: Invoke,
         slots: Option<Arc<Slots<T, E>>>,
         exec: ExecOptions,
-    ) -> Result<RunHandle<T, E>, Error> {
+    ) -> RunHandle<T, E> {
         let ctx = Arc::new(RunCtx::new(
             run.id.clone(),
             run.trace_id.clone(),
             Mode::Live(self.inner.store.clone()),
+            Some(claim),
             self.inner.policies.clone(),
             checkpoints,
             cancelled,
             exec,
         ));
         ctx.set_record(run.clone());
-        let (tx, rx) = watch::channel(None);
-        {
+        let tx = reservation.done.take();
+        let rx = {
             let mut active = lock(&self.inner.active);
-            if let Some(a) = active.get(&run.id) {
-                // Raced with another start of the same id in this process: attach to it.
-                return Ok(RunHandle {
-                    run_id: run.id.clone(),
-                    trace_id: a.ctx.trace_id.clone(),
-                    done: a.done.clone(),
-                    slots: None,
-                    decode: serde_json::from_value::<T>,
-                });
-            }
-            active.insert(
-                run.id.clone(),
+            let entry = active.entry(run.id.clone()).or_insert_with(|| {
+                // Unreachable: the reservation keeps the entry until here.
+                let (_tx, rx) = watch::channel(None);
                 Active {
-                    ctx: ctx.clone(),
-                    done: rx.clone(),
-                },
-            );
-        }
+                    ctx: None,
+                    done: rx,
+                }
+            });
+            entry.ctx = Some(ctx.clone());
+            entry.done.clone()
+        };
         self.ensure_cancel_poller();
         let handle = RunHandle {
             run_id: run.id.clone(),
@@ -817,11 +1004,13 @@ impl Flow {
         };
         let flow = self.clone();
         tokio::spawn(async move {
-            let end = flow.drive(run, ctx, invoke).await;
-            lock(&flow.inner.active).remove(&end.0);
-            let _ = tx.send(Some(Arc::new(end.1)));
+            let (id, end) = flow.drive(run, ctx, invoke).await;
+            lock(&flow.inner.active).remove(&id);
+            if let Some(tx) = tx {
+                let _ = tx.send(Some(Arc::new(end)));
+            }
         });
-        Ok(handle)
+        handle
     }
 
     /// Executes the workflow body of a live run and records how it ended.
@@ -859,9 +1048,13 @@ impl Flow {
                     return (run.id.clone(), end);
                 }
             }
+            run.lease_expires_at_ms = None;
             let mut writes = vec![Write::PutRun(run.clone())];
             if run.status.is_finished() {
                 writes.push(Write::ClearCancel(run.id.clone()));
+            }
+            if let Some(claim) = ctx.claim() {
+                writes.insert(0, Write::CheckClaim(claim.clone()));
             }
             if let Err(e) = self.inner.store.commit(writes).await {
                 tracing::error!(error = %e, "could not record the end of the run; it can be resumed");
@@ -893,6 +1086,7 @@ impl Flow {
             RunId::from(format!("dry-run-{}", uuid::Uuid::new_v4())),
             new_trace_id(),
             Mode::Dry(Mutex::new(Vec::new())),
+            None,
             self.inner.policies.clone(),
             Vec::new(),
             false,
@@ -917,8 +1111,8 @@ impl Flow {
                 let Some(inner) = weak.upgrade() else { return };
                 let running: Vec<(RunId, Arc<RunCtx>)> = lock(&inner.active)
                     .iter()
-                    .filter(|(_, a)| !a.ctx.cancel_requested())
-                    .map(|(id, a)| (id.clone(), a.ctx.clone()))
+                    .filter_map(|(id, a)| Some((id.clone(), a.ctx.clone()?)))
+                    .filter(|(_, ctx)| !ctx.cancel_requested())
                     .collect();
                 if running.is_empty() {
                     continue;
@@ -961,30 +1155,55 @@ async fn body_outcome(ctx: &Arc<RunCtx>, input: serde_json::Value, invoke: Invok
             Err(_) => Final::Interrupted("the run's task was cancelled".to_owned()),
         },
         reason = ctx.aborted() => {
+            // No step attempt starts any more; those in flight finish and are checkpointed
+            // before the workflow is dropped (a step that started runs to its end).
+            tokio::select! {
+                () = ctx.quiesce() => {}
+                // The workflow may return meanwhile; the reason it was stopped still decides.
+                _ = &mut task => {}
+            }
             task.abort();
             match reason {
                 Abort::Cancelled => Final::Cancelled,
                 Abort::NeedsAttention(a) => Final::NeedsAttention(a),
                 Abort::Store(e) => Final::Interrupted(e.to_string()),
                 Abort::Paused(summary) => Final::Paused(summary),
+                Abort::Shutdown(why) => Final::Interrupted(why),
             }
         }
     }
 }
 
-/// Refuses a run that another live process is executing.
-fn not_executing_elsewhere(run: &RunRecord) -> Result<(), Error> {
-    match run.owner.as_ref() {
-        Some(owner)
-            if matches!(run.status, RunStatus::Running | RunStatus::Sleeping)
-                && owner.is_another_live_process() =>
-        {
-            Err(Error::RunInProgress {
-                id: run.id.clone(),
-                pid: owner.pid,
-            })
+/// Which states a claim may take a run from, and how it says no.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Take {
+    /// Starting an id that exists: an unfinished run continues; a finished one is reported.
+    Start,
+    /// `resume`: any unfinished run that does not wait for an operator's decision.
+    Resume,
+}
+
+impl Take {
+    fn allows(self, status: RunStatus) -> bool {
+        match self {
+            Take::Start => !status.is_finished() && status != RunStatus::NeedsAttention,
+            Take::Resume => !matches!(
+                status,
+                RunStatus::Succeeded | RunStatus::Cancelled | RunStatus::NeedsAttention
+            ),
         }
-        _ => Ok(()),
+    }
+
+    fn refusal(self, run: RunRecord) -> Error {
+        Error::WrongState {
+            id: run.id,
+            status: run.status,
+            action: if run.status == RunStatus::NeedsAttention {
+                "resumed before its step in doubt is resolved"
+            } else {
+                "resumed"
+            },
+        }
     }
 }
 

@@ -6,7 +6,6 @@ mod cli;
 mod context;
 mod determinism;
 mod engine;
-mod owner;
 pub mod registry;
 mod retry;
 mod settings;
@@ -25,12 +24,12 @@ pub use engine::{DryRun, Error, Flow, FlowBuilder, Resolution, RunError, RunHand
 pub use flow_macros::{main, step, workflow, Classify};
 #[doc(hidden)]
 pub use garde;
-pub use owner::Owner;
 pub use registry::{
     DryRunSpec, InputError, RepeatSafety, RetrySpec, StepMeta, WorkflowFailure, WorkflowMeta,
 };
 pub use retry::{RetryPolicies, RetryPolicy};
 pub use settings::{non_empty_secret, FlowSettings, LogFormat, Secret, SettingProblem};
+pub use store::Owner;
 pub use store::Sharing;
 pub use store::{
     Attention, RunFilter, RunId, RunRecord, RunStatus, StepId, StepRecord, StepStatus, Store,

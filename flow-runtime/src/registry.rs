@@ -76,6 +76,12 @@ pub struct StepMeta {
     pub file: &'static str,
     /// Source line.
     pub line: u32,
+    /// The step's output type (the `T` of its `Result<T, E>`), as written in the source.
+    pub output_type: &'static str,
+    /// Checks that a JSON value decodes into the step's output type, exactly as a replay will
+    /// decode its checkpoint; `Err` carries serde's explanation. `runs resolve --done` uses it so
+    /// that an operator cannot store an output that would make the run impossible to resume.
+    pub check_output: fn(&serde_json::Value) -> Result<(), String>,
 }
 
 /// The error of a workflow run as the engine keeps it: its message and, where the error type
@@ -120,6 +126,10 @@ pub struct WorkflowMeta {
     pub fn_name: &'static str,
     /// The parameter names, in order.
     pub params: &'static [&'static str],
+    /// Whether the workflow runs units (`flow::units`), so that failed units, `retry-unit` and
+    /// staged rollouts apply to it: a call of `units(...)` or `units_stream(...)` in its body,
+    /// or `#[workflow(units)]`.
+    pub units: bool,
     /// Alert after this many consecutive failed runs.
     pub alert_after: Option<u32>,
     /// The doc comment.

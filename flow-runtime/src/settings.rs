@@ -113,14 +113,58 @@ fn duration(value: &str, _: &()) -> garde::Result {
     })
 }
 
+/// A log filter in `RUST_LOG` syntax in which every directive names a level: `info`,
+/// `warn,my_app=debug`. `EnvFilter` alone accepts any word as a target (`nonsense` means
+/// "everything from the target `nonsense`"), which hides typos such as `inf` or `verbose`.
 fn log_filter(value: &str, _: &()) -> garde::Result {
-    tracing_subscriber::EnvFilter::try_new(value)
-        .map(|_| ())
-        .map_err(|e| {
-            garde::Error::new(format!(
-                "`{value}` is not a log filter such as `info` or `warn,my_app=debug` ({e})"
-            ))
-        })
+    let hint = "a log filter such as `info` or `warn,my_app=debug`";
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(value) {
+        return Err(garde::Error::new(format!("`{value}` is not {hint} ({e})")));
+    }
+    for directive in split_directives(value) {
+        let directive = directive.trim();
+        if directive.is_empty() {
+            continue;
+        }
+        let level = match directive.rfind('=') {
+            Some(eq) if directive[eq..].find(']').is_none() => &directive[eq + 1..],
+            _ => directive,
+        };
+        if !is_level(level) {
+            return Err(garde::Error::new(format!(
+                "`{directive}` names no level; expected {hint}, with levels \
+                 `trace`, `debug`, `info`, `warn`, `error` or `off`"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The directives of a filter: commas inside `[...]` or `{...}` (span field filters) do not
+/// separate directives.
+fn split_directives(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in value.char_indices() {
+        match c {
+            '[' | '{' => depth += 1,
+            ']' | '}' => depth -= 1,
+            ',' if depth <= 0 => {
+                out.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&value[start..]);
+    out
+}
+
+fn is_level(word: &str) -> bool {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let word = word.trim();
+    LEVELS.iter().any(|l| l.eq_ignore_ascii_case(word))
+        || matches!(word, "0" | "1" | "2" | "3" | "4" | "5")
 }
 
 /// The framework's settings: the `[flow]` table of `flow.toml`, `FLOW_*` variables.
@@ -139,6 +183,10 @@ pub struct FlowSettings {
     /// Log filter (`RUST_LOG` syntax); `RUST_LOG`, `-v` and `-q` override it.
     #[garde(custom(log_filter))]
     pub log_level: String,
+    /// How long a stopping process (SIGTERM, SIGINT) lets the steps in flight finish before
+    /// it exits anyway, such as `10s`. A second signal stops at once.
+    #[garde(custom(duration))]
+    pub shutdown_grace: String,
     /// Overrides of named retry policies, by name (`transient`).
     #[garde(dive)]
     pub retry: BTreeMap<String, RetryOverride>,
@@ -243,6 +291,7 @@ impl Default for FlowSettings {
             sharing: SharingSetting::Shared,
             log_format: LogFormat::Auto,
             log_level: "info".into(),
+            shutdown_grace: "10s".into(),
             retry: BTreeMap::new(),
             max_input_size: ByteSize(16 << 20),
             worker: serde_json::Value::Object(Default::default()),
@@ -252,6 +301,12 @@ impl Default for FlowSettings {
 }
 
 impl FlowSettings {
+    /// [`FlowSettings::shutdown_grace`] as a duration (validated when the settings load).
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        humantime::parse_duration(&self.shutdown_grace)
+            .unwrap_or(std::time::Duration::from_secs(10))
+    }
+
     /// The retry policies with the overrides applied.
     pub fn retry_policies(&self) -> crate::RetryPolicies {
         let mut policies = crate::RetryPolicies::default();
@@ -290,11 +345,25 @@ impl fmt::Display for SettingProblem {
     }
 }
 
+/// The retry policies that steps can name, so the only ones settings can tune.
+const RETRY_POLICY_NAMES: [&str; 2] = ["transient", "none"];
+
 /// Where settings come from.
 pub struct SettingsSource {
     figment: Figment,
     app_prefix: String,
+    file: Option<SettingsFile>,
 }
+
+/// The settings file as parsed here, kept to name the line of each key in messages.
+struct SettingsFile {
+    doc: toml_edit::ImDocument<String>,
+}
+
+/// Values set by command-line flags; the type's name tells their source apart from defaults.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct CommandLine<'a>(&'a serde_json::Value);
 
 /// Loaded, validated settings and where each value came from.
 pub struct Loaded<S> {
@@ -302,12 +371,18 @@ pub struct Loaded<S> {
     pub flow: FlowSettings,
     /// The app's settings.
     pub app: S,
+    /// Problems that do not stop the process: environment variables with the settings' prefix
+    /// that are no setting but look like a misspelt one.
+    pub warnings: Vec<SettingProblem>,
     source: SettingsSource,
 }
 
 impl SettingsSource {
     /// Layers defaults < `config` (a TOML file; a missing default `flow.toml` is fine) <
     /// environment < `overrides` (from command-line flags, as `flow.*` keys).
+    ///
+    /// The file is parsed here first: a syntax error is reported once, by file, line and column,
+    /// and never with the text of the line, which may hold a secret.
     pub fn new(
         config: &Path,
         config_required: bool,
@@ -321,10 +396,18 @@ impl SettingsSource {
                 source: "the command line".into(),
             }]);
         }
+        let file = if config_required || config.exists() {
+            Some(SettingsFile::read(config).map_err(|problem| vec![problem])?)
+        } else {
+            None
+        };
         let mut figment = Figment::new()
             .merge(Serialized::default("flow", FlowSettings::default()))
-            .merge(Serialized::default("app", serde_json::json!({})))
-            .merge(Toml::file(config))
+            .merge(Serialized::default("app", serde_json::json!({})));
+        if file.is_some() {
+            figment = figment.merge(Toml::file(config));
+        }
+        figment = figment
             .merge(
                 Env::prefixed("FLOW_")
                     .split("__")
@@ -336,111 +419,511 @@ impl SettingsSource {
                     .map(|key| format!("app.{key}").into()),
             );
         for (key, value) in overrides {
-            figment = figment.merge(Serialized::default(key, value));
+            figment = figment.merge(Serialized::default(key, CommandLine(value)));
         }
         Ok(SettingsSource {
             figment,
             app_prefix: app_prefix.to_owned(),
+            file,
         })
     }
 
-    /// Where the value at `key` (`app.batch_size`) came from.
+    /// Where the value at `key` (`app.batch_size`) came from: `default`, `file flow.toml, line
+    /// 3`, `environment variable SYNC_BATCH_SIZE` or `the command line`.
     pub fn source_of(&self, key: &str) -> String {
-        let Some(meta) = self.figment.find_metadata(key) else {
-            return "default".into();
-        };
-        if let Some(figment::Source::File(path)) = &meta.source {
-            return format!("file {}", path.display());
-        }
-        let name = meta.name.to_string();
-        if name.contains("environment") {
-            let (prefix, rest) = match key.split_once('.') {
-                Some(("flow", rest)) => ("FLOW_", rest),
-                Some((_, rest)) => (self.app_prefix.as_str(), rest),
-                None => ("", key),
-            };
-            return format!(
-                "environment variable {prefix}{}",
-                rest.replace('.', "__").to_uppercase()
-            );
-        }
-        // The framework's defaults are serialized from `FlowSettings::default()`; the only other
-        // values set in code are the command-line flags.
-        if name.contains("FlowSettings") {
-            return "default".into();
-        }
-        if matches!(meta.source, Some(figment::Source::Code(_))) {
-            return "the command line".into();
-        }
-        name
+        let path: Vec<String> = key.split('.').map(str::to_owned).collect();
+        self.source_at(&path)
     }
 
-    /// Extracts and validates both tables, reporting every problem found.
-    pub fn load<S: DeserializeOwned + Validate<Context = ()>>(
+    fn source_at(&self, path: &[String]) -> String {
+        let Ok(root) = self.figment.find_value("") else {
+            return "default".into();
+        };
+        let mut value = &root;
+        for key in path {
+            match value {
+                figment::value::Value::Dict(_, dict) => match dict.get(key) {
+                    Some(inner) => value = inner,
+                    None => return "default".into(),
+                },
+                _ => return "default".into(),
+            }
+        }
+        let Some(meta) = self.figment.get_metadata(value.tag()) else {
+            return "default".into();
+        };
+        if let Some(figment::Source::File(file)) = &meta.source {
+            let line = self
+                .file
+                .as_ref()
+                .and_then(|f| f.line_of(path))
+                .map(|line| format!(", line {line}"))
+                .unwrap_or_default();
+            return format!("file {}{line}", file.display());
+        }
+        if meta.name.contains("environment") {
+            return format!("environment variable {}", self.env_var(path));
+        }
+        if meta.name.contains("CommandLine") {
+            return "the command line".into();
+        }
+        "default".into()
+    }
+
+    /// The environment variable that sets `path` (`FLOW_RETRY__TRANSIENT__ATTEMPTS`).
+    fn env_var(&self, path: &[String]) -> String {
+        let (prefix, rest) = match path.split_first() {
+            Some((table, rest)) if table == "flow" => ("FLOW_", rest),
+            Some((_, rest)) => (self.app_prefix.as_str(), rest),
+            None => ("", path),
+        };
+        format!("{prefix}{}", rest.join("__").to_uppercase())
+    }
+
+    fn set_by_environment(&self, path: &[String]) -> bool {
+        self.source_at(path).starts_with("environment variable")
+    }
+
+    /// Extracts and validates both tables, reporting every problem found, each once.
+    pub fn load<S: DeserializeOwned + Serialize + Validate<Context = ()>>(
         self,
     ) -> Result<Loaded<S>, Vec<SettingProblem>> {
         let mut problems = Vec::new();
-        let flow = self.extract::<FlowSettings>("flow", &mut problems);
-        let app = self.extract::<S>("app", &mut problems);
-        if !problems.is_empty() {
-            return Err(problems);
-        }
+        let mut warnings = Vec::new();
+        self.check_tables(&mut problems);
+        let flow = self.extract::<FlowSettings>("flow", &mut problems, &mut warnings);
+        self.check_retry_names(&mut problems);
+        let app = self.extract::<S>("app", &mut problems, &mut warnings);
         match (flow, app) {
-            (Some(flow), Some(app)) => Ok(Loaded {
+            (Some(flow), Some(app)) if problems.is_empty() => Ok(Loaded {
                 flow,
                 app,
+                warnings,
                 source: self,
             }),
-            _ => Err(problems),
+            // Nothing runs: a likely misspelt variable may be the cause, so it is listed too.
+            _ => {
+                problems.extend(warnings);
+                Err(problems)
+            }
         }
     }
 
-    fn extract<T: DeserializeOwned + Validate<Context = ()>>(
+    /// Only `[flow]` and `[app]` may appear at the top of the file.
+    fn check_tables(&self, problems: &mut Vec<SettingProblem>) {
+        let Ok(figment::value::Value::Dict(_, root)) = self.figment.find_value("") else {
+            return;
+        };
+        for key in root.keys() {
+            if key != "flow" && key != "app" {
+                let path = vec![key.clone()];
+                problems.push(SettingProblem {
+                    key: key.clone(),
+                    problem: unknown_key(key, &["flow", "app"]),
+                    source: self.source_at(&path),
+                });
+            }
+        }
+    }
+
+    /// `[flow.retry.NAME]` may only tune the policies that steps can name.
+    fn check_retry_names(&self, problems: &mut Vec<SettingProblem>) {
+        let Ok(figment::value::Value::Dict(_, retry)) = self.figment.find_value("flow.retry")
+        else {
+            return;
+        };
+        for name in retry.keys() {
+            if RETRY_POLICY_NAMES.contains(&name.as_str()) {
+                continue;
+            }
+            let path = vec!["flow".to_owned(), "retry".to_owned(), name.clone()];
+            let known = RETRY_POLICY_NAMES
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut problem = format!("unknown retry policy `{name}`; the known ones are {known}");
+            if let Some(close) = closest(name, &RETRY_POLICY_NAMES) {
+                problem.push_str(&format!(" (did you mean `{close}`?)"));
+            }
+            problems.push(SettingProblem {
+                key: path.join("."),
+                problem,
+                source: self.source_at(&path),
+            });
+        }
+    }
+
+    /// Deserializes one table. A bad value is reported and taken out (its field falls back to
+    /// its default) and the table is read again, so that every bad field is reported, not only
+    /// the first; then the fields are validated and keys that are no setting are reported.
+    fn extract<T: DeserializeOwned + Serialize + Validate<Context = ()>>(
         &self,
         table: &str,
         problems: &mut Vec<SettingProblem>,
+        warnings: &mut Vec<SettingProblem>,
     ) -> Option<T> {
-        let value: T = match self.figment.extract_inner(table) {
+        let prefix = [table.to_owned()];
+        let before = problems.len();
+        let original = match self.figment.find_value(table) {
             Ok(value) => value,
-            Err(errors) => {
-                for e in errors {
-                    let key = if e.path.is_empty() {
-                        table.to_owned()
-                    } else {
-                        e.path.join(".")
-                    };
-                    let source = e
-                        .metadata
-                        .as_ref()
-                        .map(|_| self.source_of(&key))
-                        .unwrap_or_else(|| "default".into());
-                    problems.push(SettingProblem {
-                        key,
-                        problem: e.kind.to_string(),
-                        source,
-                    });
-                }
+            Err(e) => {
+                problems.push(SettingProblem {
+                    key: table.to_owned(),
+                    problem: describe(&e.kind),
+                    source: self.source_at(&prefix),
+                });
                 return None;
             }
         };
-        if let Err(report) = value.validate() {
+        let mut value = original;
+        let mut removed: Vec<Vec<String>> = Vec::new();
+        let parsed = loop {
+            let errors = match T::deserialize(&value) {
+                Ok(parsed) => break Some(parsed),
+                Err(errors) => errors,
+            };
+            let mut progressed = false;
+            for error in errors {
+                if let figment::error::Kind::MissingField(field) = &error.kind {
+                    let mut missing = error.path.clone();
+                    missing.push(field.to_string());
+                    if removed.contains(&missing) {
+                        // Its bad value is already reported.
+                        continue;
+                    }
+                }
+                let path: Vec<String> = prefix.iter().chain(&error.path).cloned().collect();
+                let unknown_from_env = matches!(error.kind, figment::error::Kind::UnknownField(..))
+                    && self.set_by_environment(&path);
+                let problem = SettingProblem {
+                    key: path.join("."),
+                    problem: describe(&error.kind),
+                    source: self.source_at(&path),
+                };
+                if unknown_from_env {
+                    warnings.push(problem);
+                } else {
+                    problems.push(problem);
+                }
+                if !error.path.is_empty() && remove(&mut value, &error.path) {
+                    removed.push(error.path.clone());
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                break None;
+            }
+        };
+        let parsed = parsed?;
+        if let Err(report) = parsed.validate() {
             for (path, error) in report.iter() {
                 let path = path.to_string();
-                let key = if path.is_empty() {
-                    table.to_owned()
+                let relative: Vec<String> = if path.is_empty() {
+                    Vec::new()
                 } else {
-                    format!("{table}.{path}")
+                    path.split('.').map(str::to_owned).collect()
                 };
+                if removed.iter().any(|r| relative.starts_with(r)) {
+                    continue;
+                }
+                let full: Vec<String> = prefix.iter().chain(&relative).cloned().collect();
                 problems.push(SettingProblem {
-                    source: self.source_of(&key),
-                    key,
+                    key: full.join("."),
                     problem: error.message().to_owned(),
+                    source: self.source_at(&full),
                 });
             }
-            return None;
         }
-        Some(value)
+        if let Ok(known) = serde_json::to_value(&parsed) {
+            self.unknown_keys(&prefix, &value, &known, problems, warnings);
+        }
+        if problems.len() == before {
+            Some(parsed)
+        } else {
+            None
+        }
     }
+
+    /// Keys given but not read: compares what was given with what the parsed settings serialize
+    /// back to. A misspelt key in a file is an error. The environment is shared with other
+    /// programs, so an unknown variable with the prefix is ignored unless it looks like a
+    /// misspelt setting, which is a warning.
+    fn unknown_keys(
+        &self,
+        path: &[String],
+        given: &figment::value::Value,
+        known: &serde_json::Value,
+        problems: &mut Vec<SettingProblem>,
+        warnings: &mut Vec<SettingProblem>,
+    ) {
+        let (figment::value::Value::Dict(_, given), serde_json::Value::Object(known)) =
+            (given, known)
+        else {
+            return;
+        };
+        let names: Vec<&str> = known.keys().map(String::as_str).collect();
+        for (key, value) in given {
+            let mut inner = path.to_vec();
+            inner.push(key.clone());
+            match known.get(key) {
+                Some(known) => self.unknown_keys(&inner, value, known, problems, warnings),
+                None => {
+                    let source = self.source_at(&inner);
+                    if source.starts_with("environment variable") {
+                        if let Some(close) = closest(key, &names) {
+                            let mut suggestion = path.to_vec();
+                            suggestion.push(close.to_owned());
+                            warnings.push(SettingProblem {
+                                key: inner.join("."),
+                                problem: format!(
+                                    "no such setting, ignored; did you mean {}?",
+                                    self.env_var(&suggestion)
+                                ),
+                                source,
+                            });
+                        }
+                        continue;
+                    }
+                    problems.push(SettingProblem {
+                        key: inner.join("."),
+                        problem: unknown_key(key, &names),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl SettingsFile {
+    /// Reads and parses the file; a problem names the file and the line, never the text.
+    fn read(path: &Path) -> Result<SettingsFile, SettingProblem> {
+        let file_problem = |problem: String, source: String| SettingProblem {
+            key: "settings file".into(),
+            problem,
+            source,
+        };
+        let name = format!("file {}", path.display());
+        let bytes = std::fs::read(path)
+            .map_err(|e| file_problem(format!("cannot be read: {e}"), name.clone()))?;
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                let (line, _) = position(e.as_bytes(), at);
+                return Err(file_problem(
+                    "is not UTF-8 text".into(),
+                    format!("{name}, line {line}"),
+                ));
+            }
+        };
+        match toml_edit::ImDocument::parse(text.clone()) {
+            Ok(doc) => Ok(SettingsFile { doc }),
+            Err(e) => {
+                let at = e.span().map(|s| s.start).unwrap_or(0);
+                let (line, column) = position(text.as_bytes(), at);
+                // The parser's message names what it expected, never the text it found.
+                let message = e.message().trim().replace('\n', "; ");
+                Err(SettingProblem {
+                    key: key_at_line(&text, at).unwrap_or_else(|| "settings file".into()),
+                    problem: format!("not valid TOML: {message}"),
+                    source: format!("{name}, line {line}, column {column}"),
+                })
+            }
+        }
+    }
+
+    /// The line of `path`'s key in the file, if it is written there.
+    fn line_of(&self, path: &[String]) -> Option<usize> {
+        let (last, parents) = path.split_last()?;
+        let mut table: &dyn toml_edit::TableLike = self.doc.as_table();
+        for key in parents {
+            table = table.get(key)?.as_table_like()?;
+        }
+        let span = table
+            .key(last)
+            .and_then(toml_edit::Key::span)
+            .or_else(|| table.get(last).and_then(toml_edit::Item::span))?;
+        Some(position(self.doc.raw().as_bytes(), span.start).0)
+    }
+}
+
+/// The 1-based line and column of byte `at`.
+fn position(text: &[u8], at: usize) -> (usize, usize) {
+    let at = at.min(text.len());
+    let before = &text[..at];
+    let line_start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let column = String::from_utf8_lossy(&text[line_start..at])
+        .chars()
+        .count()
+        + 1;
+    (line, column)
+}
+
+/// The key (`app.token`) whose line holds a syntax error, when the text before that line is a
+/// valid document (so the line starts a statement rather than continuing a multi-line string)
+/// and the line starts with `key =`.
+fn key_at_line(text: &str, at: usize) -> Option<String> {
+    let at = at.min(text.len());
+    let line_start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let before = toml_edit::ImDocument::parse(text.get(..line_start)?.to_owned()).ok()?;
+    let line = text.get(line_start..)?.lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    let bare = |k: &str| {
+        !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if !key.split('.').all(|k| bare(k.trim())) {
+        return None;
+    }
+    let mut path = current_table(&before);
+    path.extend(key.split('.').map(|k| k.trim().to_owned()));
+    Some(path.join("."))
+}
+
+/// The table the next line of a document belongs to: the explicit `[table]` header written
+/// last.
+fn current_table(doc: &toml_edit::ImDocument<String>) -> Vec<String> {
+    fn visit(table: &toml_edit::Table, path: &mut Vec<String>, best: &mut (usize, Vec<String>)) {
+        for (key, item) in table.iter() {
+            path.push(key.to_owned());
+            if let Some(inner) = item.as_table() {
+                if let Some(span) = inner.span() {
+                    if span.start >= best.0 {
+                        *best = (span.start, path.clone());
+                    }
+                }
+                visit(inner, path, best);
+            }
+            path.pop();
+        }
+    }
+    let mut best = (0, Vec::new());
+    visit(doc.as_table(), &mut Vec::new(), &mut best);
+    best.1
+}
+
+/// Takes the value at `path` out of a table; false if there is none.
+fn remove(value: &mut figment::value::Value, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut value = value;
+    for key in parents {
+        match value {
+            figment::value::Value::Dict(_, dict) => match dict.get_mut(key) {
+                Some(inner) => value = inner,
+                None => return false,
+            },
+            _ => return false,
+        }
+    }
+    match value {
+        figment::value::Value::Dict(_, dict) => dict.remove(last).is_some(),
+        _ => false,
+    }
+}
+
+/// What is wrong, in words that never repeat the value: the value may be a secret.
+fn describe(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::InvalidType(actual, expected) => {
+            format!("expected {expected}, found {}", what(actual))
+        }
+        Kind::InvalidValue(actual, expected) => {
+            format!("invalid value ({}): expected {expected}", what(actual))
+        }
+        Kind::InvalidLength(len, expected) => {
+            format!("invalid length {len}: expected {expected}")
+        }
+        Kind::UnknownVariant(_, expected) => format!(
+            "unknown value; expected one of {}",
+            expected
+                .iter()
+                .map(|v| format!("`{v}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Kind::UnknownField(field, expected) => unknown_key(field, expected),
+        Kind::MissingField(field) => format!("missing `{field}`, which has no default"),
+        Kind::DuplicateField(field) => format!("`{field}` is given twice"),
+        Kind::ISizeOutOfRange(_) | Kind::USizeOutOfRange(_) => "number out of range".into(),
+        Kind::Unsupported(actual) => format!("unsupported value: {}", what(actual)),
+        Kind::UnsupportedKey(actual, expected) => {
+            format!("unsupported key: {}, expected {expected}", what(actual))
+        }
+        Kind::Message(message) => message.clone(),
+    }
+}
+
+/// The kind of a value, without the value.
+fn what(actual: &figment::error::Actual) -> &'static str {
+    use figment::error::Actual;
+    match actual {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+        Actual::Float(_) => "a float",
+        Actual::Char(_) => "a character",
+        Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Unit => "nothing",
+        Actual::Option => "an option",
+        Actual::Seq => "an array",
+        Actual::Map => "a table",
+        _ => "a value of another type",
+    }
+}
+
+fn unknown_key(key: &str, known: &[&str]) -> String {
+    match closest(key, known) {
+        Some(close) => format!("no such setting; did you mean `{close}`?"),
+        None if known.is_empty() => "no such setting".into(),
+        None => format!(
+            "no such setting; expected one of {}",
+            known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The known name closest to `given`, if it is close enough to be a likely typo.
+fn closest<'a>(given: &str, known: &[&'a str]) -> Option<&'a str> {
+    let limit = (given.chars().count() / 3).clamp(1, 3);
+    known
+        .iter()
+        .map(|k| (edit_distance(given, k), *k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 impl<S: Serialize> Loaded<S> {

@@ -29,6 +29,18 @@ pub struct StepSpec<E: 'static> {
     pub classify: Option<fn(&E) -> (ErrorClass, Option<Duration>)>,
     /// How to turn a timeout into `E`; `None` when the step has no `timeout`.
     pub on_timeout: Option<fn(StepTimeout) -> E>,
+    /// How to record the step's error so that a resumed run gets it back without executing the
+    /// step again; `None` when the error type is not serde.
+    pub replay: Option<ErrorReplay<E>>,
+}
+
+/// Records and rebuilds a step's error (for error types that are `Serialize` and
+/// `Deserialize`).
+pub struct ErrorReplay<E> {
+    /// The error as JSON, if it encodes.
+    pub encode: fn(&E) -> Option<serde_json::Value>,
+    /// The error back from its JSON, if it decodes.
+    pub decode: fn(&serde_json::Value) -> Option<E>,
 }
 
 /// A stable key for a step's arguments: FNV-1a (64 bit) over their compact JSON, as 16 hex
@@ -81,14 +93,17 @@ where
         key,
         classify,
         on_timeout,
+        replay,
     } = spec;
 
-    if run.cancel_requested() {
+    if run.must_stop() {
         return run.abort(Abort::Cancelled).await;
     }
 
-    // The arguments are encoded only when something reads them: the key hash or a dry-run plan.
-    let args_json = if key.is_none() || run.is_dry() {
+    // The arguments are encoded only when something reads them: the key hash, a dry-run plan,
+    // or the intent of an `at_most_once` step (so an operator can tell which call is in doubt).
+    let at_most_once = meta.repeat == RepeatSafety::AtMostOnce;
+    let args_json = if key.is_none() || run.is_dry() || at_most_once {
         match serde_json::to_vec(args) {
             Ok(json) => json,
             Err(e) => {
@@ -99,16 +114,19 @@ where
     } else {
         Vec::new()
     };
-    let key = key.unwrap_or_else(|| args_key(&args_json));
-    // Inside a unit of a fan-out, steps are keyed under the unit.
+    let declared_key = key.unwrap_or_else(|| args_key(&args_json));
+    // Inside a unit of a fan-out, steps are stored under the unit (a step keyed like its unit is
+    // stored under the unit's key alone); the body always sees the declared key.
     let key = match unit {
-        Some(unit) => format!("{unit}/{key}"),
-        None => key,
+        Some(unit) if *unit == *declared_key => declared_key.clone(),
+        Some(unit) => format!("{unit}/{declared_key}"),
+        None => declared_key.clone(),
     };
     let id = run.next_step_id(meta.name, key);
 
+    let args = || serde_json::from_slice(&args_json).unwrap_or(serde_json::Value::Null);
     if run.is_dry() && !meta.read_only {
-        let args = serde_json::from_slice(&args_json).unwrap_or(serde_json::Value::Null);
+        let args = args();
         run.plan(PlannedStep {
             step: meta.name.to_owned(),
             key: id.key.clone(),
@@ -119,6 +137,7 @@ where
         return dry_run().await;
     }
 
+    let policy = policy_of(&run, meta, classify.is_some());
     let mut first_attempt = 1;
     let mut not_before = None;
     let mut started_at_ms = now_ms();
@@ -134,35 +153,59 @@ where
                     Err(e) => run.abort(encoding("the checkpointed output", &id, e)).await,
                 };
             }
-            StepStatus::Started if meta.repeat == RepeatSafety::AtMostOnce => {
+            StepStatus::Started if at_most_once => {
+                let args = record.args.clone().unwrap_or_else(args);
                 let attention = Attention {
                     reason: format!(
-                        "the at_most_once step {id} started but did not finish (the process stopped during it); its effect may or may not have happened"
+                        "the at_most_once step {id} with arguments {args} started but did not finish (the process stopped during it); its effect may or may not have happened"
                     ),
                     step: id,
+                    args: Some(args),
                 };
                 return run.abort(Abort::NeedsAttention(attention)).await;
             }
             StepStatus::Backoff => {
                 first_attempt = record.attempt + 1;
-                not_before = record.next_attempt_at_ms;
+                // Recorded by an earlier process, with its clock: bounded by the policy.
+                not_before = record
+                    .next_attempt_at_ms
+                    .map(|at| backoff_wait(at, now_ms(), &policy, &id));
                 started_at_ms = record.started_at_ms;
+            }
+            // A failure the workflow already received replays like a success: a declined card
+            // is not charged again because the process crashed later. Only an operator's
+            // retry of a failed run executes it again.
+            StepStatus::Failed if !run.options.retry_failed => {
+                let replayed = replay
+                    .as_ref()
+                    .zip(record.failure.as_ref())
+                    .and_then(|(replay, value)| (replay.decode)(value));
+                if let Some(error) = replayed {
+                    tracing::debug!(step = meta.name, key = %id.key, "replayed the recorded failure");
+                    return Err(error);
+                }
             }
             StepStatus::Started | StepStatus::Failed => {}
         }
     }
 
-    let policy = policy_of(&run, meta, classify.is_some());
     let timeout = meta.timeout_ms.map(Duration::from_millis);
     let mut attempt = first_attempt;
     loop {
-        if let Some(at) = not_before.take() {
-            let wait = Duration::from_millis(at.saturating_sub(now_ms()));
+        if let Some(wait) = not_before.take() {
             if let Err(reason) = run.sleep_unless_cancelled(wait).await {
                 return run.abort(reason).await;
             }
         }
+        // The attempt counts as in flight from here to its checkpoint: a cancel or a stop of
+        // the run waits for it, so an effect that happened is never left without its record.
+        // Every abort below leaves the count first (`drop(in_flight)`): the run waits for the
+        // attempts in flight, and one that aborts never finishes.
+        let Some(in_flight) = run.begin_attempt() else {
+            return run.abort(Abort::Cancelled).await;
+        };
         if run.cancel_requested() {
+            drop(in_flight);
             return run.abort(Abort::Cancelled).await;
         }
         let record = |status, attempt| StepRecord {
@@ -176,18 +219,25 @@ where
             error_class: None,
             started_at_ms,
             finished_at_ms: None,
+            args: None,
+            failure: None,
         };
-        if meta.repeat == RepeatSafety::AtMostOnce {
+        if at_most_once {
             // The intent is durable before the body runs: after a crash we know the outcome is
-            // unknown instead of silently running the effect twice.
-            run.persist(vec![Write::PutStep(record(StepStatus::Started, attempt))])
-                .await;
+            // unknown instead of silently running the effect twice. It keeps the arguments, so
+            // the operator can tell which call to look up.
+            let mut intent = record(StepStatus::Started, attempt);
+            intent.args = Some(args());
+            if let Err(reason) = run.try_persist(vec![Write::PutStep(intent)]).await {
+                drop(in_flight);
+                return run.abort(reason).await;
+            }
         }
 
         let span = tracing::error_span!("step", name = meta.name, key = %id.key, attempt);
         let frame = Frame::Step(Arc::new(StepFrame {
             run: run.clone(),
-            key: id.key.clone(),
+            key: declared_key.clone(),
             attempt,
         }));
         let attempt_fut = context::scope(frame, body());
@@ -200,7 +250,10 @@ where
                 Ok(result) => (result, false),
                 Err(_) => match on_timeout {
                     Some(convert) => (Err(convert(StepTimeout { after: limit })), true),
-                    None => unreachable_timeout(&run, meta).await,
+                    None => {
+                        drop(in_flight);
+                        return unreachable_timeout(&run, meta).await;
+                    }
                 },
             },
         };
@@ -212,6 +265,7 @@ where
                     Ok(output) => output,
                     Err(e) => {
                         drop(_enter);
+                        drop(in_flight);
                         return run.abort(encoding("the output", &id, e)).await;
                     }
                 };
@@ -219,7 +273,10 @@ where
                 done.output = Some(output);
                 done.finished_at_ms = Some(now_ms());
                 drop(_enter);
-                run.persist(vec![Write::PutStep(done)]).await;
+                if let Err(reason) = run.try_persist(vec![Write::PutStep(done)]).await {
+                    drop(in_flight);
+                    return run.abort(reason).await;
+                }
                 return Ok(value);
             }
             Err(error) => {
@@ -251,8 +308,11 @@ where
                     backoff.error = Some(message);
                     backoff.error_class = class;
                     drop(_enter);
-                    run.persist(vec![Write::PutStep(backoff)]).await;
-                    not_before = Some(next_at);
+                    if let Err(reason) = run.try_persist(vec![Write::PutStep(backoff)]).await {
+                        drop(in_flight);
+                        return run.abort(reason).await;
+                    }
+                    not_before = Some(delay);
                     attempt += 1;
                     continue;
                 }
@@ -266,15 +326,36 @@ where
                 };
                 tracing::error!(error = %message, class = %class_name, attempts = attempt, reason = why, "step failed");
                 let mut failed = record(StepStatus::Failed, attempt);
+                failed.failure = replay.as_ref().and_then(|replay| (replay.encode)(&error));
                 failed.error = Some(message);
                 failed.error_class = class;
                 failed.finished_at_ms = Some(now_ms());
                 drop(_enter);
-                run.persist(vec![Write::PutStep(failed)]).await;
+                if let Err(reason) = run.try_persist(vec![Write::PutStep(failed)]).await {
+                    drop(in_flight);
+                    return run.abort(reason).await;
+                }
                 return Err(error);
             }
         }
     }
+}
+
+/// How long to wait for an attempt due at `due_ms`. The due time was computed with the clock of
+/// the process that recorded it; if this clock is behind (or that one was ahead), waiting for it
+/// could take as long as the skew. No wait is longer than the policy's longest delay from now.
+fn backoff_wait(due_ms: u64, now_ms: u64, policy: &RetryPolicy, id: &StepId) -> Duration {
+    let wait = Duration::from_millis(due_ms.saturating_sub(now_ms));
+    if wait > policy.max {
+        tracing::warn!(
+            step = %id,
+            recorded_wait_ms = wait.as_millis() as u64,
+            max_delay_ms = policy.max.as_millis() as u64,
+            "the recorded retry time is further away than the policy's longest delay (a clock changed); waiting the longest delay instead"
+        );
+        return policy.max;
+    }
+    wait
 }
 
 async fn unreachable_timeout<T>(run: &RunCtx, meta: &StepMeta) -> T {

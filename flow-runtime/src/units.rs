@@ -442,6 +442,8 @@ async fn execute<O, E: Display>(
         error_class: None,
         started_at_ms,
         finished_at_ms: Some(now_ms()),
+        args: None,
+        failure: None,
     };
     run.persist(vec![Write::PutStep(record)]).await;
     (key, outcome)

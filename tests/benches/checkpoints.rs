@@ -307,6 +307,8 @@ async fn store_commits(
         error_class: None,
         started_at_ms: 1,
         finished_at_ms: Some(1),
+        args: None,
+        failure: None,
     };
     for n in 0..50 {
         flow::Store::commit(&store, vec![Write::PutStep(record(n))]).await?;

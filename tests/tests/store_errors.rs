@@ -27,6 +27,7 @@ fn run(id: &str) -> RunRecord {
         executions: 1,
         attention: None,
         owner: None,
+        lease_expires_at_ms: None,
     }
 }
 
@@ -40,7 +41,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn make_store(path: &Path) {
     let store = RedbStore::open(path).unwrap();
     let created = runtime().block_on(store.create_run(run("r1"))).unwrap();
-    assert!(matches!(created, CreateRun::Created));
+    assert!(matches!(created, CreateRun::Created(_)));
 }
 
 fn assert_message(err: &StoreError, path: &Path, advice: &str) {
@@ -85,7 +86,7 @@ fn an_exclusive_store_locks_out_other_opens_until_it_closes() {
     let path = temp_path(&dir);
     let exclusive = RedbStore::open_with(&path, flow_runtime::Sharing::Exclusive).unwrap();
     let created = runtime().block_on(exclusive.create_run(run("r1"))).unwrap();
-    assert!(matches!(created, CreateRun::Created));
+    assert!(matches!(created, CreateRun::Created(_)));
 
     let err = RedbStore::open(&path).unwrap_err();
     assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");

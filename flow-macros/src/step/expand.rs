@@ -5,6 +5,8 @@
 use super::parse::InlineRetry;
 use super::validate::{DryRunModel, RepeatModel, RetryModel, Step};
 use crate::doc::doc_string;
+use crate::signature;
+use crate::tidy::tidy;
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
@@ -24,6 +26,17 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
     // The body keeps the signature as written (including `mut` bindings) and the lint levels.
     let mut inner_sig = sig.clone();
     inner_sig.ident = format_ident!("__flow_body", span = sig.ident.span());
+    // A parameter that only the `idempotency_key` reads is used, by the key; the body need not
+    // mention it, so it must not get an `unused variable` warning there.
+    let key_params = &step.key_params;
+    let block = if key_params.is_empty() {
+        block.to_token_stream()
+    } else {
+        quote! {{
+            #(let _ = &#key_params;)*
+            #block
+        }}
+    };
     let inner_attrs = attrs.iter().filter(|a| {
         ["allow", "warn", "deny", "forbid"]
             .iter()
@@ -47,7 +60,7 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
     let repeat = match &step.repeat {
         RepeatModel::Idempotent => quote!(#p::RepeatSafety::Idempotent),
         RepeatModel::Key(expr) => {
-            let text = expr.to_token_stream().to_string();
+            let text = tidy(&expr.to_token_stream());
             quote!(#p::RepeatSafety::IdempotencyKey { expr: #text })
         }
         RepeatModel::AtMostOnce => quote!(#p::RepeatSafety::AtMostOnce),
@@ -89,8 +102,17 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
     // Checks, each spanned at the type it is about so the error points there.
     let ret = &step.output;
     let ret_span = ret.span();
-    let ok_ty = quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Ok);
-    let err_ty = quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Err);
+    // `Result<T, E>` as written names its types directly; an alias goes through `StepReturn`.
+    let (ok_ty, err_ty) = match signature::result_types(ret) {
+        // Respanned to the return type, like every check: an unmet bound is then reported
+        // once, at one span, whichever generated line trips it first.
+        Some((ok, err)) => (respan_tokens(ok, ret_span), respan_tokens(err, ret_span)),
+        None => (
+            quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Ok),
+            quote_spanned!(ret_span=> <#ret as #p::StepReturn>::Err),
+        ),
+    };
+    let output_type = signature::ok_type_text(ret);
     let mut checks = TokenStream::new();
     for param in &step.params {
         let ty = &param.ty;
@@ -173,6 +195,11 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
                 key: #key,
                 classify: #classify,
                 on_timeout: #on_timeout,
+                replay: {
+                    #[allow(unused_imports)]
+                    use #p::{NoReplay as _, SerdeReplay as _};
+                    (&&#p::ReplayProbe::<#err_ty>::new()).replay()
+                },
             },
             &(#(#args,)*),
             #body,
@@ -197,6 +224,13 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
                 dry_run: #dry_run_spec,
                 doc: #doc,
                 #location,
+                output_type: #output_type,
+                check_output: {
+                    // The check of the function body, repeated in this static's own body so that
+                    // an unmet bound here is the same message (reported once) and not another.
+                    #p::assert_step_output::<#ok_ty>();
+                    #p::check_step_output::<#ok_ty>
+                },
             };
             #p::inventory::submit! { #p::StepRegistration(&__FLOW_STEP) }
 
@@ -209,6 +243,25 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
         #(#attrs)*
         #vis #outer_sig #outer_body
     }
+}
+
+/// Tokens reported at another span (their meaning, and so rustdoc's rendering, is unchanged).
+pub(crate) fn respan_tokens(tokens: impl ToTokens, span: Span) -> TokenStream {
+    tokens
+        .to_token_stream()
+        .into_iter()
+        .map(|mut tree| {
+            if let proc_macro2::TokenTree::Group(group) = &tree {
+                let mut respanned =
+                    proc_macro2::Group::new(group.delimiter(), respan_tokens(group.stream(), span));
+                respanned.set_span(span);
+                tree = proc_macro2::TokenTree::Group(respanned);
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
 }
 
 /// The same name, reported at another span (so a failed bound is reported where the check is).

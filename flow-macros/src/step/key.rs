@@ -10,10 +10,12 @@ use syn::punctuated::Punctuated;
 use syn::visit::Visit;
 use syn::{Expr, Ident, Pat, Token};
 
-/// Reports each single-segment name in `expr` that is not a parameter.
-pub(crate) fn check(expr: &Expr, params: &[Ident], errors: &mut Errors) {
+/// Reports each single-segment name in `expr` that is not a parameter, and returns the
+/// parameters that the expression uses (the body need not use them too).
+pub(crate) fn check(expr: &Expr, params: &[Ident], errors: &mut Errors) -> Vec<Ident> {
     let mut visitor = KeyNames {
         params: params.iter().map(|p| p.to_string()).collect(),
+        used: HashSet::new(),
         local: Vec::new(),
         param_list: params
             .iter()
@@ -23,10 +25,18 @@ pub(crate) fn check(expr: &Expr, params: &[Ident], errors: &mut Errors) {
         errors,
     };
     visitor.visit_expr(expr);
+    let used = visitor.used;
+    params
+        .iter()
+        .filter(|p| used.contains(&p.to_string()))
+        .cloned()
+        .collect()
 }
 
 struct KeyNames<'a> {
     params: HashSet<String>,
+    /// The parameters the expression reads.
+    used: HashSet<String>,
     /// Names bound inside the expression (closure parameters).
     local: Vec<String>,
     param_list: String,
@@ -36,7 +46,14 @@ struct KeyNames<'a> {
 impl KeyNames<'_> {
     fn check_name(&mut self, name: &str, span: Span) {
         let uppercase = name.starts_with(|c: char| c.is_uppercase());
-        if uppercase || self.params.contains(name) || self.local.iter().any(|l| l == name) {
+        if self.local.iter().any(|l| l == name) {
+            return;
+        }
+        if self.params.contains(name) {
+            self.used.insert(name.to_owned());
+            return;
+        }
+        if uppercase {
             return;
         }
         let params = if self.param_list.is_empty() {

@@ -5,6 +5,8 @@ mod key;
 mod parse;
 mod validate;
 
+pub(crate) use expand::respan_tokens;
+
 use crate::errors::{item_with_error, Errors};
 use proc_macro2::TokenStream;
 use syn::ItemFn;

@@ -4,7 +4,6 @@
 use super::parse::{DryRun, InlineRetry, Repeat, Retry, StepArgs};
 use crate::errors::Errors;
 use crate::signature;
-use proc_macro2::Span;
 use syn::{Expr, Ident, ItemFn, LitStr, Path, Type};
 
 /// How a step was declared, with every default filled in.
@@ -16,6 +15,8 @@ pub(crate) struct Step {
     pub(crate) name: Option<LitStr>,
     pub(crate) dry_run: DryRunModel,
     pub(crate) params: Vec<Param>,
+    /// The parameters that the `idempotency_key` expression reads.
+    pub(crate) key_params: Vec<Ident>,
     pub(crate) output: Type,
 }
 
@@ -88,9 +89,11 @@ pub(crate) fn validate(args: StepArgs, item: &ItemFn, errors: &mut Errors) -> Op
         Some(repeat) => repeat,
         None if read_only => RepeatModel::Idempotent,
         None => {
+            // At the function's name: the attribute may be far above it, or carry only other
+            // options; the name says which step is missing the choice.
             errors.at(
-                Span::call_site(),
-                "a step must state what happens if it runs twice; add one of `idempotent` (running it again is harmless), `idempotency_key = <expr over the parameters>` (the external system deduplicates), or `at_most_once` (never run it twice), or `read_only` if it changes nothing",
+                item.sig.ident.span(),
+                format!("the step `{}` must state what happens if it runs twice; add to `#[step(...)]` one of `idempotent` (running it again is harmless), `idempotency_key = <expr over the parameters>` (the external system deduplicates), or `at_most_once` (never run it twice), or `read_only` if it changes nothing", item.sig.ident),
             );
             RepeatModel::Idempotent
         }
@@ -140,10 +143,13 @@ pub(crate) fn validate(args: StepArgs, item: &ItemFn, errors: &mut Errors) -> Op
         })
         .collect();
 
-    if let RepeatModel::Key(expr) = &repeat {
-        let names: Vec<Ident> = params.iter().map(|p| p.ident.clone()).collect();
-        super::key::check(expr, &names, errors);
-    }
+    let key_params = match &repeat {
+        RepeatModel::Key(expr) => {
+            let names: Vec<Ident> = params.iter().map(|p| p.ident.clone()).collect();
+            super::key::check(expr, &names, errors)
+        }
+        _ => Vec::new(),
+    };
 
     if !errors.is_empty() {
         return None;
@@ -156,6 +162,7 @@ pub(crate) fn validate(args: StepArgs, item: &ItemFn, errors: &mut Errors) -> Op
         name: args.name.map(|s| s.value),
         dry_run,
         params,
+        key_params,
         output: output?,
     })
 }

@@ -92,8 +92,9 @@ fn open_store(settings: &FlowSettings, must_exist: bool) -> Result<Flow, Exit> {
         SharingSetting::Shared => Sharing::Shared,
         SharingSetting::Exclusive => Sharing::Exclusive,
     };
+    // Commands that must find a store only read it: they open it read-only and never write.
     let store = if must_exist {
-        RedbStore::open_existing(&settings.store)
+        RedbStore::open_read_only(&settings.store)
     } else {
         RedbStore::open_with(&settings.store, sharing)
     };
@@ -224,9 +225,16 @@ async fn follow(
     };
     let id = handle.run_id().clone();
     let progress = super::progress::start(flow, &id);
-    let outcome = handle.outcome().await;
+    let waited = super::signals::outcome(flow, handle).await;
     drop(progress);
-    report_outcome(flow, &id, outcome, output, app, paused).await
+    match waited {
+        super::signals::Waited::Ended(outcome) => {
+            report_outcome(flow, &id, outcome, output, app, paused).await
+        }
+        super::signals::Waited::Stopped { signal, in_grace } => {
+            super::signals::report_stopped(app, &id, signal, in_grace)
+        }
+    }
 }
 
 /// Reads the workflow's input: `--input`, a file, or standard input (`-`), at most `limit`
@@ -918,7 +926,12 @@ async fn retry_failed(
     let mut exit = Exit::Success;
     for run in failed {
         let result = match flow.resume(&run.id).await {
-            Ok(handle) => handle.outcome().await.map_err(|e| e.to_string()),
+            Ok(handle) => match super::signals::outcome(flow, handle).await {
+                super::signals::Waited::Ended(outcome) => outcome.map_err(|e| e.to_string()),
+                super::signals::Waited::Stopped { signal, in_grace } => {
+                    return super::signals::report_stopped(app, &run.id, signal, in_grace)
+                }
+            },
             Err(e) => Err(e.to_string()),
         };
         if result.is_err() {

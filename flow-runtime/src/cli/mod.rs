@@ -18,6 +18,7 @@ mod commands;
 mod output;
 mod progress;
 mod runbook;
+mod signals;
 
 use crate::settings::{SettingProblem, SettingsSource};
 use args::{Cli, Command};
@@ -99,6 +100,10 @@ pub(crate) enum Exit {
     Config = 3,
     NeedsAttention = 4,
     Store = 5,
+    /// Stopped by SIGINT (128 + 2), the run left resumable.
+    Interrupted = 130,
+    /// Stopped by SIGTERM (128 + 15), the run left resumable.
+    Terminated = 143,
 }
 
 impl From<Exit> for ExitCode {
@@ -186,7 +191,12 @@ where
     let loaded = SettingsSource::new(&config, required, &app.env_prefix(), &overrides)
         .and_then(SettingsSource::load::<S>);
     let loaded = match loaded {
-        Ok(loaded) => loaded,
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
+            loaded
+        }
         Err(problems) => {
             print_problems(&problems);
             return Exit::Config.into();
@@ -219,6 +229,7 @@ where
             .as_ref()
             .is_some_and(Command::executes_workflows)
         {
+            signals::install(flow_settings.shutdown_grace());
             if let Err(message) = setup(app_settings).await.into_result() {
                 eprintln!("error: setup failed: {message}");
                 return Exit::Config;

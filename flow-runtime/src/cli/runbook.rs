@@ -35,22 +35,29 @@ fn dry_run(step: &StepMeta) -> String {
     }
 }
 
-fn first_line(doc: &str) -> &str {
-    doc.lines()
+/// The doc comment's first paragraph as one line, for a table cell (its later paragraphs are
+/// in the step's own section).
+fn summary(doc: &str) -> String {
+    doc.trim()
+        .lines()
         .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("")
+        .take_while(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
 }
 
 /// What an operator does for each state a run of `w` can be left in.
 fn actions(app: &AppInfo, w: &WorkflowMeta) -> Vec<(&'static str, String)> {
     let bin = app.name;
     let name = w.name;
-    vec![
-        (
-            "failed",
-            format!("Read the error: `{bin} runs show <id>`. Fix its cause (a permanent error is never retried by itself), then `{bin} runs resume <id>`, or `{bin} runs retry-failed --workflow {name}` for all of them. Completed steps are replayed, not repeated. To redo part of a run: `{bin} runs fork <id> --from-step <step>`."),
-        ),
+    let mut actions = vec![(
+        "failed",
+        format!("Read the error: `{bin} runs show <id>`. Fix its cause (a permanent error is never retried by itself), then `{bin} runs resume <id>`, or `{bin} runs retry-failed --workflow {name}` for all of them. Completed steps are replayed, not repeated. To redo part of a run: `{bin} runs fork <id> --from-step <step>`."),
+    )];
+    // Failed units and staged rollouts exist only in workflows that run units.
+    if w.units {
+        actions.extend([
         (
             "failed with failed units",
             format!("`{bin} runs show <id>` lists the failed units and the most frequent errors. After the fix, `{bin} runs retry-failed <id>` re-executes only the failed and unfinished units (succeeded ones are replayed), or `{bin} runs retry-unit <id> --unit <key>` one of them. A tripped error budget names its threshold in the error."),
@@ -59,6 +66,9 @@ fn actions(app: &AppInfo, w: &WorkflowMeta) -> Vec<(&'static str, String)> {
             "paused",
             format!("A staged rollout processed its share of units. Check the results, then `{bin} run {name} --input '<the same input>' --id <id> --rollout 25%` processes more; `--rollout 100%` finishes the run."),
         ),
+        ]);
+    }
+    actions.extend([
         (
             "needs-attention",
             format!("An at_most_once step was interrupted and its effect is unknown. Check the external system. If the effect happened: `{bin} runs resolve <id> --step <key> --done --step-output '<json>'`; if not: `{bin} runs resolve <id> --step <key> --rerun`. Then `{bin} runs resume <id>`."),
@@ -78,7 +88,8 @@ fn actions(app: &AppInfo, w: &WorkflowMeta) -> Vec<(&'static str, String)> {
                 None => format!("No alert threshold is set for `{name}` (`#[workflow(alert_after = N)]`)."),
             },
         ),
-    ]
+    ]);
+    actions
 }
 
 pub(super) fn print(app: &AppInfo, format: RunbookFormat, policies: &RetryPolicies) -> Exit {
@@ -94,6 +105,7 @@ pub(super) fn print(app: &AppInfo, format: RunbookFormat, policies: &RetryPolici
                     "name": w.name,
                     "doc": w.doc.trim(),
                     "params": w.params,
+                    "units": w.units,
                     "alert_after": w.alert_after,
                     "source": format!("{}:{}", w.file, w.line),
                     "actions": actions(app, w).into_iter().map(|(state, what)| (state.to_owned(), Value::String(what))).collect::<serde_json::Map<_, _>>(),
@@ -101,6 +113,7 @@ pub(super) fn print(app: &AppInfo, format: RunbookFormat, policies: &RetryPolici
                 "steps": steps.iter().map(|s| json!({
                     "name": s.name,
                     "doc": s.doc.trim(),
+                    "output_type": s.output_type,
                     "repeat_safety": repeat_safety(s),
                     "retry": retry(s, policies),
                     "timeout_ms": s.timeout_ms,
@@ -159,11 +172,20 @@ pub(super) fn print(app: &AppInfo, format: RunbookFormat, policies: &RetryPolici
                         .map(|t| format!("{t} ms per attempt"))
                         .unwrap_or_else(|| "none".into()),
                     dry_run(s),
-                    first_line(s.doc)
+                    summary(s.doc)
                 );
             }
+            println!();
+            for s in &steps {
+                println!("### Step `{}`\n", s.name);
+                if !s.doc.trim().is_empty() {
+                    println!("{}\n", s.doc.trim());
+                }
+                println!("- returns: `{}`", s.output_type);
+                println!("- source: {}:{}\n", s.file, s.line);
+            }
             println!(
-                "\n## Exit codes\n\n```text\n{}\n```",
+                "## Exit codes\n\n```text\n{}\n```",
                 EXIT_CODES.lines().skip(1).collect::<Vec<_>>().join("\n")
             );
         }

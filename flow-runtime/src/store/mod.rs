@@ -4,8 +4,11 @@
 //! errors a backend reports. It knows nothing of how steps execute. Backends: [`RedbStore`]
 //! (embedded, the default); PostgreSQL comes later behind the same trait.
 
+mod owner;
 mod redb;
 
+use self::owner::Liveness;
+pub use self::owner::Owner;
 pub use self::redb::{RedbStore, Sharing};
 
 use crate::classify::ErrorClass;
@@ -183,6 +186,10 @@ pub struct Attention {
     pub step: StepId,
     /// What happened.
     pub reason: String,
+    /// The step's arguments as JSON (secrets redacted), so the operator can tell which call
+    /// to look up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<serde_json::Value>,
 }
 
 /// One execution of a workflow.
@@ -216,7 +223,84 @@ pub struct RunRecord {
     pub attention: Option<Attention>,
     /// The process executing the run, while one does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<crate::owner::Owner>,
+    pub owner: Option<Owner>,
+    /// Until when the owner's claim holds where its liveness cannot be checked (ms since the
+    /// epoch). See [`Store::claim`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at_ms: Option<u64>,
+}
+
+impl RunRecord {
+    /// Whether an execution holds this run now: it is running or sleeping, and its owner is
+    /// another live process, or one whose liveness cannot be checked and whose lease has not
+    /// expired. This process never holds a run against itself (the engine keeps its own table
+    /// of the runs it executes).
+    pub fn is_held(&self, now_ms: u64) -> bool {
+        if !matches!(self.status, RunStatus::Running | RunStatus::Sleeping) {
+            return false;
+        }
+        let Some(owner) = &self.owner else {
+            return false;
+        };
+        match owner.liveness() {
+            Liveness::Alive => true,
+            Liveness::Current | Liveness::Dead => false,
+            Liveness::Unknown => self.lease_expires_at_ms.is_some_and(|until| until > now_ms),
+        }
+    }
+}
+
+/// Proof that one execution took a run: the run and the claim's fencing token. Every write of
+/// that execution carries it ([`Write::CheckClaim`]); once another claim took the run, those
+/// writes are refused with [`StoreError::ClaimLost`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The run.
+    pub run_id: RunId,
+    /// Increases with every claim of the run; only the latest claim's writes are applied.
+    pub token: u64,
+}
+
+/// How to take a run in [`Store::claim`].
+pub struct ClaimRequest {
+    /// The process that will execute the run; `None` takes the run and releases it in the same
+    /// write (an operator cancelling a run that nobody executes). Either way the fencing token
+    /// moves on, so an older execution's writes are refused from then on.
+    pub owner: Option<Owner>,
+    /// How long the claim holds where the owner's liveness cannot be checked.
+    pub lease: std::time::Duration,
+    /// Decides, inside the claim's transaction, whether the run may be taken in the state it is
+    /// in, and changes the record (status, execution count); `false` refuses.
+    pub take: Box<dyn FnOnce(&mut RunRecord) -> bool + Send>,
+}
+
+impl fmt::Debug for ClaimRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClaimRequest")
+            .field("owner", &self.owner)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Store::claim`] did.
+// Returned once per claim, so the size of the record is not worth a box at every match
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum ClaimOutcome {
+    /// The run is taken: the record as written, and the claim its writes must carry.
+    Claimed {
+        /// The run after the claim.
+        run: RunRecord,
+        /// The new claim.
+        claim: Claim,
+    },
+    /// Another execution holds the run ([`RunRecord::is_held`]); nothing was written.
+    Held(RunRecord),
+    /// The request's `take` refused the run in its current state; nothing was written.
+    Refused(RunRecord),
+    /// No run has that id.
+    Missing,
 }
 
 /// The identity of a step within a run: name, key and occurrence.
@@ -289,11 +373,20 @@ pub struct StepRecord {
     /// When the step finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at_ms: Option<u64>,
+    /// The arguments of an `at_most_once` step's call, kept with its intent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<serde_json::Value>,
+    /// A failed step's error as JSON (error types that are serde), replayed on resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<serde_json::Value>,
 }
 
 /// One change in a commit.
 #[derive(Clone, Debug)]
 pub enum Write {
+    /// Apply this commit only if `Claim` is still the run's latest claim; otherwise the whole
+    /// commit is refused with [`StoreError::ClaimLost`] and nothing of it is written.
+    CheckClaim(Claim),
     /// Insert or replace a run.
     PutRun(RunRecord),
     /// Insert or replace a step.
@@ -311,8 +404,8 @@ pub enum Write {
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum CreateRun {
-    /// The run did not exist and is now stored.
-    Created,
+    /// The run did not exist and is now stored, claimed by its creator.
+    Created(Claim),
     /// A run with that id exists; nothing was written.
     Exists(RunRecord),
 }
@@ -341,8 +434,19 @@ impl RunFilter {
 /// Every write method returns only once its changes are durable. Implementations batch the
 /// writes of concurrent callers into one durable commit (group commit).
 pub trait Store: Send + Sync + 'static {
-    /// Stores `run` unless a run with its id exists, atomically.
+    /// Stores `run` unless a run with its id exists, atomically. A created run is claimed by
+    /// its creator (token 1 of its claims).
     fn create_run(&self, run: RunRecord) -> BoxFuture<'_, Result<CreateRun, StoreError>>;
+    /// Takes a run for an execution, in one write transaction: refuses it while another
+    /// execution holds it ([`RunRecord::is_held`]) or while `request.take` refuses its state;
+    /// otherwise applies `take`, records the owner and its lease, and moves the run's fencing
+    /// token on. Of any number of concurrent claims of one run, in any processes, exactly one
+    /// wins.
+    fn claim(
+        &self,
+        id: &RunId,
+        request: ClaimRequest,
+    ) -> BoxFuture<'_, Result<ClaimOutcome, StoreError>>;
     /// Applies `writes` in one durable commit.
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>>;
     /// One run.
@@ -431,6 +535,13 @@ pub enum StoreError {
     /// The store's writer stopped (the process is shutting down).
     #[error("the store is closed")]
     Closed,
+    /// Another execution claimed the run since this one did; this execution's writes are
+    /// refused and it stops.
+    #[error("run `{run_id}` was claimed by another execution; this one stops without writing (the other continues it)")]
+    ClaimLost {
+        /// The run.
+        run_id: RunId,
+    },
     /// Any other backend error.
     #[error("store error: {0}")]
     Backend(String),

@@ -43,8 +43,8 @@
 //! also wrapped in `catch_unwind` so a damage the check misses is still an error, not a crash.
 
 use super::{
-    CreateRun, RunFilter, RunId, RunRecord, StepId, StepRecord, StepStatus, Store, StoreError,
-    StoreStats, Write, SCHEMA_VERSION,
+    Claim, ClaimOutcome, ClaimRequest, CreateRun, RunFilter, RunId, RunRecord, StepId, StepRecord,
+    StepStatus, Store, StoreError, StoreStats, Write, SCHEMA_VERSION,
 };
 use crate::classify::ErrorClass;
 use crate::registry::BoxFuture;
@@ -69,6 +69,9 @@ const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
 const STEPS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("steps");
 /// Run id → when the cancel was requested, ms since the epoch.
 const CANCELS: TableDefinition<&str, u64> = TableDefinition::new("cancels");
+/// Run id → the fencing token of its latest claim. Kept apart from the run record so that
+/// checking a checkpoint's claim reads one integer, not a whole run.
+const CLAIMS: TableDefinition<&str, u64> = TableDefinition::new("claims");
 
 const FORMAT: &str = "flow";
 const FORMAT_KEY: &str = "format";
@@ -97,7 +100,9 @@ const MAX_VALUE_LEN: usize = 3 * 1024 * 1024 * 1024;
 /// # Ok(()) }
 /// ```
 pub struct RedbStore {
-    db: Arc<Database>,
+    /// Reads go through this handle: the writable database, or a read-only one
+    /// ([`RedbStore::open_read_only`]), which has no writer.
+    db: Arc<dyn ReadableDatabase + Send + Sync>,
     path: PathBuf,
     stats: Arc<Counters>,
     /// `None` only while dropping: closing the channel is what stops the writer.
@@ -161,30 +166,82 @@ impl RedbStore {
                 path,
             });
         }
-        let db = open_database(&path, true, sharing)?;
+        create_complete(&path, dir).map_err(|fault| fault.at(&path))?;
+        let db = open_database(&path, false, sharing)?;
         init_or_check_meta(&db).map_err(|fault| fault.at(&path))?;
         Ok(RedbStore::start(db, path))
+    }
+
+    /// Opens an existing store for reading only: the file is opened read-only and never
+    /// written, so an operator can inspect a store they may not write (mode 444, another user's
+    /// file) and inspecting leaves its bytes and mtime as they were. Writes answer
+    /// [`StoreError::Closed`].
+    ///
+    /// The file is opened in redb's multi-process mode, so a process running workflows on it
+    /// (shared, the default) keeps running and its commits are seen. A store whose writer was
+    /// killed must first be recovered, which writes: then, and only then, the store is opened
+    /// writable as by [`RedbStore::open_existing`] (and that fails if the file is not writable,
+    /// with an error saying so).
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        check_existing(&path)?;
+        let mut builder = Builder::new();
+        builder.set_concurrency_mode(ConcurrencyMode::MultiWriter);
+        let opened = catch_unwind(AssertUnwindSafe(|| builder.open_read_only(&path)));
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(DatabaseError::RepairAborted)) => {
+                tracing::debug!(path = %path.display(), "the store needs recovery; opening it writable");
+                return RedbStore::open_existing(&path).map_err(|err| match err {
+                    StoreError::Io { path, source }
+                        if source.kind() == io::ErrorKind::PermissionDenied =>
+                    {
+                        StoreError::Io {
+                            source: io::Error::new(
+                                source.kind(),
+                                "a process was killed while writing it, so it must be recovered \
+                                 before it can be read, and recovering writes; run this command \
+                                 once as a user who can write the file",
+                            ),
+                            path,
+                        }
+                    }
+                    other => other,
+                });
+            }
+            Ok(Err(err)) => return Err(Fault::from(err).at(&path)),
+            Err(panic) => {
+                return Err(StoreError::Corrupt {
+                    path,
+                    detail: format!("the database engine panicked: {}", panic_message(&*panic)),
+                })
+            }
+        };
+        let checked = catch_unwind(AssertUnwindSafe(|| check_meta_readable(&db)));
+        match checked {
+            Ok(Ok(())) => {}
+            Ok(Err(fault)) => return Err(fault.at(&path)),
+            Err(panic) => {
+                return Err(StoreError::Corrupt {
+                    path,
+                    detail: format!("the database engine panicked: {}", panic_message(&*panic)),
+                })
+            }
+        }
+        Ok(RedbStore {
+            db: Arc::new(db),
+            path,
+            stats: Arc::new(Counters::default()),
+            requests: None,
+            writer: None,
+        })
     }
 
     /// Opens an existing store, failing with [`StoreError::Missing`] instead of creating one.
     /// For operator commands, which must not leave an empty store behind a mistyped path.
     pub fn open_existing(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
         let path = path.as_ref().to_path_buf();
-        match std::fs::metadata(&path) {
-            Ok(meta) if meta.is_file() && meta.len() > 0 => {}
-            // An empty file is what `open` would initialise: there is no store there yet
-            Ok(meta) if meta.is_file() => return Err(StoreError::Missing { path }),
-            Ok(_) => {
-                return Err(StoreError::Io {
-                    source: io::Error::other("not a regular file"),
-                    path,
-                })
-            }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::Missing { path })
-            }
-            Err(err) => return Err(io_error(&path, err)),
-        }
+        check_existing(&path)?;
         let db = open_database(&path, false, Sharing::Shared)?;
         check_meta_read_only(&db).map_err(|fault| fault.at(&path))?;
         Ok(RedbStore::start(db, path))
@@ -302,6 +359,129 @@ fn open_database(path: &Path, create: bool, sharing: Sharing) -> Result<Database
     }
 }
 
+/// A store file is there: a non-empty regular file.
+fn check_existing(path: &Path) -> Result<(), StoreError> {
+    let path = path.to_path_buf();
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_file() && meta.len() > 0 => Ok(()),
+        // An empty file is what `open` would replace: there is no store there yet
+        Ok(meta) if meta.is_file() => Err(StoreError::Missing { path }),
+        Ok(_) => Err(StoreError::Io {
+            source: io::Error::other("not a regular file"),
+            path,
+        }),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Err(StoreError::Missing { path }),
+        Err(err) => Err(io_error(&path, err)),
+    }
+}
+
+/// Makes sure `path` is a store file, creating a new store if there is none, so that the path
+/// is either absent or a complete store whatever happens meanwhile (a kill, a full disk):
+/// the new store is initialised under a temporary name in the same directory, made durable,
+/// then hard-linked to `path`, which fails if another process got there first (then its store
+/// is used and ours removed), and the directory is synced. A hard link, unlike a rename, never
+/// replaces a store that another process has just created and opened. An empty file (left by
+/// a version that initialised the store in place) counts as no store.
+fn create_complete(path: &Path, dir: &Path) -> Result<(), Fault> {
+    let io = |err: io::Error| Fault::Ready(io_error(path, err));
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() || meta.len() > 0 => return Ok(()),
+        Ok(_) => set_aside_empty(path, dir).map_err(io)?,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(io(err)),
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "flow.redb".to_owned());
+    remove_stale_creations(dir, &name);
+    let tmp = dir.join(format!(
+        ".{name}.creating-{}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let created = initialise(&tmp).and_then(|()| match std::fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(()),
+        // Another process created the store meanwhile, complete as ours would have been
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        // A file system without hard links: rename, after checking that the name is free
+        Err(_) if !path.exists() => std::fs::rename(&tmp, path).map_err(io),
+        Err(err) => Err(io(err)),
+    });
+    let _ = std::fs::remove_file(&tmp);
+    created?;
+    sync_dir(dir).map_err(io)
+}
+
+/// Writes a complete, empty store at `tmp`, durably.
+fn initialise(tmp: &Path) -> Result<(), Fault> {
+    // Nobody else knows the name: the exclusive mode needs one fsync per commit, not two
+    let db = open_database(tmp, true, Sharing::Exclusive).map_err(Fault::Ready)?;
+    init_or_check_meta(&db)?;
+    drop(db);
+    let file = std::fs::File::open(tmp).map_err(|err| Fault::Ready(io_error(tmp, err)))?;
+    file.sync_all()
+        .map_err(|err| Fault::Ready(io_error(tmp, err)))
+}
+
+/// Moves an empty file at `path` out of the way. If, between the look and the move, another
+/// process replaced it with its new store, that store is linked back.
+fn set_aside_empty(path: &Path, dir: &Path) -> io::Result<()> {
+    let aside = dir.join(format!(
+        ".flow-empty-{}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    match std::fs::rename(path, &aside) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
+    }
+    let restored = match std::fs::metadata(&aside) {
+        Ok(meta) if meta.len() > 0 => match std::fs::hard_link(&aside, path) {
+            Err(err) if err.kind() != io::ErrorKind::AlreadyExists => Err(err),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    };
+    std::fs::remove_file(&aside)?;
+    restored
+}
+
+/// Removes temporary stores left by creations that were killed (their process is gone).
+fn remove_stale_creations(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.creating-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid == std::process::id()
+            || !Path::new("/proc/self").exists()
+            || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Makes a new name in `dir` durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    match std::fs::File::open(dir) {
+        Ok(handle) => handle.sync_all(),
+        // Directories cannot be opened as files everywhere; there the rename is what we have
+        Err(_) if !cfg!(unix) => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
@@ -342,6 +522,11 @@ fn init_or_check_meta(db: &Database) -> Result<(), Fault> {
 
 /// [`init_or_check_meta`] for a store that must already exist: never writes.
 fn check_meta_read_only(db: &Database) -> Result<(), Fault> {
+    check_meta_readable(db)
+}
+
+/// [`check_meta_read_only`] for any handle that reads, read-only ones included.
+fn check_meta_readable(db: &impl ReadableDatabase) -> Result<(), Fault> {
     let txn = db.begin_read()?;
     match txn.open_table(META) {
         Ok(meta) => check_meta(&meta),
@@ -550,6 +735,9 @@ fn replicate(err: &StoreError) -> StoreError {
         },
         S::Encoding(detail) => S::Encoding(detail.clone()),
         S::Closed => S::Closed,
+        S::ClaimLost { run_id } => S::ClaimLost {
+            run_id: run_id.clone(),
+        },
         S::Backend(detail) => S::Backend(detail.clone()),
     }
 }
@@ -571,6 +759,23 @@ fn encode<T: serde::Serialize>(
     Ok(bytes)
 }
 
+impl RedbStore {
+    /// Decodes bytes as a stored run record (run id `key`) and as a stored step record (storage
+    /// key `key` of run `run`), exactly as reads do. For the decoders' fuzz tests; **not a
+    /// public API**.
+    #[doc(hidden)]
+    pub fn decode_stored(
+        run: &str,
+        key: &str,
+        bytes: &[u8],
+    ) -> (
+        Result<RunRecord, StoreError>,
+        Result<StepRecord, StoreError>,
+    ) {
+        (decode_run(key, bytes), decode_step(run, key, bytes))
+    }
+}
+
 fn decode_run(id: &str, bytes: &[u8]) -> Result<RunRecord, StoreError> {
     serde_json::from_slice(bytes)
         .map_err(|err| StoreError::Encoding(format!("run {id} could not be decoded: {err}")))
@@ -578,7 +783,8 @@ fn decode_run(id: &str, bytes: &[u8]) -> Result<RunRecord, StoreError> {
 
 /// A step record as stored: its identity is the table key, so the value leaves it out, absent
 /// fields are left out, and field names are one or two letters (`s` status, `a` attempt, `n`
-/// next attempt, `o` output, `e` error, `c` error class, `t0`/`t1` start and finish). At high
+/// next attempt, `o` output, `e` error, `c` error class, `t0`/`t1` start and finish, `g` the
+/// arguments of an `at_most_once` intent, `f` a failed step's error for replay). At high
 /// concurrency every checkpoint lands in another run's leaf page, so the bytes per checkpoint
 /// decide how many pages a group commit writes: this format cut them by two thirds and raised
 /// throughput by about half (BENCHMARKS.md).
@@ -601,6 +807,10 @@ struct StoredStepRef<'a> {
     started_at_ms: u64,
     #[serde(rename = "t1", skip_serializing_if = "Option::is_none")]
     finished_at_ms: Option<u64>,
+    #[serde(rename = "g", skip_serializing_if = "Option::is_none")]
+    args: &'a Option<serde_json::Value>,
+    #[serde(rename = "f", skip_serializing_if = "Option::is_none")]
+    failure: &'a Option<serde_json::Value>,
 }
 
 #[derive(serde::Deserialize)]
@@ -621,6 +831,10 @@ struct StoredStep {
     started_at_ms: u64,
     #[serde(rename = "t1", default)]
     finished_at_ms: Option<u64>,
+    #[serde(rename = "g", default)]
+    args: Option<serde_json::Value>,
+    #[serde(rename = "f", default)]
+    failure: Option<serde_json::Value>,
 }
 
 fn is_absent(output: &&Option<serde_json::Value>) -> bool {
@@ -637,6 +851,8 @@ fn stored_step(step: &StepRecord) -> StoredStepRef<'_> {
         error_class: step.error_class,
         started_at_ms: step.started_at_ms,
         finished_at_ms: step.finished_at_ms,
+        args: &step.args,
+        failure: &step.failure,
     }
 }
 
@@ -672,11 +888,17 @@ fn decode_step(run: &str, key: &str, bytes: &[u8]) -> Result<StepRecord, StoreEr
         error_class: s.error_class,
         started_at_ms: s.started_at_ms,
         finished_at_ms: s.finished_at_ms,
+        args: s.args,
+        failure: s.failure,
     })
 }
 
 /// A [`Write`], encoded before it reaches the writer so that a bad record fails only its caller.
 enum Op {
+    CheckClaim {
+        run: String,
+        token: u64,
+    },
     PutRun {
         id: String,
         json: Vec<u8>,
@@ -702,6 +924,10 @@ enum Op {
 impl Op {
     fn encode(write: Write) -> Result<Op, StoreError> {
         Ok(match write {
+            Write::CheckClaim(claim) => Op::CheckClaim {
+                run: claim.run_id.as_str().to_owned(),
+                token: claim.token,
+            },
             Write::PutRun(run) => Op::PutRun {
                 json: encode(format_args!("run {}", run.id), &run)?,
                 id: run.id.as_str().to_owned(),
@@ -743,13 +969,20 @@ enum Request {
         ops: Vec<Op>,
         reply: Reply<()>,
     },
+    Claim {
+        id: String,
+        request: ClaimRequest,
+        now_ms: u64,
+        reply: Reply<ClaimOutcome>,
+    },
 }
 
 /// What one request did inside a committed batch.
 #[allow(clippy::large_enum_variant)] // one per request in a batch, consumed right away
 enum Outcome {
     CreateRun(Result<CreateRun, StoreError>),
-    Commit,
+    Commit(Result<(), StoreError>),
+    Claim(Result<ClaimOutcome, StoreError>),
 }
 
 struct Writer {
@@ -788,8 +1021,8 @@ impl Writer {
         }
     }
 
-    fn commit_batch(&self, batch: Vec<Request>) {
-        let applied = catch_unwind(AssertUnwindSafe(|| apply(&self.db, &batch)));
+    fn commit_batch(&self, mut batch: Vec<Request>) {
+        let applied = catch_unwind(AssertUnwindSafe(|| apply(&self.db, &mut batch)));
         let outcomes = match applied {
             Ok(Ok(outcomes)) => {
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -819,8 +1052,11 @@ impl Writer {
                 (Request::CreateRun { reply, .. }, Outcome::CreateRun(result)) => {
                     let _ = reply.send(result);
                 }
-                (Request::Commit { reply, .. }, Outcome::Commit) => {
-                    let _ = reply.send(Ok(()));
+                (Request::Commit { reply, .. }, Outcome::Commit(result)) => {
+                    let _ = reply.send(result);
+                }
+                (Request::Claim { reply, .. }, Outcome::Claim(result)) => {
+                    let _ = reply.send(result);
                 }
                 (request, _) => fail_all(
                     vec![request],
@@ -840,12 +1076,15 @@ fn fail_all(batch: Vec<Request>, err: &StoreError) {
             Request::Commit { reply, .. } => {
                 let _ = reply.send(Err(replicate(err)));
             }
+            Request::Claim { reply, .. } => {
+                let _ = reply.send(Err(replicate(err)));
+            }
         }
     }
 }
 
 /// Applies a whole batch in one write transaction and one durable commit.
-fn apply(db: &Database, batch: &[Request]) -> Result<Vec<Outcome>, Fault> {
+fn apply(db: &Database, batch: &mut [Request]) -> Result<Vec<Outcome>, Fault> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     let outcomes = apply_in(&txn, batch)?;
@@ -853,10 +1092,11 @@ fn apply(db: &Database, batch: &[Request]) -> Result<Vec<Outcome>, Fault> {
     Ok(outcomes)
 }
 
-fn apply_in(txn: &WriteTransaction, batch: &[Request]) -> Result<Vec<Outcome>, Fault> {
+fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome>, Fault> {
     let mut runs = txn.open_table(RUNS)?;
     let mut steps = txn.open_table(STEPS)?;
     let mut cancels = txn.open_table(CANCELS)?;
+    let mut claims = txn.open_table(CLAIMS)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in batch {
         outcomes.push(match request {
@@ -869,13 +1109,77 @@ fn apply_in(txn: &WriteTransaction, batch: &[Request]) -> Result<Vec<Outcome>, F
                     }
                     None => {
                         runs.insert(id.as_str(), json.as_slice())?;
-                        Outcome::CreateRun(Ok(CreateRun::Created))
+                        let token = claims.get(id.as_str())?.map_or(0, |t| t.value()) + 1;
+                        claims.insert(id.as_str(), token)?;
+                        Outcome::CreateRun(Ok(CreateRun::Created(Claim {
+                            run_id: RunId::from(id.as_str()),
+                            token,
+                        })))
                     }
                 }
             }
-            Request::Commit { ops, .. } => {
+            Request::Claim {
+                id,
+                request,
+                now_ms,
+                ..
+            } => {
+                let take = std::mem::replace(&mut request.take, Box::new(|_| false));
+                let existing = runs.get(id.as_str())?.map(|v| v.value().to_vec());
+                let outcome = match existing.map(|bytes| decode_run(id, &bytes)) {
+                    None => Ok(ClaimOutcome::Missing),
+                    Some(Err(err)) => Err(err),
+                    Some(Ok(run)) if run.is_held(*now_ms) => Ok(ClaimOutcome::Held(run)),
+                    Some(Ok(mut run)) => {
+                        if take(&mut run) {
+                            run.owner = request.owner.clone();
+                            run.lease_expires_at_ms = request
+                                .owner
+                                .as_ref()
+                                .map(|_| *now_ms + request.lease.as_millis() as u64);
+                            run.updated_at_ms = *now_ms;
+                            match encode(format_args!("run {id}"), &run) {
+                                Ok(json) => {
+                                    runs.insert(id.as_str(), json.as_slice())?;
+                                    let token =
+                                        claims.get(id.as_str())?.map_or(0, |t| t.value()) + 1;
+                                    claims.insert(id.as_str(), token)?;
+                                    Ok(ClaimOutcome::Claimed {
+                                        claim: Claim {
+                                            run_id: run.id.clone(),
+                                            token,
+                                        },
+                                        run,
+                                    })
+                                }
+                                Err(err) => Err(err),
+                            }
+                        } else {
+                            Ok(ClaimOutcome::Refused(run))
+                        }
+                    }
+                };
+                Outcome::Claim(outcome)
+            }
+            Request::Commit { ops, .. } => 'commit: {
+                // A commit of an execution that lost its claim writes nothing at all
+                let mut stale = None;
+                for op in ops.iter() {
+                    if let Op::CheckClaim { run, token } = op {
+                        if claims.get(run.as_str())?.map(|t| t.value()) != Some(*token) {
+                            stale = Some(run.clone());
+                            break;
+                        }
+                    }
+                }
+                if let Some(run) = stale {
+                    break 'commit Outcome::Commit(Err(StoreError::ClaimLost {
+                        run_id: RunId::from(run),
+                    }));
+                }
                 for op in ops {
                     match op {
+                        Op::CheckClaim { .. } => {}
                         Op::PutRun { id, json } => {
                             runs.insert(id.as_str(), json.as_slice())?;
                         }
@@ -893,7 +1197,7 @@ fn apply_in(txn: &WriteTransaction, batch: &[Request]) -> Result<Vec<Outcome>, F
                         }
                     }
                 }
-                Outcome::Commit
+                Outcome::Commit(Ok(()))
             }
         });
     }
@@ -931,6 +1235,23 @@ impl Store for RedbStore {
                 .map(Op::encode)
                 .collect::<Result<Vec<_>, _>>()?;
             self.send(|reply| Request::Commit { ops, reply }).await
+        })
+    }
+
+    fn claim(
+        &self,
+        id: &RunId,
+        request: ClaimRequest,
+    ) -> BoxFuture<'_, Result<ClaimOutcome, StoreError>> {
+        let id = id.as_str().to_owned();
+        Box::pin(async move {
+            self.send(|reply| Request::Claim {
+                id,
+                request,
+                now_ms: super::now_ms(),
+                reply,
+            })
+            .await
         })
     }
 
@@ -1054,6 +1375,7 @@ mod tests {
             executions: 1,
             attention: None,
             owner: None,
+            lease_expires_at_ms: None,
         }
     }
 
@@ -1073,6 +1395,8 @@ mod tests {
             error_class: None,
             started_at_ms: 10,
             finished_at_ms: Some(11),
+            args: None,
+            failure: None,
         }
     }
 
@@ -1100,7 +1424,7 @@ mod tests {
         let b = run("b", "billing", RunStatus::Running, 2);
         assert!(matches!(
             store.create_run(a.clone()).await.unwrap(),
-            CreateRun::Created
+            CreateRun::Created(_)
         ));
         let steps_a = vec![
             step("a", "charge", "k1", 0),
@@ -1150,7 +1474,7 @@ mod tests {
         let second = run("same", "other", RunStatus::Queued, 99);
         match store.create_run(second).await.unwrap() {
             CreateRun::Exists(stored) => assert_eq!(stored, first),
-            CreateRun::Created => panic!("the second create_run overwrote the first"),
+            CreateRun::Created(_) => panic!("the second create_run overwrote the first"),
         }
         assert_eq!(store.run(&first.id).await.unwrap(), Some(first));
     }
@@ -1174,7 +1498,7 @@ mod tests {
         let mut existing = Vec::new();
         for task in tasks {
             match task.await.unwrap() {
-                CreateRun::Created => created.push(()),
+                CreateRun::Created(_) => created.push(()),
                 CreateRun::Exists(run) => existing.push(run),
             }
         }
@@ -1343,7 +1667,7 @@ mod tests {
         let err = bad.unwrap_err();
         assert!(matches!(err, StoreError::Encoding(_)), "{err:?}");
         assert!(err.to_string().contains("run bad"), "{err}");
-        assert!(matches!(good.unwrap(), CreateRun::Created));
+        assert!(matches!(good.unwrap(), CreateRun::Created(_)));
         let err = store.runs(&RunFilter::default()).await.unwrap_err();
         assert!(err.to_string().contains("run bad"), "{err}");
     }

@@ -4,7 +4,7 @@
 //! (all from `/proc`, so a recycled pid or a reboot is not mistaken for the owner). A process
 //! that finds an unfinished run owned by a live process refuses to execute it; a run whose
 //! owner died (a crash, a SIGKILL) is free to resume. This module only answers "who am I" and
-//! "is that process alive"; the engine decides.
+//! "is that process alive"; the store's claim ([`super::Store::claim`]) decides with it.
 
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
@@ -61,12 +61,35 @@ impl Owner {
 
     /// Whether this owner is another process that is still running.
     pub(crate) fn is_another_live_process(&self) -> bool {
-        if Owner::current().as_ref() == Some(self) {
-            return false;
-        }
-        boot_id().as_deref() == Some(self.boot_id.as_str())
-            && start_ticks(self.pid) == Some(self.start_ticks)
+        self.liveness() == Liveness::Alive
     }
+
+    /// What can be known of this owner from here.
+    pub(crate) fn liveness(&self) -> Liveness {
+        if Owner::current().as_ref() == Some(self) {
+            return Liveness::Current;
+        }
+        match boot_id() {
+            // Another boot of this machine: every process of that boot is gone.
+            Some(boot) if boot != self.boot_id => Liveness::Dead,
+            Some(_) if start_ticks(self.pid) == Some(self.start_ticks) => Liveness::Alive,
+            Some(_) => Liveness::Dead,
+            None => Liveness::Unknown,
+        }
+    }
+}
+
+/// Whether the owner of a claim still runs, as far as this process can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// This process.
+    Current,
+    /// Another process that is running.
+    Alive,
+    /// A process that exited (or a pid now used by another process).
+    Dead,
+    /// This machine has no `/proc`: only the claim's lease can tell.
+    Unknown,
 }
 
 #[cfg(test)]
