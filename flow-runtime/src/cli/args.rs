@@ -12,7 +12,8 @@ EXIT CODES:
     2  usage error: bad arguments, malformed JSON input, unknown workflow, run or step
     3  configuration error: invalid settings (every bad field is listed)
     4  the run needs attention: an at_most_once step's outcome is unknown
-    5  store error: the store is locked, corrupt, full or unreadable";
+    5  store error: the store is locked, corrupt, full or unreadable
+  130  stopped by SIGINT (143: SIGTERM); the run is left resumable";
 
 #[derive(Debug, Parser)]
 pub(crate) struct Cli {

@@ -149,9 +149,11 @@ pub(super) fn report_stopped(app: &AppInfo, id: &RunId, signal: Signal, in_grace
     };
     tracing::warn!(signal = signal.name(), run_id = %id, "run interrupted by a stop signal; it can be resumed");
     eprintln!(
-        "{}: run {id} stopped {how}; continue it with: {} runs resume {id}",
+        "{}: run {} stopped {how}; continue it with: {} runs resume {}",
         signal.name(),
-        app.name
+        super::output::escape(id.as_str()),
+        app.name,
+        super::output::shell_quote(id.as_str())
     );
     signal.exit()
 }
