@@ -1015,7 +1015,7 @@ impl Flow {
 
     /// Executes the workflow body of a live run and records how it ended.
     async fn drive(&self, mut run: RunRecord, ctx: Arc<RunCtx>, invoke: Invoke) -> (RunId, Final) {
-        let span = tracing::error_span!("run", workflow = %run.workflow, run_id = %run.id, trace_id = %run.trace_id);
+        let span = tracing::info_span!("run", workflow = %run.workflow, run_id = %run.id, trace_id = %run.trace_id);
         async {
             tracing::info!(execution = run.executions, "run started");
             let end = body_outcome(&ctx, run.input.clone(), invoke).await;
@@ -1092,7 +1092,7 @@ impl Flow {
             false,
             ExecOptions::default(),
         ));
-        let span = tracing::error_span!("run", workflow = %workflow, run_id = %ctx.run_id, trace_id = %ctx.trace_id, dry_run = true);
+        let span = tracing::info_span!("run", workflow = %workflow, run_id = %ctx.run_id, trace_id = %ctx.trace_id, dry_run = true);
         let end = body_outcome(&ctx, input, invoke).instrument(span).await;
         (end, ctx.take_plan())
     }

@@ -234,7 +234,7 @@ where
             }
         }
 
-        let span = tracing::error_span!("step", name = meta.name, key = %id.key, attempt);
+        let span = tracing::info_span!("step", name = meta.name, key = %id.key, attempt);
         let frame = Frame::Step(Arc::new(StepFrame {
             run: run.clone(),
             key: declared_key.clone(),

@@ -22,7 +22,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
-    table.load_preset(presets::ASCII_BORDERS_ONLY_CONDENSED);
+    table.load_style(presets::ASCII_BORDERS_ONLY_CONDENSED);
     table.set_header(header.iter().copied());
     table
 }
