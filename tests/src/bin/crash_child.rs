@@ -5,7 +5,7 @@
 //! can land before the effect, between the effect and the commit, or after the commit. The test
 //! kills this process at random moments, restarts it, and checks the log and the store.
 //!
-//! Usage: crash_child STORE EFFECT_LOG STEPS [exclusive]. Exit codes: 0 succeeded (prints the output), 3 the
+//! Usage: crash_child STORE EFFECT_LOG STEPS \[exclusive\]. Exit codes: 0 succeeded (prints the output), 3 the
 //! run needs attention, 1 anything else.
 
 use flow_runtime as flow;
