@@ -158,6 +158,7 @@ impl FlowBuilder {
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     id: Option<RunId>,
+    use_stored_input: bool,
     exec: ExecOptions,
 }
 
@@ -172,6 +173,13 @@ impl RunOptions {
     /// resumes it.
     pub fn id(mut self, id: impl Into<RunId>) -> Self {
         self.id = Some(id.into());
+        self
+    }
+
+    /// Starting an unfinished run id with an input other than its stored one continues the run
+    /// with its stored input (and logs it) instead of failing with [`Error::InputMismatch`].
+    pub fn use_stored_input(mut self) -> Self {
+        self.use_stored_input = true;
         self
     }
 
@@ -379,6 +387,12 @@ pub enum Error {
     /// No run has that id.
     #[error("no run has the id `{0}`; list runs to find the right id")]
     UnknownRun(RunId),
+    /// An unfinished run has the id, with another input.
+    #[error("run `{id}` exists with another input; it continues only with its stored input: start it with the same input, ask for the stored one (`RunOptions::use_stored_input`, `--use-stored-input`), or choose another id")]
+    InputMismatch {
+        /// The run.
+        id: RunId,
+    },
     /// The run id breaks the rule documented on [`RunId`].
     #[error(transparent)]
     InvalidRunId(#[from] crate::store::InvalidRunId),
@@ -831,6 +845,9 @@ impl Flow {
                     return Ok(finished_handle(id, existing.trace_id, end, None));
                 }
                 if fresh.input != existing.input {
+                    if !options.use_stored_input {
+                        return Err(Error::InputMismatch { id });
+                    }
                     tracing::warn!(run_id = %id, "the run exists with another input; resuming it with its stored input");
                 }
                 self.execute(reservation, &id, Take::Start, invoke, slots, options.exec)

@@ -420,3 +420,44 @@ fn a_step_in_doubt_shows_its_arguments() {
     let show = String::from_utf8_lossy(&out.stdout);
     assert!(show.contains("cust-42"), "{show}");
 }
+
+/// Issue 14: starting an unfinished run id with another input is refused (exit 2, nothing
+/// executed) unless the caller asks for the stored input.
+#[test]
+fn an_unfinished_run_id_with_another_input_is_refused_unless_asked() {
+    let app = App::new();
+    let stored = r#"{"n": 6, "delay_ms": 300}"#;
+    let mut child = app.spawn(&["run", "steps", "--input", stored, "--id", "same"]);
+    wait_until(30, "the first step", || !app.effects().is_empty());
+    kill9(&mut child);
+    let before = app.effects().len();
+
+    let other = r#"{"n": 2}"#;
+    let out = app.run(&["run", "steps", "--input", other, "--id", "same"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exists with another input"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(app.effects().len(), before, "nothing executed");
+    assert_eq!(app.record("same").executions, 1);
+
+    let out = app.run(&[
+        "run",
+        "steps",
+        "--input",
+        other,
+        "--id",
+        "same",
+        "--use-stored-input",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let steps: Vec<String> = app.effects_by_pid("step").into_values().flatten().collect();
+    let distinct: BTreeSet<&String> = steps.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        6,
+        "the stored input's six steps ran: {steps:?}"
+    );
+}

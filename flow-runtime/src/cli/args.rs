@@ -72,6 +72,10 @@ pub(crate) enum Command {
         /// (such as `5%`), then the run pauses; run the same id again with more (`25%`, `100%`)
         #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
         rollout: Option<f64>,
+        /// If the run id exists unfinished with another input, continue it with its stored
+        /// input instead of refusing
+        #[arg(long)]
+        use_stored_input: bool,
     },
     /// List, inspect and operate runs in the store
     #[command(subcommand)]

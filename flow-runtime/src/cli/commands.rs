@@ -144,6 +144,7 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
             id,
             dry_run,
             rollout,
+            use_stored_input,
         } => {
             let id = match id.map(run_id).transpose() {
                 Ok(id) => id,
@@ -171,6 +172,9 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
             }
             if let Some(percent) = rollout {
                 options = options.rollout(percent);
+            }
+            if use_stored_input {
+                options = options.use_stored_input();
             }
             let started = flow.start(&workflow, options, input).await;
             if let Err(Error::Input(e)) = &started {
