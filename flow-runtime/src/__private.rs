@@ -19,7 +19,12 @@ pub use crate::registry::{
     BoxFuture, DryRunSpec, InputError, InvokeResult, RepeatSafety, RetrySpec, StepMeta,
     StepRegistration, WorkflowFailure, WorkflowMeta, WorkflowRegistration,
 };
-pub use crate::settings::SettingsSource;
+
+/// The registry of the steps and workflows linked into this binary.
+pub mod registry {
+    pub use crate::registry::{step, steps, workflow, workflows};
+}
+pub use crate::settings::{SettingProblem, SettingsSource};
 pub use crate::step::{run_step, ErrorReplay, StepSpec};
 pub use ::inventory;
 pub use ::serde;

@@ -373,9 +373,14 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The input does not match the workflow's parameters.
-    #[error(transparent)]
-    Input(#[from] InputError),
+    /// The input does not decode into the workflow's parameters; nothing was stored.
+    #[error("invalid input for workflow `{workflow}`: {message}")]
+    Input {
+        /// The workflow.
+        workflow: String,
+        /// What does not match.
+        message: String,
+    },
     /// No workflow of that name is linked into this binary.
     #[error("unknown workflow `{name}`; this binary has: {}", if .known.is_empty() { "none".to_owned() } else { .known.join(", ") })]
     UnknownWorkflow {
@@ -468,6 +473,38 @@ pub enum Error {
 }
 
 type Invoke = Box<dyn FnOnce(serde_json::Value) -> BoxFuture<'static, InvokeResult> + Send>;
+
+impl From<InputError> for Error {
+    fn from(e: InputError) -> Self {
+        Error::Input {
+            workflow: e.workflow,
+            message: e.message,
+        }
+    }
+}
+
+/// Runs `future` to completion on a new multi-threaded runtime, the one flow executes runs on,
+/// so a program that is not a `#[flow::main]` app needs no async runtime of its own:
+///
+/// ```no_run
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     flow_runtime::block_on(nightly())?
+/// }
+///
+/// async fn nightly() -> Result<(), Box<dyn std::error::Error>> {
+///     let flow = flow_runtime::Flow::open("flow.redb")?;
+///     // start runs ...
+///     Ok(())
+/// }
+/// ```
+///
+/// Fails only if the runtime cannot start (the system refused threads or an event queue).
+pub fn block_on<F: Future>(future: F) -> std::io::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(future))
+}
 
 /// A new W3C trace id: 16 random bytes as 32 lowercase hex digits, never all zero.
 fn new_trace_id() -> String {

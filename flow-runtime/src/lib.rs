@@ -1,4 +1,21 @@
 //! flow: durable, checkpointed, retrying workflow steps.
+//!
+//! Mark async functions `#[flow::step(...)]` and `#[flow::workflow]`; a run of the workflow can
+//! be killed at any instant and started again: it resumes where it stopped, repeats no completed
+//! step and retries only what is worth retrying. `#[flow::main]` turns an app into a program with
+//! settings, logs and an operator CLI. Most programs need only what `flow::prelude` brings.
+//!
+//! # Errors
+//!
+//! A user meets these, each for one situation:
+//!
+//! - [`Error`]: an operation of [`Flow`] failed (unknown run or workflow, a run executed by
+//!   another process, bad input, the store: [`store::StoreError`] inside [`Error::Store`]).
+//! - [`RunError`]: a run ended without its output (the workflow's own error, a failure stored by
+//!   an earlier execution, a cancel, an `at_most_once` step in doubt, a paused rollout).
+//! - [`UnitsError`]: a fan-out ([`units`]) had failed units or exceeded its error budget.
+//! - [`Failure`]: a ready-made error type for steps and workflows, transient or permanent.
+//! - [`WorkflowFailure`]: the error of a run started by name ([`Flow::start`]), as its message.
 #![warn(missing_docs)]
 
 mod classify;
@@ -6,7 +23,7 @@ mod cli;
 mod context;
 mod determinism;
 mod engine;
-pub mod registry;
+mod registry;
 mod retry;
 mod settings;
 mod step;
@@ -20,23 +37,29 @@ pub mod __private;
 pub use classify::{Classify, ErrorClass, Failure, ResultExt, StepTimeout};
 pub use context::{attempt, is_dry_run, run_id, step_key, trace_id, PlannedStep};
 pub use determinism::{now, random, sleep, uuid};
-pub use engine::{DryRun, Error, Flow, FlowBuilder, Resolution, RunError, RunHandle, RunOptions};
+pub use engine::{
+    block_on, DryRun, Error, Flow, FlowBuilder, Resolution, RunError, RunHandle, RunOptions,
+};
 pub use flow_macros::{main, step, workflow, Classify};
 #[doc(hidden)]
 pub use garde;
-pub use registry::{
-    DryRunSpec, InputError, RepeatSafety, RetrySpec, StepMeta, WorkflowFailure, WorkflowMeta,
-};
+pub use registry::WorkflowFailure;
 pub use retry::{RetryPolicies, RetryPolicy};
-pub use settings::{non_empty_secret, FlowSettings, LogFormat, Secret, SettingProblem};
-pub use store::Owner;
-pub use store::Sharing;
-pub use store::{
-    Attention, RunFilter, RunId, RunRecord, RunStatus, StepId, StepRecord, StepStatus, Store,
-    StoreError,
-};
+pub use settings::{non_empty_secret, Secret};
+pub use store::{RunId, RunStatus, Sharing};
 pub use units::{
-    in_rollout, rollout_bucket, units, units_stream, UnitCounts, UnitFailure, Units, UnitsError,
-    UnitsReport, UNIT_STEP,
+    in_rollout, rollout_bucket, units, units_stream, UnitFailure, Units, UnitsError, UnitsReport,
+    UNIT_STEP,
 };
 pub use uuid::Uuid;
+
+/// `Result` with flow's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What most programs need: `use flow_runtime::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        main, step, workflow, Classify, Failure, Flow, ResultExt, RunError, RunId, RunOptions,
+        Secret,
+    };
+}

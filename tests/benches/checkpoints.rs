@@ -292,14 +292,14 @@ async fn store_commits(
 ) -> Result<(u64, Duration), Box<dyn std::error::Error>> {
     use flow::store::Write;
     let store = RedbStore::open_with(path, sharing)?;
-    let record = |n: u64| flow::StepRecord {
+    let record = |n: u64| flow::store::StepRecord {
         run_id: "run-000000".into(),
-        id: flow::StepId {
+        id: flow::store::StepId {
             name: "noop".into(),
             key: format!("{n:016x}"),
             occurrence: 0,
         },
-        status: flow::StepStatus::Succeeded,
+        status: flow::store::StepStatus::Succeeded,
         attempt: 1,
         next_attempt_at_ms: None,
         output: Some(serde_json::Value::Null),
@@ -311,12 +311,12 @@ async fn store_commits(
         failure: None,
     };
     for n in 0..50 {
-        flow::Store::commit(&store, vec![Write::PutStep(record(n))]).await?;
+        flow::store::Store::commit(&store, vec![Write::PutStep(record(n))]).await?;
     }
     let start = Instant::now();
     let mut n = 0u64;
     while n < min || start.elapsed() < time {
-        flow::Store::commit(&store, vec![Write::PutStep(record(1_000 + n))]).await?;
+        flow::store::Store::commit(&store, vec![Write::PutStep(record(1_000 + n))]).await?;
         n += 1;
     }
     Ok((n, start.elapsed()))

@@ -64,7 +64,7 @@ pub fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// Reads one run of a store that another process may have open.
-pub fn read_run(store: &std::path::Path, id: &str) -> Option<flow_runtime::RunRecord> {
+pub fn read_run(store: &std::path::Path, id: &str) -> Option<flow_runtime::store::RunRecord> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -76,7 +76,7 @@ pub fn read_run(store: &std::path::Path, id: &str) -> Option<flow_runtime::RunRe
 }
 
 /// Reads the steps of one run of a store that another process may have open.
-pub fn read_steps(store: &std::path::Path, id: &str) -> Vec<flow_runtime::StepRecord> {
+pub fn read_steps(store: &std::path::Path, id: &str) -> Vec<flow_runtime::store::StepRecord> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

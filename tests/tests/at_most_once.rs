@@ -16,7 +16,7 @@ fn run_to_end(store: &Path, log: &Path) -> Output {
 }
 
 /// Starts the payment, kills the process inside the step, and checks the run needs attention.
-fn crash_inside_the_step(store: &Path, log: &Path) -> flow::StepId {
+fn crash_inside_the_step(store: &Path, log: &Path) -> flow::store::StepId {
     let mut c = child(store, log);
     wait_until(20, "the payment effect", || lines(log).len() == 1);
     c.kill().expect("SIGKILL");
@@ -37,7 +37,7 @@ fn crash_inside_the_step(store: &Path, log: &Path) -> flow::StepId {
     attention.step
 }
 
-fn resolve(store: &Path, step: &flow::StepId, resolution: flow::Resolution) {
+fn resolve(store: &Path, step: &flow::store::StepId, resolution: flow::Resolution) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let flow = flow::Flow::open(store).unwrap();
@@ -120,7 +120,7 @@ async fn an_at_most_once_step_is_never_retried_and_resolving_a_healthy_step_is_r
     assert!(err.to_string().contains("connection reset"));
     assert_eq!(count("amo"), 1, "even a transient error is not retried");
     let steps = flow.steps(&id).await.unwrap();
-    assert_eq!(steps[0].status, flow::StepStatus::Failed);
+    assert_eq!(steps[0].status, flow::store::StepStatus::Failed);
     let err = flow
         .resolve(&id, &steps[0].id, flow::Resolution::Rerun)
         .await

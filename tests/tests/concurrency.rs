@@ -66,7 +66,7 @@ async fn steps_of_one_run_run_concurrently_and_replay() {
     assert_eq!(steps.len(), 20);
     assert!(steps
         .iter()
-        .all(|s| s.status == flow::StepStatus::Succeeded));
+        .all(|s| s.status == flow::store::StepStatus::Succeeded));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +82,7 @@ async fn a_thousand_concurrent_runs_store_exactly_their_checkpoints() {
     for (run, outcome) in outcomes.into_iter().enumerate() {
         assert_eq!(outcome.unwrap(), run as u32 * 10 + 45);
     }
-    let runs = flow.runs(&flow::RunFilter::default()).await.unwrap();
+    let runs = flow.runs(&flow::store::RunFilter::default()).await.unwrap();
     assert_eq!(runs.len(), 1000);
     assert!(runs.iter().all(|r| r.status == flow::RunStatus::Succeeded));
     let mut total = 0;

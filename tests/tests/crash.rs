@@ -164,7 +164,7 @@ fn crash_and_restart(mode: &[&str]) {
         assert_eq!(effects, STEPS as usize);
         assert!(steps
             .iter()
-            .all(|s| s.status == flow::StepStatus::Succeeded));
+            .all(|s| s.status == flow::store::StepStatus::Succeeded));
     });
 }
 

@@ -98,7 +98,7 @@ fn a_durable_sleep_survives_a_kill_and_waits_only_for_what_is_left() {
     );
     let steps = read_steps(&store, "sleep");
     let sleep = steps.iter().find(|s| s.id.name == "flow::sleep").unwrap();
-    assert_eq!(sleep.status, flow::StepStatus::Succeeded);
+    assert_eq!(sleep.status, flow::store::StepStatus::Succeeded);
     assert_eq!(
         sleep.next_attempt_at_ms,
         Some(wake_at),

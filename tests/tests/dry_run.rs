@@ -77,7 +77,7 @@ async fn a_dry_run_executes_reads_skips_writes_and_lists_them() {
     assert!(dry.plan[4].action.starts_with("would sleep"));
 
     // Nothing reached the store.
-    let runs = flow.runs(&flow::RunFilter::default()).await.unwrap();
+    let runs = flow.runs(&flow::store::RunFilter::default()).await.unwrap();
     assert!(runs.is_empty(), "a dry run stored {runs:?}");
     drop(dir);
 }
@@ -93,7 +93,7 @@ async fn a_dry_run_by_name_takes_json() {
     assert_eq!(count("d2/load"), 1);
     assert_eq!(count("d2/send/acme"), 0);
     assert!(flow
-        .runs(&flow::RunFilter::default())
+        .runs(&flow::store::RunFilter::default())
         .await
         .unwrap()
         .is_empty());

@@ -74,11 +74,11 @@ impl App {
         by_pid
     }
 
-    fn record_opt(&self, id: &str) -> Option<flow::RunRecord> {
+    fn record_opt(&self, id: &str) -> Option<flow::store::RunRecord> {
         read_run(&self.store(), id)
     }
 
-    fn record(&self, id: &str) -> flow::RunRecord {
+    fn record(&self, id: &str) -> flow::store::RunRecord {
         read_run(&self.store(), id).unwrap_or_else(|| panic!("no run {id}"))
     }
 }
@@ -210,7 +210,9 @@ fn a_cancel_lets_steps_in_flight_finish_and_checkpoint() {
 
         let stored: BTreeSet<String> = read_steps(&app.store(), &id)
             .into_iter()
-            .filter(|s| s.status == flow::StepStatus::Succeeded && s.id.name.ends_with("push"))
+            .filter(|s| {
+                s.status == flow::store::StepStatus::Succeeded && s.id.name.ends_with("push")
+            })
             .map(|s| s.id.key)
             .collect();
         let pushed: BTreeSet<String> = app
@@ -253,7 +255,7 @@ fn a_stop_signal_finishes_the_step_in_flight_and_leaves_the_run_resumable() {
         let done = effects.values().next().unwrap().len();
         let checkpointed = read_steps(&app.store(), "sig")
             .iter()
-            .filter(|s| s.status == flow::StepStatus::Succeeded)
+            .filter(|s| s.status == flow::store::StepStatus::Succeeded)
             .count();
         assert_eq!(done, checkpointed, "every step that ran is checkpointed");
         assert!(done < 20);
@@ -318,7 +320,7 @@ fn a_clock_set_back_does_not_stretch_a_backoff_or_a_sleep() {
     wait_until(30, "the backoff", || {
         read_steps(&app.store(), "b")
             .iter()
-            .any(|s| s.status == flow::StepStatus::Backoff)
+            .any(|s| s.status == flow::store::StepStatus::Backoff)
     });
     kill9(&mut child);
     push_due_times_a_day_ahead(&app.store(), "b");

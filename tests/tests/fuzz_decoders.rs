@@ -253,7 +253,7 @@ const ENV_NAMES: [&str; 8] = [
     "FLOW_SHARING",
 ];
 
-fn load(config: &Path) -> Result<(), Vec<flow_runtime::SettingProblem>> {
+fn load(config: &Path) -> Result<(), Vec<flow_runtime::__private::SettingProblem>> {
     let source = SettingsSource::new(config, true, "FUZZAPP_", &[])?;
     let loaded = source.load::<Fuzzed>()?;
     drop(loaded);

@@ -23,15 +23,16 @@ async fn monthly_billing(customers: Vec<String>) -> Result<(), flow::Failure> {
 
 #[test]
 fn steps_and_workflows_register_their_metadata() {
-    let step = flow::registry::step("billing.charge").expect("registered under its name");
+    let step =
+        flow::__private::registry::step("billing.charge").expect("registered under its name");
     assert_eq!(step.fn_name, "charge");
     assert_eq!(
         step.repeat,
-        flow::RepeatSafety::IdempotencyKey { expr: "customer" }
+        flow::__private::RepeatSafety::IdempotencyKey { expr: "customer" }
     );
     assert_eq!(
         step.retry,
-        flow::RetrySpec::Inline {
+        flow::__private::RetrySpec::Inline {
             attempts: 6,
             initial_ms: 500,
             max_ms: 30_000,
@@ -40,18 +41,18 @@ fn steps_and_workflows_register_their_metadata() {
         }
     );
     assert_eq!(step.timeout_ms, Some(30_000));
-    assert_eq!(step.dry_run, flow::DryRunSpec::Default);
+    assert_eq!(step.dry_run, flow::__private::DryRunSpec::Default);
     assert!(step.doc.contains("Charges one customer."), "{:?}", step.doc);
     assert!(step.doc.contains("deduplicates"), "{:?}", step.doc);
     assert!(step.file.ends_with("registry.rs"));
     assert!(step.line > 0);
 
-    let wf = flow::registry::workflow("monthly_billing").expect("registered");
+    let wf = flow::__private::registry::workflow("monthly_billing").expect("registered");
     assert_eq!(wf.params, ["customers"]);
     assert_eq!(wf.alert_after, Some(3));
     assert!(wf.doc.contains("monthly billing run"));
     assert_eq!(monthly_billing::NAME, "monthly_billing");
-    assert!(flow::registry::workflows()
+    assert!(flow::__private::registry::workflows()
         .iter()
         .any(|w| w.name == "monthly_billing"));
 }

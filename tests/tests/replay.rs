@@ -74,7 +74,7 @@ async fn a_finished_run_id_returns_the_stored_outcome_and_executes_nothing() {
     assert_eq!(steps.len(), 3);
     assert!(steps
         .iter()
-        .all(|s| s.status == flow::StepStatus::Succeeded));
+        .all(|s| s.status == flow::store::StepStatus::Succeeded));
     let outputs: Vec<_> = steps.iter().filter_map(|s| s.output.clone()).collect();
     for v in [2, 4, 6] {
         assert!(outputs.contains(&serde_json::json!(v)));
@@ -158,7 +158,7 @@ async fn by_name_start_uses_json_input_and_unknown_names_are_listed() {
         )
         .await
         .expect_err("bad input is refused before a run is stored");
-    assert!(matches!(err, flow::Error::Input(_)), "{err:?}");
+    assert!(matches!(err, flow::Error::Input { .. }), "{err:?}");
     assert!(err.to_string().contains("invalid input"), "{err}");
 
     let err = flow

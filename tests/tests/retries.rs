@@ -84,7 +84,7 @@ async fn transient_errors_are_retried_until_success() {
     assert_eq!(count("t1"), 3);
     let steps = flow.steps(&"t1".into()).await.unwrap();
     assert_eq!(steps.len(), 1);
-    assert_eq!(steps[0].status, flow::StepStatus::Succeeded);
+    assert_eq!(steps[0].status, flow::store::StepStatus::Succeeded);
     assert_eq!(
         steps[0].attempt, 3,
         "the store records the attempt that succeeded"
@@ -106,7 +106,7 @@ async fn attempts_run_out_and_the_last_error_reaches_the_workflow() {
     );
     assert_eq!(count("t2"), 5, "the policy allows 5 attempts");
     let steps = flow.steps(&"t2".into()).await.unwrap();
-    assert_eq!(steps[0].status, flow::StepStatus::Failed);
+    assert_eq!(steps[0].status, flow::store::StepStatus::Failed);
     assert_eq!(steps[0].attempt, 5);
     assert_eq!(steps[0].error_class, Some(flow::ErrorClass::Transient));
 }
@@ -123,7 +123,7 @@ async fn validation_errors_are_never_retried() {
     assert!(matches!(err.workflow_error(), Some(ApiError::Invalid(_))));
     assert_eq!(count("t3"), 1);
     let steps = flow.steps(&"t3".into()).await.unwrap();
-    assert_eq!(steps[0].status, flow::StepStatus::Failed);
+    assert_eq!(steps[0].status, flow::store::StepStatus::Failed);
     assert_eq!(steps[0].error_class, Some(flow::ErrorClass::Permanent));
     assert_eq!(
         steps[0].error.as_deref(),
@@ -206,7 +206,7 @@ fn a_crash_during_backoff_resumes_at_the_next_attempt() {
     wait_until(20, "the first attempt's backoff to be stored", || {
         read_steps(&store, "backoff")
             .iter()
-            .any(|s| s.status == flow::StepStatus::Backoff && s.attempt == 1)
+            .any(|s| s.status == flow::store::StepStatus::Backoff && s.attempt == 1)
     });
     first.kill().unwrap();
     first.wait().unwrap();
@@ -224,5 +224,5 @@ fn a_crash_during_backoff_resumes_at_the_next_attempt() {
     );
     let steps = read_steps(&store, "backoff");
     assert_eq!(steps[0].attempt, 3);
-    assert_eq!(steps[0].status, flow::StepStatus::Succeeded);
+    assert_eq!(steps[0].status, flow::store::StepStatus::Succeeded);
 }

@@ -3,10 +3,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+use flow_runtime::store::StoreError;
 use flow_runtime::store::{
     CreateRun, RedbStore, RunFilter, RunId, RunRecord, RunStatus, Store, Write, SCHEMA_VERSION,
 };
-use flow_runtime::StoreError;
 use redb::{Database, ReadableDatabase, TableDefinition};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -69,7 +69,7 @@ async fn timeouts_on_every_attempt_reach_the_workflow_as_its_error() {
     }
     assert_eq!(count("to2"), 3);
     let steps = flow.steps(&"to2".into()).await.unwrap();
-    assert_eq!(steps[0].status, flow::StepStatus::Failed);
+    assert_eq!(steps[0].status, flow::store::StepStatus::Failed);
     assert_eq!(steps[0].error_class, Some(flow::ErrorClass::Transient));
     assert!(steps[0]
         .error

@@ -122,7 +122,7 @@ async fn retry_failed_re_executes_exactly_the_failed_units() {
     assert_eq!(units.len(), 10_000);
     assert!(units
         .iter()
-        .all(|u| u.status == flow::StepStatus::Succeeded));
+        .all(|u| u.status == flow::store::StepStatus::Succeeded));
 }
 
 #[flow::workflow]
@@ -294,7 +294,7 @@ fn a_sigkill_during_a_fan_out_repeats_only_units_caught_between_effect_and_commi
     );
     let units = read_steps(&store, "units")
         .into_iter()
-        .filter(|s| s.id.name == flow::UNIT_STEP && s.status == flow::StepStatus::Succeeded)
+        .filter(|s| s.id.name == flow::UNIT_STEP && s.status == flow::store::StepStatus::Succeeded)
         .count();
     assert_eq!(units, 10_000);
 }

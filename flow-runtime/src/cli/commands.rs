@@ -177,7 +177,7 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
                 options = options.use_stored_input();
             }
             let started = flow.start(&workflow, options, input).await;
-            if let Err(Error::Input(e)) = &started {
+            if let Err(e @ Error::Input { .. }) = &started {
                 return input_error(app, e, given);
             }
             follow(app, &flow, started, output, Paused::ByRollout).await
@@ -191,7 +191,7 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
 }
 
 /// Input that does not decode into the workflow's parameters: nothing was stored.
-fn input_error(app: &AppInfo, e: &crate::InputError, given: bool) -> Exit {
+fn input_error(app: &AppInfo, e: &Error, given: bool) -> Exit {
     error(e);
     let hint = if given {
         "nothing was stored; fix the input"
@@ -296,7 +296,7 @@ async fn dry(
 ) -> Exit {
     let dry = match flow.dry_run(workflow, input).await {
         Ok(dry) => dry,
-        Err(Error::Input(e)) => return input_error(app, &e, given),
+        Err(e @ Error::Input { .. }) => return input_error(app, &e, given),
         Err(e) => return fail(&e),
     };
     let (result, exit) = match &dry.result {

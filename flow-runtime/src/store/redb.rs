@@ -91,7 +91,7 @@ const MAX_VALUE_LEN: usize = 3 * 1024 * 1024 * 1024;
 /// The redb store: one file, one writer thread that group-commits, MVCC reads.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), flow_runtime::StoreError> {
+/// # async fn demo() -> Result<(), flow_runtime::store::StoreError> {
 /// use flow_runtime::store::{RedbStore, RunFilter, Store};
 /// let store = RedbStore::open("flow.redb")?;
 /// for run in store.runs(&RunFilter::default()).await? {

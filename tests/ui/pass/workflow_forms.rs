@@ -77,6 +77,6 @@ fn main() {
     // Still an ordinary async fn.
     let _ = sync_records(SyncInput { ids: vec![] });
     let _ = use_handles;
-    assert!(flow::registry::workflow("nightly-report").is_some());
-    assert!(flow::registry::step(concat!(module_path!(), "::push")).is_some());
+    assert!(flow::__private::registry::workflow("nightly-report").is_some());
+    assert!(flow::__private::registry::step(concat!(module_path!(), "::push")).is_some());
 }
