@@ -28,7 +28,7 @@ fn run(i: u64, created_at_ms: u64) -> RunRecord {
     RunRecord {
         id: RunId::from(format!("run-{i:05}")),
         workflow: if i % 100 == 7 { "rare" } else { "common" }.into(),
-        status: if i % 3 == 0 {
+        status: if i.is_multiple_of(3) {
             RunStatus::Failed
         } else {
             RunStatus::Succeeded

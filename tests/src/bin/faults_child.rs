@@ -123,7 +123,7 @@ enum ChargeError {
 #[flow::step(idempotency_key = format!("charge-{i}"), retry = "transient")]
 async fn charge(i: u32) -> Result<u32, ChargeError> {
     effect(&format!("charge {i}")).map_err(|_| ChargeError::Declined(u32::MAX))?;
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         return Err(ChargeError::Declined(i));
     }
     Ok(i)
