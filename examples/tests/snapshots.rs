@@ -35,6 +35,8 @@ macro_rules! snapshot {
         insta::with_settings!({
             filters => vec![
                 (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", "[time]"),
+                // Step keys (hashes of the arguments) before trace ids: both are 32 hex digits
+                (r"(::\w+ +)[0-9a-f]{32}\b", "$1[key]"),
                 (r"\b[0-9a-f]{32}\b", "[trace]"),
                 (r"\b\d+ ms\b", "[ms]"),
                 (r"[-=]{3,}", "---"),

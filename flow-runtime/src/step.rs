@@ -43,16 +43,61 @@ pub struct ErrorReplay<E> {
     pub decode: fn(&serde_json::Value) -> Option<E>,
 }
 
-/// A stable key for a step's arguments: FNV-1a (64 bit) over their compact JSON, as 16 hex
-/// digits. Stable across processes, platforms and flow versions (changing it would orphan every
-/// stored checkpoint, so it is part of the store format).
-pub(crate) fn args_key(json: &[u8]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in json {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+/// The key of a step call without `idempotency_key`: SHA-256 over the arguments' canonical
+/// JSON ([`canonical_json`]), cut to 128 bits and written as 32 lowercase hex digits.
+///
+/// Part of the store format (schema version 2): changing it would orphan every stored
+/// checkpoint. The same arguments give the same key in every process, on every platform and
+/// in every later version, whatever the order of a map's entries or of a struct's fields.
+pub(crate) fn args_key(args: &serde_json::Value) -> String {
+    use sha2::{Digest, Sha256};
+    let mut canonical = Vec::with_capacity(128);
+    canonical_json(args, &mut canonical);
+    let digest = Sha256::digest(&canonical);
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `value` as compact JSON with every object's keys in sorted order (by their UTF-8
+/// bytes), so a map's iteration order and a struct's field order never reach the key. Strings
+/// and numbers are written by serde_json (integers as integers, floats by the shortest
+/// round-tripping form), which is deterministic; see docs/DESIGN.md for why this is not full
+/// RFC 8785.
+fn canonical_json(value: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    match value {
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            // Sorted here, not by trusting `Map`: with serde_json's `preserve_order` feature
+            // (which any crate in a build may turn on) it keeps insertion order
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                scalar_json(&Value::String(key.clone()), out);
+                out.push(b':');
+                canonical_json(item, out);
+            }
+            out.push(b'}');
+        }
+        scalar => scalar_json(scalar, out),
     }
-    format!("{hash:016x}")
+}
+
+fn scalar_json(value: &serde_json::Value, out: &mut Vec<u8>) {
+    // Writing a scalar `Value` into a `Vec` cannot fail (no I/O, no non-string map keys)
+    let _ = serde_json::to_writer(out, value);
 }
 
 fn policy_of(run: &RunCtx, meta: &StepMeta, retried: bool) -> RetryPolicy {
@@ -104,7 +149,7 @@ where
     // or the intent of an `at_most_once` step (so an operator can tell which call is in doubt).
     let at_most_once = meta.repeat == RepeatSafety::AtMostOnce;
     let args_json = if key.is_none() || run.is_dry() || at_most_once {
-        match serde_json::to_vec(args) {
+        match serde_json::to_value(args) {
             Ok(json) => json,
             Err(e) => {
                 let reason = StoreError::Encoding(format!("arguments of step {}: {e}", meta.name));
@@ -112,7 +157,7 @@ where
             }
         }
     } else {
-        Vec::new()
+        serde_json::Value::Null
     };
     let declared_key = key.unwrap_or_else(|| args_key(&args_json));
     // Inside a unit of a fan-out, steps are stored under the unit (a step keyed like its unit is
@@ -124,7 +169,7 @@ where
     };
     let id = run.next_step_id(meta.name, key);
 
-    let args = || serde_json::from_slice(&args_json).unwrap_or(serde_json::Value::Null);
+    let args = || args_json.clone();
     if run.is_dry() && !meta.read_only {
         let args = args();
         run.plan(PlannedStep {
@@ -369,13 +414,40 @@ async fn unreachable_timeout<T>(run: &RunCtx, meta: &StepMeta) -> T {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::args_key;
+    use serde_json::json;
 
     #[test]
     fn args_key_is_stable() {
-        // Part of the store format: these values must never change.
-        assert_eq!(args_key(b""), "cbf29ce484222325");
-        assert_eq!(args_key(br#"["42"]"#), args_key(br#"["42"]"#));
-        assert_ne!(args_key(br#"["42"]"#), args_key(br#"["43"]"#));
+        // Part of the store format (schema version 2): these values must never change.
+        assert_eq!(args_key(&json!(null)), "74234e98afe7498fb5daf1f36ac2d78a");
+        assert_eq!(args_key(&json!(["42"])), args_key(&json!(["42"])));
+        assert_ne!(args_key(&json!(["42"])), args_key(&json!(["43"])));
+        assert_eq!(args_key(&json!(["42"])).len(), 32);
+    }
+
+    #[test]
+    fn args_key_ignores_object_key_order_but_not_array_order() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"[{"b":1,"a":{"y":[1,2],"x":"é"}}]"#).unwrap();
+        let b: serde_json::Value =
+            serde_json::from_str(r#"[{"a":{"x":"é","y":[1,2]},"b":1}]"#).unwrap();
+        assert_eq!(args_key(&a), args_key(&b));
+        assert_ne!(args_key(&json!([[1, 2]])), args_key(&json!([[2, 1]])));
+    }
+
+    #[test]
+    fn canonical_json_is_compact_json_with_sorted_keys() {
+        let mut out = Vec::new();
+        super::canonical_json(
+            &json!({"z": [1.5, -0, "q\"\n"], "a": {"c": null, "b": true}}),
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"a":{"b":true,"c":null},"z":[1.5,0,"q\"\n"]}"#
+        );
     }
 }

@@ -10,7 +10,9 @@
 //! The rollout hash is part of the store format and never changes: FNV-1a 64 over the key's
 //! UTF-8 bytes, modulo 10,000, gives a bucket; a unit is in a rollout of `p` percent when its
 //! bucket is below `p × 100`. A 5% rollout is thus a subset of a 25% one, in every process and
-//! every version.
+//! every version. It only picks units; it never identifies a record. A unit's key is the
+//! caller's string as given, and the steps inside a unit are keyed like any step (the step
+//! module's canonical-JSON hash), so there is one key hash for stored records.
 
 use crate::classify::{Classify, ErrorClass, Failure};
 use crate::context::{self, Abort, Frame, RunCtx};

@@ -10,6 +10,12 @@
 //!    runs, each level in a fresh store file; steps/s = steps / wall time from the first start
 //!    to the last outcome.
 //!
+//! 3. listing: `runs()` on a store of 1,000,000 runs (built with big batched commits through
+//!    the `Store` trait, 1 run in 1,000 failed): the 20 newest, the 20 newest failed, and a
+//!    filter that matches nothing, which reads every record (what every listing cost before the
+//!    index by creation time). A second table. `cargo bench -p flow-tests --bench checkpoints
+//!    -- listing` runs this part alone.
+//!
 //! Every file lives in a temporary directory under cargo's `target/tmp` (the same disk as the
 //! build, not a tmpfs `/tmp`).
 
@@ -77,6 +83,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::Builder::new()
         .prefix("bench-checkpoints-")
         .tempdir_in(base)?;
+
+    if std::env::args().any(|arg| arg == "listing") {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let listed = runtime.block_on(listing(&dir.path().join("listing.redb")))?;
+        print_listing(&listed);
+        return Ok(());
+    }
 
     let mut rows = Vec::new();
 
@@ -189,6 +204,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             peak_rss_kib: peak_rss_kib(),
         });
     }
+    // 3. listing the newest runs of a big store
+    let listed = runtime.block_on(listing(&dir.path().join("listing.redb")))?;
     drop(runtime);
 
     // Header: machine facts
@@ -242,7 +259,139 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!();
+    print_listing(&listed);
     Ok(())
+}
+
+/// Runs in the listing store.
+const LISTED_RUNS: u64 = 1_000_000;
+
+/// One row of the listing table.
+struct Listed {
+    scenario: String,
+    /// Median time of one `runs()` call.
+    took: Duration,
+    /// Runs returned.
+    returned: usize,
+    detail: String,
+}
+
+/// Builds a store of [`LISTED_RUNS`] runs with commits of 10,000 runs each, then times
+/// `runs()` with a few filters.
+async fn listing(path: &Path) -> Result<Vec<Listed>, Box<dyn std::error::Error>> {
+    use flow::store::{RunFilter, RunStatus, Store, Write};
+    let store = RedbStore::open_with(path, flow::Sharing::Exclusive)?;
+    let build = Instant::now();
+    for batch in 0..LISTED_RUNS / 10_000 {
+        let writes = (batch * 10_000..(batch + 1) * 10_000)
+            .map(|i| {
+                Write::PutRun(flow::store::RunRecord {
+                    id: format!("run-{i:07}").into(),
+                    workflow: "nightly_sync".into(),
+                    status: if i % 1_000 == 500 {
+                        RunStatus::Failed
+                    } else {
+                        RunStatus::Succeeded
+                    },
+                    input: serde_json::json!({ "batch": i }),
+                    output: Some(serde_json::json!({ "synced": 42 })),
+                    error: None,
+                    trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+                    created_at_ms: 1_700_000_000_000 + i * 10,
+                    updated_at_ms: 1_700_000_000_000 + i * 10 + 5,
+                    executions: 1,
+                    attention: None,
+                    owner: None,
+                    lease_expires_at_ms: None,
+                })
+            })
+            .collect();
+        store.commit(writes).await?;
+    }
+    let built = build.elapsed();
+    drop(store);
+    let bytes = std::fs::metadata(path)?.len();
+
+    let store = RedbStore::open_existing(path)?;
+    let cases = [
+        (
+            "list 20 newest of 1,000,000 runs",
+            RunFilter {
+                limit: Some(20),
+                ..RunFilter::default()
+            },
+            5,
+        ),
+        (
+            "list 20 newest failed of 1,000,000 runs (1 in 1,000 failed)",
+            RunFilter {
+                status: Some(RunStatus::Failed),
+                limit: Some(20),
+                ..RunFilter::default()
+            },
+            5,
+        ),
+        (
+            "list with a filter no run matches (reads all 1,000,000: the cost without the index)",
+            RunFilter {
+                workflow: Some("no_such_workflow".into()),
+                limit: Some(20),
+                ..RunFilter::default()
+            },
+            1,
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (i, (scenario, filter, repeats)) in cases.into_iter().enumerate() {
+        let mut first = None;
+        let mut times = Vec::new();
+        let mut returned = 0;
+        for _ in 0..repeats {
+            let start = Instant::now();
+            returned = store.runs(&filter).await?.len();
+            let took = start.elapsed().as_secs_f64();
+            first.get_or_insert(took);
+            times.push(took);
+        }
+        let (median, low, high) = median_and_range(&mut times);
+        let mut detail = format!(
+            "median of {repeats}, range {:.3}–{:.3} ms",
+            low * 1e3,
+            high * 1e3
+        );
+        if i == 0 {
+            detail = format!(
+                "{detail}; first after opening {:.3} ms; store of {:.0} MiB built in {:.1} s",
+                first.unwrap_or(0.0) * 1e3,
+                bytes as f64 / (1024.0 * 1024.0),
+                built.as_secs_f64()
+            );
+        }
+        rows.push(Listed {
+            scenario: scenario.into(),
+            took: Duration::from_secs_f64(median),
+            returned,
+            detail,
+        });
+    }
+    Ok(rows)
+}
+
+fn print_listing(rows: &[Listed]) {
+    println!("## run listing (`runs list`)");
+    println!();
+    println!("| scenario | time | runs returned | measured |");
+    println!("|---|---:|---:|---|");
+    for row in rows {
+        println!(
+            "| {} | {:.3} ms | {} | {} |",
+            row.scenario,
+            row.took.as_secs_f64() * 1e3,
+            row.returned,
+            row.detail
+        );
+    }
+    println!();
 }
 
 fn verdict(met: bool) -> &'static str {

@@ -18,7 +18,11 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// The store schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// Version 2 (flow 0.1 with stable step keys): step keys are a SHA-256 of the arguments'
+/// canonical JSON, and runs are indexed by creation time. Version 1 keyed steps by an FNV hash
+/// of their JSON as serialized, so its keys cannot be matched, and its runs cannot be resumed.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Identifies one run; chosen by the caller (an idempotency key for the whole run) or generated.
 ///
@@ -513,6 +517,18 @@ pub enum StoreError {
         /// The file's version.
         found: u32,
         /// The newest version this build reads.
+        supported: u32,
+    },
+    /// The file was written by an older flow whose records this build cannot continue.
+    #[error("the store {path} has schema version {found}, written by {written_by}; this build of flow reads only version {supported}, and the runs in it cannot be resumed by this build (their step keys were computed differently); finish or inspect them with the flow version that wrote the store, and point this build at a new store path")]
+    OlderVersion {
+        /// The store file.
+        path: PathBuf,
+        /// The file's version.
+        found: u32,
+        /// The flow version that wrote it, as recorded in the file or known for its schema.
+        written_by: String,
+        /// The only version this build reads.
         supported: u32,
     },
     /// The disk is full.

@@ -50,8 +50,9 @@ use crate::classify::ErrorClass;
 use crate::registry::BoxFuture;
 use redb::{
     Builder, CommitError, ConcurrencyMode, Database, DatabaseError, Durability,
-    MultimapTableHandle, ReadTransaction, ReadableDatabase, ReadableTable, SetDurabilityError,
-    StorageError, TableDefinition, TableError, TableHandle, TransactionError, WriteTransaction,
+    MultimapTableHandle, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    SetDurabilityError, StorageError, TableDefinition, TableError, TableHandle, TransactionError,
+    WriteTransaction,
 };
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -61,7 +62,8 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
-/// `format` → `flow`, `schema_version` → [`SCHEMA_VERSION`].
+/// `format` → `flow`, `schema_version` → [`SCHEMA_VERSION`], `flow_version` → the version of
+/// flow that created the file (since schema 2; named in the error for an older store).
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 /// Run id → JSON [`RunRecord`].
 const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
@@ -72,10 +74,16 @@ const CANCELS: TableDefinition<&str, u64> = TableDefinition::new("cancels");
 /// Run id → the fencing token of its latest claim. Kept apart from the run record so that
 /// checking a checkpoint's claim reads one integer, not a whole run.
 const CLAIMS: TableDefinition<&str, u64> = TableDefinition::new("claims");
+/// (creation time in ms since the epoch, run id) → nothing: the runs in creation order, so that
+/// listing the newest runs reads those runs only. Written in the same transaction as every run
+/// record; a run's creation time never changes, but a record written with another one moves
+/// its entry.
+const RUNS_BY_CREATION: TableDefinition<(u64, &str), ()> = TableDefinition::new("runs_by_creation");
 
 const FORMAT: &str = "flow";
 const FORMAT_KEY: &str = "format";
 const VERSION_KEY: &str = "schema_version";
+const FLOW_VERSION_KEY: &str = "flow_version";
 
 /// The most requests one durable commit takes; a bound on the latency a burst adds to its
 /// first waiter, far above what concurrent runs produce between two commits.
@@ -141,8 +149,8 @@ impl RedbStore {
     /// Opens the store at `path`, creating it if the file is missing or empty.
     ///
     /// The parent directory must exist. Fails with [`StoreError::Locked`],
-    /// [`StoreError::Corrupt`], [`StoreError::Foreign`] or [`StoreError::NewerVersion`] rather
-    /// than touching a file that is not a usable flow store.
+    /// [`StoreError::Corrupt`], [`StoreError::Foreign`], [`StoreError::NewerVersion`] or
+    /// [`StoreError::OlderVersion`] rather than touching a file that is not a usable flow store.
     pub fn open(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
         RedbStore::open_with(path, Sharing::Shared)
     }
@@ -301,15 +309,32 @@ impl RedbStore {
         answer.await.unwrap_or(Err(StoreError::Closed))
     }
 
-    fn read<T>(
+    /// Runs `f` in a read transaction on tokio's blocking pool: a read touches the disk (a page
+    /// cache miss, a scan), which must not stall the async workers that drive the runs. Outside
+    /// a tokio runtime it runs on the calling thread.
+    async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&ReadTransaction) -> Result<T, Fault>,
+        f: impl FnOnce(&ReadTransaction) -> Result<T, Fault> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|err| Fault::from(err).at(&self.path))?;
-        f(&txn).map_err(|fault| fault.at(&self.path))
+        let db = self.db.clone();
+        let path = self.path.clone();
+        let read = move || {
+            let txn = db.begin_read().map_err(|err| Fault::from(err).at(&path))?;
+            f(&txn).map_err(|fault| fault.at(&path))
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return read();
+        };
+        match runtime.spawn_blocking(read).await {
+            Ok(result) => result,
+            Err(err) if err.is_panic() => Err(StoreError::Backend(format!(
+                "the database engine panicked while reading {}: {}",
+                self.path.display(),
+                panic_message(&*err.into_panic())
+            ))),
+            // The runtime is shutting down
+            Err(_) => Err(StoreError::Closed),
+        }
     }
 }
 
@@ -515,6 +540,7 @@ fn init_or_check_meta(db: &Database) -> Result<(), Fault> {
         let mut meta = txn.open_table(META)?;
         meta.insert(FORMAT_KEY, FORMAT)?;
         meta.insert(VERSION_KEY, SCHEMA_VERSION.to_string().as_str())?;
+        meta.insert(FLOW_VERSION_KEY, env!("CARGO_PKG_VERSION"))?;
     }
     txn.commit()?;
     Ok(())
@@ -569,9 +595,19 @@ fn check_meta(meta: &impl ReadableTable<&'static str, &'static str>) -> Result<(
             None => "it has no schema version".into(),
         }));
     };
-    // Older versions would be migrated here; version 1 is the first
     if found > SCHEMA_VERSION {
         return Err(Fault::NewerVersion(found));
+    }
+    // No migration: a version-1 store's step keys were hashed differently, so its unfinished
+    // runs would execute completed steps again; refusing it is the safe answer
+    if found < SCHEMA_VERSION {
+        let recorded = meta.get(FLOW_VERSION_KEY)?.map(|v| v.value().to_owned());
+        let written_by = match (recorded, found) {
+            (Some(version), _) => format!("flow {version}"),
+            (None, 1) => "flow 0.1.0 before stable step keys".to_owned(),
+            (None, _) => "an older flow".to_owned(),
+        };
+        return Err(Fault::OlderVersion { found, written_by });
     }
     Ok(())
 }
@@ -587,6 +623,8 @@ enum Fault {
     Corrupt(String),
     /// [`StoreError::NewerVersion`] with the version found.
     NewerVersion(u32),
+    /// [`StoreError::OlderVersion`] with the version found and who wrote it.
+    OlderVersion { found: u32, written_by: String },
     /// A complete error (encoding errors name the record, not the file).
     Ready(StoreError),
 }
@@ -636,6 +674,12 @@ impl Fault {
             Fault::NewerVersion(found) => StoreError::NewerVersion {
                 path,
                 found,
+                supported: SCHEMA_VERSION,
+            },
+            Fault::OlderVersion { found, written_by } => StoreError::OlderVersion {
+                path,
+                found,
+                written_by,
                 supported: SCHEMA_VERSION,
             },
             Fault::Ready(err) => err,
@@ -726,6 +770,17 @@ fn replicate(err: &StoreError) -> StoreError {
         } => S::NewerVersion {
             path: path.clone(),
             found: *found,
+            supported: *supported,
+        },
+        S::OlderVersion {
+            path,
+            found,
+            written_by,
+            supported,
+        } => S::OlderVersion {
+            path: path.clone(),
+            found: *found,
+            written_by: written_by.clone(),
             supported: *supported,
         },
         S::DiskFull { path } => S::DiskFull { path: path.clone() },
@@ -901,6 +956,7 @@ enum Op {
     },
     PutRun {
         id: String,
+        created_at_ms: u64,
         json: Vec<u8>,
     },
     PutStep {
@@ -931,6 +987,7 @@ impl Op {
             Write::PutRun(run) => Op::PutRun {
                 json: encode(format_args!("run {}", run.id), &run)?,
                 id: run.id.as_str().to_owned(),
+                created_at_ms: run.created_at_ms,
             },
             Write::PutStep(step) => Op::PutStep {
                 json: encode(
@@ -962,6 +1019,7 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 enum Request {
     CreateRun {
         id: String,
+        created_at_ms: u64,
         json: Vec<u8>,
         reply: Reply<CreateRun>,
     },
@@ -1097,10 +1155,16 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
     let mut steps = txn.open_table(STEPS)?;
     let mut cancels = txn.open_table(CANCELS)?;
     let mut claims = txn.open_table(CLAIMS)?;
+    let mut by_creation = txn.open_table(RUNS_BY_CREATION)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in batch {
         outcomes.push(match request {
-            Request::CreateRun { id, json, .. } => {
+            Request::CreateRun {
+                id,
+                created_at_ms,
+                json,
+                ..
+            } => {
                 // Inside the transaction, so a run created earlier in this batch is seen
                 let existing = runs.get(id.as_str())?.map(|v| v.value().to_vec());
                 match existing {
@@ -1108,6 +1172,7 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                         Outcome::CreateRun(decode_run(id, &bytes).map(CreateRun::Exists))
                     }
                     None => {
+                        index_run(&mut by_creation, &runs, id, *created_at_ms)?;
                         runs.insert(id.as_str(), json.as_slice())?;
                         let token = claims.get(id.as_str())?.map_or(0, |t| t.value()) + 1;
                         claims.insert(id.as_str(), token)?;
@@ -1140,6 +1205,7 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                             run.updated_at_ms = *now_ms;
                             match encode(format_args!("run {id}"), &run) {
                                 Ok(json) => {
+                                    index_run(&mut by_creation, &runs, id, run.created_at_ms)?;
                                     runs.insert(id.as_str(), json.as_slice())?;
                                     let token =
                                         claims.get(id.as_str())?.map_or(0, |t| t.value()) + 1;
@@ -1180,7 +1246,12 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                 for op in ops {
                     match op {
                         Op::CheckClaim { .. } => {}
-                        Op::PutRun { id, json } => {
+                        Op::PutRun {
+                            id,
+                            created_at_ms,
+                            json,
+                        } => {
+                            index_run(&mut by_creation, &runs, id, *created_at_ms)?;
                             runs.insert(id.as_str(), json.as_slice())?;
                         }
                         Op::PutStep { run, key, json } => {
@@ -1204,6 +1275,28 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
     Ok(outcomes)
 }
 
+/// Keeps [`RUNS_BY_CREATION`] in step with run `id` about to be written with `created_at_ms`.
+/// Called before the run record is replaced: the common case (the entry is there) costs one
+/// lookup; only a run whose stored creation time differs has its old record decoded, to move
+/// its entry.
+fn index_run(
+    index: &mut redb::Table<(u64, &'static str), ()>,
+    runs: &redb::Table<&'static str, &'static [u8]>,
+    id: &str,
+    created_at_ms: u64,
+) -> Result<(), Fault> {
+    if index.get((created_at_ms, id))?.is_some() {
+        return Ok(());
+    }
+    let old = runs.get(id)?.map(|v| decode_run(id, v.value()));
+    // An undecodable old record leaves its entry; listing skips entries that do not match
+    if let Some(Ok(old)) = old {
+        index.remove((old.created_at_ms, id))?;
+    }
+    index.insert((created_at_ms, id), ())?;
+    Ok(())
+}
+
 // ---- reads ----
 
 /// Opens a table for reading; `None` where the store has not written that table yet.
@@ -1218,13 +1311,43 @@ fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     }
 }
 
+/// Every run matching `filter`, decoded and sorted: the listing without the index.
+fn list_by_scan(
+    table: &redb::ReadOnlyTable<&'static str, &'static [u8]>,
+    filter: &RunFilter,
+) -> Result<Vec<RunRecord>, Fault> {
+    let mut runs = Vec::new();
+    for entry in table.iter()? {
+        let (id, bytes) = entry?;
+        let run = decode_run(id.value(), bytes.value()).map_err(Fault::Ready)?;
+        if filter.matches(&run) {
+            runs.push(run);
+        }
+    }
+    runs.sort_by(|a, b| {
+        b.created_at_ms
+            .cmp(&a.created_at_ms)
+            .then_with(|| b.id.cmp(&a.id))
+    });
+    if let Some(limit) = filter.limit {
+        runs.truncate(limit);
+    }
+    Ok(runs)
+}
+
 impl Store for RedbStore {
     fn create_run(&self, run: RunRecord) -> BoxFuture<'_, Result<CreateRun, StoreError>> {
         Box::pin(async move {
             let json = encode(format_args!("run {}", run.id), &run)?;
             let id = run.id.as_str().to_owned();
-            self.send(|reply| Request::CreateRun { id, json, reply })
-                .await
+            let created_at_ms = run.created_at_ms;
+            self.send(|reply| Request::CreateRun {
+                id,
+                created_at_ms,
+                json,
+                reply,
+            })
+            .await
         })
     }
 
@@ -1258,7 +1381,7 @@ impl Store for RedbStore {
     fn run(&self, id: &RunId) -> BoxFuture<'_, Result<Option<RunRecord>, StoreError>> {
         let id = id.clone();
         Box::pin(async move {
-            self.read(|txn| {
+            self.read(move |txn| {
                 let Some(runs) = read_table(txn, RUNS)? else {
                     return Ok(None);
                 };
@@ -1268,41 +1391,56 @@ impl Store for RedbStore {
                     .transpose()
                     .map_err(Fault::Ready)
             })
+            .await
         })
     }
 
     fn runs(&self, filter: &RunFilter) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
         let filter = filter.clone();
         Box::pin(async move {
-            self.read(|txn| {
+            self.read(move |txn| {
                 let Some(table) = read_table(txn, RUNS)? else {
                     return Ok(Vec::new());
                 };
+                let limit = filter.limit.unwrap_or(usize::MAX);
                 let mut runs = Vec::new();
-                for entry in table.iter()? {
-                    let (id, bytes) = entry?;
-                    let run = decode_run(id.value(), bytes.value()).map_err(Fault::Ready)?;
-                    if filter.matches(&run) {
+                let index = read_table(txn, RUNS_BY_CREATION)?;
+                let index = match index {
+                    Some(index) if index.len()? == table.len()? => index,
+                    // Every write keeps the index whole; a count that differs means a record
+                    // written around it (a damaged file, a hand edit): read them all instead
+                    _ => {
+                        tracing::debug!(
+                            "the run index does not match the runs; listing by a full scan"
+                        );
+                        return list_by_scan(&table, &filter);
+                    }
+                };
+                // Newest first: the index sorts by (creation time, run id)
+                for entry in index.iter()?.rev() {
+                    if runs.len() >= limit {
+                        break;
+                    }
+                    let (key, _) = entry?;
+                    let (created_at_ms, id) = key.value();
+                    let Some(bytes) = table.get(id)? else {
+                        continue;
+                    };
+                    let run = decode_run(id, bytes.value()).map_err(Fault::Ready)?;
+                    if run.created_at_ms == created_at_ms && filter.matches(&run) {
                         runs.push(run);
                     }
                 }
-                runs.sort_by(|a, b| {
-                    b.created_at_ms
-                        .cmp(&a.created_at_ms)
-                        .then_with(|| b.id.cmp(&a.id))
-                });
-                if let Some(limit) = filter.limit {
-                    runs.truncate(limit);
-                }
                 Ok(runs)
             })
+            .await
         })
     }
 
     fn steps(&self, id: &RunId) -> BoxFuture<'_, Result<Vec<StepRecord>, StoreError>> {
         let id = id.clone();
         Box::pin(async move {
-            self.read(|txn| {
+            self.read(move |txn| {
                 let Some(table) = read_table(txn, STEPS)? else {
                     return Ok(Vec::new());
                 };
@@ -1320,13 +1458,14 @@ impl Store for RedbStore {
                 }
                 Ok(steps)
             })
+            .await
         })
     }
 
     fn cancel_requests(&self, ids: &[RunId]) -> BoxFuture<'_, Result<Vec<RunId>, StoreError>> {
         let ids = ids.to_vec();
         Box::pin(async move {
-            self.read(|txn| {
+            self.read(move |txn| {
                 let Some(table) = read_table(txn, CANCELS)? else {
                     return Ok(Vec::new());
                 };
@@ -1338,6 +1477,7 @@ impl Store for RedbStore {
                 }
                 Ok(requested)
             })
+            .await
         })
     }
 }
