@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used)]
 
 use flow_runtime as flow;
+use flow_runtime::store::StoreError;
 use flow_runtime::store::{RedbStore, SCHEMA_VERSION};
-use flow_runtime::StoreError;
 use flow_tests::fresh_flow;
 use redb::{Database, TableDefinition};
 use std::collections::{BTreeSet, HashMap};
