@@ -2,7 +2,7 @@ use flow_runtime as flow;
 
 #[derive(Debug, flow::Classify)]
 enum PushError {
-    #[flow(transient, retry_after = "5 sec")]
+    #[flow(transient, retry_after = "5 fortnights")]
     RateLimited,
 }
 

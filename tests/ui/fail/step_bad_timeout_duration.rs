@@ -1,6 +1,6 @@
 use flow_runtime as flow;
 
-#[flow::step(idempotent, timeout = "30 seconds")]
+#[flow::step(idempotent, timeout = "30 secs later")]
 async fn push(id: u64) -> Result<(), flow::Failure> {
     let _ = id;
     Ok(())
