@@ -90,7 +90,20 @@ pub(crate) fn expand(item: TokenStream) -> TokenStream {
         }
     };
     if let Err(error) = errors.finish() {
-        return error.to_compile_error();
+        // A stand-in impl (every value permanent), so that the steps using the type do not
+        // add "`Classify` is not implemented" to the attribute's own message.
+        let error = error.to_compile_error();
+        let p = quote!(::flow_runtime::__private);
+        let ty = &input.ident;
+        let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+        return quote! {
+            #error
+            impl #impl_generics #p::Classify for #ty #ty_generics #where_clause {
+                fn class(&self) -> #p::ErrorClass {
+                    #p::ErrorClass::Permanent
+                }
+            }
+        };
     }
 
     let p = quote!(::flow_runtime::__private);

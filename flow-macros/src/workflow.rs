@@ -40,14 +40,56 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     let mut errors = Errors::new();
     let args = parse_args(args, &mut errors);
-    let workflow = validate(args, &function, &mut errors);
+    // The signature is validated on its own: a mistake in the options alone still leaves a
+    // complete handle (built with the options' defaults), so the calls of `name::run(...)`
+    // elsewhere compile and the option's error is the one message.
+    let mut signature_errors = Errors::new();
+    let workflow = validate(args, &function, &mut signature_errors);
+    if let Err(error) = signature_errors.finish() {
+        errors.push(error);
+    }
     match (workflow, errors.finish()) {
-        (Some(workflow), Ok(())) => {
+        (Some(workflow), result) => {
             let generated = generate(&workflow, &function);
-            quote!(#function #generated)
+            let error = result.err().map(|e| e.to_compile_error());
+            quote!(#function #generated #error)
         }
-        (_, Err(error)) => item_with_error(item, error),
+        (None, Err(error)) => {
+            let stand_in = stand_in(&function);
+            let with_error = item_with_error(item, error);
+            quote!(#with_error #stand_in)
+        }
         (None, Ok(())) => item,
+    }
+}
+
+/// What stands in for the handle when the signature has errors: the type of the same name, so
+/// that a call such as `name::run(&flow, x)` elsewhere does not add "undeclared type" to the
+/// signature's own message. Its methods take any arguments and never return.
+fn stand_in(item: &ItemFn) -> TokenStream {
+    let vis = &item.vis;
+    let ident = &item.sig.ident;
+    let args: Vec<Ident> = (0..item.sig.inputs.len())
+        .map(|i| format_ident!("__flow_arg{i}"))
+        .collect();
+    let methods = ["start", "start_with", "run", "dry_run"].map(|name| {
+        let name = Ident::new(name, Span::call_site());
+        let options = (name == "start_with")
+            .then(|| quote!(_: ::flow_runtime::__private::RunOptions,));
+        quote! {
+            #[allow(dead_code, clippy::unused_async)]
+            #vis async fn #name<__FlowOut>(_: &::flow_runtime::__private::Flow, #options #(#args: impl ::core::marker::Sized),*) -> ::core::result::Result<__FlowOut, ::flow_runtime::__private::Error> {
+                #(let _ = #args;)*
+                ::core::unreachable!("a workflow that did not compile")
+            }
+        }
+    });
+    quote! {
+        #[allow(non_camel_case_types, dead_code)]
+        #vis struct #ident {}
+        impl #ident {
+            #(#methods)*
+        }
     }
 }
 
