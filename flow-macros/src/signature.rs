@@ -269,3 +269,22 @@ fn result_args(ty: &Type) -> Vec<&Type> {
         })
         .collect()
 }
+
+/// Where a type written in a signature mentions `Secret` (`flow::Secret`, `Option<Secret>`,
+/// `Vec<Secret>`, `&Secret`, ...): such a value would be stored as the text "[redacted]". A check
+/// of the type as written; a secret inside a struct is refused when it is deserialized.
+pub(crate) fn secret_span(ty: &Type) -> Option<proc_macro2::Span> {
+    #[derive(Default)]
+    struct Secrets(Option<proc_macro2::Span>);
+    impl<'ast> Visit<'ast> for Secrets {
+        fn visit_path_segment(&mut self, node: &'ast syn::PathSegment) {
+            if node.ident == "Secret" && self.0.is_none() {
+                self.0 = Some(node.ident.span());
+            }
+            syn::visit::visit_path_segment(self, node);
+        }
+    }
+    let mut secrets = Secrets::default();
+    secrets.visit_type(ty);
+    secrets.0.map(|_| ty.span())
+}

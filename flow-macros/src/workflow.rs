@@ -163,6 +163,12 @@ fn validate(args: WorkflowArgs, item: &ItemFn, errors: &mut Errors) -> Option<Wo
                 format!("workflow inputs are stored as JSON, so they must be owned; take {owned}"),
             );
         }
+        if let Some(span) = signature::secret_span(&ty) {
+            errors.at(
+                span,
+                "a workflow input cannot be a `flow::Secret`: inputs are stored as JSON, where a secret becomes the text \"[redacted]\"; register the secret (or the client that uses it) as app state with `Flow::builder().state(...)` and read it with `flow::state::<T>()`",
+            );
+        }
         if let Some(ident) = ident {
             params.push((ident, ty));
         }

@@ -135,9 +135,9 @@ pub fn assert_app_settings<T: AppSettings>() {}
 
 /// Bound for what the body of `#[flow::main]` returns.
 #[diagnostic::on_unimplemented(
-    message = "`main` must return nothing or `Result<(), E>`, but this one returns `{Self}`",
-    label = "expected `()` or `Result<(), E>`",
-    note = "the body of `#[flow::main]` is the app's setup; to stop the app when setup fails, return `Result<(), E>` with an error `E` that implements `Display`"
+    message = "`main` must return nothing, `flow::AppState` or a `Result` of either, but this one returns `{Self}`",
+    label = "expected `()`, `flow::AppState`, `Result<(), E>` or `Result<flow::AppState, E>`",
+    note = "the body of `#[flow::main]` is the app's setup; return `flow::AppState` to register clients for the workflows, and `Result<_, E>` (with an error `E` that implements `Display`) to stop the app when setup fails"
 )]
 pub trait MainOutcome: SetupOutcome {}
 impl<T: SetupOutcome> MainOutcome for T {}
@@ -146,7 +146,7 @@ pub fn assert_main_outcome<T: MainOutcome>() {}
 
 /// The setup hook's outcome as `main_entry` takes it. Converting here, under a bound that is
 /// checked at the user's return type, keeps `main_entry`'s own bound from failing a second time.
-pub fn main_outcome<T: MainOutcome>(outcome: T) -> Result<(), String> {
+pub fn main_outcome<T: MainOutcome>(outcome: T) -> Result<crate::state::AppState, String> {
     outcome.into_result()
 }
 

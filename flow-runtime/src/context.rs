@@ -89,6 +89,8 @@ pub(crate) struct RunCtx {
     pub mode: Mode,
     pub policies: Arc<RetryPolicies>,
     pub options: ExecOptions,
+    /// The app state registered on the `Flow` that executes the run (`flow::state`).
+    pub state: crate::state::AppState,
     /// The claim this execution holds; every write carries it. `None` in a dry run.
     claim: Option<Claim>,
     record: Mutex<Option<RunRecord>>,
@@ -140,6 +142,7 @@ impl RunCtx {
             mode,
             policies,
             options,
+            state: crate::state::AppState::default(),
             claim,
             record: Mutex::new(None),
             checkpoints: Mutex::new(
@@ -157,6 +160,12 @@ impl RunCtx {
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
         }
+    }
+
+    /// The run with this app state.
+    pub fn with_state(mut self, state: crate::state::AppState) -> Self {
+        self.state = state;
+        self
     }
 
     /// Allocates the identity of the next call of `(name, key)`.

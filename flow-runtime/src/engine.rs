@@ -7,6 +7,7 @@
 use crate::context::{self, Abort, ExecOptions, Frame, Mode, PlannedStep, RunCtx};
 use crate::registry::{self, BoxFuture, InputError, InvokeResult, WorkflowFailure, WorkflowMeta};
 use crate::retry::{RetryPolicies, RetryPolicy};
+use crate::state::AppState;
 use crate::store::{
     now_ms, Attention, Claim, ClaimOutcome, ClaimRequest, CreateRun, Owner, RedbStore, RunFilter,
     RunId, RunRecord, RunStatus, Sharing, StepId, StepRecord, StepStatus, Store, StoreError, Write,
@@ -47,6 +48,7 @@ impl fmt::Debug for Flow {
 struct Inner {
     store: Arc<dyn Store>,
     policies: Arc<RetryPolicies>,
+    state: AppState,
     active: Mutex<HashMap<RunId, Active>>,
     cancel_poll: Duration,
     poller: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -104,9 +106,24 @@ pub struct FlowBuilder {
     policies: RetryPolicies,
     cancel_poll: Option<Duration>,
     sharing: Sharing,
+    state: AppState,
 }
 
 impl FlowBuilder {
+    /// Registers app state: a client, a pool or a configuration that workflow code reads by
+    /// type with [`flow::state`](crate::state) and hands to steps as `skip` parameters. One
+    /// value per type; a second value of a type replaces the first.
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// Registers every value of `state` (see [`FlowBuilder::state`]).
+    pub fn app_state(mut self, state: AppState) -> Self {
+        self.state.merge(state);
+        self
+    }
+
     /// Replaces a named retry policy (`"transient"`) or adds one.
     pub fn retry_policy(mut self, name: impl Into<String>, policy: RetryPolicy) -> Self {
         self.policies.set(name, policy);
@@ -146,6 +163,7 @@ impl FlowBuilder {
             inner: Arc::new(Inner {
                 store,
                 policies: Arc::new(self.policies),
+                state: self.state,
                 active: Mutex::new(HashMap::new()),
                 cancel_poll: self.cancel_poll.unwrap_or(Duration::from_millis(500)),
                 poller: Mutex::new(None),
@@ -1032,7 +1050,8 @@ impl Flow {
             checkpoints,
             cancelled,
             exec,
-        ));
+        )
+        .with_state(self.inner.state.clone()));
         ctx.set_record(run.clone());
         let tx = reservation.done.take();
         let rx = {
@@ -1145,7 +1164,8 @@ impl Flow {
             Vec::new(),
             false,
             ExecOptions::default(),
-        ));
+        )
+        .with_state(self.inner.state.clone()));
         let span = tracing::info_span!("run", workflow = %workflow, run_id = %ctx.run_id, trace_id = %ctx.trace_id, dry_run = true);
         let end = body_outcome(&ctx, input, invoke).instrument(span).await;
         (end, ctx.take_plan())

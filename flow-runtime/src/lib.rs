@@ -26,6 +26,7 @@ mod engine;
 mod registry;
 mod retry;
 mod settings;
+mod state;
 mod step;
 pub mod store;
 mod telemetry;
@@ -46,6 +47,7 @@ pub use garde;
 pub use registry::WorkflowFailure;
 pub use retry::{RetryPolicies, RetryPolicy};
 pub use settings::{non_empty_secret, Secret};
+pub use state::{state, try_state, AppState};
 pub use store::{RunId, RunStatus, Sharing};
 pub use units::{
     in_rollout, rollout_bucket, units, units_stream, UnitFailure, Units, UnitsError, UnitsReport,

@@ -17,9 +17,28 @@ use std::path::{Path, PathBuf};
 /// A secret setting (a token, a password). It never appears in logs, `--help`, `check-config`,
 /// checkpoints or panic messages: `Debug`, `Display` and `Serialize` all print `[redacted]`.
 /// Read it with [`Secret::expose`] where it is used.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
+///
+/// Because it serializes as `[redacted]`, a secret cannot be a workflow input or a step
+/// argument (the macros refuse it; pass it as a `skip` parameter or app state), and
+/// deserializing the text `[redacted]` is an error: a stored placeholder never comes back as
+/// the secret's value.
+#[derive(Clone)]
 pub struct Secret(secrecy::SecretString);
+
+/// What a secret serializes as.
+const REDACTED: &str = "[redacted]";
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(d)?;
+        if value == REDACTED {
+            return Err(serde::de::Error::custom(
+                "found the placeholder `[redacted]` where a secret's value belongs: a secret is never stored, so it cannot be read back from a checkpoint, a run's input or printed settings; give the real value (in `flow.toml` or an environment variable)",
+            ));
+        }
+        Ok(Secret(value.into()))
+    }
+}
 
 impl Secret {
     /// The secret's value. Call it where the value is used, never to log it.
@@ -48,7 +67,7 @@ impl fmt::Display for Secret {
 
 impl Serialize for Secret {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("[redacted]")
+        s.serialize_str(REDACTED)
     }
 }
 
@@ -956,5 +975,22 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde
             }
         }
         other => out.push((prefix.to_owned(), other.clone())),
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::Secret;
+
+    #[test]
+    fn a_secret_never_round_trips_through_its_placeholder() {
+        let secret: Secret = serde_json::from_str("\"hunter2\"").expect("a real value loads");
+        assert_eq!(secret.expose(), "hunter2");
+        let stored = serde_json::to_string(&secret).expect("serializes");
+        assert_eq!(stored, "\"[redacted]\"");
+        let error = serde_json::from_str::<Secret>(&stored)
+            .err()
+            .expect("the placeholder is refused");
+        assert!(error.to_string().contains("placeholder `[redacted]`"), "{error}");
     }
 }

@@ -116,6 +116,13 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
     let mut checks = TokenStream::new();
     for param in &step.params {
         let ty = &param.ty;
+        if param.skip {
+            // Not serialized; still handed to each attempt.
+            checks.extend(quote_spanned! {ty.span()=>
+                #p::assert_step_arg_clone::<#ty>();
+            });
+            continue;
+        }
         checks.extend(quote_spanned! {ty.span()=>
             #p::assert_step_arg::<#ty>();
             #p::assert_step_arg_clone::<#ty>();
@@ -157,7 +164,8 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
     // The arguments and closures handed to `run_step` are spanned at the user's types, like the
     // checks above: when a check fails, the same unmet bound in `run_step` lands on the same span
     // and the compiler reports it once, as the check's message, instead of a second time.
-    let args = step.params.iter().map(|param| {
+    // Skipped parameters are app state: not part of the key, the stored arguments or the plan.
+    let args = step.params.iter().filter(|param| !param.skip).map(|param| {
         let span = param.ty.span();
         let ident = respan(&param.ident, span);
         quote_spanned!(span=> ::flow_runtime::__private::step_arg(&#ident))

@@ -10,7 +10,7 @@ use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
 use syn::{Expr, Ident, Lit, LitStr, Path, Token};
 
-const OPTIONS: &str = "`idempotent`, `idempotency_key = <expr>`, `at_most_once`, `read_only`, `retry`, `timeout`, `name` or `dry_run`";
+const OPTIONS: &str = "`idempotent`, `idempotency_key = <expr>`, `at_most_once`, `read_only`, `retry`, `timeout`, `name`, `dry_run` or `skip(<parameters>)`";
 const RETRY_KEYS: &str = "`attempts`, `initial`, `max`, `multiplier` or `jitter`";
 
 /// An option's value together with where it was written.
@@ -68,6 +68,8 @@ pub(crate) struct StepArgs {
     pub(crate) timeout_ms: Option<Setting<u64>>,
     pub(crate) name: Option<Setting<LitStr>>,
     pub(crate) dry_run: Option<Setting<DryRun>>,
+    /// `skip(a, b)`: parameters left out of the key, the stored arguments and the plan.
+    pub(crate) skip: Option<Setting<Vec<Ident>>>,
 }
 
 /// Parses the attribute arguments; errors go to `errors`, and what could be read is returned.
@@ -150,6 +152,10 @@ fn parse_options(input: ParseStream, args: &mut StepArgs, errors: &mut Errors) -
                     set(&mut args.dry_run, key, value, errors);
                 }
             }
+            "skip" => {
+                let names = parse_skip(input, &key, errors)?;
+                set(&mut args.skip, key, names, errors);
+            }
             other => {
                 errors.at(
                     key.span(),
@@ -164,6 +170,37 @@ fn parse_options(input: ParseStream, args: &mut StepArgs, errors: &mut Errors) -
         input.parse::<Token![,]>()?;
     }
     Ok(())
+}
+
+/// `skip(a, b)`: a parenthesized list of parameter names, each named once.
+fn parse_skip(input: ParseStream, key: &Ident, errors: &mut Errors) -> syn::Result<Vec<Ident>> {
+    if !input.peek(syn::token::Paren) {
+        return Err(syn::Error::new(
+            key.span(),
+            "`skip` lists the parameters to leave out of the key and the stored arguments, such as `skip(client)`",
+        ));
+    }
+    let content;
+    let parens = syn::parenthesized!(content in input);
+    let names = content.parse_terminated(Ident::parse_any, Token![,])?;
+    if names.is_empty() {
+        errors.at(
+            parens.span.join(),
+            "`skip()` names no parameter; list the parameters to leave out, such as `skip(client)`, or remove it",
+        );
+    }
+    let mut seen: Vec<Ident> = Vec::new();
+    for name in names {
+        if seen.contains(&name) {
+            errors.at(
+                name.span(),
+                format!("`{name}` is already in `skip(...)`; name each parameter once"),
+            );
+        } else {
+            seen.push(name);
+        }
+    }
+    Ok(seen)
 }
 
 /// A flag option such as `idempotent` takes no value.

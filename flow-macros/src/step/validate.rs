@@ -52,6 +52,8 @@ pub(crate) enum DryRunModel {
 pub(crate) struct Param {
     pub(crate) ident: Ident,
     pub(crate) ty: Type,
+    /// Named in `skip(...)`: passed to the body, but not serialized, keyed or planned.
+    pub(crate) skip: bool,
 }
 
 pub(crate) fn validate(args: StepArgs, item: &ItemFn, errors: &mut Errors) -> Option<Step> {
@@ -135,18 +137,50 @@ pub(crate) fn validate(args: StepArgs, item: &ItemFn, errors: &mut Errors) -> Op
 
     let signature::Checked { params, output } =
         signature::check(item, signature::Kind::Step, errors);
+    let skip = args.skip.map(|s| s.value).unwrap_or_default();
     let params: Vec<Param> = params
         .into_iter()
         .filter_map(|(pat, ty)| {
             check_step_param_type(&ty, errors);
-            Some(Param { ident: pat?, ty })
+            let ident = pat?;
+            let skip = skip.contains(&ident);
+            if !skip {
+                if let Some(span) = signature::secret_span(&ty) {
+                    errors.at(
+                        span,
+                        format!("a step argument cannot be a `flow::Secret`: arguments are serialized for the step's key and the dry-run plan, where a secret becomes the text \"[redacted]\"; add `skip({ident})` to `#[step(...)]` to pass it to the body without storing it"),
+                    );
+                }
+            }
+            Some(Param { ident, ty, skip })
         })
         .collect();
+    for name in &skip {
+        if !params.iter().any(|p| p.ident == *name) {
+            let names: Vec<String> = params.iter().map(|p| format!("`{}`", p.ident)).collect();
+            let known = if names.is_empty() {
+                "the step has no parameters".to_owned()
+            } else {
+                format!("its parameters are {}", names.join(", "))
+            };
+            errors.at(
+                name.span(),
+                format!("`skip({name})` names no parameter of `{}`; {known}", item.sig.ident),
+            );
+        }
+    }
 
     let key_params = match &repeat {
         RepeatModel::Key(expr) => {
             let names: Vec<Ident> = params.iter().map(|p| p.ident.clone()).collect();
-            super::key::check(expr, &names, errors)
+            let used = super::key::check(expr, &names, errors);
+            for name in skip.iter().filter(|s| used.contains(s)) {
+                errors.at(
+                    name.span(),
+                    format!("`{name}` is skipped, but the `idempotency_key` uses it: a skipped parameter is app state (a client, a configuration), not what identifies the call; build the key from the other parameters, or remove `{name}` from `skip(...)`"),
+                );
+            }
+            used
         }
         _ => Vec::new(),
     };

@@ -101,6 +101,7 @@ fn open_store(settings: &FlowSettings, must_exist: bool) -> Result<Flow, Exit> {
     match store {
         Ok(store) => Ok(Flow::builder()
             .retry_policies(settings.retry_policies())
+            .app_state(super::setup_state())
             .store(Arc::new(store))),
         Err(e) => {
             error(&e);

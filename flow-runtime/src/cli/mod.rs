@@ -21,6 +21,7 @@ mod runbook;
 mod signals;
 
 use crate::settings::{SettingProblem, SettingsSource};
+use crate::state::AppState;
 use args::{Cli, Command};
 use clap::{CommandFactory, FromArgMatches};
 use std::future::Future;
@@ -54,22 +55,37 @@ impl AppInfo {
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, garde::Validate)]
 pub struct NoSettings {}
 
-/// What `main`'s body may return: nothing, or a `Result` whose error stops the process.
+/// What `main`'s body may return: nothing, app state, or a `Result` of either whose error stops
+/// the process.
 pub trait SetupOutcome {
-    /// `Err(message)` when setup failed.
-    fn into_result(self) -> Result<(), String>;
+    /// The app state to register, or `Err(message)` when setup failed.
+    fn into_result(self) -> Result<AppState, String>;
 }
 
 impl SetupOutcome for () {
-    fn into_result(self) -> Result<(), String> {
-        Ok(())
+    fn into_result(self) -> Result<AppState, String> {
+        Ok(AppState::new())
     }
 }
 
-impl<E: std::fmt::Display> SetupOutcome for Result<(), E> {
-    fn into_result(self) -> Result<(), String> {
-        self.map_err(|e| e.to_string())
+impl SetupOutcome for AppState {
+    fn into_result(self) -> Result<AppState, String> {
+        Ok(self)
     }
+}
+
+impl<T: SetupOutcome, E: std::fmt::Display> SetupOutcome for Result<T, E> {
+    fn into_result(self) -> Result<AppState, String> {
+        self.map_err(|e| e.to_string())?.into_result()
+    }
+}
+
+/// The app state that the setup hook returned. The generated `main` runs the hook once per
+/// process, before the one command; every `Flow` that command opens registers this state.
+static SETUP_STATE: std::sync::OnceLock<AppState> = std::sync::OnceLock::new();
+
+fn setup_state() -> AppState {
+    SETUP_STATE.get().cloned().unwrap_or_default()
 }
 
 /// Bound for the app's settings type.
@@ -230,9 +246,14 @@ where
             .is_some_and(Command::executes_workflows)
         {
             signals::install(flow_settings.shutdown_grace());
-            if let Err(message) = setup(app_settings).await.into_result() {
-                eprintln!("error: setup failed: {message}");
-                return Exit::Config;
+            match setup(app_settings).await.into_result() {
+                Ok(state) => {
+                    let _ = SETUP_STATE.set(state);
+                }
+                Err(message) => {
+                    eprintln!("error: setup failed: {message}");
+                    return Exit::Config;
+                }
             }
         }
         commands::dispatch(&app, &flow_settings, cli).await
