@@ -286,5 +286,5 @@ pub(crate) fn secret_span(ty: &Type) -> Option<proc_macro2::Span> {
     }
     let mut secrets = Secrets::default();
     secrets.visit_type(ty);
-    secrets.0.map(|_| ty.span())
+    secrets.0
 }
