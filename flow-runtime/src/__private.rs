@@ -150,6 +150,12 @@ pub fn main_outcome<T: MainOutcome>(outcome: T) -> Result<crate::state::AppState
     outcome.into_result()
 }
 
+/// A keyed step's body, with its declared key in reach of `flow::key()` (in a run and in a
+/// plain call).
+pub fn with_key<F: Future>(key: String, body: F) -> impl Future<Output = F::Output> {
+    crate::context::with_declared_key(key, body)
+}
+
 /// The classifier of `E`, for retried steps.
 pub fn classifier<E: Classify>() -> fn(&E) -> (ErrorClass, Option<Duration>) {
     |e| (e.class(), e.retry_after())

@@ -20,6 +20,16 @@ use tokio::sync::Notify;
 
 tokio::task_local! {
     static FRAME: Frame;
+    /// The `idempotency_key` of the step whose body is executing, in a run or in a plain call.
+    static DECLARED_KEY: Arc<str>;
+}
+
+/// Runs a keyed step's body with its declared key in reach of [`key`] and [`step_key`].
+pub(crate) fn with_declared_key<F: Future>(
+    key: String,
+    body: F,
+) -> impl Future<Output = F::Output> {
+    DECLARED_KEY.scope(Arc::from(key), body)
 }
 
 /// What the current task is doing.
@@ -366,11 +376,44 @@ pub fn trace_id() -> Option<String> {
 
 /// The key of the step whose body is executing: its `idempotency_key` value, or the hash of its
 /// arguments. Send it to the external system (an `Idempotency-Key` header, a unique column) so a
-/// repeat after a crash is recognised there. `None` outside a step body.
+/// repeat after a crash is recognised there. Always `Some` in the body of a step with
+/// `idempotency_key` (also when the step is called as a plain function, outside a run, where it
+/// is the declared key); `None` outside a step body, and in a plain call of a step without one.
+/// In a keyed step, [`key`] returns the same value without the `Option`.
 pub fn step_key() -> Option<String> {
+    if let Ok(key) = DECLARED_KEY.try_with(|k| k.to_string()) {
+        return Some(key);
+    }
     match current()? {
         Frame::Step(step) => Some(step.key.clone()),
         Frame::Run(_) | Frame::Unit(..) => None,
+    }
+}
+
+/// The key of the step whose body is executing, for a step with `idempotency_key`: the value of
+/// that expression, in a run and in a plain call alike. Send it to the external system.
+///
+/// ```no_run
+/// # use flow_runtime as flow;
+/// #[flow::step(idempotency_key = format!("charge-{order_id}"))]
+/// async fn charge(order_id: u64, cents: u64) -> Result<(), flow::Failure> {
+///     let idempotency_key: String = flow::key(); // "charge-42" for order 42
+///     # let _ = (idempotency_key, cents);
+///     Ok(())
+/// }
+/// ```
+///
+/// # Panics
+/// Outside the body of a step. In the body of a step without `idempotency_key` it returns the
+/// hash of the arguments inside a run and panics in a plain call, which has no key; use
+/// [`step_key`] there.
+#[track_caller]
+pub fn key() -> String {
+    match step_key() {
+        Some(key) => key,
+        None => panic!(
+            "flow::key() was called outside the body of a step with `idempotency_key`; declare the key with `#[step(idempotency_key = ...)]`, or use `flow::step_key()`, which returns an `Option`"
+        ),
     }
 }
 

@@ -36,7 +36,7 @@ mod units;
 pub mod __private;
 
 pub use classify::{Classify, ErrorClass, Failure, ResultExt, StepTimeout};
-pub use context::{attempt, is_dry_run, run_id, step_key, trace_id, PlannedStep};
+pub use context::{attempt, is_dry_run, key, run_id, step_key, trace_id, PlannedStep};
 pub use determinism::{now, random, sleep, uuid};
 pub use engine::{
     block_on, DryRun, Error, Flow, FlowBuilder, Resolution, RunError, RunHandle, RunOptions,

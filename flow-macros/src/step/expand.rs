@@ -144,12 +144,16 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
         checks.extend(quote_spanned!(ret_span=> #p::assert_timeout_error::<#err_ty>();));
     }
 
-    let key = match &step.repeat {
-        RepeatModel::Key(expr) => {
-            quote!(::core::option::Option::Some(::std::string::ToString::to_string(&(#expr))))
-        }
-        _ => quote!(::core::option::Option::None),
+    // The declared key is computed once, before the call: it keys the checkpoint and is in
+    // reach of `flow::key()` in the body, in a run and in a plain call.
+    let (declare_key, key) = match &step.repeat {
+        RepeatModel::Key(expr) => (
+            quote!(let __flow_key: ::std::string::String = ::std::string::ToString::to_string(&(#expr));),
+            quote!(::core::option::Option::Some(::core::clone::Clone::clone(&__flow_key))),
+        ),
+        _ => (TokenStream::new(), quote!(::core::option::Option::None)),
     };
+    let keyed = matches!(step.repeat, RepeatModel::Key(_));
     let classify = if retried {
         quote_spanned!(ret_span=> ::core::option::Option::Some(#p::classifier::<#err_ty>()))
     } else {
@@ -180,7 +184,12 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
         .collect();
     // With no parameters the functions themselves are the closures (a `|| f()` would trip
     // clippy's redundant_closure in the user's crate).
-    let body = if clones.is_empty() {
+    let body = if keyed {
+        quote_spanned!(ret_span=> || ::flow_runtime::__private::with_key(
+            ::core::clone::Clone::clone(&__flow_key),
+            __flow_body(#(#clones),*),
+        ))
+    } else if clones.is_empty() {
         quote_spanned!(ret_span=> __flow_body)
     } else {
         quote_spanned!(ret_span=> || __flow_body(#(#clones),*))
@@ -244,6 +253,7 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
 
             #checks
 
+            #declare_key
             #call
         }
     };
