@@ -4,52 +4,46 @@
 use crate::api::Record;
 use flow_runtime as flow;
 use serde::{Deserialize, Serialize};
-use std::sync::OnceLock;
 
-/// Where the steps find the API, and how hard they push. It is configuration, not workflow
-/// input, so a resumed run talks to wherever the API lives now.
+/// The records API as the steps reach it: app state, registered once by the setup of `main`
+/// (`flow::AppState::new().with(Api::new(..))`) and read in the workflow with
+/// `flow::state::<Api>()`. It is configuration, not workflow input, so a resumed run talks to
+/// wherever the API lives now; the steps take it as a `skip` parameter, left out of their keys
+/// and stored arguments.
 #[derive(Clone, Debug)]
-pub struct Config {
-    /// Base URL of the records API.
-    pub api: String,
-    /// Bearer token for the API.
-    pub token: flow::Secret,
+pub struct Api {
+    client: reqwest::Client,
+    base: String,
+    token: flow::Secret,
+}
+
+impl Api {
+    /// The API at `base` (such as `http://127.0.0.1:8080`), authenticated with `token`.
+    pub fn new(base: impl Into<String>, token: flow::Secret) -> Self {
+        Api {
+            client: reqwest::Client::new(),
+            base: base.into(),
+            token,
+        }
+    }
+
+    /// A request to the API with its bearer token.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token.expose()))
+    }
+}
+
+/// How hard the workflow pushes: app state too.
+#[derive(Clone, Debug)]
+pub struct Limits {
     /// Pushes in flight at once.
     pub batch_size: usize,
     /// Error budget: stop starting pushes once more than this share (percent) failed...
     pub max_failure_rate: f64,
     /// ...counted from this many finished pushes on.
     pub min_units: u64,
-}
-
-static CONFIG: OnceLock<Config> = OnceLock::new();
-
-/// Configures the steps (once, at startup).
-pub fn configure(config: Config) {
-    let _ = CONFIG.set(config);
-}
-
-fn config() -> Config {
-    CONFIG.get().cloned().unwrap_or_else(|| Config {
-        api: "http://127.0.0.1:9".into(),
-        token: String::new().into(),
-        batch_size: 8,
-        max_failure_rate: 10.0,
-        min_units: 50,
-    })
-}
-
-fn client() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(reqwest::Client::new)
-}
-
-/// A request to the API with its bearer token.
-fn request(method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-    let config = config();
-    client()
-        .request(method, format!("{}{path}", config.api))
-        .header("Authorization", format!("Bearer {}", config.token.expose()))
 }
 
 /// Why a sync step failed. Only the transient variants are retried.
@@ -122,9 +116,10 @@ pub struct SyncReport {
 }
 
 /// Fetches the records to sync. It changes nothing, so a dry run executes it for real.
-#[flow::step(read_only, retry(attempts = 12, initial = "20ms", max = "200ms"))]
-pub async fn fetch_records(count: u32) -> Result<Vec<Record>, SyncError> {
-    let response = request(reqwest::Method::GET, &format!("/records?count={count}"))
+#[flow::step(read_only, skip(api), retry(attempts = 12, initial = "20ms", max = "200ms"))]
+pub async fn fetch_records(api: &Api, count: u32) -> Result<Vec<Record>, SyncError> {
+    let response = api
+        .request(reqwest::Method::GET, &format!("/records?count={count}"))
         .send()
         .await?;
     let status = response.status();
@@ -140,22 +135,21 @@ pub async fn fetch_records(count: u32) -> Result<Vec<Record>, SyncError> {
 /// push repeated after a crash (effect done, checkpoint not yet written) changes nothing.
 #[flow::step(
     idempotency_key = record.id,
+    skip(api),
     retry(attempts = 12, initial = "20ms", max = "200ms"),
     timeout = "10s",
     dry_run = "default"
 )]
-pub async fn push_record(record: &Record, delay_ms: u64) -> Result<Receipt, SyncError> {
+pub async fn push_record(api: &Api, record: &Record, delay_ms: u64) -> Result<Receipt, SyncError> {
     if delay_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
     }
     // The step key (the record id) is stable across attempts and restarts; prefixing the run id
     // lets a later run push the same record again on purpose.
     let run = flow::run_id().map(|id| id.to_string()).unwrap_or_default();
-    let key = format!(
-        "{run}/{}",
-        flow::step_key().unwrap_or_else(|| record.id.clone())
-    );
-    let response = request(reqwest::Method::POST, "/records")
+    let key = format!("{run}/{}", flow::key());
+    let response = api
+        .request(reqwest::Method::POST, "/records")
         .header("Idempotency-Key", key)
         .json(record)
         .send()
@@ -168,9 +162,10 @@ pub async fn push_record(record: &Record, delay_ms: u64) -> Result<Receipt, Sync
 
 /// Tells the team the sync finished. A notification must not be sent twice, so the step is
 /// `at_most_once`: if the process dies during it, the run waits for an operator.
-#[flow::step(at_most_once)]
-pub async fn notify_team(summary: String) -> Result<(), SyncError> {
-    let response = request(reqwest::Method::POST, "/notifications")
+#[flow::step(at_most_once, skip(api))]
+pub async fn notify_team(api: &Api, summary: String) -> Result<(), SyncError> {
+    let response = api
+        .request(reqwest::Method::POST, "/notifications")
         .body(summary)
         .send()
         .await?;
@@ -185,17 +180,21 @@ pub async fn notify_team(summary: String) -> Result<(), SyncError> {
 /// first.
 #[flow::workflow]
 pub async fn sync_records(input: SyncInput) -> Result<SyncReport, SyncError> {
-    let records = fetch_records(input.count).await?;
+    let api = flow::state::<Api>();
+    let limits = flow::state::<Limits>();
+    let records = fetch_records(&api, input.count).await?;
     let delay_ms = input.delay_ms;
-    let config = config();
     let report = flow::units(records, |record| record.id.clone())
-        .concurrency(config.batch_size.max(1))
-        .max_failure_rate(config.max_failure_rate, config.min_units)
-        .run(|record| async move { push_record(&record, delay_ms).await })
+        .concurrency(limits.batch_size.max(1))
+        .max_failure_rate(limits.max_failure_rate, limits.min_units)
+        .run(|record| {
+            let api = api.clone();
+            async move { push_record(&api, &record, delay_ms).await }
+        })
         .await?;
     let summary = format!("synced {} records", report.succeeded);
     // A lost notification is not worth failing the sync for; the run records it either way.
-    let _ = notify_team(summary).await;
+    let _ = notify_team(&api, summary).await;
     Ok(SyncReport {
         pushed: report.succeeded,
         replayed: report.replayed,

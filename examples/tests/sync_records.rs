@@ -214,7 +214,12 @@ fn a_dry_run_prints_the_plan_and_changes_nothing() {
     let out = json(&out);
     let plan = out["plan"].as_array().unwrap();
     assert_eq!(plan.len(), 51, "50 pushes and the notification");
+    // A step keyed like its unit is stored under the unit's key alone.
     assert_eq!(plan[0]["action"], "would call push_record key=rec-00001");
+    // The API client is app state (`skip(api)`): the plan lists the record and the delay only.
+    let args = plan[0]["args"].as_array().unwrap();
+    assert_eq!(args.len(), 2, "{args:?}");
+    assert_eq!(args[0]["id"], "rec-00001");
     assert!(ledger(dir.path()).0.is_empty(), "nothing was pushed");
     let listed = json(&run(dir.path(), &["runs", "list", "--output", "json"]));
     assert_eq!(listed, serde_json::json!([]), "nothing was stored");

@@ -1,7 +1,7 @@
 //! `sync_records`: the flagship example, a `#[flow::main]` binary.
 //!
 //! Its setup starts a flaky records API on 127.0.0.1 (unless `SYNC_API_URL` points elsewhere)
-//! and configures the workflow's steps; the generated CLI does the rest: `run`, `runs …`,
+//! and returns the clients the workflow's steps use, as app state; the generated CLI does the rest: `run`, `runs …`,
 //! `runbook`, `check-config`.
 
 use flow_examples::api::{self, ApiConfig};
@@ -65,7 +65,7 @@ impl Default for Settings {
 /// Sync records from a flaky API back into it, durably: kill it at any moment and run it
 /// again; it resumes and repeats no completed push.
 #[flow::main(env_prefix = "SYNC_")]
-async fn main(settings: Settings) -> Result<(), String> {
+async fn main(settings: Settings) -> Result<flow::AppState, String> {
     let api = match settings.api_url {
         Some(url) => url,
         None => {
@@ -85,12 +85,13 @@ async fn main(settings: Settings) -> Result<(), String> {
             base
         }
     };
-    sync::configure(sync::Config {
-        api,
-        token: settings.token,
-        batch_size: settings.batch_size as usize,
-        max_failure_rate: settings.max_failure_rate,
-        min_units: settings.min_units,
-    });
-    Ok(())
+    // The workflow reads these by type (`flow::state::<sync::Api>()`) and hands the client to
+    // its steps as a `skip` parameter.
+    Ok(flow::AppState::new()
+        .with(sync::Api::new(api, settings.token))
+        .with(sync::Limits {
+            batch_size: settings.batch_size as usize,
+            max_failure_rate: settings.max_failure_rate,
+            min_units: settings.min_units,
+        }))
 }
