@@ -116,7 +116,11 @@ pub struct SyncReport {
 }
 
 /// Fetches the records to sync. It changes nothing, so a dry run executes it for real.
-#[flow::step(read_only, skip(api), retry(attempts = 12, initial = "20ms", max = "200ms"))]
+#[flow::step(
+    read_only,
+    skip(api),
+    retry(attempts = 12, initial = "20ms", max = "200ms")
+)]
 pub async fn fetch_records(api: &Api, count: u32) -> Result<Vec<Record>, SyncError> {
     let response = api
         .request(reqwest::Method::GET, &format!("/records?count={count}"))

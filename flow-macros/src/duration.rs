@@ -50,7 +50,13 @@ mod tests {
     #[test]
     fn rejects_malformed_text() {
         for bad in [
-            "", "30", "s", "30sex", "-1s", "1500us", "99999999999999999999h",
+            "",
+            "30",
+            "s",
+            "30sex",
+            "-1s",
+            "1500us",
+            "99999999999999999999h",
         ] {
             assert!(parse_text(bad).is_err(), "{bad}");
         }

@@ -100,7 +100,7 @@ pub(crate) struct RunCtx {
     pub policies: Arc<RetryPolicies>,
     pub options: ExecOptions,
     /// The app state registered on the `Flow` that executes the run (`flow::state`).
-    pub state: crate::state::AppState,
+    state: std::sync::OnceLock<crate::state::AppState>,
     /// The claim this execution holds; every write carries it. `None` in a dry run.
     claim: Option<Claim>,
     record: Mutex<Option<RunRecord>>,
@@ -152,7 +152,7 @@ impl RunCtx {
             mode,
             policies,
             options,
-            state: crate::state::AppState::default(),
+            state: std::sync::OnceLock::new(),
             claim,
             record: Mutex::new(None),
             checkpoints: Mutex::new(
@@ -172,10 +172,14 @@ impl RunCtx {
         }
     }
 
-    /// The run with this app state.
-    pub fn with_state(mut self, state: crate::state::AppState) -> Self {
-        self.state = state;
-        self
+    /// Sets the run's app state (once, before the run starts).
+    pub fn set_state(&self, state: crate::state::AppState) {
+        let _ = self.state.set(state);
+    }
+
+    /// The run's app state (empty if none was set).
+    pub fn state(&self) -> Option<&crate::state::AppState> {
+        self.state.get()
     }
 
     /// Allocates the identity of the next call of `(name, key)`.

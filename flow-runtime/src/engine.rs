@@ -1050,8 +1050,8 @@ impl Flow {
             checkpoints,
             cancelled,
             exec,
-        )
-        .with_state(self.inner.state.clone()));
+        ));
+        ctx.set_state(self.inner.state.clone());
         ctx.set_record(run.clone());
         let tx = reservation.done.take();
         let rx = {
@@ -1164,8 +1164,8 @@ impl Flow {
             Vec::new(),
             false,
             ExecOptions::default(),
-        )
-        .with_state(self.inner.state.clone()));
+        ));
+        ctx.set_state(self.inner.state.clone());
         let span = tracing::info_span!("run", workflow = %workflow, run_id = %ctx.run_id, trace_id = %ctx.trace_id, dry_run = true);
         let end = body_outcome(&ctx, input, invoke).instrument(span).await;
         (end, ctx.take_plan())

@@ -991,6 +991,9 @@ mod secret_tests {
         let error = serde_json::from_str::<Secret>(&stored)
             .err()
             .expect("the placeholder is refused");
-        assert!(error.to_string().contains("placeholder `[redacted]`"), "{error}");
+        assert!(
+            error.to_string().contains("placeholder `[redacted]`"),
+            "{error}"
+        );
     }
 }

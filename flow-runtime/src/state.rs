@@ -83,7 +83,7 @@ impl fmt::Debug for AppState {
 /// The app state of type `T` registered on the [`Flow`](crate::Flow) that executes the current
 /// run; `None` outside a run or when no value of that type was registered.
 pub fn try_state<T: Send + Sync + 'static>() -> Option<Arc<T>> {
-    crate::context::current_run()?.state.get::<T>()
+    crate::context::current_run()?.state()?.get::<T>()
 }
 
 /// The app state of type `T` registered on the [`Flow`](crate::Flow) that executes the current
@@ -121,10 +121,11 @@ pub fn state<T: Send + Sync + 'static>() -> Arc<T> {
             "flow::state::<{wanted}>() was called outside a run; app state exists only while a Flow executes a run: outside one, pass the value to the step directly"
         );
     };
-    match run.state.get::<T>() {
+    let registered = run.state();
+    match registered.and_then(AppState::get::<T>) {
         Some(value) => value,
         None => {
-            let known = run.state.type_names();
+            let known = registered.map(AppState::type_names).unwrap_or_default();
             let known = if known.is_empty() {
                 "none is registered".to_owned()
             } else {

@@ -31,7 +31,12 @@ struct Prefix(String);
 
 #[flow::step(idempotent, skip(api, prefix))]
 async fn push(api: &Api, prefix: &Prefix, id: u64) -> Result<String, flow::Failure> {
-    let call = format!("{}{id}@{} key={}", prefix.0, api.name, flow::step_key().unwrap_or_default());
+    let call = format!(
+        "{}{id}@{} key={}",
+        prefix.0,
+        api.name,
+        flow::step_key().unwrap_or_default()
+    );
     api.calls.lock().unwrap().push(call.clone());
     bump(&format!("push/{}/{id}", api.name));
     Ok(call)
@@ -62,7 +67,9 @@ async fn a_workflow_reads_registered_state_and_passes_it_to_steps() {
     let api = Api::new("a");
     let flow = flow_with(&dir, api.clone());
 
-    let out = sync_ids::run(&flow, vec![1, 2]).await.expect("run succeeds");
+    let out = sync_ids::run(&flow, vec![1, 2])
+        .await
+        .expect("run succeeds");
     assert_eq!(out.len(), 2);
     assert!(out[0].starts_with("rec-1@a key="), "{out:?}");
     assert_eq!(api.calls().len(), 2, "the registered client made the calls");
@@ -115,18 +122,37 @@ async fn missing_state_fails_the_run_with_the_type_and_the_fix() {
         .state(Prefix("x".into()))
         .open(dir.path().join("flow.redb"))
         .expect("open store");
-    let error = sync_ids::run(&flow, vec![1]).await.expect_err("no Api registered");
+    let error = sync_ids::run(&flow, vec![1])
+        .await
+        .expect_err("no Api registered");
     let message = error.to_string();
-    assert!(message.contains("no app state of type `app_state::Api`"), "{message}");
-    assert!(message.contains("Flow::builder().state(value)"), "{message}");
-    assert!(message.contains("app_state::Prefix"), "lists what is registered: {message}");
+    assert!(
+        message.contains("no app state of type `app_state::Api`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Flow::builder().state(value)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("app_state::Prefix"),
+        "lists what is registered: {message}"
+    );
 }
 
 #[tokio::test]
 async fn outside_a_run_the_step_takes_the_state_directly() {
     let api = Api::new("plain");
-    let out = push(&api, &Prefix("p-".into()), 9).await.expect("plain call");
-    assert_eq!(out, "p-9@plain key=", "ran as a plain function, with no step key");
+    let out = push(&api, &Prefix("p-".into()), 9)
+        .await
+        .expect("plain call");
+    assert_eq!(
+        out, "p-9@plain key=",
+        "ran as a plain function, with no step key"
+    );
     assert_eq!(api.calls(), vec![out]);
-    assert!(flow::try_state::<Api>().is_none(), "no app state outside a run");
+    assert!(
+        flow::try_state::<Api>().is_none(),
+        "no app state outside a run"
+    );
 }

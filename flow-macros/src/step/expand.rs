@@ -149,7 +149,9 @@ pub(crate) fn expand(step: Step, item: ItemFn) -> TokenStream {
     let (declare_key, key) = match &step.repeat {
         RepeatModel::Key(expr) => (
             quote!(let __flow_key: ::std::string::String = ::std::string::ToString::to_string(&(#expr));),
-            quote!(::core::option::Option::Some(::core::clone::Clone::clone(&__flow_key))),
+            quote!(::core::option::Option::Some(::core::clone::Clone::clone(
+                &__flow_key
+            ))),
         ),
         _ => (TokenStream::new(), quote!(::core::option::Option::None)),
     };

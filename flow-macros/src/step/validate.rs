@@ -165,7 +165,10 @@ pub(crate) fn validate(args: StepArgs, item: &ItemFn, errors: &mut Errors) -> Op
             };
             errors.at(
                 name.span(),
-                format!("`skip({name})` names no parameter of `{}`; {known}", item.sig.ident),
+                format!(
+                    "`skip({name})` names no parameter of `{}`; {known}",
+                    item.sig.ident
+                ),
             );
         }
     }
