@@ -988,9 +988,8 @@ mod secret_tests {
         assert_eq!(secret.expose(), "hunter2");
         let stored = serde_json::to_string(&secret).expect("serializes");
         assert_eq!(stored, "\"[redacted]\"");
-        let error = serde_json::from_str::<Secret>(&stored)
-            .err()
-            .expect("the placeholder is refused");
+        let error =
+            serde_json::from_str::<Secret>(&stored).expect_err("the placeholder is refused");
         assert!(
             error.to_string().contains("placeholder `[redacted]`"),
             "{error}"
