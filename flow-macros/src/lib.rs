@@ -22,8 +22,9 @@ use proc_macro::TokenStream;
 /// policy, skipped or stood in for in a dry run, and an ordinary async function outside a run.
 ///
 /// Every step states its repeat safety (`idempotent`, `idempotency_key = <expr>` or
-/// `at_most_once`, or `read_only`); the other options are `retry`, `timeout`, `name` and
-/// `dry_run`. Options and the types of the signature are checked at compile time.
+/// `at_most_once`, or `read_only`); the other options are `retry`, `timeout`, `name`,
+/// `dry_run` and `skip(...)` (parameters that are app state: not keyed, stored or planned).
+/// Options and the types of the signature are checked at compile time.
 #[proc_macro_attribute]
 pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
     step::expand(args.into(), item.into()).into()
