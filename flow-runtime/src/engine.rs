@@ -111,7 +111,7 @@ pub struct FlowBuilder {
 
 impl FlowBuilder {
     /// Registers app state: a client, a pool or a configuration that workflow code reads by
-    /// type with [`flow::state`](crate::state) and hands to steps as `skip` parameters. One
+    /// type with [`flow::state`](crate::state()) and hands to steps as `skip` parameters. One
     /// value per type; a second value of a type replaces the first.
     pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
         self.state.insert(value);
