@@ -94,7 +94,10 @@ async fn skipped_parameters_are_not_part_of_the_key_nor_the_stored_arguments() {
     );
 
     // The checkpoint holds the output; nothing of the client is stored as an argument.
-    let runs = run_b.runs(&flow::store::RunFilter::default()).await.unwrap();
+    let runs = run_b
+        .runs(&flow::store::RunFilter::default())
+        .await
+        .unwrap();
     for run in runs {
         for step in run_b.steps(&run.id).await.unwrap() {
             let stored = serde_json::to_string(&step).unwrap_or_default();
