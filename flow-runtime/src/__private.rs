@@ -12,20 +12,20 @@ use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
-pub use crate::classify::{Classify, ErrorClass, StepTimeout};
-pub use crate::cli::{main_entry, AppInfo, AppSettings, NoSettings, SetupOutcome};
-pub use crate::engine::{DryRun, Error, Flow, RunError, RunHandle, RunOptions};
-pub use crate::registry::{
+pub use crate::console::cli::{main_entry, AppInfo, AppSettings, NoSettings, SetupOutcome};
+pub use crate::engine::classify::{Classify, ErrorClass, StepTimeout};
+pub use crate::engine::registry::{
     BoxFuture, DryRunSpec, InputError, InvokeResult, RepeatSafety, RetrySpec, StepMeta,
     StepRegistration, WorkflowFailure, WorkflowMeta, WorkflowRegistration,
 };
+pub use crate::engine::{DryRun, Error, Flow, RunError, RunHandle, RunOptions};
 
 /// The registry of the steps and workflows linked into this binary.
 pub mod registry {
-    pub use crate::registry::{step, steps, workflow, workflows};
+    pub use crate::engine::registry::{step, steps, workflow, workflows};
 }
-pub use crate::settings::{SettingProblem, SettingsSource};
-pub use crate::step::{run_step, ErrorReplay, StepSpec};
+pub use crate::console::settings::{SettingProblem, SettingsSource};
+pub use crate::engine::step::{run_step, ErrorReplay, StepSpec};
 pub use ::inventory;
 pub use ::serde;
 pub use ::serde_json;
@@ -146,14 +146,14 @@ pub fn assert_main_outcome<T: MainOutcome>() {}
 
 /// The setup hook's outcome as `main_entry` takes it. Converting here, under a bound that is
 /// checked at the user's return type, keeps `main_entry`'s own bound from failing a second time.
-pub fn main_outcome<T: MainOutcome>(outcome: T) -> Result<crate::state::AppState, String> {
+pub fn main_outcome<T: MainOutcome>(outcome: T) -> Result<crate::engine::state::AppState, String> {
     outcome.into_result()
 }
 
 /// A keyed step's body, with its declared key in reach of `flow::key()` (in a run and in a
 /// plain call).
 pub fn with_key<F: Future>(key: String, body: F) -> impl Future<Output = F::Output> {
-    crate::context::with_declared_key(key, body)
+    crate::engine::context::with_declared_key(key, body)
 }
 
 /// The classifier of `E`, for retried steps.

@@ -18,41 +18,34 @@
 //! - [`WorkflowFailure`]: the error of a run started by name ([`Flow::start`]), as its message.
 #![warn(missing_docs)]
 
-mod classify;
-mod cli;
-mod context;
-mod determinism;
+// The parts, each in one folder: `engine` executes workflows (steps, retries, units, app
+// state); `store` keeps runs and checkpoints and depends on nothing of the engine; `console` is
+// what an operator meets (the generated main and its CLI, settings, logging).
+mod console;
 mod engine;
-mod registry;
-mod retry;
-mod settings;
-mod state;
-mod step;
 pub mod store;
-mod telemetry;
-mod units;
 
 #[doc(hidden)]
 pub mod __private;
 
-pub use classify::{Classify, ErrorClass, Failure, ResultExt, StepTimeout};
-pub use context::{attempt, is_dry_run, key, run_id, step_key, trace_id, PlannedStep};
-pub use determinism::{now, random, sleep, uuid};
+pub use console::settings::{non_empty_secret, Secret};
+pub use engine::classify::{Classify, ErrorClass, Failure, ResultExt, StepTimeout};
+pub use engine::context::{attempt, is_dry_run, key, run_id, step_key, trace_id, PlannedStep};
+pub use engine::determinism::{now, random, sleep, uuid};
+pub use engine::registry::WorkflowFailure;
+pub use engine::retry::{RetryPolicies, RetryPolicy};
+pub use engine::state::{state, try_state, AppState};
+pub use engine::units::{
+    in_rollout, rollout_bucket, units, units_stream, UnitFailure, Units, UnitsError, UnitsReport,
+    UNIT_STEP,
+};
 pub use engine::{
     block_on, DryRun, Error, Flow, FlowBuilder, Resolution, RunError, RunHandle, RunOptions,
 };
 pub use flow_macros::{main, step, workflow, Classify};
 #[doc(hidden)]
 pub use garde;
-pub use registry::WorkflowFailure;
-pub use retry::{RetryPolicies, RetryPolicy};
-pub use settings::{non_empty_secret, Secret};
-pub use state::{state, try_state, AppState};
 pub use store::{RunId, RunStatus, Sharing};
-pub use units::{
-    in_rollout, rollout_bucket, units, units_stream, UnitFailure, Units, UnitsError, UnitsReport,
-    UNIT_STEP,
-};
 pub use uuid::Uuid;
 
 /// `Result` with flow's [`Error`].

@@ -11,11 +11,33 @@ use self::owner::Liveness;
 pub use self::owner::Owner;
 pub use self::redb::{RedbStore, Sharing};
 
-use crate::classify::ErrorClass;
-use crate::registry::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
+
+/// A boxed future, as the [`Store`] trait's methods return (the trait stays object-safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Whether retrying an operation can succeed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// A retry may succeed: a timeout, a dropped connection, a 503, a rate limit.
+    Transient,
+    /// A retry would fail the same way: invalid input, a 4xx, a missing record.
+    Permanent,
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::Permanent => "permanent",
+        })
+    }
+}
 
 /// The store schema version this build writes and reads.
 ///

@@ -43,11 +43,10 @@
 //! also wrapped in `catch_unwind` so a damage the check misses is still an error, not a crash.
 
 use super::{
-    Claim, ClaimOutcome, ClaimRequest, CreateRun, RunFilter, RunId, RunRecord, StepId, StepRecord,
-    StepStatus, Store, StoreError, StoreStats, Write, SCHEMA_VERSION,
+    BoxFuture, Claim, ClaimOutcome, ClaimRequest, CreateRun, ErrorClass, RunFilter, RunId,
+    RunRecord, StepId, StepRecord, StepStatus, Store, StoreError, StoreStats, Write,
+    SCHEMA_VERSION,
 };
-use crate::classify::ErrorClass;
-use crate::registry::BoxFuture;
 use redb::{
     Builder, CommitError, ConcurrencyMode, Database, DatabaseError, Durability,
     MultimapTableHandle, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,

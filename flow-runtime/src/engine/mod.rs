@@ -4,10 +4,19 @@
 //! records; step records are written by the step executor. It knows workflows only through the
 //! registry's type-erased `invoke` functions or a typed closure from generated code.
 
-use crate::context::{self, Abort, ExecOptions, Frame, Mode, PlannedStep, RunCtx};
-use crate::registry::{self, BoxFuture, InputError, InvokeResult, WorkflowFailure, WorkflowMeta};
-use crate::retry::{RetryPolicies, RetryPolicy};
-use crate::state::AppState;
+pub(crate) mod classify;
+pub(crate) mod context;
+pub(crate) mod determinism;
+pub(crate) mod registry;
+pub(crate) mod retry;
+pub(crate) mod state;
+pub(crate) mod step;
+pub(crate) mod units;
+
+use self::context::{Abort, ExecOptions, Frame, Mode, PlannedStep, RunCtx};
+use self::registry::{BoxFuture, InputError, InvokeResult, WorkflowFailure, WorkflowMeta};
+use crate::engine::retry::{RetryPolicies, RetryPolicy};
+use crate::engine::state::AppState;
 use crate::store::{
     now_ms, Attention, Claim, ClaimOutcome, ClaimRequest, CreateRun, Owner, RedbStore, RunFilter,
     RunId, RunRecord, RunStatus, Sharing, StepId, StepRecord, StepStatus, Store, StoreError, Write,
@@ -204,7 +213,7 @@ impl RunOptions {
     /// A staged rollout: fan-outs (`flow::units`) process only the units whose key hashes into
     /// the first `percent` of the key space, then the run pauses. Running the same id again with
     /// a larger share processes the extra units; 100 completes the run. See
-    /// [`crate::units`] for the hash.
+    /// [`crate::rollout_bucket`] for the hash.
     pub fn rollout(mut self, percent: f64) -> Self {
         self.exec.rollout = Some(percent.clamp(0.0, 100.0));
         self
@@ -796,7 +805,7 @@ impl Flow {
                 // Replay decodes the output into the step's type: one that does not decode would
                 // make the run impossible to resume. A step no longer in this binary is not
                 // replayed by it, so there is nothing to check against.
-                if let Some(meta) = crate::registry::step(&step.name) {
+                if let Some(meta) = crate::engine::registry::step(&step.name) {
                     if let Err(detail) = (meta.check_output)(&output) {
                         return Err(Error::WrongStepOutput {
                             step: step.to_string(),

@@ -14,8 +14,8 @@
 //! caller's string as given, and the steps inside a unit are keyed like any step (the step
 //! module's canonical-JSON hash), so there is one key hash for stored records.
 
-use crate::classify::{Classify, ErrorClass, Failure};
-use crate::context::{self, Abort, Frame, RunCtx};
+use crate::engine::classify::{Classify, ErrorClass, Failure};
+use crate::engine::context::{self, Abort, Frame, RunCtx};
 use crate::store::{now_ms, StepId, StepRecord, StepStatus, Write};
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
 use serde::{Deserialize, Serialize};

@@ -3,9 +3,6 @@
 //! The macros submit one entry per item at link time (`inventory`); the engine looks workflows up
 //! by name here, and the CLI and runbook read everything from here. Nothing here executes a run.
 
-use std::future::Future;
-use std::pin::Pin;
-
 /// How a step behaves when it runs twice; every step states exactly one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RepeatSafety {
@@ -100,8 +97,7 @@ impl std::fmt::Display for WorkflowFailure {
 
 impl std::error::Error for WorkflowFailure {}
 
-/// A boxed, sendable future.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::store::BoxFuture;
 
 /// What calling a workflow by name produces: the output as JSON, or a failure; `Err(Err(_))` is
 /// input that does not decode.

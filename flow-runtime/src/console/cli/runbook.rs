@@ -3,8 +3,8 @@
 
 use super::args::{RunbookFormat, EXIT_CODES};
 use super::{AppInfo, Exit};
-use crate::registry::{self, DryRunSpec, RepeatSafety, RetrySpec, StepMeta, WorkflowMeta};
-use crate::retry::RetryPolicies;
+use crate::engine::registry::{self, DryRunSpec, RepeatSafety, RetrySpec, StepMeta, WorkflowMeta};
+use crate::engine::retry::RetryPolicies;
 use serde_json::{json, Value};
 
 fn repeat_safety(step: &StepMeta) -> String {

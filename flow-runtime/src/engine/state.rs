@@ -83,7 +83,7 @@ impl fmt::Debug for AppState {
 /// The app state of type `T` registered on the [`Flow`](crate::Flow) that executes the current
 /// run; `None` outside a run or when no value of that type was registered.
 pub fn try_state<T: Send + Sync + 'static>() -> Option<Arc<T>> {
-    crate::context::current_run()?.state()?.get::<T>()
+    crate::engine::context::current_run()?.state()?.get::<T>()
 }
 
 /// The app state of type `T` registered on the [`Flow`](crate::Flow) that executes the current
@@ -116,7 +116,7 @@ pub fn try_state<T: Send + Sync + 'static>() -> Option<Arc<T>> {
 #[track_caller]
 pub fn state<T: Send + Sync + 'static>() -> Arc<T> {
     let wanted = std::any::type_name::<T>();
-    let Some(run) = crate::context::current_run() else {
+    let Some(run) = crate::engine::context::current_run() else {
         panic!(
             "flow::state::<{wanted}>() was called outside a run; app state exists only while a Flow executes a run: outside one, pass the value to the step directly"
         );

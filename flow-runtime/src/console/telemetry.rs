@@ -8,7 +8,7 @@
 //! enabled log line, whatever the level asked for, carries them. This module only installs the
 //! subscriber.
 
-use crate::settings::LogFormat;
+use crate::console::settings::LogFormat;
 use std::io::IsTerminal;
 use tracing_subscriber::filter::{filter_fn, FilterExt};
 use tracing_subscriber::layer::SubscriberExt;

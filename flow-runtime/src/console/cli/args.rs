@@ -1,6 +1,6 @@
 //! The command line, declared with clap: global flags, subcommands and their `--help` text.
 
-use crate::settings::LogFormat;
+use crate::console::settings::LogFormat;
 use crate::store::RunStatus;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 //! sleep waits only for what is left. Outside a run they are the plain operations. This module
 //! owns only these helpers; step execution lives in `step`.
 
-use crate::context::{self, Abort, Frame, PlannedStep, RunCtx};
+use crate::engine::context::{self, Abort, Frame, PlannedStep, RunCtx};
 use crate::store::{now_ms, RunStatus, StepId, StepRecord, StepStatus, StoreError, Write};
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -8,24 +8,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
-/// Whether retrying an operation can succeed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorClass {
-    /// A retry may succeed: a timeout, a dropped connection, a 503, a rate limit.
-    Transient,
-    /// A retry would fail the same way: invalid input, a 4xx, a missing record.
-    Permanent,
-}
-
-impl fmt::Display for ErrorClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ErrorClass::Transient => "transient",
-            ErrorClass::Permanent => "permanent",
-        })
-    }
-}
+pub use crate::store::ErrorClass;
 
 /// Tells flow whether an error is worth retrying.
 ///

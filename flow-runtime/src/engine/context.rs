@@ -5,7 +5,7 @@
 //! (loaded checkpoints, occurrence counters, cancel flag, abort slot), and the user-facing
 //! accessors (`flow::run_id()`, `flow::step_key()`, ...). It does not execute steps.
 
-use crate::retry::RetryPolicies;
+use crate::engine::retry::RetryPolicies;
 use crate::store::{
     now_ms, Attention, Claim, RunId, RunRecord, RunStatus, StepId, StepRecord, Store, StoreError,
     Write,
@@ -100,7 +100,7 @@ pub(crate) struct RunCtx {
     pub policies: Arc<RetryPolicies>,
     pub options: ExecOptions,
     /// The app state registered on the `Flow` that executes the run (`flow::state`).
-    state: std::sync::OnceLock<crate::state::AppState>,
+    state: std::sync::OnceLock<crate::engine::state::AppState>,
     /// The claim this execution holds; every write carries it. `None` in a dry run.
     claim: Option<Claim>,
     record: Mutex<Option<RunRecord>>,
@@ -173,12 +173,12 @@ impl RunCtx {
     }
 
     /// Sets the run's app state (once, before the run starts).
-    pub fn set_state(&self, state: crate::state::AppState) {
+    pub fn set_state(&self, state: crate::engine::state::AppState) {
         let _ = self.state.set(state);
     }
 
     /// The run's app state (empty if none was set).
-    pub fn state(&self) -> Option<&crate::state::AppState> {
+    pub fn state(&self) -> Option<&crate::engine::state::AppState> {
         self.state.get()
     }
 

@@ -7,9 +7,9 @@
 use super::args::{Cli, Command, OutputFormat, RunsCommand};
 use super::output::{escape, shell_quote};
 use super::{AppInfo, Exit};
+use crate::console::settings::{FlowSettings, Loaded, SharingSetting};
+use crate::engine::registry::WorkflowFailure;
 use crate::engine::{Error, Flow, Resolution, RunError, RunOptions};
-use crate::registry::WorkflowFailure;
-use crate::settings::{FlowSettings, Loaded, SharingSetting};
 use crate::store::{
     RedbStore, RunFilter, RunId, RunRecord, RunStatus, Sharing, StepId, StepRecord, StepStatus,
     StoreError,
@@ -248,7 +248,7 @@ fn read_input(input: Option<String>, file: Option<&Path>, limit: u64) -> Result<
     let too_large = |what: &str| {
         format!(
             "{what} is larger than {}, the flow.max_input_size setting; pass a smaller input, or raise the limit (FLOW_MAX_INPUT_SIZE=64MiB)",
-            crate::settings::ByteSize(limit)
+            crate::console::settings::ByteSize(limit)
         )
     };
     let read = |reader: &mut dyn std::io::Read, what: &str| -> Result<String, String> {
@@ -708,9 +708,9 @@ fn next_steps(app: &AppInfo, run: &RunRecord, steps: &[StepRecord]) -> Vec<Strin
             )
         )],
         RunStatus::Failed => {
-            let failed_units = steps
-                .iter()
-                .any(|s| s.id.name == crate::units::UNIT_STEP && s.status == StepStatus::Failed);
+            let failed_units = steps.iter().any(|s| {
+                s.id.name == crate::engine::units::UNIT_STEP && s.status == StepStatus::Failed
+            });
             let mut next = if failed_units {
                 vec![
                     format!(
@@ -862,11 +862,11 @@ async fn show(app: &AppInfo, flow: &Flow, id: &RunId, output: OutputFormat) -> E
 fn timeline_order(steps: &mut [StepRecord]) {
     let unit_starts: std::collections::HashMap<String, u64> = steps
         .iter()
-        .filter(|s| s.id.name == crate::units::UNIT_STEP)
+        .filter(|s| s.id.name == crate::engine::units::UNIT_STEP)
         .map(|s| (s.id.key.clone(), s.started_at_ms))
         .collect();
     let group = |s: &StepRecord| -> (u64, String, bool) {
-        if s.id.name == crate::units::UNIT_STEP {
+        if s.id.name == crate::engine::units::UNIT_STEP {
             return (s.started_at_ms, s.id.key.clone(), false);
         }
         match s
@@ -887,7 +887,7 @@ fn timeline_order(steps: &mut [StepRecord]) {
 fn units_summary(steps: &[StepRecord]) -> Option<Value> {
     let units: Vec<&StepRecord> = steps
         .iter()
-        .filter(|s| s.id.name == crate::units::UNIT_STEP)
+        .filter(|s| s.id.name == crate::engine::units::UNIT_STEP)
         .collect();
     if units.is_empty() {
         return None;

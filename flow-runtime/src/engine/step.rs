@@ -4,10 +4,10 @@
 //! This module decides what one step call does. It persists only through the run's store and
 //! never touches the run record, which belongs to the engine.
 
-use crate::classify::{ErrorClass, StepTimeout};
-use crate::context::{self, Abort, Frame, PlannedStep, RunCtx, StepFrame};
-use crate::registry::{RepeatSafety, StepMeta};
-use crate::retry::RetryPolicy;
+use crate::engine::classify::{ErrorClass, StepTimeout};
+use crate::engine::context::{self, Abort, Frame, PlannedStep, RunCtx, StepFrame};
+use crate::engine::registry::{RepeatSafety, StepMeta};
+use crate::engine::retry::RetryPolicy;
 use crate::store::{now_ms, Attention, StepId, StepRecord, StepStatus, StoreError, Write};
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -35,7 +35,7 @@ pub(super) fn start(flow: &Flow, id: &RunId) -> Option<Progress> {
     let (flow, id, shown) = (flow.clone(), id.clone(), bar.clone());
     let poller = tokio::spawn(async move {
         loop {
-            if let Some(units) = crate::units::progress(id.as_str()) {
+            if let Some(units) = crate::engine::units::progress(id.as_str()) {
                 let secs = (units.elapsed_ms as f64 / 1000.0).max(0.001);
                 let rate = units.started as f64 / secs;
                 let seen = units.succeeded + units.failed + units.skipped;

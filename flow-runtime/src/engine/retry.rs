@@ -3,7 +3,7 @@
 //! This module computes delays and holds the table of named policies; it does not sleep or
 //! persist anything (the step executor does both, so a crash during backoff resumes correctly).
 
-use crate::registry::RetrySpec;
+use crate::engine::registry::RetrySpec;
 use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;

@@ -6,11 +6,11 @@
 // as the end of the output instead of panicking as std's macros do. Shadowing the macros here,
 // before the modules below, covers all of them, including code written later.
 macro_rules! println {
-    () => { $crate::cli::output::line(format_args!("")) };
-    ($($arg:tt)*) => { $crate::cli::output::line(format_args!($($arg)*)) };
+    () => { $crate::console::cli::output::line(format_args!("")) };
+    ($($arg:tt)*) => { $crate::console::cli::output::line(format_args!($($arg)*)) };
 }
 macro_rules! eprintln {
-    ($($arg:tt)*) => { $crate::cli::output::error_line(format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::console::cli::output::error_line(format_args!($($arg)*)) };
 }
 
 mod args;
@@ -20,8 +20,8 @@ mod progress;
 mod runbook;
 mod signals;
 
-use crate::settings::{SettingProblem, SettingsSource};
-use crate::state::AppState;
+use crate::console::settings::{SettingProblem, SettingsSource};
+use crate::engine::state::AppState;
 use args::{Cli, Command};
 use clap::{CommandFactory, FromArgMatches};
 use std::future::Future;
@@ -219,7 +219,7 @@ where
         }
     };
     let verbosity = cli.verbose as i8 - cli.quiet as i8;
-    crate::telemetry::init(loaded.flow.log_format, &loaded.flow.log_level, verbosity);
+    crate::console::telemetry::init(loaded.flow.log_format, &loaded.flow.log_level, verbosity);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,0 +1,5 @@
+//! What an operator meets: the generated main and its CLI, settings, and logging.
+
+pub(crate) mod cli;
+pub(crate) mod settings;
+pub(crate) mod telemetry;
