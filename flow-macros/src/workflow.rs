@@ -72,9 +72,9 @@ fn stand_in(item: &ItemFn) -> TokenStream {
     let args: Vec<Ident> = (0..item.sig.inputs.len())
         .map(|i| format_ident!("__flow_arg{i}"))
         .collect();
-    let methods = ["start", "start_with", "run", "dry_run"].map(|name| {
+    let methods = ["start", "start_with", "enqueue", "run", "dry_run"].map(|name| {
         let name = Ident::new(name, Span::call_site());
-        let options = (name == "start_with")
+        let options = (name == "start_with" || name == "enqueue")
             .then(|| quote!(_: ::flow_runtime::__private::RunOptions,));
         quote! {
             #[allow(dead_code, clippy::unused_async)]
@@ -363,6 +363,14 @@ fn generate(workflow: &Workflow, item: &ItemFn) -> TokenStream {
                     #checks
                     let #input = #encode;
                     #start_typed
+                }
+
+                /// Enqueues a run for a worker (`app worker`, `Flow::worker`) and returns its id at
+                /// once; an id that exists is returned as it is (the id deduplicates).
+                #vis async fn enqueue(#flow_arg: &#p::Flow, #options_arg: #p::RunOptions, #(#idents: #types),*) -> ::core::result::Result<#p::RunId, #p::Error> {
+                    #checks
+                    let #input = #encode;
+                    #pr::enqueue_typed(#flow_arg, &__FLOW_WORKFLOW, #options_arg, #input).await
                 }
 
                 /// Starts a run and waits for its outcome.

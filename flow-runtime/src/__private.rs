@@ -19,6 +19,7 @@ pub use crate::engine::registry::{
     StepRegistration, WorkflowFailure, WorkflowMeta, WorkflowRegistration,
 };
 pub use crate::engine::{DryRun, Error, Flow, RunError, RunHandle, RunOptions};
+pub use crate::store::RunId;
 
 /// The registry of the steps and workflows linked into this binary.
 pub mod registry {
@@ -243,6 +244,20 @@ where
     Fut: Future<Output = Result<Result<T, E>, InputError>> + Send + 'static,
 {
     crate::engine::start_typed(flow, meta, options, input, call).await
+}
+
+/// Enqueues a run of a typed workflow.
+pub async fn enqueue_typed(
+    flow: &Flow,
+    meta: &'static WorkflowMeta,
+    options: RunOptions,
+    input: Result<serde_json::Value, serde_json::Error>,
+) -> Result<RunId, Error> {
+    let input = input.map_err(|e| Error::Input {
+        workflow: meta.name.to_owned(),
+        message: format!("the input could not be serialized: {e}"),
+    })?;
+    flow.enqueue_checked(meta, options, input).await
 }
 
 /// Dry-runs a typed workflow.

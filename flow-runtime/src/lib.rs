@@ -24,6 +24,7 @@
 mod console;
 mod engine;
 pub mod store;
+mod worker;
 
 #[doc(hidden)]
 pub mod __private;
@@ -39,6 +40,7 @@ pub use engine::units::{
     in_rollout, rollout_bucket, units, units_stream, UnitFailure, Units, UnitsError, UnitsReport,
     UNIT_STEP,
 };
+pub use engine::queue::Queue;
 pub use engine::{
     block_on, DryRun, Error, Flow, FlowBuilder, Resolution, RunError, RunHandle, RunOptions,
 };
@@ -47,6 +49,7 @@ pub use flow_macros::{main, step, workflow, Classify};
 pub use garde;
 pub use store::{RunId, RunStatus, Sharing};
 pub use uuid::Uuid;
+pub use worker::{Worker, WorkerReport};
 
 /// `Result` with flow's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -303,6 +303,8 @@ async fn listing(path: &Path) -> Result<Vec<Listed>, Box<dyn std::error::Error>>
                     attention: None,
                     owner: None,
                     lease_expires_at_ms: None,
+                    queue: None,
+                    wake_at_ms: None,
                 })
             })
             .collect();

@@ -43,6 +43,8 @@ fn run(i: u64, created_at_ms: u64) -> RunRecord {
         attention: None,
         owner: None,
         lease_expires_at_ms: None,
+        queue: None,
+        wake_at_ms: None,
     }
 }
 

@@ -28,6 +28,8 @@ fn run(id: &str) -> RunRecord {
         attention: None,
         owner: None,
         lease_expires_at_ms: None,
+        queue: None,
+        wake_at_ms: None,
     }
 }
 

@@ -79,6 +79,9 @@ pub(crate) enum Abort {
     Paused(String),
     /// The process is stopping (a signal): the run stays resumable.
     Shutdown(String),
+    /// The run waits until this time (ms since the epoch) for a durable sleep or a backoff and
+    /// releases its worker meanwhile.
+    Suspend(u64),
 }
 
 /// Per-execution options: they come with each start or resume, not with the run.
@@ -91,6 +94,10 @@ pub(crate) struct ExecOptions {
     /// Steps that failed in an earlier execution execute again (an operator retries a failed
     /// run); otherwise their recorded failure replays, like a success does.
     pub retry_failed: bool,
+    /// A worker executes the run: a durable sleep or a backoff of at least this long outside a
+    /// fan-out releases the worker (the run is stored as sleeping with its wake-up time) instead
+    /// of holding a task.
+    pub suspend_after: Option<std::time::Duration>,
 }
 
 pub(crate) struct RunCtx {

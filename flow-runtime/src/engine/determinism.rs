@@ -127,6 +127,12 @@ pub async fn sleep(duration: Duration) {
     // Never longer than the sleep asked for: a wake-up time recorded by a clock that was ahead
     // of this one (or a clock set back since) must not stretch the sleep by the skew.
     let left = Duration::from_millis(wake_at.saturating_sub(now_ms())).min(duration);
+    // A worker's run outside a fan-out gives its worker back for a long sleep: the run is
+    // stored as sleeping until `wake_at`, and the worker's timer resumes it then.
+    if unit.is_empty() && run.options.suspend_after.is_some_and(|after| left >= after) {
+        tracing::info!(wake_in_ms = left.as_millis() as u64, "sleeping; the worker is released");
+        return run.abort(Abort::Suspend(now_ms() + left.as_millis() as u64)).await;
+    }
     tracing::info!(wake_in_ms = left.as_millis() as u64, "sleeping");
     if let Err(reason) = run.sleep_unless_cancelled(left).await {
         return run.abort(reason).await;

@@ -7,6 +7,7 @@
 pub(crate) mod classify;
 pub(crate) mod context;
 pub(crate) mod determinism;
+pub(crate) mod queue;
 pub(crate) mod registry;
 pub(crate) mod retry;
 pub(crate) mod state;
@@ -61,6 +62,9 @@ struct Inner {
     active: Mutex<HashMap<RunId, Active>>,
     cancel_poll: Duration,
     poller: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    queues: HashMap<String, queue::Queue>,
+    /// Notified when this process enqueues a run, so that its worker looks at once.
+    queue_changed: tokio::sync::Notify,
 }
 
 impl Drop for Inner {
@@ -116,6 +120,7 @@ pub struct FlowBuilder {
     cancel_poll: Option<Duration>,
     sharing: Sharing,
     state: AppState,
+    queues: HashMap<String, queue::Queue>,
 }
 
 impl FlowBuilder {
@@ -130,6 +135,19 @@ impl FlowBuilder {
     /// Registers every value of `state` (see [`FlowBuilder::state`]).
     pub fn app_state(mut self, state: AppState) -> Self {
         self.state.merge(state);
+        self
+    }
+
+    /// Declares a queue and its limits (see [`queue::Queue`]); runs enqueued on a queue that
+    /// is not declared are refused ([`Error::UnknownQueue`]), except on `default`.
+    pub fn queue(mut self, name: impl Into<String>, queue: queue::Queue) -> Self {
+        self.queues.insert(name.into(), queue);
+        self
+    }
+
+    /// Declares every queue of `queues` (from settings).
+    pub fn queues(mut self, queues: impl IntoIterator<Item = (String, queue::Queue)>) -> Self {
+        self.queues.extend(queues);
         self
     }
 
@@ -176,6 +194,8 @@ impl FlowBuilder {
                 active: Mutex::new(HashMap::new()),
                 cancel_poll: self.cancel_poll.unwrap_or(Duration::from_millis(500)),
                 poller: Mutex::new(None),
+                queues: self.queues,
+                queue_changed: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -187,6 +207,17 @@ pub struct RunOptions {
     id: Option<RunId>,
     use_stored_input: bool,
     exec: ExecOptions,
+    queue: Option<String>,
+    priority: i32,
+    not_before: Option<NotBefore>,
+    concurrency_key: Option<String>,
+}
+
+/// When an enqueued run may start at the earliest.
+#[derive(Clone, Copy, Debug)]
+enum NotBefore {
+    Delay(Duration),
+    At(std::time::SystemTime),
 }
 
 impl RunOptions {
@@ -225,11 +256,53 @@ impl RunOptions {
         self.exec.only_units = Some(keys.into_iter().collect());
         self
     }
+
+    /// A worker's execution: long sleeps and backoffs release the worker.
+    pub(crate) fn suspend_after(mut self, after: Duration) -> Self {
+        self.exec.suspend_after = Some(after);
+        self
+    }
+
+    /// Enqueues on this queue (declared with [`FlowBuilder::queue`], or in settings under
+    /// `[flow.queues.NAME]`); the queue `default` always exists. Used by `enqueue`.
+    pub fn queue(mut self, name: impl Into<String>) -> Self {
+        self.queue = Some(name.into());
+        self
+    }
+
+    /// The run's priority in its queue: lower runs first, as in DBOS and Temporal (default 0;
+    /// negative values jump ahead). Runs of equal priority run in enqueue order.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// An enqueued run waits at least this long before a worker takes it.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.not_before = Some(NotBefore::Delay(delay));
+        self
+    }
+
+    /// An enqueued run waits until this time before a worker takes it.
+    pub fn not_before(mut self, at: std::time::SystemTime) -> Self {
+        self.not_before = Some(NotBefore::At(at));
+        self
+    }
+
+    /// Runs with the same key share their queue's per-key concurrency limit (at most K runs
+    /// at once for one customer, say).
+    pub fn concurrency_key(mut self, key: impl Into<String>) -> Self {
+        self.concurrency_key = Some(key.into());
+        self
+    }
 }
 
 /// How a run ended, as every handle of it sees it.
 #[derive(Debug)]
 enum Final {
+    /// The run released its worker until this time (a durable sleep or a backoff); a worker's
+    /// timer resumes it.
+    Suspended(u64),
     Succeeded(serde_json::Value),
     Failed(String),
     Cancelled,
@@ -329,6 +402,11 @@ impl<T, E> RunHandle<T, E> {
                 run_id: self.run_id.clone(),
                 reason: reason.clone(),
             })),
+            // Only a worker's executions release their worker, and a worker reads no outcome
+            Final::Suspended(wake_at) => Err(RunError::Engine(Error::Interrupted {
+                run_id: self.run_id.clone(),
+                reason: format!("the run sleeps until {wake_at} ms since the epoch; a worker resumes it then"),
+            })),
         }
     }
 }
@@ -407,6 +485,14 @@ pub enum Error {
         workflow: String,
         /// What does not match.
         message: String,
+    },
+    /// An enqueue named a queue that is not declared.
+    #[error("unknown queue `{name}`; declare it in settings as [flow.queues.{name}] (or with `FlowBuilder::queue`); the declared queues are: {}", .known.join(", "))]
+    UnknownQueue {
+        /// The name asked for.
+        name: String,
+        /// The declared queues.
+        known: Vec<String>,
     },
     /// No workflow of that name is linked into this binary.
     #[error("unknown workflow `{name}`; this binary has: {}", if .known.is_empty() { "none".to_owned() } else { .known.join(", ") })]
@@ -687,6 +773,8 @@ impl Flow {
             attention: None,
             owner: None,
             lease_expires_at_ms: None,
+            queue: None,
+            wake_at_ms: None,
         };
         if let CreateRun::Exists(_) = self.inner.store.create_run(fork.clone()).await? {
             return Err(Error::RunIdConflict {
@@ -886,6 +974,8 @@ impl Flow {
             attention: None,
             owner: Owner::current(),
             lease_expires_at_ms: Some(now + LEASE.as_millis() as u64),
+            queue: None,
+            wake_at_ms: None,
         };
         match self.inner.store.create_run(fresh.clone()).await? {
             CreateRun::Created(claim) => Ok(self.spawn(
@@ -951,6 +1041,7 @@ impl Flow {
                     run.executions += 1;
                     run.error = None;
                     run.attention = None;
+                    run.wake_at_ms = None;
                     true
                 }
             }),
@@ -1129,6 +1220,10 @@ impl Flow {
                     tracing::error!(reason = %reason, "run interrupted; it can be resumed");
                     return (run.id.clone(), end);
                 }
+                Final::Suspended(wake_at) => {
+                    run.status = RunStatus::Sleeping;
+                    run.wake_at_ms = Some(*wake_at);
+                }
             }
             run.lease_expires_at_ms = None;
             let mut writes = vec![Write::PutRun(run.clone())];
@@ -1150,6 +1245,10 @@ impl Flow {
                     tracing::error!(step = %a.step, reason = %a.reason, "run needs attention")
                 }
                 Final::Paused(summary) => tracing::info!(summary = %summary, "run paused after its rollout"),
+                Final::Suspended(wake_at) => tracing::info!(
+                    wake_in_ms = wake_at.saturating_sub(now),
+                    "run released its worker; a worker resumes it when it is due"
+                ),
                 Final::Interrupted(_) => {}
             }
             (run.id.clone(), end)
@@ -1252,6 +1351,7 @@ async fn body_outcome(ctx: &Arc<RunCtx>, input: serde_json::Value, invoke: Invok
                 Abort::Store(e) => Final::Interrupted(e.to_string()),
                 Abort::Paused(summary) => Final::Paused(summary),
                 Abort::Shutdown(why) => Final::Interrupted(why),
+                Abort::Suspend(wake_at) => Final::Suspended(wake_at),
             }
         }
     }

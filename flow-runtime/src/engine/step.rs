@@ -162,6 +162,7 @@ where
     let declared_key = key.unwrap_or_else(|| args_key(&args_json));
     // Inside a unit of a fan-out, steps are stored under the unit (a step keyed like its unit is
     // stored under the unit's key alone); the body always sees the declared key.
+    let top_level = unit.is_none();
     let key = match unit {
         Some(unit) if *unit == *declared_key => declared_key.clone(),
         Some(unit) => format!("{unit}/{declared_key}"),
@@ -238,6 +239,13 @@ where
     let mut attempt = first_attempt;
     loop {
         if let Some(wait) = not_before.take() {
+            // A worker's run outside a fan-out gives its worker back for a long backoff; the
+            // worker's timer resumes it, and the recorded backoff brings it here again.
+            if top_level && run.options.suspend_after.is_some_and(|after| wait >= after) {
+                return run
+                    .abort(Abort::Suspend(now_ms() + wait.as_millis() as u64))
+                    .await;
+            }
             if let Err(reason) = run.sleep_unless_cancelled(wait).await {
                 return run.abort(reason).await;
             }

@@ -6,6 +6,7 @@
 
 mod owner;
 mod redb;
+mod redb_index;
 
 use self::owner::Liveness;
 pub use self::owner::Owner;
@@ -41,10 +42,13 @@ impl fmt::Display for ErrorClass {
 
 /// The store schema version this build writes and reads.
 ///
-/// Version 2 (flow 0.1 with stable step keys): step keys are a SHA-256 of the arguments'
-/// canonical JSON, and runs are indexed by creation time. Version 1 keyed steps by an FNV hash
-/// of their JSON as serialized, so its keys cannot be matched, and its runs cannot be resumed.
-pub const SCHEMA_VERSION: u32 = 2;
+/// Version 3 adds the indexes of queued runs, timers and runs in flight; a version-2 store is
+/// upgraded in place by the first process that opens it for writing (read-only opens read it
+/// as it is). Version 2 (flow 0.1 with stable step keys): step keys are a SHA-256 of the
+/// arguments' canonical JSON, and runs are indexed by creation time. Version 1 keyed steps by
+/// an FNV hash of their JSON as serialized, so its keys cannot be matched, and its runs cannot
+/// be resumed.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Identifies one run; chosen by the caller (an idempotency key for the whole run) or generated.
 ///
@@ -254,6 +258,35 @@ pub struct RunRecord {
     /// epoch). See [`Store::claim`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_expires_at_ms: Option<u64>,
+    /// The queue a run was enqueued on, and its place there; `None` for a run started directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueuePlace>,
+    /// When a worker takes the run up again (ms since the epoch): a queued run delayed until
+    /// then, or a run that released its worker for a durable sleep or a backoff. The worker's
+    /// timers read an index of this field, so a waiting run costs no memory anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_at_ms: Option<u64>,
+}
+
+/// Where an enqueued run stands in its queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuePlace {
+    /// The queue's name (`default` unless the run was enqueued on another).
+    pub name: String,
+    /// Lower runs first, as in DBOS and Temporal; runs of equal priority run in enqueue order.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i32,
+    /// The run waits at least until then (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before_ms: Option<u64>,
+    /// Runs with the same key share the queue's per-key concurrency limit (one sync per
+    /// customer, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<String>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 impl RunRecord {
@@ -483,6 +516,78 @@ pub trait Store: Send + Sync + 'static {
     fn steps(&self, id: &RunId) -> BoxFuture<'_, Result<Vec<StepRecord>, StoreError>>;
     /// Which of `ids` have a pending cancel request.
     fn cancel_requests(&self, ids: &[RunId]) -> BoxFuture<'_, Result<Vec<RunId>, StoreError>>;
+    /// Takes queued runs for a worker, in one write transaction: per queue, in priority then
+    /// enqueue order, the runs the queue's limits allow now (concurrency across all workers,
+    /// per concurrency key, rate), at most `take` of each; each is claimed as [`Store::claim`]
+    /// would (status running, the owner, a new fencing token).
+    fn take_queued(&self, request: QueueTake) -> BoxFuture<'_, Result<Vec<Taken>, StoreError>>;
+    /// Runs waiting for a time no later than `now_ms` with no process holding them (delayed
+    /// enqueues, released sleeps and backoffs), earliest first, at most `limit`.
+    fn due(&self, now_ms: u64, limit: usize) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>>;
+    /// When the next run waiting for a time is due, if any.
+    fn next_due(&self) -> BoxFuture<'_, Result<Option<u64>, StoreError>>;
+    /// Runs a process holds (running, or sleeping with an owner), at most `limit`: where a worker
+    /// looks for runs whose process died.
+    fn held_runs(&self, limit: usize) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>>;
+    /// Where a queued run stands: runs ahead of it, runs of its queue (and of its concurrency
+    /// key) in flight, and starts in the last `rate_period`.
+    fn queue_standing(
+        &self,
+        id: &RunId,
+        rate_period: Option<std::time::Duration>,
+    ) -> BoxFuture<'_, Result<Option<QueueStanding>, StoreError>>;
+}
+
+/// A worker's request to take queued runs ([`Store::take_queued`]).
+#[derive(Clone, Debug)]
+pub struct QueueTake {
+    /// The queues to serve, in this order.
+    pub queues: Vec<QueueLimits>,
+    /// Only runs of these workflows (the ones the worker can execute).
+    pub workflows: Vec<String>,
+    /// The process that will execute the runs.
+    pub owner: Option<Owner>,
+    /// How long each claim holds where the owner's liveness cannot be checked.
+    pub lease: std::time::Duration,
+    /// Now, ms since the epoch.
+    pub now_ms: u64,
+}
+
+/// One queue's limits, and how many runs of it a worker can start now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// The queue's name.
+    pub name: String,
+    /// At most this many runs to take now (the worker's free slots for the queue).
+    pub take: usize,
+    /// At most this many runs of the queue in flight across all workers.
+    pub concurrency: Option<u32>,
+    /// At most this many runs in flight with the same concurrency key.
+    pub per_key: Option<u32>,
+    /// At most this many starts per period.
+    pub rate: Option<(u32, std::time::Duration)>,
+}
+
+/// A queued run a worker took: the run as claimed, and its claim.
+#[derive(Clone, Debug)]
+pub struct Taken {
+    /// The run after the claim.
+    pub run: RunRecord,
+    /// The claim its writes carry.
+    pub claim: Claim,
+}
+
+/// Where a queued run stands ([`Store::queue_standing`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStanding {
+    /// Queued runs of the same queue that a worker takes before this one.
+    pub ahead: u64,
+    /// Runs of the queue started and not finished.
+    pub in_flight: u64,
+    /// Of those, the runs with this run's concurrency key.
+    pub in_flight_with_key: u64,
+    /// Runs of the queue started within the rate period asked about.
+    pub recent_starts: u64,
 }
 
 /// Counters of a store's write side, for tests and benchmarks that show group commit at work.
@@ -597,8 +702,8 @@ fn locked_message(path: &std::path::Path, wanted: Sharing) -> String {
     }
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub(crate) fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch, now (0 if the clock is before 1970).
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -42,6 +42,9 @@
 //! 17 MiB store, i.e. roughly 0.15 ms per extra MiB, which is cheap next to a run. The open is
 //! also wrapped in `catch_unwind` so a damage the check misses is still an error, not a crash.
 
+use super::redb_index::{Indexes, RunKeys, HELD, IN_FLIGHT, QUEUED, RUNS_BY_CREATION, STARTS, TIMERS};
+use super::{QueueStanding, QueueTake, RunStatus, Taken};
+use std::collections::HashMap;
 use super::{
     BoxFuture, Claim, ClaimOutcome, ClaimRequest, CreateRun, ErrorClass, RunFilter, RunId,
     RunRecord, StepId, StepRecord, StepStatus, Store, StoreError, StoreStats, Write,
@@ -73,11 +76,6 @@ const CANCELS: TableDefinition<&str, u64> = TableDefinition::new("cancels");
 /// Run id → the fencing token of its latest claim. Kept apart from the run record so that
 /// checking a checkpoint's claim reads one integer, not a whole run.
 const CLAIMS: TableDefinition<&str, u64> = TableDefinition::new("claims");
-/// (creation time in ms since the epoch, run id) → nothing: the runs in creation order, so that
-/// listing the newest runs reads those runs only. Written in the same transaction as every run
-/// record; a run's creation time never changes, but a record written with another one moves
-/// its entry.
-const RUNS_BY_CREATION: TableDefinition<(u64, &str), ()> = TableDefinition::new("runs_by_creation");
 
 const FORMAT: &str = "flow";
 const FORMAT_KEY: &str = "format";
@@ -527,9 +525,14 @@ fn init_or_check_meta(db: &Database) -> Result<(), Fault> {
     );
     if tables.iter().any(|name| name == META.name()) {
         let meta = txn.open_table(META)?;
-        check_meta(&meta)?;
+        let found = check_meta(&meta)?;
         drop(meta);
-        txn.abort()?;
+        if found < SCHEMA_VERSION {
+            migrate(&txn)?;
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
         return Ok(());
     }
     if !tables.is_empty() {
@@ -554,7 +557,7 @@ fn check_meta_read_only(db: &Database) -> Result<(), Fault> {
 fn check_meta_readable(db: &impl ReadableDatabase) -> Result<(), Fault> {
     let txn = db.begin_read()?;
     match txn.open_table(META) {
-        Ok(meta) => check_meta(&meta),
+        Ok(meta) => check_meta(&meta).map(|_| ()),
         Err(TableError::TableDoesNotExist(_)) => Err(Fault::foreign(&table_names(
             txn.list_tables()?.map(|t| t.name().to_owned()),
             txn.list_multimap_tables()?.map(|t| t.name().to_owned()),
@@ -572,7 +575,7 @@ fn table_names(
     names
 }
 
-fn check_meta(meta: &impl ReadableTable<&'static str, &'static str>) -> Result<(), Fault> {
+fn check_meta(meta: &impl ReadableTable<&'static str, &'static str>) -> Result<u32, Fault> {
     let format = meta.get(FORMAT_KEY)?.map(|v| v.value().to_owned());
     match format.as_deref() {
         Some(FORMAT) => {}
@@ -597,9 +600,10 @@ fn check_meta(meta: &impl ReadableTable<&'static str, &'static str>) -> Result<(
     if found > SCHEMA_VERSION {
         return Err(Fault::NewerVersion(found));
     }
-    // No migration: a version-1 store's step keys were hashed differently, so its unfinished
-    // runs would execute completed steps again; refusing it is the safe answer
-    if found < SCHEMA_VERSION {
+    // No migration from version 1: its step keys were hashed differently, so its unfinished
+    // runs would execute completed steps again; refusing it is the safe answer. Version 2
+    // lacks only the queue and timer indexes, which a writer builds from the runs.
+    if found < MIGRATES_FROM {
         let recorded = meta.get(FLOW_VERSION_KEY)?.map(|v| v.value().to_owned());
         let written_by = match (recorded, found) {
             (Some(version), _) => format!("flow {version}"),
@@ -608,12 +612,34 @@ fn check_meta(meta: &impl ReadableTable<&'static str, &'static str>) -> Result<(
         };
         return Err(Fault::OlderVersion { found, written_by });
     }
+    Ok(found)
+}
+
+/// The oldest schema version a writer upgrades in place ([`migrate`]).
+const MIGRATES_FROM: u32 = 2;
+
+/// Upgrades a version-2 store: indexes every run in the tables version 3 added (queued runs,
+/// timers, runs in flight, runs held by a process), in the opening write transaction.
+fn migrate(txn: &WriteTransaction) -> Result<(), Fault> {
+    let runs = txn.open_table(RUNS)?;
+    let mut index = Indexes::open(txn)?;
+    for entry in runs.iter()? {
+        let (id, bytes) = entry?;
+        if let Ok(run) = decode_run(id.value(), bytes.value()) {
+            index.update(id.value(), None, Some(&RunKeys::of(&run)))?;
+        }
+    }
+    drop(index);
+    drop(runs);
+    let mut meta = txn.open_table(META)?;
+    meta.insert(VERSION_KEY, SCHEMA_VERSION.to_string().as_str())?;
+    meta.insert(FLOW_VERSION_KEY, env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
 
 /// A failure inside a transaction, before the store path is attached. Every redb error type
 /// converts into it with `?`; [`Fault::at`] turns it into the [`StoreError`] callers see.
-enum Fault {
+pub(super) enum Fault {
     /// Any redb error; see [`engine_error`].
     Engine(redb::Error),
     /// [`StoreError::Foreign`] with this detail.
@@ -955,7 +981,7 @@ enum Op {
     },
     PutRun {
         id: String,
-        created_at_ms: u64,
+        keys: RunKeys,
         json: Vec<u8>,
     },
     PutStep {
@@ -986,7 +1012,7 @@ impl Op {
             Write::PutRun(run) => Op::PutRun {
                 json: encode(format_args!("run {}", run.id), &run)?,
                 id: run.id.as_str().to_owned(),
-                created_at_ms: run.created_at_ms,
+                keys: RunKeys::of(&run),
             },
             Write::PutStep(step) => Op::PutStep {
                 json: encode(
@@ -1018,7 +1044,7 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 enum Request {
     CreateRun {
         id: String,
-        created_at_ms: u64,
+        keys: RunKeys,
         json: Vec<u8>,
         reply: Reply<CreateRun>,
     },
@@ -1032,6 +1058,10 @@ enum Request {
         now_ms: u64,
         reply: Reply<ClaimOutcome>,
     },
+    TakeQueued {
+        request: QueueTake,
+        reply: Reply<Vec<Taken>>,
+    },
 }
 
 /// What one request did inside a committed batch.
@@ -1040,6 +1070,7 @@ enum Outcome {
     CreateRun(Result<CreateRun, StoreError>),
     Commit(Result<(), StoreError>),
     Claim(Result<ClaimOutcome, StoreError>),
+    TakeQueued(Vec<Taken>),
 }
 
 struct Writer {
@@ -1115,6 +1146,9 @@ impl Writer {
                 (Request::Claim { reply, .. }, Outcome::Claim(result)) => {
                     let _ = reply.send(result);
                 }
+                (Request::TakeQueued { reply, .. }, Outcome::TakeQueued(taken)) => {
+                    let _ = reply.send(Ok(taken));
+                }
                 (request, _) => fail_all(
                     vec![request],
                     &StoreError::Backend("internal error: a store reply was mismatched".into()),
@@ -1131,6 +1165,9 @@ fn fail_all(batch: Vec<Request>, err: &StoreError) {
                 let _ = reply.send(Err(replicate(err)));
             }
             Request::Commit { reply, .. } => {
+                let _ = reply.send(Err(replicate(err)));
+            }
+            Request::TakeQueued { reply, .. } => {
                 let _ = reply.send(Err(replicate(err)));
             }
             Request::Claim { reply, .. } => {
@@ -1154,16 +1191,11 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
     let mut steps = txn.open_table(STEPS)?;
     let mut cancels = txn.open_table(CANCELS)?;
     let mut claims = txn.open_table(CLAIMS)?;
-    let mut by_creation = txn.open_table(RUNS_BY_CREATION)?;
+    let mut index = Indexes::open(txn)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in batch {
         outcomes.push(match request {
-            Request::CreateRun {
-                id,
-                created_at_ms,
-                json,
-                ..
-            } => {
+            Request::CreateRun { id, keys, json, .. } => {
                 // Inside the transaction, so a run created earlier in this batch is seen
                 let existing = runs.get(id.as_str())?.map(|v| v.value().to_vec());
                 match existing {
@@ -1171,8 +1203,7 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                         Outcome::CreateRun(decode_run(id, &bytes).map(CreateRun::Exists))
                     }
                     None => {
-                        index_run(&mut by_creation, &runs, id, *created_at_ms)?;
-                        runs.insert(id.as_str(), json.as_slice())?;
+                        put_run(&mut runs, &mut index, id, json, keys)?;
                         let token = claims.get(id.as_str())?.map_or(0, |t| t.value()) + 1;
                         claims.insert(id.as_str(), token)?;
                         Outcome::CreateRun(Ok(CreateRun::Created(Claim {
@@ -1204,8 +1235,7 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                             run.updated_at_ms = *now_ms;
                             match encode(format_args!("run {id}"), &run) {
                                 Ok(json) => {
-                                    index_run(&mut by_creation, &runs, id, run.created_at_ms)?;
-                                    runs.insert(id.as_str(), json.as_slice())?;
+                                    put_run(&mut runs, &mut index, id, &json, &RunKeys::of(&run))?;
                                     let token =
                                         claims.get(id.as_str())?.map_or(0, |t| t.value()) + 1;
                                     claims.insert(id.as_str(), token)?;
@@ -1226,6 +1256,12 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                 };
                 Outcome::Claim(outcome)
             }
+            Request::TakeQueued { request, .. } => Outcome::TakeQueued(take_queued_in(
+                &mut runs,
+                &mut claims,
+                &mut index,
+                request,
+            )?),
             Request::Commit { ops, .. } => 'commit: {
                 // A commit of an execution that lost its claim writes nothing at all
                 let mut stale = None;
@@ -1245,13 +1281,8 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                 for op in ops {
                     match op {
                         Op::CheckClaim { .. } => {}
-                        Op::PutRun {
-                            id,
-                            created_at_ms,
-                            json,
-                        } => {
-                            index_run(&mut by_creation, &runs, id, *created_at_ms)?;
-                            runs.insert(id.as_str(), json.as_slice())?;
+                        Op::PutRun { id, keys, json } => {
+                            put_run(&mut runs, &mut index, id, json, keys)?;
                         }
                         Op::PutStep { run, key, json } => {
                             steps.insert((run.as_str(), key.as_str()), json.as_slice())?;
@@ -1274,25 +1305,129 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
     Ok(outcomes)
 }
 
-/// Keeps [`RUNS_BY_CREATION`] in step with run `id` about to be written with `created_at_ms`.
-/// Called before the run record is replaced: the common case (the entry is there) costs one
-/// lookup; only a run whose stored creation time differs has its old record decoded, to move
-/// its entry.
-fn index_run(
-    index: &mut redb::Table<(u64, &'static str), ()>,
-    runs: &redb::Table<&'static str, &'static [u8]>,
+/// The most queued entries one queue's take looks at: runs held back by their concurrency key
+/// are skipped, and past this many the rest wait for the next take.
+const TAKE_SCAN: usize = 1024;
+
+/// [`Store::take_queued`] inside the writer's transaction. A run whose record cannot be read or
+/// written is left where it is (its entry stays; `runs show` reports the damage).
+fn take_queued_in(
+    runs: &mut redb::Table<&'static str, &'static [u8]>,
+    claims: &mut redb::Table<&'static str, u64>,
+    index: &mut Indexes<'_>,
+    request: &QueueTake,
+) -> Result<Vec<Taken>, Fault> {
+    let now = request.now_ms;
+    let mut taken = Vec::new();
+    for queue in &request.queues {
+        if queue.take == 0 {
+            continue;
+        }
+        let name = queue.name.as_str();
+        let mut in_flight = match queue.concurrency {
+            Some(_) => index.count_in_flight(name, None)?,
+            None => 0,
+        };
+        let mut starts = match queue.rate {
+            Some((_, period)) => {
+                index.count_starts(name, now.saturating_sub(period.as_millis() as u64))?
+            }
+            None => 0,
+        };
+        let mut per_key: HashMap<String, u64> = HashMap::new();
+        let mut candidates = Vec::new();
+        for entry in index.queued.range((name, i64::MIN, 0u64, "")..)? {
+            let (key, _) = entry?;
+            let (q, _, _, id) = key.value();
+            if q != name || candidates.len() == TAKE_SCAN {
+                break;
+            }
+            candidates.push(id.to_owned());
+        }
+        let mut took = 0;
+        for id in candidates {
+            let full = |limit: Option<u32>, n: u64| limit.is_some_and(|l| n >= u64::from(l));
+            if took == queue.take
+                || full(queue.concurrency, in_flight)
+                || full(queue.rate.map(|(n, _)| n), starts)
+            {
+                break;
+            }
+            let Some(Ok(mut run)) = runs.get(id.as_str())?.map(|v| decode_run(&id, v.value()))
+            else {
+                continue;
+            };
+            if run.status != RunStatus::Queued
+                || run.wake_at_ms.is_some()
+                || !request.workflows.contains(&run.workflow)
+            {
+                continue;
+            }
+            let key = run
+                .queue
+                .as_ref()
+                .and_then(|q| q.concurrency_key.clone());
+            if let (Some(limit), Some(key)) = (queue.per_key, key.as_deref()) {
+                let n = match per_key.get(key) {
+                    Some(n) => *n,
+                    None => index.count_in_flight(name, Some(key))?,
+                };
+                per_key.insert(key.to_owned(), n);
+                if n >= u64::from(limit) {
+                    continue;
+                }
+            }
+            run.status = RunStatus::Running;
+            run.executions += 1;
+            run.owner = request.owner.clone();
+            run.lease_expires_at_ms = request
+                .owner
+                .as_ref()
+                .map(|_| now + request.lease.as_millis() as u64);
+            run.updated_at_ms = now;
+            let Ok(json) = encode(format_args!("run {id}"), &run) else {
+                continue;
+            };
+            put_run(runs, index, &id, &json, &RunKeys::of(&run))?;
+            let token = claims.get(id.as_str())?.map_or(0, |t| t.value()) + 1;
+            claims.insert(id.as_str(), token)?;
+            if queue.rate.is_some() {
+                index.starts.insert((name, now, id.as_str()), ())?;
+            }
+            in_flight += 1;
+            starts += 1;
+            if let Some(key) = key {
+                *per_key.entry(key).or_default() += 1;
+            }
+            took += 1;
+            taken.push(Taken {
+                claim: Claim {
+                    run_id: run.id.clone(),
+                    token,
+                },
+                run,
+            });
+        }
+    }
+    Ok(taken)
+}
+
+/// Writes run `id` and moves its index entries from what its stored record implied to what
+/// `keys` (of the new record) imply. An undecodable old record leaves its entries behind;
+/// readers of an index skip entries whose run does not match.
+fn put_run(
+    runs: &mut redb::Table<&'static str, &'static [u8]>,
+    index: &mut Indexes<'_>,
     id: &str,
-    created_at_ms: u64,
+    json: &[u8],
+    keys: &RunKeys,
 ) -> Result<(), Fault> {
-    if index.get((created_at_ms, id))?.is_some() {
-        return Ok(());
-    }
-    let old = runs.get(id)?.map(|v| decode_run(id, v.value()));
-    // An undecodable old record leaves its entry; listing skips entries that do not match
-    if let Some(Ok(old)) = old {
-        index.remove((old.created_at_ms, id))?;
-    }
-    index.insert((created_at_ms, id), ())?;
+    let old = match runs.get(id)? {
+        Some(v) => decode_run(id, v.value()).ok().map(|r| RunKeys::of(&r)),
+        None => None,
+    };
+    index.update(id, old.as_ref(), Some(keys))?;
+    runs.insert(id, json)?;
     Ok(())
 }
 
@@ -1308,6 +1443,22 @@ fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
         Err(TableError::TableDoesNotExist(_)) => Ok(None),
         Err(err) => Err(err.into()),
     }
+}
+
+/// The runs with these ids that exist and decode, in the order given.
+fn read_runs(txn: &ReadTransaction, ids: Vec<String>) -> Result<Vec<RunRecord>, Fault> {
+    let Some(runs) = read_table(txn, RUNS)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(bytes) = runs.get(id.as_str())? {
+            if let Ok(run) = decode_run(&id, bytes.value()) {
+                out.push(run);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Every run matching `filter`, decoded and sorted: the listing without the index.
@@ -1335,14 +1486,111 @@ fn list_by_scan(
 }
 
 impl Store for RedbStore {
+    fn take_queued(&self, request: QueueTake) -> BoxFuture<'_, Result<Vec<Taken>, StoreError>> {
+        Box::pin(async move { self.send(|reply| Request::TakeQueued { request, reply }).await })
+    }
+
+    fn due(&self, now_ms: u64, limit: usize) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
+        Box::pin(async move {
+            self.read(move |txn| {
+                let Some(timers) = read_table(txn, TIMERS)? else {
+                    return Ok(Vec::new());
+                };
+                let mut ids = Vec::new();
+                for entry in timers.range((0u64, "")..=(now_ms, "\u{10FFFF}"))?.take(limit) {
+                    ids.push(entry?.0.value().1.to_owned());
+                }
+                read_runs(txn, ids)
+            })
+            .await
+        })
+    }
+
+    fn next_due(&self) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
+        Box::pin(async move {
+            self.read(move |txn| {
+                let Some(timers) = read_table(txn, TIMERS)? else {
+                    return Ok(None);
+                };
+                let first = timers.first()?.map(|(k, _)| k.value().0);
+                Ok(first)
+            })
+            .await
+        })
+    }
+
+    fn held_runs(&self, limit: usize) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
+        Box::pin(async move {
+            self.read(move |txn| {
+                let Some(held) = read_table(txn, HELD)? else {
+                    return Ok(Vec::new());
+                };
+                let mut ids = Vec::new();
+                for entry in held.iter()?.take(limit) {
+                    ids.push(entry?.0.value().to_owned());
+                }
+                read_runs(txn, ids)
+            })
+            .await
+        })
+    }
+
+    fn queue_standing(
+        &self,
+        id: &RunId,
+        rate_period: Option<std::time::Duration>,
+    ) -> BoxFuture<'_, Result<Option<QueueStanding>, StoreError>> {
+        let id = id.clone();
+        Box::pin(async move {
+            self.read(move |txn| {
+                let Some(run) = read_runs(txn, vec![id.as_str().to_owned()])?.pop() else {
+                    return Ok(None);
+                };
+                let Some(place) = &run.queue else {
+                    return Ok(None);
+                };
+                let name = place.name.as_str();
+                let count = |n: &mut u64, r: Result<(), redb::StorageError>| -> Result<(), Fault> {
+                    r?;
+                    *n += 1;
+                    Ok(())
+                };
+                let mut standing = QueueStanding::default();
+                if let (Some(queued), RunStatus::Queued) = (read_table(txn, QUEUED)?, run.status) {
+                    let me = (name, i64::from(place.priority), run.created_at_ms, id.as_str());
+                    for e in queued.range((name, i64::MIN, 0u64, "")..me)? {
+                        count(&mut standing.ahead, e.map(|_| ()))?;
+                    }
+                }
+                if let Some(in_flight) = read_table(txn, IN_FLIGHT)? {
+                    for e in in_flight.range((name, "", "")..(name, "\u{10FFFF}", ""))? {
+                        let (k, _) = e?;
+                        standing.in_flight += 1;
+                        if Some(k.value().1) == place.concurrency_key.as_deref() {
+                            standing.in_flight_with_key += 1;
+                        }
+                    }
+                }
+                if let (Some(starts), Some(period)) = (read_table(txn, STARTS)?, rate_period) {
+                    let since = super::now_ms().saturating_sub(period.as_millis() as u64);
+                    for e in starts.range((name, since, "")..=(name, u64::MAX, "\u{10FFFF}"))? {
+                        count(&mut standing.recent_starts, e.map(|_| ()))?;
+                    }
+                }
+                Ok(Some(standing))
+            })
+            .await
+        })
+    }
+
     fn create_run(&self, run: RunRecord) -> BoxFuture<'_, Result<CreateRun, StoreError>> {
         Box::pin(async move {
             let json = encode(format_args!("run {}", run.id), &run)?;
             let id = run.id.as_str().to_owned();
-            let created_at_ms = run.created_at_ms;
+            let keys = RunKeys::of(&run);
             self.send(|reply| Request::CreateRun {
                 id,
-                created_at_ms,
+                keys,
                 json,
                 reply,
             })
@@ -1515,6 +1763,8 @@ mod tests {
             attention: None,
             owner: None,
             lease_expires_at_ms: None,
+            queue: None,
+            wake_at_ms: None,
         }
     }
 

@@ -1,0 +1,423 @@
+//! The worker: a long-running loop that executes queued runs, wakes runs whose sleep or
+//! backoff is due, and resumes runs whose process died.
+//!
+//! It holds no state of its own that matters after a crash: every decision is read from the
+//! store's indexes (queued runs, timers, runs held by a process) and every start is a claim in
+//! the store, so any number of workers, restarted at any time, execute each run once. A
+//! sleeping run is a timer entry, not a task: the worker holds tasks only for runs it executes.
+
+use crate::engine::queue::WORKER_LEASE;
+use crate::engine::registry;
+use crate::engine::{Error, Flow, RunOptions};
+use crate::store::{
+    now_ms, ClaimOutcome, ClaimRequest, Owner, QueueLimits, QueueTake, RunId, RunRecord,
+    RunStatus,
+};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+/// Executes queued, due and orphaned runs until stopped; made by [`Flow::worker`].
+///
+/// ```no_run
+/// # async fn demo(flow: flow_runtime::Flow) -> Result<(), flow_runtime::Error> {
+/// let report = flow
+///     .worker()
+///     .concurrency(32)
+///     .run_until(async { tokio::signal::ctrl_c().await.ok(); })
+///     .await?;
+/// println!("{} runs finished", report.finished);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Worker {
+    flow: Flow,
+    concurrency: usize,
+    queues: Option<Vec<String>>,
+    poll: Duration,
+    recovery: Duration,
+    suspend_after: Duration,
+    grace: Duration,
+}
+
+/// What a worker did, returned when it stops.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Queued runs it took and started.
+    pub started: u64,
+    /// Runs it resumed: due sleeps and backoffs, and runs whose process had died.
+    pub resumed: u64,
+    /// Executions that ended here (finished, failed, released for a sleep, or interrupted).
+    pub finished: u64,
+    /// Runs it was executing when it stopped; each stays resumable.
+    pub interrupted: Vec<RunId>,
+}
+
+impl Flow {
+    /// A worker for this `Flow`'s store: `flow.worker().concurrency(16).run_until(stop)`.
+    pub fn worker(&self) -> Worker {
+        Worker {
+            flow: self.clone(),
+            concurrency: 16,
+            queues: None,
+            poll: Duration::from_millis(100),
+            recovery: Duration::from_secs(10),
+            suspend_after: Duration::from_secs(1),
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Worker {
+    /// At most `n` runs execute at once in this worker (default 16; at least 1).
+    pub fn concurrency(mut self, n: usize) -> Worker {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Serve only these queues (default: every declared queue, and `default`).
+    pub fn queues(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Worker {
+        self.queues = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// How often the worker looks for work when nothing tells it (default 100 ms). An enqueue
+    /// in this process and the end of a run wake it at once.
+    pub fn poll_interval(mut self, every: Duration) -> Worker {
+        self.poll = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How often it looks for runs whose process died (default 10 s; also at start).
+    pub fn recovery_interval(mut self, every: Duration) -> Worker {
+        self.recovery = every;
+        self
+    }
+
+    /// A durable sleep or a backoff at least this long releases the worker (default 1 s):
+    /// the run is stored as sleeping and resumed when due, so it holds no task meanwhile.
+    pub fn suspend_after(mut self, after: Duration) -> Worker {
+        self.suspend_after = after;
+        self
+    }
+
+    /// After `stop`, how long steps in flight may take to finish (default 10 s); runs still
+    /// executing then are left to the next worker.
+    pub fn grace(mut self, grace: Duration) -> Worker {
+        self.grace = grace;
+        self
+    }
+
+    /// Runs until `stop` completes, then stops claiming, lets the steps in flight finish (up to
+    /// the grace period) and returns. Every run it did not finish stays resumable.
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<WorkerReport, Error> {
+        let served = self.served_queues()?;
+        let mut state = Loop {
+            worker: &self,
+            served,
+            workflows: registry::workflows()
+                .iter()
+                .map(|w| w.name.to_owned())
+                .collect(),
+            tasks: JoinSet::new(),
+            per_queue: HashMap::new(),
+            executing: HashSet::new(),
+            orphans: VecDeque::new(),
+            next_recovery: Instant::now(),
+            skipped: HashSet::new(),
+            report: WorkerReport::default(),
+        };
+        tracing::info!(
+            concurrency = self.concurrency,
+            queues = %state.served.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(","),
+            "worker started"
+        );
+        tokio::pin!(stop);
+        loop {
+            state.reap();
+            state.tick().await;
+            let changed = self.flow.queue_changed().notified();
+            tokio::select! {
+                () = &mut stop => break,
+                () = changed => {}
+                () = tokio::time::sleep(self.poll) => {}
+                Some(ended) = state.tasks.join_next(), if !state.tasks.is_empty() => {
+                    state.ended(ended.ok());
+                }
+            }
+        }
+        Ok(state.stop().await)
+    }
+
+    fn served_queues(&self) -> Result<Vec<(String, crate::Queue)>, Error> {
+        let declared = self.flow.queues();
+        let Some(names) = &self.queues else {
+            return Ok(declared);
+        };
+        names
+            .iter()
+            .map(|name| {
+                declared
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .cloned()
+                    .ok_or_else(|| Error::UnknownQueue {
+                        name: name.clone(),
+                        known: declared.iter().map(|(n, _)| n.clone()).collect(),
+                    })
+            })
+            .collect()
+    }
+}
+
+/// The worker's loop state.
+struct Loop<'w> {
+    worker: &'w Worker,
+    served: Vec<(String, crate::Queue)>,
+    workflows: Vec<String>,
+    /// One task per run executing here; it ends with the run's id and queue.
+    tasks: JoinSet<(RunId, Option<String>)>,
+    per_queue: HashMap<String, usize>,
+    executing: HashSet<RunId>,
+    /// Runs whose process died, found by the last recovery scan, waiting for a free slot.
+    orphans: VecDeque<RunRecord>,
+    next_recovery: Instant,
+    /// Runs this worker cannot execute (a workflow it does not have); logged once.
+    skipped: HashSet<RunId>,
+    report: WorkerReport,
+}
+
+impl Loop<'_> {
+    fn free(&self) -> usize {
+        self.worker.concurrency.saturating_sub(self.tasks.len())
+    }
+
+    fn reap(&mut self) {
+        while let Some(ended) = self.tasks.try_join_next() {
+            self.ended(ended.ok());
+        }
+    }
+
+    fn ended(&mut self, ended: Option<(RunId, Option<String>)>) {
+        self.report.finished += 1;
+        if let Some((id, queue)) = ended {
+            self.executing.remove(&id);
+            if let Some(n) = queue.and_then(|q| self.per_queue.get_mut(&q)) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+
+    async fn tick(&mut self) {
+        if Instant::now() >= self.next_recovery && self.orphans.is_empty() {
+            self.next_recovery = Instant::now() + self.worker.recovery;
+            self.scan_orphans().await;
+        }
+        self.resume_orphans().await;
+        self.wake_due().await;
+        self.take_queued().await;
+    }
+
+    /// Finds runs held by a process that is gone.
+    async fn scan_orphans(&mut self) {
+        let store = self.worker.flow.store();
+        match store.held_runs(usize::MAX).await {
+            Ok(runs) => {
+                let now = now_ms();
+                self.orphans = runs
+                    .into_iter()
+                    .filter(|run| {
+                        !run.is_held(now)
+                            && !self.executing.contains(&run.id)
+                            && !self.worker.flow.is_active(&run.id)
+                    })
+                    .collect();
+                if !self.orphans.is_empty() {
+                    tracing::info!(
+                        runs = self.orphans.len(),
+                        "found runs whose process is gone; resuming them"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not look for interrupted runs"),
+        }
+    }
+
+    async fn resume_orphans(&mut self) {
+        while self.free() > 0 {
+            let Some(run) = self.orphans.pop_front() else {
+                return;
+            };
+            self.resume(run).await;
+        }
+    }
+
+    /// Releases delayed queued runs that are due into their queue, and resumes due sleeps.
+    async fn wake_due(&mut self) {
+        let store = self.worker.flow.store().clone();
+        let due = match store.due(now_ms(), 1024).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the timers");
+                return;
+            }
+        };
+        for run in due {
+            match run.status {
+                RunStatus::Queued => {
+                    let request = ClaimRequest {
+                        owner: None,
+                        lease: WORKER_LEASE,
+                        take: Box::new(|run: &mut RunRecord| {
+                            let due = run.status == RunStatus::Queued && run.wake_at_ms.is_some();
+                            run.wake_at_ms = None;
+                            due
+                        }),
+                    };
+                    match store.claim(&run.id, request).await {
+                        Ok(ClaimOutcome::Claimed { .. }) => {
+                            tracing::debug!(run_id = %run.id, "delayed run is due; queued");
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(run_id = %run.id, error = %e, "could not release a delayed run"),
+                    }
+                }
+                _ if self.free() > 0 => self.resume(run).await,
+                _ => {}
+            }
+        }
+    }
+
+    /// Takes queued runs for the free slots and starts them.
+    async fn take_queued(&mut self) {
+        let mut free = self.free();
+        if free == 0 {
+            return;
+        }
+        let mut queues = Vec::new();
+        for (name, queue) in &self.served {
+            let running = self.per_queue.get(name).copied().unwrap_or(0);
+            let room = queue
+                .worker_concurrency
+                .map_or(usize::MAX, |n| (n as usize).saturating_sub(running));
+            let take = free.min(room);
+            free -= take;
+            queues.push(QueueLimits {
+                name: name.clone(),
+                take,
+                concurrency: queue.concurrency,
+                per_key: queue.per_key,
+                rate: queue.rate,
+            });
+        }
+        // Queues that got no slot this time still get one when the first have none to use
+        if queues.iter().all(|q| q.take == 0) {
+            return;
+        }
+        let request = QueueTake {
+            queues,
+            workflows: self.workflows.clone(),
+            owner: Owner::current(),
+            lease: WORKER_LEASE,
+            now_ms: now_ms(),
+        };
+        let taken = match self.worker.flow.store().take_queued(request).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take queued runs");
+                return;
+            }
+        };
+        for taken in taken {
+            let id = taken.run.id.clone();
+            let queue = taken.run.queue.as_ref().map(|q| q.name.clone());
+            match self
+                .worker
+                .flow
+                .execute_taken(taken, self.exec_options())
+                .await
+            {
+                Ok(handle) => {
+                    self.report.started += 1;
+                    self.track(id, queue, handle);
+                }
+                Err(e) => tracing::error!(run_id = %id, error = %e, "could not start a queued run; it stays resumable"),
+            }
+        }
+    }
+
+    fn exec_options(&self) -> RunOptions {
+        RunOptions::new().suspend_after(self.worker.suspend_after)
+    }
+
+    async fn resume(&mut self, run: RunRecord) {
+        if self.executing.contains(&run.id) || self.skipped.contains(&run.id) {
+            return;
+        }
+        if !self.workflows.contains(&run.workflow) {
+            tracing::warn!(run_id = %run.id, workflow = %run.workflow, "this worker does not have the run's workflow; another worker must execute it");
+            self.skipped.insert(run.id);
+            return;
+        }
+        let queue = run.queue.as_ref().map(|q| q.name.clone());
+        match self
+            .worker
+            .flow
+            .resume_with(&run.id, self.exec_options())
+            .await
+        {
+            Ok(handle) => {
+                self.report.resumed += 1;
+                self.track(run.id, queue, handle);
+            }
+            // Another worker took it first, or it finished meanwhile: nothing to do
+            Err(Error::RunInProgress { .. } | Error::WrongState { .. }) => {}
+            Err(e) => {
+                tracing::warn!(run_id = %run.id, error = %e, "could not resume a run");
+            }
+        }
+    }
+
+    fn track(
+        &mut self,
+        id: RunId,
+        queue: Option<String>,
+        handle: crate::RunHandle<serde_json::Value, crate::WorkflowFailure>,
+    ) {
+        if let Some(q) = &queue {
+            *self.per_queue.entry(q.clone()).or_default() += 1;
+        }
+        self.executing.insert(id.clone());
+        self.tasks.spawn(async move {
+            let _ = handle.outcome().await;
+            (id, queue)
+        });
+    }
+
+    /// Stops claiming; lets steps in flight finish up to the grace period.
+    async fn stop(mut self) -> WorkerReport {
+        let stopped = self.worker.flow.shutdown("the worker is stopping");
+        tracing::info!(
+            runs = stopped.len(),
+            grace_ms = self.worker.grace.as_millis() as u64,
+            "worker stopping: no new run or step starts; waiting for the steps in flight"
+        );
+        let deadline = tokio::time::Instant::now() + self.worker.grace;
+        while !self.tasks.is_empty() {
+            match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
+                Ok(Some(ended)) => self.ended(ended.ok()),
+                Ok(None) => break,
+                Err(_) => break,
+            }
+        }
+        self.report.interrupted = stopped;
+        self.tasks.abort_all();
+        tracing::info!(
+            started = self.report.started,
+            resumed = self.report.resumed,
+            "worker stopped"
+        );
+        self.report
+    }
+}
