@@ -124,6 +124,68 @@ pub struct RetryOverride {
     pub jitter: Option<bool>,
 }
 
+/// One queue's limits (`[flow.queues.NAME]`); every limit is optional.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSetting {
+    /// At most this many runs of the queue in flight across all workers.
+    #[garde(inner(range(min = 1, max = 1_000_000)))]
+    pub concurrency: Option<u32>,
+    /// At most this many runs of the queue in flight in one worker.
+    #[garde(inner(range(min = 1, max = 1_000_000)))]
+    pub worker_concurrency: Option<u32>,
+    /// At most this many runs in flight with the same concurrency key.
+    #[garde(inner(range(min = 1, max = 1_000_000)))]
+    pub per_key: Option<u32>,
+    /// At most N starts per period, written `N/PERIOD`: `10/1m`, `100/1s`.
+    #[garde(inner(custom(rate_setting)))]
+    pub rate: Option<String>,
+}
+
+impl QueueSetting {
+    /// The queue these settings declare.
+    pub fn queue(&self) -> crate::Queue {
+        crate::Queue {
+            concurrency: self.concurrency,
+            worker_concurrency: self.worker_concurrency,
+            per_key: self.per_key,
+            rate: self.rate.as_deref().and_then(|r| parse_rate(r).ok()),
+        }
+    }
+}
+
+/// `N/PERIOD`, such as `10/1m`.
+pub(crate) fn parse_rate(value: &str) -> Result<(u32, std::time::Duration), String> {
+    let hint = format!("`{value}` is not a rate such as `10/1m` (at most 10 starts a minute)");
+    let (n, period) = value.split_once('/').ok_or_else(|| hint.clone())?;
+    let n: u32 = n.trim().parse().map_err(|_| hint.clone())?;
+    let period = humantime::parse_duration(period.trim()).map_err(|_| hint.clone())?;
+    if n == 0 || period.is_zero() {
+        return Err(format!("{hint}; both parts must be above zero"));
+    }
+    Ok((n, period))
+}
+
+fn rate_setting(value: &str, _: &()) -> garde::Result {
+    parse_rate(value).map(|_| ()).map_err(garde::Error::new)
+}
+
+fn queue_names(queues: &BTreeMap<String, QueueSetting>, _: &()) -> garde::Result {
+    for name in queues.keys() {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if !ok {
+            return Err(garde::Error::new(format!(
+                "the queue name {name:?} is not 1 to 64 of the characters A-Z a-z 0-9 . _ -"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn duration(value: &str, _: &()) -> garde::Result {
     humantime::parse_duration(value).map(|_| ()).map_err(|e| {
         garde::Error::new(format!(
@@ -213,6 +275,9 @@ pub struct FlowSettings {
     /// `16MiB`, `512KiB` or `1000000`.
     #[garde(skip)]
     pub max_input_size: ByteSize,
+    /// Queues and their limits, by name (`[flow.queues.syncs]`); `default` exists undeclared.
+    #[garde(dive, custom(queue_names))]
+    pub queues: BTreeMap<String, QueueSetting>,
     /// Settings of the worker (queue, cron); reserved.
     #[garde(skip)]
     pub worker: serde_json::Value,
@@ -312,6 +377,7 @@ impl Default for FlowSettings {
             log_level: "info".into(),
             shutdown_grace: "10s".into(),
             retry: BTreeMap::new(),
+            queues: BTreeMap::new(),
             max_input_size: ByteSize(16 << 20),
             worker: serde_json::Value::Object(Default::default()),
             alerts: serde_json::Value::Object(Default::default()),
@@ -324,6 +390,14 @@ impl FlowSettings {
     pub fn shutdown_grace(&self) -> std::time::Duration {
         humantime::parse_duration(&self.shutdown_grace)
             .unwrap_or(std::time::Duration::from_secs(10))
+    }
+
+    /// The declared queues.
+    pub fn queues(&self) -> Vec<(String, crate::Queue)> {
+        self.queues
+            .iter()
+            .map(|(name, q)| (name.clone(), q.queue()))
+            .collect()
     }
 
     /// The retry policies with the overrides applied.

@@ -130,8 +130,13 @@ pub async fn sleep(duration: Duration) {
     // A worker's run outside a fan-out gives its worker back for a long sleep: the run is
     // stored as sleeping until `wake_at`, and the worker's timer resumes it then.
     if unit.is_empty() && run.options.suspend_after.is_some_and(|after| left >= after) {
-        tracing::info!(wake_in_ms = left.as_millis() as u64, "sleeping; the worker is released");
-        return run.abort(Abort::Suspend(now_ms() + left.as_millis() as u64)).await;
+        tracing::info!(
+            wake_in_ms = left.as_millis() as u64,
+            "sleeping; the worker is released"
+        );
+        return run
+            .abort(Abort::Suspend(now_ms() + left.as_millis() as u64))
+            .await;
     }
     tracing::info!(wake_in_ms = left.as_millis() as u64, "sleeping");
     if let Err(reason) = run.sleep_unless_cancelled(left).await {

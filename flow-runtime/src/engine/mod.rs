@@ -405,7 +405,9 @@ impl<T, E> RunHandle<T, E> {
             // Only a worker's executions release their worker, and a worker reads no outcome
             Final::Suspended(wake_at) => Err(RunError::Engine(Error::Interrupted {
                 run_id: self.run_id.clone(),
-                reason: format!("the run sleeps until {wake_at} ms since the epoch; a worker resumes it then"),
+                reason: format!(
+                    "the run sleeps until {wake_at} ms since the epoch; a worker resumes it then"
+                ),
             })),
         }
     }

@@ -543,6 +543,8 @@ pub trait Store: Send + Sync + 'static {
 pub struct QueueTake {
     /// The queues to serve, in this order.
     pub queues: Vec<QueueLimits>,
+    /// At most this many runs in all (the worker's free slots).
+    pub max: usize,
     /// Only runs of these workflows (the ones the worker can execute).
     pub workflows: Vec<String>,
     /// The process that will execute the runs.
@@ -558,7 +560,7 @@ pub struct QueueTake {
 pub struct QueueLimits {
     /// The queue's name.
     pub name: String,
-    /// At most this many runs to take now (the worker's free slots for the queue).
+    /// At most this many runs of this queue to take now (the worker's room for the queue).
     pub take: usize,
     /// At most this many runs of the queue in flight across all workers.
     pub concurrency: Option<u32>,

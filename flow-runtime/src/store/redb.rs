@@ -42,20 +42,22 @@
 //! 17 MiB store, i.e. roughly 0.15 ms per extra MiB, which is cheap next to a run. The open is
 //! also wrapped in `catch_unwind` so a damage the check misses is still an error, not a crash.
 
-use super::redb_index::{Indexes, RunKeys, HELD, IN_FLIGHT, QUEUED, RUNS_BY_CREATION, STARTS, TIMERS};
-use super::{QueueStanding, QueueTake, RunStatus, Taken};
-use std::collections::HashMap;
+use super::redb_index::{
+    Indexes, RunKeys, HELD, IN_FLIGHT, QUEUED, RUNS_BY_CREATION, STARTS, TIMERS,
+};
 use super::{
     BoxFuture, Claim, ClaimOutcome, ClaimRequest, CreateRun, ErrorClass, RunFilter, RunId,
     RunRecord, StepId, StepRecord, StepStatus, Store, StoreError, StoreStats, Write,
     SCHEMA_VERSION,
 };
+use super::{QueueStanding, QueueTake, RunStatus, Taken};
 use redb::{
     Builder, CommitError, ConcurrencyMode, Database, DatabaseError, Durability,
     MultimapTableHandle, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
     SetDurabilityError, StorageError, TableDefinition, TableError, TableHandle, TransactionError,
     WriteTransaction,
 };
+use std::collections::HashMap;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -1256,12 +1258,9 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                 };
                 Outcome::Claim(outcome)
             }
-            Request::TakeQueued { request, .. } => Outcome::TakeQueued(take_queued_in(
-                &mut runs,
-                &mut claims,
-                &mut index,
-                request,
-            )?),
+            Request::TakeQueued { request, .. } => {
+                Outcome::TakeQueued(take_queued_in(&mut runs, &mut claims, &mut index, request)?)
+            }
             Request::Commit { ops, .. } => 'commit: {
                 // A commit of an execution that lost its claim writes nothing at all
                 let mut stale = None;
@@ -1320,7 +1319,7 @@ fn take_queued_in(
     let now = request.now_ms;
     let mut taken = Vec::new();
     for queue in &request.queues {
-        if queue.take == 0 {
+        if queue.take == 0 || taken.len() >= request.max {
             continue;
         }
         let name = queue.name.as_str();
@@ -1348,6 +1347,7 @@ fn take_queued_in(
         for id in candidates {
             let full = |limit: Option<u32>, n: u64| limit.is_some_and(|l| n >= u64::from(l));
             if took == queue.take
+                || taken.len() >= request.max
                 || full(queue.concurrency, in_flight)
                 || full(queue.rate.map(|(n, _)| n), starts)
             {
@@ -1363,10 +1363,7 @@ fn take_queued_in(
             {
                 continue;
             }
-            let key = run
-                .queue
-                .as_ref()
-                .and_then(|q| q.concurrency_key.clone());
+            let key = run.queue.as_ref().and_then(|q| q.concurrency_key.clone());
             if let (Some(limit), Some(key)) = (queue.per_key, key.as_deref()) {
                 let n = match per_key.get(key) {
                     Some(n) => *n,
@@ -1487,7 +1484,10 @@ fn list_by_scan(
 
 impl Store for RedbStore {
     fn take_queued(&self, request: QueueTake) -> BoxFuture<'_, Result<Vec<Taken>, StoreError>> {
-        Box::pin(async move { self.send(|reply| Request::TakeQueued { request, reply }).await })
+        Box::pin(async move {
+            self.send(|reply| Request::TakeQueued { request, reply })
+                .await
+        })
     }
 
     fn due(&self, now_ms: u64, limit: usize) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
@@ -1497,7 +1497,10 @@ impl Store for RedbStore {
                     return Ok(Vec::new());
                 };
                 let mut ids = Vec::new();
-                for entry in timers.range((0u64, "")..=(now_ms, "\u{10FFFF}"))?.take(limit) {
+                for entry in timers
+                    .range((0u64, "")..=(now_ms, "\u{10FFFF}"))?
+                    .take(limit)
+                {
                     ids.push(entry?.0.value().1.to_owned());
                 }
                 read_runs(txn, ids)
@@ -1557,7 +1560,12 @@ impl Store for RedbStore {
                 };
                 let mut standing = QueueStanding::default();
                 if let (Some(queued), RunStatus::Queued) = (read_table(txn, QUEUED)?, run.status) {
-                    let me = (name, i64::from(place.priority), run.created_at_ms, id.as_str());
+                    let me = (
+                        name,
+                        i64::from(place.priority),
+                        run.created_at_ms,
+                        id.as_str(),
+                    );
                     for e in queued.range((name, i64::MIN, 0u64, "")..me)? {
                         count(&mut standing.ahead, e.map(|_| ()))?;
                     }

@@ -125,13 +125,15 @@ impl<'t> Indexes<'t> {
     fn insert(&mut self, id: &str, keys: &RunKeys) -> Result<(), Fault> {
         self.by_creation.insert((keys.created_at_ms, id), ())?;
         if let Some((queue, priority, at)) = &keys.queued {
-            self.queued.insert((queue.as_str(), *priority, *at, id), ())?;
+            self.queued
+                .insert((queue.as_str(), *priority, *at, id), ())?;
         }
         if let Some(at) = keys.timer {
             self.timers.insert((at, id), ())?;
         }
         if let Some((queue, key)) = &keys.in_flight {
-            self.in_flight.insert((queue.as_str(), key.as_str(), id), ())?;
+            self.in_flight
+                .insert((queue.as_str(), key.as_str(), id), ())?;
         }
         if keys.held {
             self.held.insert(id, ())?;
@@ -143,8 +145,12 @@ impl<'t> Indexes<'t> {
     pub(super) fn count_in_flight(&self, queue: &str, key: Option<&str>) -> Result<u64, Fault> {
         let mut n = 0;
         let range = match key {
-            Some(key) => self.in_flight.range((queue, key, "")..(queue, key, "\u{10FFFF}"))?,
-            None => self.in_flight.range((queue, "", "")..(queue, "\u{10FFFF}", ""))?,
+            Some(key) => self
+                .in_flight
+                .range((queue, key, "")..(queue, key, "\u{10FFFF}"))?,
+            None => self
+                .in_flight
+                .range((queue, "", "")..(queue, "\u{10FFFF}", ""))?,
         };
         for entry in range {
             entry?;
@@ -164,7 +170,10 @@ impl<'t> Indexes<'t> {
             self.starts.remove((queue, *at, id.as_str()))?;
         }
         let mut n = 0;
-        for entry in self.starts.range((queue, since_ms, "")..=(queue, u64::MAX, "\u{10FFFF}"))? {
+        for entry in self
+            .starts
+            .range((queue, since_ms, "")..=(queue, u64::MAX, "\u{10FFFF}"))?
+        {
             entry?;
             n += 1;
         }

@@ -10,8 +10,7 @@ use crate::engine::queue::WORKER_LEASE;
 use crate::engine::registry;
 use crate::engine::{Error, Flow, RunOptions};
 use crate::store::{
-    now_ms, ClaimOutcome, ClaimRequest, Owner, QueueLimits, QueueTake, RunId, RunRecord,
-    RunStatus,
+    now_ms, ClaimOutcome, ClaimRequest, Owner, QueueLimits, QueueTake, RunId, RunRecord, RunStatus,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -280,7 +279,9 @@ impl Loop<'_> {
                             tracing::debug!(run_id = %run.id, "delayed run is due; queued");
                         }
                         Ok(_) => {}
-                        Err(e) => tracing::warn!(run_id = %run.id, error = %e, "could not release a delayed run"),
+                        Err(e) => {
+                            tracing::warn!(run_id = %run.id, error = %e, "could not release a delayed run")
+                        }
                     }
                 }
                 _ if self.free() > 0 => self.resume(run).await,
@@ -291,7 +292,7 @@ impl Loop<'_> {
 
     /// Takes queued runs for the free slots and starts them.
     async fn take_queued(&mut self) {
-        let mut free = self.free();
+        let free = self.free();
         if free == 0 {
             return;
         }
@@ -301,22 +302,17 @@ impl Loop<'_> {
             let room = queue
                 .worker_concurrency
                 .map_or(usize::MAX, |n| (n as usize).saturating_sub(running));
-            let take = free.min(room);
-            free -= take;
             queues.push(QueueLimits {
                 name: name.clone(),
-                take,
+                take: free.min(room),
                 concurrency: queue.concurrency,
                 per_key: queue.per_key,
                 rate: queue.rate,
             });
         }
-        // Queues that got no slot this time still get one when the first have none to use
-        if queues.iter().all(|q| q.take == 0) {
-            return;
-        }
         let request = QueueTake {
             queues,
+            max: free,
             workflows: self.workflows.clone(),
             owner: Owner::current(),
             lease: WORKER_LEASE,
@@ -342,7 +338,9 @@ impl Loop<'_> {
                     self.report.started += 1;
                     self.track(id, queue, handle);
                 }
-                Err(e) => tracing::error!(run_id = %id, error = %e, "could not start a queued run; it stays resumable"),
+                Err(e) => {
+                    tracing::error!(run_id = %id, error = %e, "could not start a queued run; it stays resumable")
+                }
             }
         }
     }

@@ -77,6 +77,52 @@ pub(crate) enum Command {
         #[arg(long)]
         use_stored_input: bool,
     },
+    /// Enqueue a run for a worker and print its id at once
+    ///
+    /// The run id deduplicates: enqueueing an id that exists prints that run and enqueues
+    /// nothing. The queue must be declared in settings ([flow.queues.NAME]); `default` always
+    /// exists.
+    Enqueue {
+        /// The workflow's name (see `runbook`)
+        workflow: String,
+        /// Input as JSON: the value of a one-parameter workflow, an object keyed by parameter
+        /// name otherwise
+        #[arg(long, conflicts_with = "input_file")]
+        input: Option<String>,
+        /// Read the JSON input from a file (`-` for standard input)
+        #[arg(long, value_name = "FILE")]
+        input_file: Option<PathBuf>,
+        /// The run id, the idempotency key of the whole run [default: a new UUID]
+        #[arg(long)]
+        id: Option<String>,
+        /// The queue [default: default]
+        #[arg(long)]
+        queue: Option<String>,
+        /// Lower runs first (as in DBOS and Temporal); negative values jump ahead
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        priority: i32,
+        /// Start no sooner than this from now, such as `10m` or `1h 30m`
+        #[arg(long, value_parser = parse_duration, conflicts_with = "at")]
+        delay: Option<std::time::Duration>,
+        /// Start no sooner than this time, RFC 3339 (`2026-11-29T02:00:00Z`)
+        #[arg(long, value_parser = parse_time)]
+        at: Option<std::time::SystemTime>,
+        /// Runs with the same key share the queue's per-key concurrency limit
+        #[arg(long, value_name = "KEY")]
+        concurrency_key: Option<String>,
+    },
+    /// Execute queued runs, wake sleeping runs when due, resume runs whose process died
+    ///
+    /// Runs until SIGTERM or SIGINT: then it stops taking runs, lets the steps in flight
+    /// finish (flow.shutdown_grace), leaves the rest resumable for the next worker, and exits 0.
+    Worker {
+        /// At most this many runs execute at once in this worker
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        concurrency: u32,
+        /// Serve only these queues (comma-separated) [default: every declared queue and `default`]
+        #[arg(long, value_delimiter = ',')]
+        queues: Vec<String>,
+    },
     /// List, inspect and operate runs in the store
     #[command(subcommand)]
     Runs(RunsCommand),
@@ -92,6 +138,16 @@ pub(crate) enum Command {
         /// The shell
         shell: clap_complete::Shell,
     },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("expected a duration such as `10m` or `1h 30m` ({e})"))
+}
+
+fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
+    humantime::parse_rfc3339_weak(s)
+        .map_err(|e| format!("expected a time such as `2026-11-29T02:00:00Z` ({e})"))
 }
 
 /// A share of the units: `N` or `N%`, N a plain decimal (`5`, `12.5`) from 0 to 100. Nothing
@@ -119,7 +175,7 @@ impl Command {
     /// Whether the command may execute workflow code (and so needs the app's setup).
     pub fn executes_workflows(&self) -> bool {
         match self {
-            Command::Run { .. } => true,
+            Command::Run { .. } | Command::Worker { .. } => true,
             Command::Runs(runs) => matches!(
                 runs,
                 RunsCommand::Resume { .. }
@@ -127,7 +183,10 @@ impl Command {
                     | RunsCommand::RetryUnit { .. }
                     | RunsCommand::Fork { .. }
             ),
-            Command::Runbook { .. } | Command::CheckConfig | Command::Completions { .. } => false,
+            Command::Runbook { .. }
+            | Command::CheckConfig
+            | Command::Completions { .. }
+            | Command::Enqueue { .. } => false,
         }
     }
 }

@@ -71,7 +71,7 @@ fn time(ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-fn print_json(value: &Value) {
+pub(super) fn print_json(value: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
@@ -79,7 +79,7 @@ fn print_json(value: &Value) {
 }
 
 /// Maps an engine error to its message and exit code.
-fn fail(e: &Error) -> Exit {
+pub(super) fn fail(e: &Error) -> Exit {
     error(e);
     match e {
         Error::Store(_) | Error::Interrupted { .. } | Error::Encoding(_) => Exit::Store,
@@ -101,6 +101,7 @@ fn open_store(settings: &FlowSettings, must_exist: bool) -> Result<Flow, Exit> {
     match store {
         Ok(store) => Ok(Flow::builder()
             .retry_policies(settings.retry_policies())
+            .queues(settings.queues())
             .app_state(super::setup_state())
             .store(Arc::new(store))),
         Err(e) => {
@@ -184,6 +185,62 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
             follow(app, &flow, started, output, Paused::ByRollout).await
         }
         Command::Runs(runs) => runs_command(app, settings, runs, output).await,
+        Command::Worker {
+            concurrency,
+            queues,
+        } => match open_store(settings, false) {
+            Ok(flow) => super::queue::worker(&flow, concurrency, queues, settings, output).await,
+            Err(exit) => exit,
+        },
+        Command::Enqueue {
+            workflow,
+            input,
+            input_file,
+            id,
+            queue,
+            priority,
+            delay,
+            at,
+            concurrency_key,
+        } => {
+            let id = match id.map(run_id).transpose() {
+                Ok(id) => id,
+                Err(exit) => return exit,
+            };
+            let given = input.is_some() || input_file.is_some();
+            let input = match read_input(input, input_file.as_deref(), settings.max_input_size.0) {
+                Ok(input) => input,
+                Err(message) => {
+                    error(message);
+                    return Exit::Usage;
+                }
+            };
+            let mut options = RunOptions::new().priority(priority);
+            if let Some(id) = id {
+                options = options.id(id);
+            }
+            if let Some(queue) = queue {
+                options = options.queue(queue);
+            }
+            if let Some(delay) = delay {
+                options = options.delay(delay);
+            }
+            if let Some(at) = at {
+                options = options.not_before(at);
+            }
+            if let Some(key) = concurrency_key {
+                options = options.concurrency_key(key);
+            }
+            let flow = match open_store(settings, false) {
+                Ok(flow) => flow,
+                Err(exit) => return exit,
+            };
+            match flow.enqueue(&workflow, options, input).await {
+                Err(e @ Error::Input { .. }) => input_error(app, &e, given),
+                Err(e) => fail(&e),
+                Ok(id) => super::queue::enqueued(&flow, &id, output).await,
+            }
+        }
         Command::Runbook { format } => {
             super::runbook::print(app, format, &settings.retry_policies())
         }

@@ -1,0 +1,77 @@
+//! The `worker` and `enqueue` commands.
+
+use super::args::OutputFormat;
+use super::commands::{fail, print_json};
+use super::Exit;
+use crate::console::settings::FlowSettings;
+use crate::engine::Flow;
+use crate::store::RunId;
+use serde_json::json;
+
+/// `worker`: executes until SIGTERM/SIGINT, then stops cleanly and exits 0.
+pub(super) async fn worker(
+    flow: &Flow,
+    concurrency: u32,
+    queues: Vec<String>,
+    settings: &FlowSettings,
+    output: OutputFormat,
+) -> Exit {
+    let mut worker = flow
+        .worker()
+        .concurrency(concurrency as usize)
+        .grace(settings.shutdown_grace());
+    if !queues.is_empty() {
+        worker = worker.queues(queues);
+    }
+    let report = match worker
+        .run_until(async {
+            let signal = super::signals::first_signal().await;
+            tracing::warn!(signal = signal.name(), "stop signal: the worker stops");
+        })
+        .await
+    {
+        Ok(report) => report,
+        Err(e) => return fail(&e),
+    };
+    match output {
+        OutputFormat::Json => print_json(&json!({
+            "started": report.started,
+            "resumed": report.resumed,
+            "finished": report.finished,
+            "left_resumable": report.interrupted,
+        })),
+        OutputFormat::Table => println!(
+            "worker stopped: {} runs started, {} resumed, {} executions ended, {} left resumable",
+            report.started,
+            report.resumed,
+            report.finished,
+            report.interrupted.len()
+        ),
+    }
+    Exit::Success
+}
+
+/// Prints what `enqueue` did: the run's id, queue and status (an id that existed keeps its
+/// status).
+pub(super) async fn enqueued(flow: &Flow, id: &RunId, output: OutputFormat) -> Exit {
+    let run = match flow.run_record(id).await {
+        Ok(Some(run)) => run,
+        Ok(None) => return fail(&crate::Error::UnknownRun(id.clone())),
+        Err(e) => return fail(&e),
+    };
+    let queue = run.queue.as_ref().map(|q| q.name.clone());
+    match output {
+        OutputFormat::Json => print_json(&json!({
+            "run_id": id,
+            "workflow": run.workflow,
+            "status": run.status,
+            "queue": queue,
+            "priority": run.queue.as_ref().map(|q| q.priority),
+            "not_before_ms": run.queue.as_ref().and_then(|q| q.not_before_ms),
+        })),
+        OutputFormat::Table => {
+            println!("{id}\t{}\t{}", run.status, queue.as_deref().unwrap_or("-"))
+        }
+    }
+    Exit::Success
+}
