@@ -1,0 +1,185 @@
+//! Pruning: deleting finished runs and everything stored of them.
+//!
+//! This module owns the deletion of a run from every table ([`RunTables::delete_run`]: a
+//! table added to the store that is keyed by run must be cleaned there) and the batched walk
+//! that finds the runs to delete. It never deletes an unfinished run, and it decides on the
+//! record as read in the transaction that deletes it.
+
+use super::{decode_run, read_table, Fault, CANCELS, CLAIMS, RUNS, RUNS_BY_CREATION, STEPS};
+use crate::store::{PruneRequest, Pruned, RunRecord};
+use redb::{Database, Durability, ReadTransaction, ReadableTable, Table, WriteTransaction};
+use std::ops::Bound;
+
+/// The most runs one write transaction deletes: a prune of a million runs is a thousand short
+/// transactions, and the writer's group commits go on between them.
+pub(super) const BATCH: usize = 1000;
+
+/// The most index entries one write transaction looks at, deleted or not: old runs that are
+/// kept (unfinished, or of a status that is kept) must not make one transaction long either.
+const SCAN: usize = 10 * BATCH;
+
+/// Every table that holds something of a run, opened in one write transaction.
+pub(super) struct RunTables<'txn> {
+    runs: Table<'txn, &'static str, &'static [u8]>,
+    steps: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    cancels: Table<'txn, &'static str, u64>,
+    claims: Table<'txn, &'static str, u64>,
+    by_creation: Table<'txn, (u64, &'static str), ()>,
+}
+
+impl<'txn> RunTables<'txn> {
+    pub(super) fn open(txn: &'txn WriteTransaction) -> Result<Self, Fault> {
+        Ok(RunTables {
+            runs: txn.open_table(RUNS)?,
+            steps: txn.open_table(STEPS)?,
+            cancels: txn.open_table(CANCELS)?,
+            claims: txn.open_table(CLAIMS)?,
+            by_creation: txn.open_table(RUNS_BY_CREATION)?,
+        })
+    }
+
+    /// Deletes run `run` from every table; returns how many steps it had.
+    ///
+    /// Its claim token goes too: a new run with the same id starts its tokens again. An
+    /// execution of the deleted run that still holds an old token would have lost its claim
+    /// long before the run finished and aged past the retention, and it stops at its next
+    /// write in all but that case.
+    pub(super) fn delete_run(&mut self, run: &RunRecord) -> Result<u64, Fault> {
+        let id = run.id.as_str();
+        self.runs.remove(id)?;
+        self.by_creation.remove((run.created_at_ms, id))?;
+        self.cancels.remove(id)?;
+        self.claims.remove(id)?;
+        // Tuple keys sort by run id first: the run's steps are contiguous from (id, "") on
+        let mut keys = Vec::new();
+        for entry in self.steps.range((id, "")..)? {
+            let (key, _) = entry?;
+            let (key_run, step) = key.value();
+            if key_run != id {
+                break;
+            }
+            keys.push(step.to_owned());
+        }
+        for step in &keys {
+            self.steps.remove((id, step.as_str()))?;
+        }
+        Ok(keys.len() as u64)
+    }
+}
+
+/// The latest cutoff of the request: no run created after it can be selected, since a run's
+/// last change is never before its creation. `None` if the request selects nothing.
+fn latest_cutoff(request: &PruneRequest) -> Option<u64> {
+    request
+        .updated_before_ms
+        .iter()
+        .filter(|(status, _)| status.is_finished())
+        .map(|(_, before)| *before)
+        .max()
+}
+
+/// Deletes what `request` selects, [`BATCH`] runs per durable write transaction.
+///
+/// The runs are found through the creation index, oldest first, up to the latest cutoff; each
+/// transaction goes on after the last index entry the previous one looked at.
+pub(super) fn delete(db: &Database, request: &PruneRequest) -> Result<Pruned, Fault> {
+    let mut pruned = Pruned::default();
+    let Some(until) = latest_cutoff(request) else {
+        return Ok(pruned);
+    };
+    let mut after: Option<(u64, String)> = None;
+    loop {
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        let mut tables = RunTables::open(&txn)?;
+        let (selected, last, finished) = {
+            let lower = match &after {
+                Some((created, id)) => Bound::Excluded((*created, id.as_str())),
+                None => Bound::Unbounded,
+            };
+            let upper = Bound::Excluded((until, ""));
+            let mut selected = Vec::new();
+            let mut last = None;
+            let mut seen = 0;
+            let mut finished = true;
+            for entry in tables.by_creation.range((lower, upper))? {
+                if seen >= SCAN || selected.len() >= BATCH {
+                    finished = false;
+                    break;
+                }
+                seen += 1;
+                let (key, _) = entry?;
+                let (created, id) = key.value();
+                last = Some((created, id.to_owned()));
+                if let Some(run) = selected_run(&tables.runs, request, created, id)? {
+                    selected.push(run);
+                }
+            }
+            (selected, last, finished)
+        };
+        for run in &selected {
+            let steps = tables.delete_run(run)?;
+            pruned.add(run.status, steps);
+        }
+        drop(tables);
+        txn.commit()?;
+        if finished || last.is_none() {
+            return Ok(pruned);
+        }
+        after = last;
+    }
+}
+
+/// Counts what [`delete`] would delete, in one read transaction.
+pub(super) fn count(txn: &ReadTransaction, request: &PruneRequest) -> Result<Pruned, Fault> {
+    let mut pruned = Pruned::default();
+    let Some(until) = latest_cutoff(request) else {
+        return Ok(pruned);
+    };
+    let (Some(index), Some(runs)) = (read_table(txn, RUNS_BY_CREATION)?, read_table(txn, RUNS)?)
+    else {
+        return Ok(pruned);
+    };
+    let steps = read_table(txn, STEPS)?;
+    for entry in index.range((0, "")..(until, ""))? {
+        let (key, _) = entry?;
+        let (created, id) = key.value();
+        let Some(run) = selected_run(&runs, request, created, id)? else {
+            continue;
+        };
+        let mut count = 0;
+        if let Some(steps) = &steps {
+            for entry in steps.range((id, "")..)? {
+                let (key, _) = entry?;
+                if key.value().0 != id {
+                    break;
+                }
+                count += 1;
+            }
+        }
+        pruned.add(run.status, count);
+    }
+    Ok(pruned)
+}
+
+/// The run of index entry `(created, id)`, if the request selects it. A stale entry (the run
+/// is gone or was written with another creation time) and an undecodable record are skipped:
+/// pruning deletes only what it has read and understood.
+fn selected_run(
+    runs: &impl ReadableTable<&'static str, &'static [u8]>,
+    request: &PruneRequest,
+    created: u64,
+    id: &str,
+) -> Result<Option<RunRecord>, Fault> {
+    let Some(bytes) = runs.get(id)? else {
+        return Ok(None);
+    };
+    let run = match decode_run(id, bytes.value()) {
+        Ok(run) => run,
+        Err(err) => {
+            tracing::warn!(run = id, error = %err, "not pruning a run whose record cannot be read");
+            return Ok(None);
+        }
+    };
+    Ok((run.created_at_ms == created && request.selects(&run)).then_some(run))
+}
