@@ -213,6 +213,11 @@ pub struct FlowSettings {
     /// `16MiB`, `512KiB` or `1000000`.
     #[garde(skip)]
     pub max_input_size: ByteSize,
+    /// How long finished runs are kept: one duration for every finished status (`30d`) or a
+    /// table per status (`succeeded`, `failed`, `cancelled`); `forever` (the default) keeps
+    /// them. `runs prune` and the worker delete what is older.
+    #[garde(skip)]
+    pub retention: crate::engine::prune::Retention,
     /// Settings of the worker (queue, cron); reserved.
     #[garde(skip)]
     pub worker: serde_json::Value,
@@ -313,6 +318,7 @@ impl Default for FlowSettings {
             shutdown_grace: "10s".into(),
             retry: BTreeMap::new(),
             max_input_size: ByteSize(16 << 20),
+            retention: crate::engine::prune::Retention::FOREVER,
             worker: serde_json::Value::Object(Default::default()),
             alerts: serde_json::Value::Object(Default::default()),
         }
