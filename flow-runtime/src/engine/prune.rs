@@ -84,7 +84,7 @@ impl Retention {
 
     /// The store request that selects the runs older than this retention at `now_ms`.
     fn request(&self, now_ms: u64, dry_run: bool) -> PruneRequest {
-        let updated_before_ms = [
+        let updated_until_ms = [
             RunStatus::Succeeded,
             RunStatus::Failed,
             RunStatus::Cancelled,
@@ -97,7 +97,7 @@ impl Retention {
         })
         .collect();
         PruneRequest {
-            updated_before_ms,
+            updated_until_ms,
             dry_run,
         }
     }
@@ -105,7 +105,7 @@ impl Retention {
 
 impl Flow {
     /// Deletes the finished runs that `retention` no longer keeps: each run whose last change
-    /// is older than its status's retention, with its steps and everything else stored of it.
+    /// is at least its status's retention ago, with its steps and everything else stored of it.
     /// Unfinished runs are never deleted, and a run resumed meanwhile is kept. The deletion
     /// goes in batches of at most a thousand runs per store transaction, so runs execute on
     /// between them.
@@ -156,7 +156,7 @@ mod tests {
         let now = 10 * 86_400_000;
         let request = retention.request(now, false);
         assert_eq!(
-            request.updated_before_ms,
+            request.updated_until_ms,
             vec![
                 (RunStatus::Succeeded, now - 86_400_000),
                 (RunStatus::Failed, now - 3 * 86_400_000)
@@ -166,9 +166,6 @@ mod tests {
         assert_eq!(Retention::only(RunStatus::Running, day), None);
         // A retention longer than the epoch's age selects nothing rather than wrapping around
         let long = Retention::all(Duration::from_secs(u64::MAX)).request(now, true);
-        assert!(long
-            .updated_before_ms
-            .iter()
-            .all(|(_, before)| *before == 0));
+        assert!(long.updated_until_ms.iter().all(|(_, before)| *before == 0));
     }
 }

@@ -495,9 +495,9 @@ pub trait Store: Send + Sync + 'static {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PruneRequest {
     /// Per finished status, a cutoff in ms since the epoch: a run of that status whose last
-    /// change (`updated_at_ms`) is before it is deleted. Statuses not listed are kept, and so
-    /// are unfinished ones even if listed.
-    pub updated_before_ms: Vec<(RunStatus, u64)>,
+    /// change (`updated_at_ms`) is at or before it is deleted. Statuses not listed are kept,
+    /// and so are unfinished ones even if listed.
+    pub updated_until_ms: Vec<(RunStatus, u64)>,
     /// Count what would be deleted and delete nothing.
     pub dry_run: bool,
 }
@@ -508,17 +508,18 @@ impl PruneRequest {
         if !status.is_finished() {
             return None;
         }
-        self.updated_before_ms
+        self.updated_until_ms
             .iter()
             .filter(|(s, _)| *s == status)
-            .map(|(_, before)| *before)
+            .map(|(_, until)| *until)
             .max()
     }
 
-    /// Whether `run` is selected: finished, of a listed status, last changed before its cutoff.
+    /// Whether `run` is selected: finished, of a listed status, last changed at or before its
+    /// cutoff.
     pub fn selects(&self, run: &RunRecord) -> bool {
         self.cutoff(run.status)
-            .is_some_and(|before| run.updated_at_ms < before)
+            .is_some_and(|until| run.updated_at_ms <= until)
     }
 }
 

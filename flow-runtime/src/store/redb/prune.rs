@@ -71,10 +71,10 @@ impl<'txn> RunTables<'txn> {
 /// last change is never before its creation. `None` if the request selects nothing.
 fn latest_cutoff(request: &PruneRequest) -> Option<u64> {
     request
-        .updated_before_ms
+        .updated_until_ms
         .iter()
         .filter(|(status, _)| status.is_finished())
-        .map(|(_, before)| *before)
+        .map(|(_, until)| *until)
         .max()
 }
 
@@ -97,7 +97,7 @@ pub(super) fn delete(db: &Database, request: &PruneRequest) -> Result<Pruned, Fa
                 Some((created, id)) => Bound::Excluded((*created, id.as_str())),
                 None => Bound::Unbounded,
             };
-            let upper = Bound::Excluded((until, ""));
+            let upper = Bound::Excluded((until.saturating_add(1), ""));
             let mut selected = Vec::new();
             let mut last = None;
             let mut seen = 0;
@@ -141,7 +141,7 @@ pub(super) fn count(txn: &ReadTransaction, request: &PruneRequest) -> Result<Pru
         return Ok(pruned);
     };
     let steps = read_table(txn, STEPS)?;
-    for entry in index.range((0, "")..(until, ""))? {
+    for entry in index.range((0, "")..(until.saturating_add(1), ""))? {
         let (key, _) = entry?;
         let (created, id) = key.value();
         let Some(run) = selected_run(&runs, request, created, id)? else {
