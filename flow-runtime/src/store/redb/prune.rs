@@ -183,3 +183,166 @@ fn selected_run(
     };
     Ok((run.created_at_ms == created && request.selects(&run)).then_some(run))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::super::RedbStore;
+    use super::*;
+    use crate::store::{
+        ClaimOutcome, ClaimRequest, RunId, RunStatus, StepId, StepRecord, StepStatus, Store, Write,
+    };
+    use redb::ReadableTableMetadata;
+
+    fn run(id: &str, status: RunStatus, at_ms: u64) -> RunRecord {
+        RunRecord {
+            id: RunId::from(id),
+            workflow: "w".into(),
+            status,
+            input: serde_json::json!(null),
+            output: None,
+            error: None,
+            trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+            created_at_ms: at_ms,
+            updated_at_ms: at_ms,
+            executions: 1,
+            attention: None,
+            owner: None,
+            lease_expires_at_ms: None,
+        }
+    }
+
+    fn step(run: &str, key: &str) -> Write {
+        Write::PutStep(StepRecord {
+            run_id: RunId::from(run),
+            id: StepId {
+                name: "s".into(),
+                key: key.into(),
+                occurrence: 0,
+            },
+            status: StepStatus::Succeeded,
+            attempt: 1,
+            next_attempt_at_ms: None,
+            output: None,
+            error: None,
+            error_class: None,
+            started_at_ms: 1,
+            finished_at_ms: Some(2),
+            args: None,
+            failure: None,
+        })
+    }
+
+    fn request(until: u64, dry_run: bool) -> PruneRequest {
+        PruneRequest {
+            updated_until_ms: [
+                RunStatus::Succeeded,
+                RunStatus::Failed,
+                RunStatus::Cancelled,
+            ]
+            .into_iter()
+            .map(|s| (s, until))
+            .collect(),
+            dry_run,
+        }
+    }
+
+    /// How many entries each table keyed by run holds: runs, steps, cancels, claims, index.
+    fn leftovers(store: &RedbStore) -> (u64, u64, u64, u64, u64) {
+        let txn = store.db.begin_read().unwrap();
+        let runs = txn.open_table(RUNS).unwrap().len().unwrap();
+        let steps = txn.open_table(STEPS).unwrap().len().unwrap();
+        let cancels = txn.open_table(CANCELS).unwrap().len().unwrap();
+        let claims = txn.open_table(CLAIMS).unwrap().len().unwrap();
+        let index = txn.open_table(RUNS_BY_CREATION).unwrap().len().unwrap();
+        (runs, steps, cancels, claims, index)
+    }
+
+    #[tokio::test]
+    async fn a_prune_deletes_old_finished_runs_whole_across_batches_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path().join("flow.redb")).unwrap();
+        // More old finished runs than one batch takes, each with two steps and a cancel request
+        let old = 2 * BATCH as u64 + 17;
+        for chunk in (0..old).collect::<Vec<_>>().chunks(500) {
+            let mut writes = Vec::new();
+            for &i in chunk {
+                let id = format!("old-{i:05}");
+                let status = [
+                    RunStatus::Succeeded,
+                    RunStatus::Failed,
+                    RunStatus::Cancelled,
+                ][i as usize % 3];
+                writes.push(Write::PutRun(run(&id, status, 1_000 + i)));
+                writes.push(step(&id, "a"));
+                writes.push(step(&id, "b"));
+                writes.push(Write::RequestCancel(RunId::from(id.as_str())));
+            }
+            store.commit(writes).await.unwrap();
+        }
+        // Kept: unfinished though old, finished but recent, and one claimed again (resumed)
+        // after it finished
+        let mut writes = Vec::new();
+        for (i, status) in [
+            RunStatus::Queued,
+            RunStatus::Running,
+            RunStatus::Sleeping,
+            RunStatus::NeedsAttention,
+            RunStatus::Paused,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let id = format!("unfinished-{i}");
+            writes.push(Write::PutRun(run(&id, status, 10)));
+            writes.push(step(&id, "a"));
+        }
+        writes.push(Write::PutRun(run("recent", RunStatus::Succeeded, 90_000)));
+        writes.push(Write::PutRun(run("resumed", RunStatus::Failed, 20)));
+        writes.push(step("resumed", "a"));
+        store.commit(writes).await.unwrap();
+        let claimed = store
+            .claim(
+                &RunId::from("resumed"),
+                ClaimRequest {
+                    owner: None,
+                    lease: std::time::Duration::ZERO,
+                    take: Box::new(|run: &mut RunRecord| {
+                        run.status = RunStatus::Running;
+                        true
+                    }),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(matches!(claimed, ClaimOutcome::Claimed { .. }));
+
+        let counted = store.prune(&request(50_000, true)).await.unwrap();
+        assert_eq!(counted.runs, old);
+        assert_eq!(counted.steps, 2 * old);
+        assert_eq!(counted.succeeded + counted.failed + counted.cancelled, old);
+        let kept = 5 + 2;
+        let before = leftovers(&store);
+        assert_eq!(before.0, old + kept, "the dry run deleted nothing");
+
+        let pruned = store.prune(&request(50_000, false)).await.unwrap();
+        assert_eq!(
+            pruned, counted,
+            "the prune deletes what the dry run counted"
+        );
+        // Runs, steps, cancels, claims and index entries of the kept runs only: 5 unfinished
+        // runs and `resumed` have a step; `recent` has none; only created or claimed runs
+        // have a claim token (`resumed`); no cancel request is left
+        assert_eq!(leftovers(&store), (kept, 6, 0, 1, kept));
+        for id in ["recent", "resumed", "unfinished-0", "unfinished-4"] {
+            assert!(store.run(&RunId::from(id)).await.unwrap().is_some(), "{id}");
+        }
+        assert!(store
+            .steps(&RunId::from("old-00001"))
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(store.prune(&request(50_000, false)).await.unwrap().runs, 0);
+    }
+}
