@@ -3,7 +3,7 @@
 //! linearly. (The lead will drive this through the worker's periodic prune.)
 
 use flow_runtime as flow;
-use flow_runtime::store::{RunFilter, Store};
+use flow_runtime::store::RunFilter;
 use flow_runtime::{Flow, Retention, RunOptions, Sharing};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -100,14 +100,12 @@ pub(super) fn delete(db: &Database, request: &PruneRequest) -> Result<Pruned, Fa
             let upper = Bound::Excluded((until.saturating_add(1), ""));
             let mut selected = Vec::new();
             let mut last = None;
-            let mut seen = 0;
             let mut finished = true;
-            for entry in tables.by_creation.range((lower, upper))? {
+            for (seen, entry) in tables.by_creation.range((lower, upper))?.enumerate() {
                 if seen >= SCAN || selected.len() >= BATCH {
                     finished = false;
                     break;
                 }
-                seen += 1;
                 let (key, _) = entry?;
                 let (created, id) = key.value();
                 last = Some((created, id.to_owned()));
