@@ -33,6 +33,7 @@ pub use console::settings::{non_empty_secret, Secret};
 pub use engine::classify::{Classify, ErrorClass, Failure, ResultExt, StepTimeout};
 pub use engine::context::{attempt, is_dry_run, key, run_id, step_key, trace_id, PlannedStep};
 pub use engine::determinism::{now, random, sleep, uuid};
+pub use engine::prune::Retention;
 pub use engine::queue::Queue;
 pub use engine::registry::WorkflowFailure;
 pub use engine::retry::{RetryPolicies, RetryPolicy};

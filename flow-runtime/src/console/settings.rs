@@ -278,6 +278,11 @@ pub struct FlowSettings {
     /// Queues and their limits, by name (`[flow.queues.syncs]`); `default` exists undeclared.
     #[garde(dive, custom(queue_names))]
     pub queues: BTreeMap<String, QueueSetting>,
+    /// How long finished runs are kept: one duration for every finished status (`30d`) or a
+    /// table per status (`succeeded`, `failed`, `cancelled`); `forever` (the default) keeps
+    /// them. `runs prune` and the worker delete what is older.
+    #[garde(skip)]
+    pub retention: crate::engine::prune::Retention,
     /// Settings of the worker (queue, cron); reserved.
     #[garde(skip)]
     pub worker: serde_json::Value,
@@ -379,6 +384,7 @@ impl Default for FlowSettings {
             retry: BTreeMap::new(),
             queues: BTreeMap::new(),
             max_input_size: ByteSize(16 << 20),
+            retention: crate::engine::prune::Retention::FOREVER,
             worker: serde_json::Value::Object(Default::default()),
             alerts: serde_json::Value::Object(Default::default()),
         }

@@ -7,6 +7,7 @@
 pub(crate) mod classify;
 pub(crate) mod context;
 pub(crate) mod determinism;
+pub(crate) mod prune;
 pub(crate) mod queue;
 pub(crate) mod registry;
 pub(crate) mod retry;

@@ -516,6 +516,12 @@ pub trait Store: Send + Sync + 'static {
     fn steps(&self, id: &RunId) -> BoxFuture<'_, Result<Vec<StepRecord>, StoreError>>;
     /// Which of `ids` have a pending cancel request.
     fn cancel_requests(&self, ids: &[RunId]) -> BoxFuture<'_, Result<Vec<RunId>, StoreError>>;
+    /// Deletes the finished runs that `request` selects, each with everything stored of it
+    /// (record, steps, cancel request, claim token, index entries), in write transactions of
+    /// a bounded number of runs; with [`PruneRequest::dry_run`] it only counts them. A run's
+    /// status and last change are checked again in the transaction that deletes it, so a run
+    /// resumed or claimed meanwhile is kept. Unfinished runs are never deleted.
+    fn prune(&self, request: &PruneRequest) -> BoxFuture<'_, Result<Pruned, StoreError>>;
     /// Takes queued runs for a worker, in one write transaction: per queue, in priority then
     /// enqueue order, the runs the queue's limits allow now (concurrency across all workers,
     /// per concurrency key, rate), at most `take` of each; each is claimed as [`Store::claim`]
@@ -590,6 +596,67 @@ pub struct QueueStanding {
     pub in_flight_with_key: u64,
     /// Runs of the queue started within the rate period asked about.
     pub recent_starts: u64,
+}
+
+/// Which finished runs [`Store::prune`] deletes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PruneRequest {
+    /// Per finished status, a cutoff in ms since the epoch: a run of that status whose last
+    /// change (`updated_at_ms`) is at or before it is deleted. Statuses not listed are kept,
+    /// and so are unfinished ones even if listed.
+    pub updated_until_ms: Vec<(RunStatus, u64)>,
+    /// Count what would be deleted and delete nothing.
+    pub dry_run: bool,
+}
+
+impl PruneRequest {
+    /// The cutoff for `status`, if runs of that status may be deleted.
+    pub fn cutoff(&self, status: RunStatus) -> Option<u64> {
+        if !status.is_finished() {
+            return None;
+        }
+        self.updated_until_ms
+            .iter()
+            .filter(|(s, _)| *s == status)
+            .map(|(_, until)| *until)
+            .max()
+    }
+
+    /// Whether `run` is selected: finished, of a listed status, last changed at or before its
+    /// cutoff.
+    pub fn selects(&self, run: &RunRecord) -> bool {
+        self.cutoff(run.status)
+            .is_some_and(|until| run.updated_at_ms <= until)
+    }
+}
+
+/// What [`Store::prune`] deleted (or, in a dry run, would delete).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Pruned {
+    /// Runs deleted.
+    pub runs: u64,
+    /// Step records deleted with them.
+    pub steps: u64,
+    /// Of the runs, those that had succeeded.
+    pub succeeded: u64,
+    /// Of the runs, those that had failed.
+    pub failed: u64,
+    /// Of the runs, those that were cancelled.
+    pub cancelled: u64,
+}
+
+impl Pruned {
+    /// Counts one run of `status` with `steps` steps.
+    pub(crate) fn add(&mut self, status: RunStatus, steps: u64) {
+        self.runs += 1;
+        self.steps += steps;
+        match status {
+            RunStatus::Succeeded => self.succeeded += 1,
+            RunStatus::Failed => self.failed += 1,
+            RunStatus::Cancelled => self.cancelled += 1,
+            _ => {}
+        }
+    }
 }
 
 /// Counters of a store's write side, for tests and benchmarks that show group commit at work.

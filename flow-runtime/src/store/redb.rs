@@ -45,10 +45,12 @@
 use super::redb_index::{
     Indexes, RunKeys, HELD, IN_FLIGHT, QUEUED, RUNS_BY_CREATION, STARTS, TIMERS,
 };
+mod prune;
+
 use super::{
-    BoxFuture, Claim, ClaimOutcome, ClaimRequest, CreateRun, ErrorClass, RunFilter, RunId,
-    RunRecord, StepId, StepRecord, StepStatus, Store, StoreError, StoreStats, Write,
-    SCHEMA_VERSION,
+    BoxFuture, Claim, ClaimOutcome, ClaimRequest, CreateRun, ErrorClass, PruneRequest, Pruned,
+    RunFilter, RunId, RunRecord, StepId, StepRecord, StepStatus, Store, StoreError, StoreStats,
+    Write, SCHEMA_VERSION,
 };
 use super::{QueueStanding, QueueTake, RunStatus, Taken};
 use redb::{
@@ -110,6 +112,9 @@ pub struct RedbStore {
     /// Reads go through this handle: the writable database, or a read-only one
     /// ([`RedbStore::open_read_only`]), which has no writer.
     db: Arc<dyn ReadableDatabase + Send + Sync>,
+    /// The same database where it is writable: prunes take their own write transactions, in
+    /// batches, between the writer's group commits.
+    writable: Option<Arc<Database>>,
     path: PathBuf,
     stats: Arc<Counters>,
     /// `None` only while dropping: closing the channel is what stops the writer.
@@ -237,6 +242,7 @@ impl RedbStore {
         }
         Ok(RedbStore {
             db: Arc::new(db),
+            writable: None,
             path,
             stats: Arc::new(Counters::default()),
             requests: None,
@@ -289,6 +295,7 @@ impl RedbStore {
             }
         };
         RedbStore {
+            writable: Some(db.clone()),
             db,
             path,
             stats,
@@ -1733,6 +1740,30 @@ impl Store for RedbStore {
                 Ok(requested)
             })
             .await
+        })
+    }
+
+    fn prune(&self, request: &PruneRequest) -> BoxFuture<'_, Result<Pruned, StoreError>> {
+        let request = request.clone();
+        Box::pin(async move {
+            if request.dry_run {
+                return self.read(move |txn| prune::count(txn, &request)).await;
+            }
+            let db = self.writable.clone().ok_or(StoreError::Closed)?;
+            let path = self.path.clone();
+            let work = move || prune::delete(&db, &request).map_err(|fault| fault.at(&path));
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => match runtime.spawn_blocking(work).await {
+                    Ok(result) => result,
+                    Err(err) if err.is_panic() => Err(StoreError::Backend(format!(
+                        "the database engine panicked while pruning {}: {}",
+                        self.path.display(),
+                        panic_message(&*err.into_panic())
+                    ))),
+                    Err(_) => Err(StoreError::Closed),
+                },
+                Err(_) => work(),
+            }
         })
     }
 }

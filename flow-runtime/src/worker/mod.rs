@@ -38,6 +38,8 @@ pub struct Worker {
     recovery: Duration,
     suspend_after: Duration,
     grace: Duration,
+    retention: crate::Retention,
+    prune_every: Duration,
 }
 
 /// What a worker did, returned when it stops.
@@ -64,6 +66,8 @@ impl Flow {
             recovery: Duration::from_secs(10),
             suspend_after: Duration::from_secs(1),
             grace: Duration::from_secs(10),
+            retention: crate::Retention::FOREVER,
+            prune_every: Duration::from_secs(60),
         }
     }
 }
@@ -108,6 +112,14 @@ impl Worker {
         self
     }
 
+    /// Deletes finished runs older than `retention` (at start, then every `every`); the
+    /// default keeps them forever.
+    pub fn retention(mut self, retention: crate::Retention, every: Duration) -> Worker {
+        self.retention = retention;
+        self.prune_every = every.max(Duration::from_millis(10));
+        self
+    }
+
     /// Runs until `stop` completes, then stops claiming, lets the steps in flight finish (up to
     /// the grace period) and returns. Every run it did not finish stays resumable.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<WorkerReport, Error> {
@@ -124,6 +136,7 @@ impl Worker {
             executing: HashSet::new(),
             orphans: VecDeque::new(),
             next_recovery: Instant::now(),
+            next_prune: Instant::now(),
             skipped: HashSet::new(),
             report: WorkerReport::default(),
         };
@@ -182,6 +195,7 @@ struct Loop<'w> {
     /// Runs whose process died, found by the last recovery scan, waiting for a free slot.
     orphans: VecDeque<RunRecord>,
     next_recovery: Instant,
+    next_prune: Instant,
     /// Runs this worker cannot execute (a workflow it does not have); logged once.
     skipped: HashSet<RunId>,
     report: WorkerReport,
@@ -216,6 +230,20 @@ impl Loop<'_> {
         self.resume_orphans().await;
         self.wake_due().await;
         self.take_queued().await;
+        if Instant::now() >= self.next_prune && !self.worker.retention.keeps_everything() {
+            self.next_prune = Instant::now() + self.worker.prune_every;
+            match self.worker.flow.prune(&self.worker.retention).await {
+                Ok(pruned) if pruned.runs > 0 => {
+                    tracing::info!(
+                        runs = pruned.runs,
+                        steps = pruned.steps,
+                        "pruned finished runs past their retention"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not prune finished runs"),
+            }
+        }
     }
 
     /// Finds runs held by a process that is gone.

@@ -140,11 +140,6 @@ pub(crate) enum Command {
     },
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("expected a duration such as `10m` or `1h 30m` ({e})"))
-}
-
 fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
     humantime::parse_rfc3339_weak(s)
         .map_err(|e| format!("expected a time such as `2026-11-29T02:00:00Z` ({e})"))
@@ -266,6 +261,48 @@ pub(crate) enum RunsCommand {
         #[arg(long)]
         rerun: bool,
     },
+    /// Delete finished runs older than a retention, with their steps
+    ///
+    /// Deletes succeeded, failed and cancelled runs whose last change is older than
+    /// --older-than, or, without it, than the settings' flow.retention for their status.
+    /// Queued, running, sleeping, paused and needs-attention runs are never deleted. Starting a
+    /// deleted run's id again executes the workflow anew.
+    Prune {
+        /// Delete runs last changed longer ago than this, such as `30d`, `12h` or `0s`
+        /// [default: the settings' flow.retention]
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        older_than: Option<std::time::Duration>,
+        /// Only runs with this status [default: every finished status]
+        #[arg(long, value_enum)]
+        status: Option<FinishedStatus>,
+        /// Count what would be deleted and delete nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// The statuses `runs prune` can delete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FinishedStatus {
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl From<FinishedStatus> for RunStatus {
+    fn from(status: FinishedStatus) -> RunStatus {
+        match status {
+            FinishedStatus::Succeeded => RunStatus::Succeeded,
+            FinishedStatus::Failed => RunStatus::Failed,
+            FinishedStatus::Cancelled => RunStatus::Cancelled,
+        }
+    }
+}
+
+/// A duration in humantime's grammar, as in the settings.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("expected a duration such as `30d`, `12h`, `90min` or `0s` ({e})"))
 }
 
 #[cfg(test)]

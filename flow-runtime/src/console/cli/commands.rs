@@ -543,6 +543,14 @@ async fn runs_command(
     command: RunsCommand,
     output: OutputFormat,
 ) -> Exit {
+    if let RunsCommand::Prune {
+        older_than,
+        status,
+        dry_run,
+    } = command
+    {
+        return super::prune::command(settings, older_than, status, dry_run, output).await;
+    }
     // Every id is checked before the store is opened: a bad id is a usage error, whatever the
     // state of the store.
     let id = match &command {
@@ -556,7 +564,9 @@ async fn runs_command(
             Ok(id) => Some(id),
             Err(exit) => return exit,
         },
-        RunsCommand::List { .. } | RunsCommand::RetryFailed { id: None, .. } => None,
+        RunsCommand::List { .. }
+        | RunsCommand::RetryFailed { id: None, .. }
+        | RunsCommand::Prune { .. } => None,
     };
     let new_id = match &command {
         RunsCommand::Fork {
@@ -696,6 +706,8 @@ async fn runs_command(
                 Err(e) => fail(&e),
             }
         }
+        // Handled before any id is read or the store opened, by `prune::command`
+        RunsCommand::Prune { .. } => Exit::Usage,
     }
 }
 

@@ -17,6 +17,7 @@ mod args;
 mod commands;
 mod output;
 mod progress;
+mod prune;
 mod queue;
 mod runbook;
 mod signals;

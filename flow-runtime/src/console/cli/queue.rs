@@ -19,7 +19,11 @@ pub(super) async fn worker(
     let mut worker = flow
         .worker()
         .concurrency(concurrency as usize)
-        .grace(settings.shutdown_grace());
+        .grace(settings.shutdown_grace())
+        .retention(
+            settings.retention.clone(),
+            std::time::Duration::from_secs(60),
+        );
     if !queues.is_empty() {
         worker = worker.queues(queues);
     }
