@@ -53,6 +53,8 @@ fn old_run(id: &str, status: RunStatus, at_ms: u64) -> RunRecord {
         attention: None,
         owner: None,
         lease_expires_at_ms: None,
+        queue: None,
+        wake_at_ms: None,
     }
 }
 

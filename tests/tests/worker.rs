@@ -354,6 +354,7 @@ fn queue_limits_and_priority_hold() {
     );
     let mut worker = env.worker(16);
     env.wait_for_lines("every job to end", 28, |l| l.end);
+    std::thread::sleep(Duration::from_millis(500));
     sigterm(&worker);
     assert_eq!(
         wait_exit(&mut worker).code(),
@@ -449,6 +450,8 @@ fn sigterm_lets_steps_in_flight_finish_and_the_next_worker_resumes() {
 
     let mut next = env.worker(8);
     env.wait_for_lines("every step to end", 24, |l| l.end);
+    // The last step's end is logged before its checkpoint and the run's end are committed
+    std::thread::sleep(Duration::from_millis(500));
     sigterm(&next);
     assert_eq!(wait_exit(&mut next).code(), Some(0));
     let lines = env.lines();
