@@ -78,7 +78,7 @@ pub(super) fn install(grace: Duration) {
 }
 
 /// The first stop signal, once one arrived; pending forever without handlers.
-async fn first_signal() -> Signal {
+pub(super) async fn first_signal() -> Signal {
     let Some(rx) = RECEIVED.get() else {
         return std::future::pending().await;
     };
