@@ -277,6 +277,8 @@ async fn follow(
 type Outcome = Result<Value, RunError<WorkflowFailure>>;
 
 /// How waiting for an execution ended.
+// One value per command, moved once: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Waited {
     /// It ended: its outcome and the run's record after it.
     Ended(Outcome, Option<RunRecord>),
