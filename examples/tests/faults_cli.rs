@@ -587,6 +587,7 @@ fn a_locked_store_message_says_which_side_wanted_the_file_alone() {
             "slow",
         ],
     )
+    .env("FLOW_SHARING", "shared")
     .stdout(Stdio::null())
     .stderr(Stdio::null())
     .spawn()
@@ -620,8 +621,8 @@ fn a_locked_store_message_says_which_side_wanted_the_file_alone() {
     );
     assert!(message.contains("FLOW_SHARING"), "{message}");
 
-    // The other way round: an exclusive run executing, a shared `runs list` is refused and
-    // told that the other process holds the file.
+    // The other way round: an exclusive run executing, a shared `runs list` (which does not
+    // use the owner's socket) is refused and told that the other process holds the file.
     let mut alone = command(
         dir.path(),
         &[
@@ -645,7 +646,10 @@ fn a_locked_store_message_says_which_side_wanted_the_file_alone() {
             .unwrap()
             .contains("run started")
     });
-    let listed = run(dir.path(), &["runs", "list"]);
+    let listed = command(dir.path(), &["runs", "list"])
+        .env("FLOW_SHARING", "shared")
+        .output()
+        .unwrap();
     alone.kill().unwrap();
     alone.wait().unwrap();
     assert_eq!(code(&listed), Some(5), "{}", said(&listed));

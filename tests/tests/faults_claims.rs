@@ -39,6 +39,11 @@ impl App {
             .env("FLOW_STORE", self.store())
             .env("FLOW_LOG_FORMAT", "json")
             .env("FAULTS_LOG", self.log())
+            // Claims between processes that each open the file (the shared mode): these tests
+            // race resumes on the store itself and read it while children execute. With the
+            // default exclusive mode a second command goes through the owner's socket instead
+            // (tests/tests/owner_socket.rs).
+            .env("FLOW_SHARING", "shared")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

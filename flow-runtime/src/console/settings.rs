@@ -96,10 +96,11 @@ pub enum LogFormat {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SharingSetting {
-    /// Operator commands work while runs execute (two fsyncs per commit).
-    #[default]
+    /// Every process opens the file in redb's multi-process mode (two fsyncs per commit).
     Shared,
-    /// One fsync per commit; other processes are locked out.
+    /// The process executing runs holds the file alone (one fsync per commit) and serves the
+    /// operator API on `<store>.sock`; other commands go through it.
+    #[default]
     Exclusive,
 }
 
@@ -377,7 +378,7 @@ impl Default for FlowSettings {
     fn default() -> Self {
         FlowSettings {
             store: PathBuf::from("flow.redb"),
-            sharing: SharingSetting::Shared,
+            sharing: SharingSetting::Exclusive,
             log_format: LogFormat::Auto,
             log_level: "info".into(),
             shutdown_grace: "10s".into(),

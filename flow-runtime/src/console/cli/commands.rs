@@ -7,12 +7,13 @@
 use super::args::{Cli, Command, OutputFormat, RunsCommand};
 use super::output::{escape, shell_quote};
 use super::{AppInfo, Exit};
+use crate::console::api::open::{self, Access, Opened};
+use crate::console::api::{ApiError, ErrorKind, Operator, Settle, StartOptions, Started};
 use crate::console::settings::{FlowSettings, Loaded, SharingSetting};
 use crate::engine::registry::WorkflowFailure;
-use crate::engine::{Error, Flow, Resolution, RunError, RunOptions};
+use crate::engine::{Error, Flow, RunError};
 use crate::store::{
     RedbStore, RunFilter, RunId, RunRecord, RunStatus, Sharing, StepId, StepRecord, StepStatus,
-    StoreError,
 };
 use comfy_table::{presets, Table};
 use serde_json::{json, Value};
@@ -87,30 +88,47 @@ pub(super) fn fail(e: &Error) -> Exit {
     }
 }
 
-fn open_store(settings: &FlowSettings, must_exist: bool) -> Result<Flow, Exit> {
-    let sharing = match settings.sharing {
+/// Maps an operator error to its message and exit code: the same whether the operation ran
+/// here or in the process that owns the store.
+fn fail_api(e: &ApiError) -> Exit {
+    error(&e.message);
+    match e.kind {
+        ErrorKind::Usage | ErrorKind::Input | ErrorKind::InProgress => Exit::Usage,
+        ErrorKind::Config => Exit::Config,
+        ErrorKind::Store | ErrorKind::Unavailable => Exit::Store,
+    }
+}
+
+fn sharing(settings: &FlowSettings) -> Sharing {
+    match settings.sharing {
         SharingSetting::Shared => Sharing::Shared,
         SharingSetting::Exclusive => Sharing::Exclusive,
-    };
-    // Commands that must find a store only read it: they open it read-only and never write.
-    let store = if must_exist {
-        RedbStore::open_read_only(&settings.store)
-    } else {
-        RedbStore::open_with(&settings.store, sharing)
-    };
-    match store {
-        Ok(store) => Ok(Flow::builder()
-            .retry_policies(settings.retry_policies())
-            .queues(settings.queues())
+    }
+}
+
+/// Opens the store for a command: itself, or through the socket of the process that owns it.
+async fn open_operator(settings: &FlowSettings, access: Access) -> Result<Opened, Exit> {
+    let policies = settings.retry_policies();
+    let queues = settings.queues();
+    let build = move |store: RedbStore| {
+        Flow::builder()
+            .retry_policies(policies.clone())
+            .queues(queues.clone())
             .app_state(super::setup_state())
-            .store(Arc::new(store))),
-        Err(e) => {
-            error(&e);
-            Err(match e {
-                StoreError::Missing { .. } => Exit::Usage,
-                _ => Exit::Store,
-            })
-        }
+            .store(Arc::new(store))
+    };
+    open::open(&settings.store, sharing(settings), access, &build)
+        .await
+        .map_err(|e| fail_api(&e))
+}
+
+/// After the command: an owner stops serving, and the runs it executed for other commands are
+/// stopped gracefully, so that those commands take them over.
+async fn release(server: Option<crate::console::api::ServeHandle>) {
+    if let Some(server) = server {
+        server
+            .shutdown("the process that owned the store finished its own command")
+            .await;
     }
 }
 
@@ -161,37 +179,56 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
                     return Exit::Usage;
                 }
             };
-            let flow = match open_store(settings, false) {
-                Ok(flow) => flow,
+            let opened = match open_operator(settings, Access::Execute).await {
+                Ok(opened) => opened,
                 Err(exit) => return exit,
             };
             if dry_run {
-                return dry(app, &flow, &workflow, input, given, output).await;
+                return match opened.operator.flow() {
+                    Some(flow) => dry(app, flow, &workflow, input, given, output).await,
+                    None => dry_elsewhere(app, &workflow, input, given, output).await,
+                };
             }
-            let mut options = RunOptions::new();
-            if let Some(id) = id {
-                options = options.id(id);
-            }
-            if let Some(percent) = rollout {
-                options = options.rollout(percent);
-            }
-            if use_stored_input {
-                options = options.use_stored_input();
-            }
-            let started = flow.start(&workflow, options, input).await;
-            if let Err(e @ Error::Input { .. }) = &started {
-                return input_error(app, e, given);
-            }
-            follow(app, &flow, started, output, Paused::ByRollout).await
+            let options = StartOptions {
+                id,
+                rollout,
+                use_stored_input,
+            };
+            let Opened { operator, server } = opened;
+            let started = operator.start(&workflow, input, options).await;
+            let exit = match &started {
+                Err(
+                    e @ ApiError {
+                        kind: ErrorKind::Input,
+                        ..
+                    },
+                ) => input_error(app, &e.message, given),
+                _ => follow(app, settings, &operator, started, output, Paused::ByRollout).await,
+            };
+            release(server).await;
+            exit
         }
         Command::Runs(runs) => runs_command(app, settings, runs, output).await,
         Command::Worker {
             concurrency,
             queues,
-        } => match open_store(settings, false) {
-            Ok(flow) => super::queue::worker(&flow, concurrency, queues, settings, output).await,
-            Err(exit) => exit,
-        },
+        } => {
+            let Opened { operator, server } = match open_operator(settings, Access::Execute).await {
+                Ok(opened) => opened,
+                Err(exit) => return exit,
+            };
+            let exit = match &operator {
+                Operator::Local(flow) => {
+                    super::queue::worker(flow, concurrency, queues, settings, output).await
+                }
+                Operator::Remote(_) => {
+                    error("another process owns the store (a worker, or a `run`): in the exclusive mode one process executes the runs of a store; stop it first, or set flow.sharing = \"shared\" (FLOW_SHARING=shared) on every process to run several workers");
+                    Exit::Store
+                }
+            };
+            release(server).await;
+            exit
+        }
         Command::Enqueue {
             workflow,
             input,
@@ -207,7 +244,6 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
                 Ok(id) => id,
                 Err(exit) => return exit,
             };
-            let given = input.is_some() || input_file.is_some();
             let input = match read_input(input, input_file.as_deref(), settings.max_input_size.0) {
                 Ok(input) => input,
                 Err(message) => {
@@ -215,31 +251,32 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
                     return Exit::Usage;
                 }
             };
-            let mut options = RunOptions::new().priority(priority);
-            if let Some(id) = id {
-                options = options.id(id);
-            }
-            if let Some(queue) = queue {
-                options = options.queue(queue);
-            }
-            if let Some(delay) = delay {
-                options = options.delay(delay);
-            }
-            if let Some(at) = at {
-                options = options.not_before(at);
-            }
-            if let Some(key) = concurrency_key {
-                options = options.concurrency_key(key);
-            }
-            let flow = match open_store(settings, false) {
-                Ok(flow) => flow,
+            let now = crate::store::now_ms();
+            let not_before_ms = delay
+                .map(|d| now.saturating_add(d.as_millis() as u64))
+                .or_else(|| {
+                    at.map(|t| {
+                        t.duration_since(UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as u64)
+                    })
+                });
+            let options = crate::console::api::EnqueueOptions {
+                id,
+                queue,
+                priority,
+                not_before_ms,
+                concurrency_key,
+            };
+            let Opened { operator, server } = match open_operator(settings, Access::Write).await {
+                Ok(opened) => opened,
                 Err(exit) => return exit,
             };
-            match flow.enqueue(&workflow, options, input).await {
-                Err(e @ Error::Input { .. }) => input_error(app, &e, given),
-                Err(e) => fail(&e),
-                Ok(id) => super::queue::enqueued(&flow, &id, output).await,
-            }
+            let exit = match operator.enqueue(&workflow, input, options).await {
+                Err(e) => fail_api(&e),
+                Ok(id) => super::queue::enqueued(&operator, &id, output).await,
+            };
+            release(server).await;
+            exit
         }
         Command::Runbook { format } => {
             super::runbook::print(app, format, &settings.retry_policies())
@@ -249,7 +286,7 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
 }
 
 /// Input that does not decode into the workflow's parameters: nothing was stored.
-fn input_error(app: &AppInfo, e: &Error, given: bool) -> Exit {
+fn input_error(app: &AppInfo, e: impl std::fmt::Display, given: bool) -> Exit {
     error(e);
     let hint = if given {
         "nothing was stored; fix the input"
@@ -272,30 +309,176 @@ enum Paused {
     ByUnitRetry(String),
 }
 
-/// Waits for a started (or resumed) run, with a progress display on a terminal, and reports
-/// its outcome.
+/// Waits for a started (or resumed) run, with a progress display on a terminal when it runs
+/// here, and reports its outcome.
 async fn follow(
     app: &AppInfo,
-    flow: &Flow,
-    started: Result<crate::engine::RunHandle<Value, WorkflowFailure>, Error>,
+    settings: &FlowSettings,
+    op: &Operator,
+    started: Result<Started, ApiError>,
     output: OutputFormat,
     paused: Paused,
 ) -> Exit {
-    let handle = match started {
-        Ok(handle) => handle,
-        Err(e) => return fail(&e),
+    let started = match started {
+        Ok(started) => started,
+        Err(e) => return fail_api(&e),
     };
-    let id = handle.run_id().clone();
-    let progress = super::progress::start(flow, &id);
-    let waited = super::signals::outcome(flow, handle).await;
-    drop(progress);
-    match waited {
-        super::signals::Waited::Ended(outcome) => {
-            report_outcome(flow, &id, outcome, output, app, paused).await
+    let id = started.run_id().clone();
+    match wait(settings, op, started).await {
+        Waited::Ended(outcome, record) => {
+            report_outcome(record, &id, outcome, output, app, paused).await
         }
-        super::signals::Waited::Stopped { signal, in_grace } => {
+        Waited::Stopped { signal, in_grace } => {
             super::signals::report_stopped(app, &id, signal, in_grace)
         }
+        Waited::Left(signal) => {
+            eprintln!(
+                "{}: stopped following run {}; it goes on executing in the process that owns the store; see it with: {}",
+                signal.name(),
+                escape(id.as_str()),
+                escape(&cmd(app, &["runs", "show", id.as_str()]))
+            );
+            signal.exit()
+        }
+        Waited::Failed(e) => fail_api(&e),
+        Waited::Exit(exit) => exit,
+    }
+}
+
+type Outcome = Result<Value, RunError<WorkflowFailure>>;
+
+/// How waiting for an execution ended.
+// One value per command, moved once: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Waited {
+    /// It ended: its outcome and the run's record after it.
+    Ended(Outcome, Option<RunRecord>),
+    /// A signal stopped this process's runs; the run is resumable.
+    Stopped {
+        signal: super::signals::Signal,
+        in_grace: bool,
+    },
+    /// A signal stopped this command while the run executes in the owner, which goes on.
+    Left(super::signals::Signal),
+    /// Following it failed.
+    Failed(ApiError),
+    /// Following it failed, and the error is reported already.
+    Exit(Exit),
+}
+
+/// Waits for an execution wherever it runs. One that runs in the process owning the store is
+/// followed through `show` until it is no longer active; if that process goes away first (it
+/// finished its own work and stopped the runs it executed for others), this process opens the
+/// store itself and resumes the run, so the command still ends with the run's outcome.
+fn wait<'a>(
+    settings: &'a FlowSettings,
+    op: &'a Operator,
+    started: Started,
+) -> crate::store::BoxFuture<'a, Waited> {
+    Box::pin(async move {
+        let id = match started {
+            Started::Here(handle) => {
+                let Some(flow) = op.flow() else {
+                    return Waited::Failed(ApiError::new(
+                        ErrorKind::Store,
+                        "an execution started here without a store",
+                    ));
+                };
+                let id = handle.run_id().clone();
+                let progress = super::progress::start(flow, &id);
+                let waited = super::signals::outcome(flow, handle).await;
+                drop(progress);
+                return match waited {
+                    super::signals::Waited::Ended(outcome) => {
+                        let record = flow.run_record(&id).await.ok().flatten();
+                        Waited::Ended(outcome, record)
+                    }
+                    super::signals::Waited::Stopped { signal, in_grace } => {
+                        Waited::Stopped { signal, in_grace }
+                    }
+                };
+            }
+            Started::There(id) => id,
+        };
+        loop {
+            let shown = tokio::select! {
+                shown = op.show(&id) => shown,
+                signal = super::signals::first_signal() => return Waited::Left(signal),
+            };
+            match shown {
+                Ok(view) if is_active(view.run.status) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(view) => return Waited::Ended(outcome_of(&view.run), Some(view.run)),
+                Err(e) if e.kind == ErrorKind::Unavailable => {
+                    return take_over(settings, &id).await;
+                }
+                Err(e) => return Waited::Failed(e),
+            }
+        }
+    })
+}
+
+/// Queued, running or sleeping: an execution is (or will be) under way.
+fn is_active(status: RunStatus) -> bool {
+    matches!(
+        status,
+        RunStatus::Queued | RunStatus::Running | RunStatus::Sleeping
+    )
+}
+
+/// The owner went away while this process followed one of its runs: open the store (as the
+/// new owner, or through whoever owns it now) and continue the run.
+async fn take_over(settings: &FlowSettings, id: &RunId) -> Waited {
+    tracing::info!(run_id = %id, "the process that owned the store stopped; continuing the run here");
+    let opened = match open_operator(settings, Access::Execute).await {
+        Ok(opened) => opened,
+        // The message is printed already; the exit code follows from the kind.
+        Err(exit) => return Waited::Exit(exit),
+    };
+    let Opened { operator, server } = opened;
+    let waited = loop {
+        match operator.show(id).await {
+            Ok(view) if !is_active(view.run.status) => {
+                break Waited::Ended(outcome_of(&view.run), Some(view.run))
+            }
+            Ok(_) => {}
+            Err(e) => break Waited::Failed(e),
+        }
+        match operator.resume(id, None).await {
+            Ok(started) => break wait(settings, &operator, started).await,
+            // The old owner is still exiting: its pid is alive a moment longer.
+            Err(e) if e.kind == ErrorKind::InProgress => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => break Waited::Failed(e),
+        }
+    };
+    release(server).await;
+    waited
+}
+
+/// The outcome of a run that ended in another process, from its record.
+fn outcome_of(run: &RunRecord) -> Outcome {
+    match run.status {
+        RunStatus::Succeeded => Ok(run.output.clone().unwrap_or(Value::Null)),
+        RunStatus::Failed => Err(RunError::Failed {
+            message: run.error.clone().unwrap_or_default(),
+        }),
+        RunStatus::Cancelled => Err(RunError::Cancelled),
+        RunStatus::NeedsAttention => match &run.attention {
+            Some(a) => Err(RunError::NeedsAttention(a.clone())),
+            None => Err(RunError::Failed {
+                message: run.error.clone().unwrap_or_default(),
+            }),
+        },
+        RunStatus::Paused => Err(RunError::Paused {
+            summary: run.error.clone().unwrap_or_default(),
+        }),
+        _ => Err(RunError::Engine(Error::Interrupted {
+            run_id: run.id.clone(),
+            reason: format!("it stopped {}", run.status),
+        })),
     }
 }
 
@@ -354,7 +537,7 @@ async fn dry(
 ) -> Exit {
     let dry = match flow.dry_run(workflow, input).await {
         Ok(dry) => dry,
-        Err(e @ Error::Input { .. }) => return input_error(app, &e, given),
+        Err(e @ Error::Input { .. }) => return input_error(app, e, given),
         Err(e) => return fail(&e),
     };
     let (result, exit) = match &dry.result {
@@ -392,8 +575,40 @@ async fn dry(
     exit
 }
 
+/// A dry run while another process owns the store: the dry run reads and writes no store, so
+/// it runs on a scratch store that is removed afterwards.
+async fn dry_elsewhere(
+    app: &AppInfo,
+    workflow: &str,
+    input: Value,
+    given: bool,
+    output: OutputFormat,
+) -> Exit {
+    let scratch = std::env::temp_dir().join(format!(
+        "flow-dry-run-{}-{}.redb",
+        std::process::id(),
+        crate::store::RunId::generate()
+    ));
+    let exit = match RedbStore::open_with(&scratch, Sharing::Exclusive) {
+        Ok(store) => {
+            let flow = Flow::builder()
+                .app_state(super::setup_state())
+                .store(Arc::new(store));
+            dry(app, &flow, workflow, input, given, output).await
+        }
+        Err(e) => {
+            error(format!(
+                "cannot create a scratch store for the dry run: {e}"
+            ));
+            Exit::Store
+        }
+    };
+    let _ = std::fs::remove_file(&scratch);
+    exit
+}
+
 async fn report_outcome(
-    flow: &Flow,
+    record: Option<RunRecord>,
     id: &RunId,
     outcome: Result<Value, RunError<WorkflowFailure>>,
     output: OutputFormat,
@@ -403,7 +618,6 @@ async fn report_outcome(
     if let Err(RunError::Engine(e @ (Error::Store(_) | Error::Interrupted { .. }))) = &outcome {
         return report_interrupted(app, id, e, output);
     }
-    let record = flow.run_record(id).await.ok().flatten();
     let trace = record
         .as_ref()
         .map(|r| r.trace_id.clone())
@@ -578,13 +792,32 @@ async fn runs_command(
         },
         _ => None,
     };
-    let read_only = matches!(command, RunsCommand::List { .. } | RunsCommand::Show { .. });
-    let flow = match open_store(settings, read_only) {
-        Ok(flow) => flow,
+    let access = match command {
+        RunsCommand::List { .. } | RunsCommand::Show { .. } => Access::Read,
+        RunsCommand::Cancel { .. } | RunsCommand::Resolve { .. } => Access::Write,
+        _ => Access::Execute,
+    };
+    let opened = match open_operator(settings, access).await {
+        Ok(opened) => opened,
         Err(exit) => return exit,
     };
     // `list` and `retry-failed` without an id are the only commands that never read it.
     let id = id.unwrap_or_else(|| RunId::from(""));
+    let Opened { operator, server } = opened;
+    let exit = runs_on(app, settings, &operator, command, id, new_id, output).await;
+    release(server).await;
+    exit
+}
+
+async fn runs_on(
+    app: &AppInfo,
+    settings: &FlowSettings,
+    op: &Operator,
+    command: RunsCommand,
+    id: RunId,
+    new_id: Option<RunId>,
+    output: OutputFormat,
+) -> Exit {
     match command {
         RunsCommand::List {
             status,
@@ -596,61 +829,60 @@ async fn runs_command(
                 workflow,
                 limit: Some(limit),
             };
-            match flow.runs(&filter).await {
+            match op.list(&filter).await {
                 Ok(runs) => {
                     list(&runs, output);
                     Exit::Success
                 }
-                Err(e) => fail(&e),
+                Err(e) => fail_api(&e),
             }
         }
-        RunsCommand::Show { .. } => show(app, &flow, &id, output).await,
+        RunsCommand::Show { .. } => show(app, op, &id, output).await,
         RunsCommand::Resume { .. } | RunsCommand::RetryFailed { id: Some(_), .. } => {
-            let started = flow.resume(&id).await;
-            follow(app, &flow, started, output, Paused::ByRollout).await
+            let started = op.resume(&id, None).await;
+            follow(app, settings, op, started, output, Paused::ByRollout).await
         }
         RunsCommand::RetryFailed { id: None, workflow } => {
-            retry_failed(app, &flow, workflow, output).await
+            retry_failed(app, settings, op, workflow, output).await
         }
         RunsCommand::RetryUnit { unit, .. } => {
-            let started = flow
-                .resume_with(&id, RunOptions::new().only_units([unit.clone()]))
-                .await;
-            follow(app, &flow, started, output, Paused::ByUnitRetry(unit)).await
+            let started = op.resume(&id, Some(vec![unit.clone()])).await;
+            follow(
+                app,
+                settings,
+                op,
+                started,
+                output,
+                Paused::ByUnitRetry(unit),
+            )
+            .await
         }
-        RunsCommand::Cancel { .. } => match flow.cancel(&id).await {
-            Ok(()) => {
-                let status = flow
-                    .run_record(&id)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|r| r.status.as_str())
-                    .unwrap_or("unknown");
-                let note = if status == "cancelled" {
+        RunsCommand::Cancel { .. } => match op.cancel(&id).await {
+            Ok(status) => {
+                let note = if status == RunStatus::Cancelled {
                     "cancelled"
                 } else {
                     "cancel requested; the run stops at its next step boundary"
                 };
                 match output {
-                    OutputFormat::Json => {
-                        print_json(&json!({ "run_id": id, "status": status, "note": note }))
-                    }
+                    OutputFormat::Json => print_json(
+                        &json!({ "run_id": id, "status": status.as_str(), "note": note }),
+                    ),
                     OutputFormat::Table => say(format!("run {id}: {note}")),
                 }
                 Exit::Success
             }
-            Err(e) => fail(&e),
+            Err(e) => fail_api(&e),
         },
         RunsCommand::Fork { from_step, .. } => {
-            let started = flow.fork(&id, &from_step, new_id).await;
-            if let (Ok(handle), OutputFormat::Table) = (&started, output) {
+            let started = op.fork(&id, &from_step, new_id).await;
+            if let (Ok(started), OutputFormat::Table) = (&started, output) {
                 say(format!(
                     "forked {id} from step {from_step} as run {}",
-                    handle.run_id()
+                    started.run_id()
                 ));
             }
-            follow(app, &flow, started, output, Paused::ByRollout).await
+            follow(app, settings, op, started, output, Paused::ByRollout).await
         }
         RunsCommand::Resolve {
             step,
@@ -658,14 +890,9 @@ async fn runs_command(
             step_output,
             ..
         } => {
-            match flow.run_record(&id).await {
-                Ok(Some(_)) => {}
-                Ok(None) => return fail(&Error::UnknownRun(id)),
-                Err(e) => return fail(&e),
-            }
-            let steps = match flow.steps(&id).await {
-                Ok(steps) => steps,
-                Err(e) => return fail(&e),
+            let steps = match op.show(&id).await {
+                Ok(view) => view.steps,
+                Err(e) => return fail_api(&e),
             };
             let Some(target) = steps
                 .iter()
@@ -678,18 +905,18 @@ async fn runs_command(
                 ));
                 return Exit::Usage;
             };
-            let resolution = if done {
+            let settle = if done {
                 match step_output.as_deref().map(serde_json::from_str).transpose() {
-                    Ok(v) => Resolution::Done(v.unwrap_or(Value::Null)),
+                    Ok(v) => Settle::Done(v.unwrap_or(Value::Null)),
                     Err(e) => {
                         error(format!("--step-output is not valid JSON ({e})"));
                         return Exit::Usage;
                     }
                 }
             } else {
-                Resolution::Rerun
+                Settle::Rerun
             };
-            match flow.resolve(&id, &target.id, resolution).await {
+            match op.resolve(&id, &target.id, settle).await {
                 Ok(()) => {
                     let next = cmd(app, &["runs", "resume", id.as_str()]);
                     match output {
@@ -703,7 +930,7 @@ async fn runs_command(
                     }
                     Exit::Success
                 }
-                Err(e) => fail(&e),
+                Err(e) => fail_api(&e),
             }
         }
         // Handled before any id is read or the store opened, by `prune::command`
@@ -836,23 +1063,18 @@ fn next_steps(app: &AppInfo, run: &RunRecord, steps: &[StepRecord]) -> Vec<Strin
     }
 }
 
-async fn show(app: &AppInfo, flow: &Flow, id: &RunId, output: OutputFormat) -> Exit {
-    let run = match flow.run_record(id).await {
-        Ok(Some(run)) => run,
-        Ok(None) => return fail(&Error::UnknownRun(id.clone())),
-        Err(e) => return fail(&e),
-    };
-    let mut steps = match flow.steps(id).await {
-        Ok(steps) => steps,
-        Err(e) => return fail(&e),
+async fn show(app: &AppInfo, op: &Operator, id: &RunId, output: OutputFormat) -> Exit {
+    let (run, mut steps, cancel_requested) = match op.show(id).await {
+        Ok(view) => (view.run, view.steps, view.cancel_requested),
+        Err(e) => return fail_api(&e),
     };
     timeline_order(&mut steps);
     let next = next_steps(app, &run, &steps);
     let units = units_summary(&steps);
     match output {
-        OutputFormat::Json => {
-            print_json(&json!({ "run": run, "steps": steps, "units": units, "next": next }))
-        }
+        OutputFormat::Json => print_json(
+            &json!({ "run": run, "steps": steps, "units": units, "cancel_requested": cancel_requested, "next": next }),
+        ),
         OutputFormat::Table => {
             say(format!("run:        {}", run.id));
             say(format!("workflow:   {}", run.workflow));
@@ -866,6 +1088,9 @@ async fn show(app: &AppInfo, flow: &Flow, id: &RunId, output: OutputFormat) -> E
             }
             if let Some(a) = &run.attention {
                 say(format!("attention:  {}", a.reason));
+            }
+            if cancel_requested {
+                say("cancel:     requested; the run stops at its next step boundary");
             }
             let mut t = table(&[
                 "STEP", "KEY", "#", "STATUS", "ATTEMPTS", "DURATION", "ERROR", "OUTPUT",
@@ -983,7 +1208,8 @@ fn units_summary(steps: &[StepRecord]) -> Option<Value> {
 
 async fn retry_failed(
     app: &AppInfo,
-    flow: &Flow,
+    settings: &FlowSettings,
+    op: &Operator,
     workflow: Option<String>,
     output: OutputFormat,
 ) -> Exit {
@@ -992,21 +1218,24 @@ async fn retry_failed(
         workflow,
         limit: None,
     };
-    let failed = match flow.runs(&filter).await {
+    let failed = match op.list(&filter).await {
         Ok(runs) => runs,
-        Err(e) => return fail(&e),
+        Err(e) => return fail_api(&e),
     };
     let mut results = Vec::new();
     let mut exit = Exit::Success;
     for run in failed {
-        let result = match flow.resume(&run.id).await {
-            Ok(handle) => match super::signals::outcome(flow, handle).await {
-                super::signals::Waited::Ended(outcome) => outcome.map_err(|e| e.to_string()),
-                super::signals::Waited::Stopped { signal, in_grace } => {
+        let result = match op.resume(&run.id, None).await {
+            Ok(started) => match wait(settings, op, started).await {
+                Waited::Ended(outcome, _) => outcome.map_err(|e| e.to_string()),
+                Waited::Stopped { signal, in_grace } => {
                     return super::signals::report_stopped(app, &run.id, signal, in_grace)
                 }
+                Waited::Left(signal) => return signal.exit(),
+                Waited::Failed(e) => Err(e.message),
+                Waited::Exit(exit) => return exit,
             },
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.message),
         };
         if result.is_err() {
             exit = Exit::WorkflowFailed;

@@ -3,6 +3,7 @@
 use super::args::OutputFormat;
 use super::commands::{fail, print_json};
 use super::Exit;
+use crate::console::api::Operator;
 use crate::console::settings::FlowSettings;
 use crate::engine::Flow;
 use crate::store::RunId;
@@ -57,11 +58,13 @@ pub(super) async fn worker(
 
 /// Prints what `enqueue` did: the run's id, queue and status (an id that existed keeps its
 /// status).
-pub(super) async fn enqueued(flow: &Flow, id: &RunId, output: OutputFormat) -> Exit {
-    let run = match flow.run_record(id).await {
-        Ok(Some(run)) => run,
-        Ok(None) => return fail(&crate::Error::UnknownRun(id.clone())),
-        Err(e) => return fail(&e),
+pub(super) async fn enqueued(operator: &Operator, id: &RunId, output: OutputFormat) -> Exit {
+    let run = match operator.show(id).await {
+        Ok(view) => view.run,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            return Exit::Store;
+        }
     };
     let queue = run.queue.as_ref().map(|q| q.name.clone());
     match output {
