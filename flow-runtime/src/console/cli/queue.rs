@@ -21,10 +21,7 @@ pub(super) async fn worker(
         .worker()
         .concurrency(concurrency as usize)
         .grace(settings.shutdown_grace())
-        .retention(
-            settings.retention.clone(),
-            std::time::Duration::from_secs(60),
-        );
+        .retention(settings.retention, std::time::Duration::from_secs(60));
     if !queues.is_empty() {
         worker = worker.queues(queues);
     }

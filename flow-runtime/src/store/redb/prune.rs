@@ -210,6 +210,8 @@ mod tests {
             attention: None,
             owner: None,
             lease_expires_at_ms: None,
+            queue: None,
+            wake_at_ms: None,
         }
     }
 
