@@ -466,3 +466,139 @@ fn sigterm_lets_steps_in_flight_finish_and_the_next_worker_resumes() {
     );
     assert!(env.runs().iter().all(|r| r.status == RunStatus::Succeeded));
 }
+
+fn json_of(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// While a worker owns the store, operators reach it through its socket: `enqueue` (a delayed
+/// run says why it waits), `runs list`, `runs show`, `runs cancel`; once the worker is killed,
+/// the same commands open the store directly, and the next worker resumes the run it left.
+#[test]
+fn operators_reach_a_running_worker_through_its_socket() {
+    let env = env("");
+    let mut worker = env.worker(4);
+    std::thread::sleep(Duration::from_millis(300));
+    env.enqueue("slow", r#"{"n": 1, "steps": 8, "ms": 300}"#, &["--id", "a"]);
+    env.enqueue("slow", r#"{"n": 2, "steps": 8, "ms": 300}"#, &["--id", "b"]);
+    env.enqueue(
+        "job",
+        r#"{"n": 3, "ms": 1}"#,
+        &["--id", "later", "--delay", "1h"],
+    );
+    env.wait_for_lines("both slow runs to start", 2, |l| {
+        !l.end && l.name.ends_with("-0")
+    });
+    let socket = env.store.with_extension("redb.sock");
+    assert!(socket.exists(), "the worker serves {}", socket.display());
+
+    let listed = json_of(
+        &env.command(&["runs", "list", "--output", "json"])
+            .output()
+            .unwrap(),
+    );
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "{listed}");
+    let later = json_of(
+        &env.command(&["runs", "show", "later", "--output", "json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(later["run"]["status"], "queued");
+    assert_eq!(later["queue"]["position"], 1);
+    assert!(
+        later["queue"]["waiting"]
+            .as_str()
+            .unwrap()
+            .starts_with("not yet due"),
+        "{later}"
+    );
+
+    let cancel = env.command(&["runs", "cancel", "b"]).output().unwrap();
+    assert!(
+        cancel.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cancel.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let b = json_of(
+            &env.command(&["runs", "show", "b", "--output", "json"])
+                .output()
+                .unwrap(),
+        );
+        if b["run"]["status"] == "cancelled" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "b was not cancelled: {b}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Enqueueing an existing id returns that run
+    let again = json_of(
+        &env.command(&[
+            "enqueue",
+            "slow",
+            "--input",
+            r#"{"n": 1, "steps": 8, "ms": 300}"#,
+            "--id",
+            "a",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap(),
+    );
+    assert_eq!(again["status"], "running");
+
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    assert!(socket.exists(), "a killed worker leaves its socket file");
+    let a = json_of(
+        &env.command(&["runs", "show", "a", "--output", "json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        a["run"]["status"], "running",
+        "the killed worker's run waits to be resumed"
+    );
+
+    let mut next = env.worker(4);
+    env.wait_for_lines("run a to finish", 8, |l| l.end && l.run == "a");
+    std::thread::sleep(Duration::from_millis(500));
+    sigterm(&next);
+    assert_eq!(wait_exit(&mut next).code(), Some(0));
+    let runs: HashMap<String, RunStatus> = env
+        .runs()
+        .into_iter()
+        .map(|r| (r.id.to_string(), r.status))
+        .collect();
+    assert_eq!(runs["a"], RunStatus::Succeeded);
+    assert_eq!(runs["b"], RunStatus::Cancelled);
+    assert_eq!(runs["later"], RunStatus::Queued);
+    let lines = env.lines();
+    for i in 0..8 {
+        let name = format!("slow-1-{i}");
+        let n = lines.iter().filter(|l| l.end && l.name == name).count();
+        assert!(n >= 1, "{name} ended");
+    }
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.run == "b" && l.name.ends_with("-7"))
+            .count()
+            == 0,
+        "cancelled b did not run to its end"
+    );
+}

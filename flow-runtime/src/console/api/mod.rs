@@ -80,6 +80,75 @@ pub(crate) struct RunView {
     pub steps: Vec<StepRecord>,
     /// An operator asked to cancel it and the run has not stopped yet.
     pub cancel_requested: bool,
+    /// Where a queued run stands in its queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueView>,
+}
+
+/// Where a queued run stands, and why it waits.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct QueueView {
+    pub name: String,
+    pub priority: i32,
+    /// 1 for the next run a worker takes.
+    pub position: u64,
+    /// Runs of the queue started and not finished.
+    pub in_flight: u64,
+    /// Why it has not started, in words.
+    pub waiting: String,
+}
+
+/// Explains why a queued run waits, from its queue's limits and where it stands.
+fn waiting_reason(
+    run: &RunRecord,
+    queue: &crate::Queue,
+    standing: &crate::store::QueueStanding,
+    now_ms: u64,
+) -> String {
+    let place = run.queue.as_ref();
+    if let Some(at) = run.wake_at_ms.filter(|at| *at > now_ms) {
+        return format!(
+            "not yet due: it starts no sooner than {}",
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(at)
+            )
+        );
+    }
+    if let Some(limit) = queue
+        .concurrency
+        .filter(|l| standing.in_flight >= u64::from(*l))
+    {
+        return format!(
+            "concurrency: the queue has {} runs in flight, its limit is {limit}",
+            standing.in_flight
+        );
+    }
+    if let (Some(limit), Some(key)) = (
+        queue.per_key,
+        place.and_then(|p| p.concurrency_key.as_deref()),
+    ) {
+        if standing.in_flight_with_key >= u64::from(limit) {
+            return format!(
+                "concurrency key `{key}`: {} runs with it in flight, the limit is {limit}",
+                standing.in_flight_with_key
+            );
+        }
+    }
+    if let Some((n, period)) = queue
+        .rate
+        .filter(|(n, _)| standing.recent_starts >= u64::from(*n))
+    {
+        return format!(
+            "rate limit: {} starts in the last {}, the limit is {n}",
+            standing.recent_starts,
+            humantime::format_duration(period)
+        );
+    }
+    if standing.ahead > 0 {
+        return format!("{} runs are ahead of it", standing.ahead);
+    }
+    "next in line: it starts when a worker serving the queue has a free slot (is `worker` running?)"
+        .to_owned()
 }
 
 /// How to start a run by name.
@@ -242,10 +311,40 @@ impl Operator {
                         .await
                         .map_err(Error::from)?
                         .contains(id);
+                let queue = match (&run.queue, run.status) {
+                    (Some(place), crate::store::RunStatus::Queued) => {
+                        let declared = flow
+                            .queues()
+                            .into_iter()
+                            .find(|(name, _)| *name == place.name)
+                            .map(|(_, q)| q)
+                            .unwrap_or_default();
+                        let standing = flow
+                            .store()
+                            .queue_standing(id, declared.rate.map(|(_, period)| period))
+                            .await
+                            .map_err(Error::from)?
+                            .unwrap_or_default();
+                        Some(QueueView {
+                            name: place.name.clone(),
+                            priority: place.priority,
+                            position: standing.ahead + 1,
+                            in_flight: standing.in_flight,
+                            waiting: waiting_reason(
+                                &run,
+                                &declared,
+                                &standing,
+                                crate::store::now_ms(),
+                            ),
+                        })
+                    }
+                    _ => None,
+                };
                 Ok(RunView {
                     run,
                     steps,
                     cancel_requested,
+                    queue,
                 })
             }
             Operator::Remote(remote) => remote.call(&Request::Show { id: id.clone() }).await,

@@ -1064,8 +1064,8 @@ fn next_steps(app: &AppInfo, run: &RunRecord, steps: &[StepRecord]) -> Vec<Strin
 }
 
 async fn show(app: &AppInfo, op: &Operator, id: &RunId, output: OutputFormat) -> Exit {
-    let (run, mut steps, cancel_requested) = match op.show(id).await {
-        Ok(view) => (view.run, view.steps, view.cancel_requested),
+    let (run, mut steps, cancel_requested, queue) = match op.show(id).await {
+        Ok(view) => (view.run, view.steps, view.cancel_requested, view.queue),
         Err(e) => return fail_api(&e),
     };
     timeline_order(&mut steps);
@@ -1073,7 +1073,7 @@ async fn show(app: &AppInfo, op: &Operator, id: &RunId, output: OutputFormat) ->
     let units = units_summary(&steps);
     match output {
         OutputFormat::Json => print_json(
-            &json!({ "run": run, "steps": steps, "units": units, "cancel_requested": cancel_requested, "next": next }),
+            &json!({ "run": run, "steps": steps, "units": units, "cancel_requested": cancel_requested, "queue": queue, "next": next }),
         ),
         OutputFormat::Table => {
             say(format!("run:        {}", run.id));
@@ -1091,6 +1091,13 @@ async fn show(app: &AppInfo, op: &Operator, id: &RunId, output: OutputFormat) ->
             }
             if cancel_requested {
                 say("cancel:     requested; the run stops at its next step boundary");
+            }
+            if let Some(q) = &queue {
+                say(format!(
+                    "queue:      {} (priority {}), position {}, {} in flight",
+                    q.name, q.priority, q.position, q.in_flight
+                ));
+                say(format!("waiting:    {}", q.waiting));
             }
             let mut t = table(&[
                 "STEP", "KEY", "#", "STATUS", "ATTEMPTS", "DURATION", "ERROR", "OUTPUT",
