@@ -176,6 +176,40 @@ fn main() {
         .unwrap();
     let mut rows: Vec<(String, String)> = Vec::new();
     rt.block_on(async {
+        // 4. 100,000 sleeping runs, first, in a fresh process: its memory is the worker's
+        let (flow, store) = open(dir.path(), "sleeping.redb");
+        let tomorrow = now_ms() + 86_400_000;
+        put_all(
+            &store,
+            (0..100_000).map(|i| record(i, RunStatus::Sleeping, None, Some(tomorrow))),
+        )
+        .await;
+        let before = rss_mib();
+        let (stop, task) = start_worker(&flow);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let _ = stop.send(());
+        task.await.unwrap();
+        let after = rss_mib();
+        rows.push((
+            "process RSS with 100,000 sleeping runs: before / after a worker ran 3 s among them"
+                .into(),
+            format!("{before:.0} MiB / {after:.0} MiB"),
+        ));
+        let rate = throughput(&flow, 1_000, 1_000_000).await;
+        rows.push((
+            "enqueue → complete, 1,000 runs among the 100,000 sleeping ones".into(),
+            format!("{rate:.0} runs/s"),
+        ));
+        drop(flow);
+        drop(store);
+        let (flow, _store) = open(dir.path(), "baseline.redb");
+        let rate = throughput(&flow, 1_000, 2_000_000).await;
+        rows.push((
+            "enqueue → complete, 1,000 runs in an empty store".into(),
+            format!("{rate:.0} runs/s"),
+        ));
+        drop(flow);
+
         // 1. throughput
         let (flow, _store) = open(dir.path(), "throughput.redb");
         let rate = throughput(&flow, 5_000, 0).await;
@@ -249,31 +283,6 @@ fn main() {
         ));
         drop(flow);
         drop(store);
-
-        // 4. 100,000 sleeping runs
-        let (flow, store) = open(dir.path(), "sleeping.redb");
-        let tomorrow = now_ms() + 86_400_000;
-        put_all(
-            &store,
-            (0..100_000).map(|i| record(i, RunStatus::Sleeping, None, Some(tomorrow))),
-        )
-        .await;
-        let before = rss_mib();
-        let (stop, task) = start_worker(&flow);
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let _ = stop.send(());
-        task.await.unwrap();
-        let after = rss_mib();
-        rows.push((
-            "process RSS with 100,000 sleeping runs: before / after a worker ran 3 s among them"
-                .into(),
-            format!("{before:.0} MiB / {after:.0} MiB"),
-        ));
-        let rate = throughput(&flow, 1_000, 1_000_000).await;
-        rows.push((
-            "enqueue → complete, 1,000 runs among the 100,000 sleeping ones".into(),
-            format!("{rate:.0} runs/s"),
-        ));
     });
     println!("| worker | measured |");
     println!("|---|---|");

@@ -272,12 +272,9 @@ impl Loop<'_> {
     }
 
     async fn resume_orphans(&mut self) {
-        while self.free() > 0 {
-            let Some(run) = self.orphans.pop_front() else {
-                return;
-            };
-            self.resume(run).await;
-        }
+        let n = self.free().min(self.orphans.len());
+        let runs: Vec<RunRecord> = self.orphans.drain(..n).collect();
+        self.resume_all(runs).await;
     }
 
     /// Releases delayed queued runs that are due into their queue, and resumes due sleeps.
@@ -290,32 +287,40 @@ impl Loop<'_> {
                 return;
             }
         };
-        for run in due {
-            match run.status {
-                RunStatus::Queued => {
-                    let request = ClaimRequest {
-                        owner: None,
-                        lease: WORKER_LEASE,
-                        take: Box::new(|run: &mut RunRecord| {
-                            let due = run.status == RunStatus::Queued && run.wake_at_ms.is_some();
-                            run.wake_at_ms = None;
-                            due
-                        }),
-                    };
-                    match store.claim(&run.id, request).await {
-                        Ok(ClaimOutcome::Claimed { .. }) => {
-                            tracing::debug!(run_id = %run.id, "delayed run is due; queued");
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::warn!(run_id = %run.id, error = %e, "could not release a delayed run")
-                        }
-                    }
+        let (delayed, mut sleeping): (Vec<RunRecord>, Vec<RunRecord>) = due
+            .into_iter()
+            .partition(|run| run.status == RunStatus::Queued);
+        // A due delayed run moves into its queue: a claim without owner that clears its
+        // wake-up time, so a cancel or a take in between is never overwritten
+        let released = futures::future::join_all(delayed.iter().map(|run| {
+            store.claim(
+                &run.id,
+                ClaimRequest {
+                    owner: None,
+                    lease: WORKER_LEASE,
+                    take: Box::new(|run: &mut RunRecord| {
+                        let due = run.status == RunStatus::Queued && run.wake_at_ms.is_some();
+                        run.wake_at_ms = None;
+                        due
+                    }),
+                },
+            )
+        }))
+        .await;
+        for (run, result) in delayed.iter().zip(released) {
+            match result {
+                Ok(ClaimOutcome::Claimed { .. }) => {
+                    tracing::debug!(run_id = %run.id, "delayed run is due; queued");
                 }
-                _ if self.free() > 0 => self.resume(run).await,
-                _ => {}
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(run_id = %run.id, error = %e, "could not release a delayed run")
+                }
             }
         }
+        let n = self.free().min(sleeping.len());
+        sleeping.truncate(n);
+        self.resume_all(sleeping).await;
     }
 
     /// Takes queued runs for the free slots and starts them.
@@ -377,30 +382,41 @@ impl Loop<'_> {
         RunOptions::new().suspend_after(self.worker.suspend_after)
     }
 
-    async fn resume(&mut self, run: RunRecord) {
-        if self.executing.contains(&run.id) || self.skipped.contains(&run.id) {
-            return;
-        }
-        if !self.workflows.contains(&run.workflow) {
-            tracing::warn!(run_id = %run.id, workflow = %run.workflow, "this worker does not have the run's workflow; another worker must execute it");
-            self.skipped.insert(run.id);
-            return;
-        }
-        let queue = run.queue.as_ref().map(|q| q.name.clone());
-        match self
-            .worker
-            .flow
-            .resume_with(&run.id, self.exec_options())
-            .await
-        {
-            Ok(handle) => {
-                self.report.resumed += 1;
-                self.track(run.id, queue, handle);
+    /// Resumes `runs` concurrently: each resume is a claim (a commit) and two reads, so one at
+    /// a time would cap recovery at one commit's latency per run.
+    async fn resume_all(&mut self, runs: Vec<RunRecord>) {
+        let mut chosen = Vec::new();
+        for run in runs {
+            if self.executing.contains(&run.id) || self.skipped.contains(&run.id) {
+                continue;
             }
-            // Another worker took it first, or it finished meanwhile: nothing to do
-            Err(Error::RunInProgress { .. } | Error::WrongState { .. }) => {}
-            Err(e) => {
-                tracing::warn!(run_id = %run.id, error = %e, "could not resume a run");
+            if !self.workflows.contains(&run.workflow) {
+                tracing::warn!(run_id = %run.id, workflow = %run.workflow, "this worker does not have the run's workflow; another worker must execute it");
+                self.skipped.insert(run.id);
+                continue;
+            }
+            chosen.push(run);
+        }
+        let flow = &self.worker.flow;
+        let options = self.exec_options();
+        let resumed = futures::future::join_all(
+            chosen
+                .iter()
+                .map(|run| flow.resume_with(&run.id, options.clone())),
+        )
+        .await;
+        for (run, result) in chosen.into_iter().zip(resumed) {
+            match result {
+                Ok(handle) => {
+                    self.report.resumed += 1;
+                    let queue = run.queue.as_ref().map(|q| q.name.clone());
+                    self.track(run.id, queue, handle);
+                }
+                // Another worker took it first, or it finished meanwhile: nothing to do
+                Err(Error::RunInProgress { .. } | Error::WrongState { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(run_id = %run.id, error = %e, "could not resume a run");
+                }
             }
         }
     }
