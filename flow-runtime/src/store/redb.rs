@@ -43,7 +43,7 @@
 //! also wrapped in `catch_unwind` so a damage the check misses is still an error, not a crash.
 
 use super::redb_index::{
-    Indexes, RunKeys, HELD, IN_FLIGHT, QUEUED, RUNS_BY_CREATION, STARTS, TIMERS,
+    Indexes, LazyIndexes, RunKeys, HELD, IN_FLIGHT, QUEUED, RUNS_BY_CREATION, STARTS, TIMERS,
 };
 mod prune;
 
@@ -1200,7 +1200,7 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
     let mut steps = txn.open_table(STEPS)?;
     let mut cancels = txn.open_table(CANCELS)?;
     let mut claims = txn.open_table(CLAIMS)?;
-    let mut index = Indexes::open(txn)?;
+    let mut index = LazyIndexes::new(txn);
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in batch {
         outcomes.push(match request {
@@ -1212,7 +1212,7 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                         Outcome::CreateRun(decode_run(id, &bytes).map(CreateRun::Exists))
                     }
                     None => {
-                        put_run(&mut runs, &mut index, id, json, keys)?;
+                        put_run(&mut runs, index.get()?, id, json, keys)?;
                         let token = claims.get(id.as_str())?.map_or(0, |t| t.value()) + 1;
                         claims.insert(id.as_str(), token)?;
                         Outcome::CreateRun(Ok(CreateRun::Created(Claim {
@@ -1244,7 +1244,13 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                             run.updated_at_ms = *now_ms;
                             match encode(format_args!("run {id}"), &run) {
                                 Ok(json) => {
-                                    put_run(&mut runs, &mut index, id, &json, &RunKeys::of(&run))?;
+                                    put_run(
+                                        &mut runs,
+                                        index.get()?,
+                                        id,
+                                        &json,
+                                        &RunKeys::of(&run),
+                                    )?;
                                     let token =
                                         claims.get(id.as_str())?.map_or(0, |t| t.value()) + 1;
                                     claims.insert(id.as_str(), token)?;
@@ -1265,9 +1271,12 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                 };
                 Outcome::Claim(outcome)
             }
-            Request::TakeQueued { request, .. } => {
-                Outcome::TakeQueued(take_queued_in(&mut runs, &mut claims, &mut index, request)?)
-            }
+            Request::TakeQueued { request, .. } => Outcome::TakeQueued(take_queued_in(
+                &mut runs,
+                &mut claims,
+                index.get()?,
+                request,
+            )?),
             Request::Commit { ops, .. } => 'commit: {
                 // A commit of an execution that lost its claim writes nothing at all
                 let mut stale = None;
@@ -1288,7 +1297,7 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                     match op {
                         Op::CheckClaim { .. } => {}
                         Op::PutRun { id, keys, json } => {
-                            put_run(&mut runs, &mut index, id, json, keys)?;
+                            put_run(&mut runs, index.get()?, id, json, keys)?;
                         }
                         Op::PutStep { run, key, json } => {
                             steps.insert((run.as_str(), key.as_str()), json.as_slice())?;
@@ -1427,7 +1436,7 @@ fn put_run(
     keys: &RunKeys,
 ) -> Result<(), Fault> {
     let old = match runs.get(id)? {
-        Some(v) => decode_run(id, v.value()).ok().map(|r| RunKeys::of(&r)),
+        Some(v) => RunKeys::of_stored(v.value()),
         None => None,
     };
     index.update(id, old.as_ref(), Some(keys))?;

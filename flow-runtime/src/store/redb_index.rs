@@ -4,7 +4,7 @@
 //! This module knows the tables and the rules; it never decides what a worker does with them.
 
 use super::redb::Fault;
-use super::{RunRecord, RunStatus};
+use super::{QueuePlace, RunRecord, RunStatus};
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
 /// (creation time in ms since the epoch, run id) → nothing: the runs in creation order, so that
@@ -41,25 +41,63 @@ pub(super) struct RunKeys {
 
 impl RunKeys {
     pub(super) fn of(run: &RunRecord) -> RunKeys {
-        let executing = matches!(run.status, RunStatus::Running | RunStatus::Sleeping);
+        RunKeys::from_fields(
+            run.created_at_ms,
+            run.status,
+            run.queue.as_ref(),
+            run.wake_at_ms,
+            run.owner.is_some(),
+        )
+    }
+
+    /// The keys of a stored record, read without building its input and output: the old
+    /// record of every run write is read this way, and an input may be megabytes.
+    pub(super) fn of_stored(bytes: &[u8]) -> Option<RunKeys> {
+        #[derive(serde::Deserialize)]
+        struct Fields {
+            created_at_ms: u64,
+            status: RunStatus,
+            #[serde(default)]
+            queue: Option<QueuePlace>,
+            #[serde(default)]
+            wake_at_ms: Option<u64>,
+            #[serde(default)]
+            owner: Option<serde::de::IgnoredAny>,
+        }
+        let f: Fields = serde_json::from_slice(bytes).ok()?;
+        Some(RunKeys::from_fields(
+            f.created_at_ms,
+            f.status,
+            f.queue.as_ref(),
+            f.wake_at_ms,
+            f.owner.is_some(),
+        ))
+    }
+
+    fn from_fields(
+        created_at_ms: u64,
+        status: RunStatus,
+        queue: Option<&QueuePlace>,
+        wake_at_ms: Option<u64>,
+        owned: bool,
+    ) -> RunKeys {
+        let executing = matches!(status, RunStatus::Running | RunStatus::Sleeping);
         RunKeys {
-            created_at_ms: run.created_at_ms,
-            queued: match (&run.queue, run.status, run.wake_at_ms) {
+            created_at_ms,
+            queued: match (queue, status, wake_at_ms) {
                 (Some(q), RunStatus::Queued, None) => {
-                    Some((q.name.clone(), i64::from(q.priority), run.created_at_ms))
+                    Some((q.name.clone(), i64::from(q.priority), created_at_ms))
                 }
                 _ => None,
             },
-            timer: run
-                .wake_at_ms
-                .filter(|_| run.owner.is_none() && !run.status.is_finished()),
-            in_flight: run.queue.as_ref().filter(|_| executing).map(|q| {
+            timer: wake_at_ms.filter(|_| !owned && !status.is_finished()),
+            in_flight: queue.filter(|_| executing).map(|q| {
                 (
                     q.name.clone(),
                     q.concurrency_key.clone().unwrap_or_default(),
                 )
             }),
-            held: executing && run.owner.is_some(),
+            held: executing && owned,
         }
     }
 }
@@ -72,6 +110,29 @@ pub(super) struct Indexes<'t> {
     pub(super) in_flight: Table<'t, (&'static str, &'static str, &'static str), ()>,
     pub(super) held: Table<'t, &'static str, ()>,
     pub(super) starts: Table<'t, (&'static str, u64, &'static str), ()>,
+}
+
+/// The index tables, opened on first use: a transaction of step checkpoints alone (the common
+/// case) never opens them, which keeps a lone step's commit as cheap as before the indexes.
+pub(super) struct LazyIndexes<'t> {
+    txn: &'t WriteTransaction,
+    open: Option<Indexes<'t>>,
+}
+
+impl<'t> LazyIndexes<'t> {
+    pub(super) fn new(txn: &'t WriteTransaction) -> LazyIndexes<'t> {
+        LazyIndexes { txn, open: None }
+    }
+
+    pub(super) fn get(&mut self) -> Result<&mut Indexes<'t>, Fault> {
+        if self.open.is_none() {
+            self.open = Some(Indexes::open(self.txn)?);
+        }
+        match self.open.as_mut() {
+            Some(index) => Ok(index),
+            None => unreachable!("opened just above"),
+        }
+    }
 }
 
 impl<'t> Indexes<'t> {
@@ -178,5 +239,75 @@ impl<'t> Indexes<'t> {
             n += 1;
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Owner, RunId};
+
+    fn run(status: RunStatus, owner: bool, queue: bool, wake: Option<u64>) -> RunRecord {
+        RunRecord {
+            id: RunId::from("r"),
+            workflow: "w".into(),
+            status,
+            input: serde_json::json!({ "big": "x".repeat(1000) }),
+            output: None,
+            error: None,
+            trace_id: "t".into(),
+            created_at_ms: 7,
+            updated_at_ms: 8,
+            executions: 1,
+            attention: None,
+            owner: owner.then(|| Owner {
+                pid: 1,
+                start_ticks: 2,
+                boot_id: "b".into(),
+            }),
+            lease_expires_at_ms: None,
+            queue: queue.then(|| QueuePlace {
+                name: "q".into(),
+                priority: -3,
+                not_before_ms: None,
+                concurrency_key: Some("k".into()),
+            }),
+            wake_at_ms: wake,
+        }
+    }
+
+    #[test]
+    fn keys_read_from_the_stored_bytes_equal_the_keys_of_the_record() {
+        for status in RunStatus::ALL {
+            for owner in [false, true] {
+                for queue in [false, true] {
+                    for wake in [None, Some(99)] {
+                        let run = run(status, owner, queue, wake);
+                        let bytes = serde_json::to_vec(&run).unwrap();
+                        assert_eq!(RunKeys::of_stored(&bytes), Some(RunKeys::of(&run)));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn each_index_holds_the_runs_its_rule_names() {
+        let queued = RunKeys::of(&run(RunStatus::Queued, false, true, None));
+        assert_eq!(queued.queued, Some(("q".into(), -3, 7)));
+        assert_eq!(queued.timer, None);
+        let delayed = RunKeys::of(&run(RunStatus::Queued, false, true, Some(99)));
+        assert_eq!((delayed.queued.clone(), delayed.timer), (None, Some(99)));
+        let released = RunKeys::of(&run(RunStatus::Sleeping, false, true, Some(99)));
+        assert_eq!(released.timer, Some(99));
+        assert_eq!(released.in_flight, Some(("q".into(), "k".into())));
+        assert!(!released.held);
+        let running = RunKeys::of(&run(RunStatus::Running, true, false, None));
+        assert!(running.held);
+        assert_eq!((running.in_flight.clone(), running.timer), (None, None));
+        let done = RunKeys::of(&run(RunStatus::Succeeded, false, true, Some(99)));
+        assert_eq!(done.queued, None);
+        assert_eq!(done.timer, None);
+        assert_eq!(done.in_flight, None);
     }
 }
