@@ -283,7 +283,7 @@ mod tests {
                 for queue in [false, true] {
                     for wake in [None, Some(99)] {
                         let run = run(status, owner, queue, wake);
-                        let bytes = serde_json::to_vec(&run).unwrap();
+                        let bytes = serde_json::to_vec(&run).expect("a record encodes");
                         assert_eq!(RunKeys::of_stored(&bytes), Some(RunKeys::of(&run)));
                     }
                 }
