@@ -122,6 +122,23 @@ async fn open_operator(settings: &FlowSettings, access: Access) -> Result<Opened
         .map_err(|e| fail_api(&e))
 }
 
+/// How long a command keeps trying when the store's owner went away while it answered.
+const OWNER_GONE_RETRY: Duration = Duration::from_secs(10);
+
+/// The owner closed the connection without an answer: it was stopping. The command opens the
+/// store again (itself, or through the next owner) and sends the same request, which names its
+/// run id, so it cannot start a second run.
+fn owner_went_away<T>(operator: &Operator, result: &Result<T, ApiError>) -> bool {
+    matches!(operator, Operator::Remote(_))
+        && matches!(
+            result,
+            Err(ApiError {
+                kind: ErrorKind::Unavailable,
+                ..
+            })
+        )
+}
+
 /// After the command: an owner stops serving, and the runs it executed for other commands are
 /// stopped gracefully, so that those commands take them over.
 async fn release(server: Option<crate::console::api::ServeHandle>) {
@@ -179,7 +196,7 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
                     return Exit::Usage;
                 }
             };
-            let opened = match open_operator(settings, Access::Execute).await {
+            let mut opened = match open_operator(settings, Access::Execute).await {
                 Ok(opened) => opened,
                 Err(exit) => return exit,
             };
@@ -189,13 +206,32 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
                     None => dry_elsewhere(app, &workflow, input, given, output).await,
                 };
             }
+            // The id is chosen here, so that a start sent again after the owner went away
+            // names the same run
             let options = StartOptions {
-                id,
+                id: Some(id.unwrap_or_else(RunId::generate)),
                 rollout,
                 use_stored_input,
             };
+            let mut started = opened
+                .operator
+                .start(&workflow, input.clone(), options.clone())
+                .await;
+            let deadline = std::time::Instant::now() + OWNER_GONE_RETRY;
+            while owner_went_away(&opened.operator, &started)
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                opened = match open_operator(settings, Access::Execute).await {
+                    Ok(opened) => opened,
+                    Err(exit) => return exit,
+                };
+                started = opened
+                    .operator
+                    .start(&workflow, input.clone(), options.clone())
+                    .await;
+            }
             let Opened { operator, server } = opened;
-            let started = operator.start(&workflow, input, options).await;
             let exit = match &started {
                 Err(
                     e @ ApiError {
@@ -267,11 +303,32 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
                 not_before_ms,
                 concurrency_key,
             };
-            let Opened { operator, server } = match open_operator(settings, Access::Write).await {
+            let mut options = options;
+            options.id = Some(options.id.unwrap_or_else(RunId::generate));
+            let mut opened = match open_operator(settings, Access::Write).await {
                 Ok(opened) => opened,
                 Err(exit) => return exit,
             };
-            let exit = match operator.enqueue(&workflow, input, options).await {
+            let mut enqueued = opened
+                .operator
+                .enqueue(&workflow, input.clone(), options.clone())
+                .await;
+            let deadline = std::time::Instant::now() + OWNER_GONE_RETRY;
+            while owner_went_away(&opened.operator, &enqueued)
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                opened = match open_operator(settings, Access::Write).await {
+                    Ok(opened) => opened,
+                    Err(exit) => return exit,
+                };
+                enqueued = opened
+                    .operator
+                    .enqueue(&workflow, input.clone(), options.clone())
+                    .await;
+            }
+            let Opened { operator, server } = opened;
+            let exit = match enqueued {
                 Err(e) => fail_api(&e),
                 Ok(id) => super::queue::enqueued(&operator, &id, output).await,
             };
