@@ -48,7 +48,7 @@ pub use engine::{
 pub use flow_macros::{main, step, workflow, Classify};
 #[doc(hidden)]
 pub use garde;
-pub use store::{RunId, RunStatus, Sharing};
+pub use store::{Durability, RunId, RunStatus, Sharing};
 pub use uuid::Uuid;
 pub use worker::{Worker, WorkerReport};
 

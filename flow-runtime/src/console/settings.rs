@@ -187,6 +187,29 @@ fn queue_names(queues: &BTreeMap<String, QueueSetting>, _: &()) -> garde::Result
     Ok(())
 }
 
+fn parse_durability(value: &str) -> Result<crate::store::Durability, String> {
+    let text = value.trim();
+    if text.eq_ignore_ascii_case("strict") {
+        return Ok(crate::store::Durability::Strict);
+    }
+    match humantime::parse_duration(text) {
+        Ok(window) if window.is_zero() => Ok(crate::store::Durability::Strict),
+        Ok(window) if window <= std::time::Duration::from_secs(10) => {
+            Ok(crate::store::Durability::Window(window))
+        }
+        Ok(_) => Err(format!(
+            "`{value}` is a window over 10s; a crash may lose that much of the steps' checkpoints: choose `strict` or a window such as `5ms`"
+        )),
+        Err(_) => Err(format!(
+            "`{value}` is neither `strict` nor a window such as `5ms` or `20ms`"
+        )),
+    }
+}
+
+fn durability_setting(value: &str, _: &()) -> garde::Result {
+    parse_durability(value).map(|_| ()).map_err(garde::Error::new)
+}
+
 fn duration(value: &str, _: &()) -> garde::Result {
     humantime::parse_duration(value).map(|_| ()).map_err(|e| {
         garde::Error::new(format!(
@@ -269,6 +292,11 @@ pub struct FlowSettings {
     /// it exits anyway, such as `10s`. A second signal stops at once.
     #[garde(custom(duration))]
     pub shutdown_grace: String,
+    /// When the checkpoints of repeat-safe steps reach the disk: `strict` (before each step
+    /// returns) or a window such as `5ms` (within it; an `at_most_once` step, a run's start
+    /// and end are always durable first).
+    #[garde(custom(durability_setting))]
+    pub durability: String,
     /// Overrides of named retry policies, by name (`transient`).
     #[garde(dive)]
     pub retry: BTreeMap<String, RetryOverride>,
@@ -382,6 +410,7 @@ impl Default for FlowSettings {
             log_format: LogFormat::Auto,
             log_level: "info".into(),
             shutdown_grace: "10s".into(),
+            durability: "5ms".into(),
             retry: BTreeMap::new(),
             queues: BTreeMap::new(),
             max_input_size: ByteSize(16 << 20),
@@ -397,6 +426,11 @@ impl FlowSettings {
     pub fn shutdown_grace(&self) -> std::time::Duration {
         humantime::parse_duration(&self.shutdown_grace)
             .unwrap_or(std::time::Duration::from_secs(10))
+    }
+
+    /// [`FlowSettings::durability`] (validated when the settings load).
+    pub fn durability(&self) -> crate::store::Durability {
+        parse_durability(&self.durability).unwrap_or_default()
     }
 
     /// The declared queues.

@@ -233,6 +233,27 @@ impl RunCtx {
         Ok(())
     }
 
+    /// Commits the checkpoint of a repeat-safe step: after every earlier write of the store,
+    /// durable within the store's window ([`crate::store::Durability`]) instead of before the
+    /// step returns. A refusal (a lost claim, a broken store) surfaces here or at the next
+    /// durable write.
+    pub async fn try_persist_deferred(&self, mut writes: Vec<Write>) -> Result<(), Abort> {
+        if let Mode::Live(store) = &self.mode {
+            if let Some(claim) = &self.claim {
+                writes.insert(0, Write::CheckClaim(claim.clone()));
+            }
+            store.commit_deferred(writes).await.map_err(Abort::Store)?;
+        }
+        Ok(())
+    }
+
+    /// [`RunCtx::try_persist_deferred`], aborting the run on a refusal.
+    pub async fn persist_deferred(&self, writes: Vec<Write>) {
+        if let Err(reason) = self.try_persist_deferred(writes).await {
+            self.abort::<()>(reason).await;
+        }
+    }
+
     /// Keeps the run record so that status changes inside the run (sleeping) can be written.
     pub fn set_record(&self, run: RunRecord) {
         *lock(&self.record) = Some(run);

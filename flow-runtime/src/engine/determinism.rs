@@ -66,7 +66,7 @@ async fn checkpointed<T: Serialize + DeserializeOwned>(
     let value = compute();
     let mut done = record(&run, id, StepStatus::Succeeded);
     done.output = serde_json::to_value(&value).ok();
-    run.persist(vec![Write::PutStep(done)]).await;
+    run.persist_deferred(vec![Write::PutStep(done)]).await;
     value
 }
 
@@ -120,7 +120,7 @@ pub async fn sleep(duration: Duration) {
             started.next_attempt_at_ms = Some(wake_at);
             let mut writes = vec![Write::PutStep(started)];
             writes.extend(run.set_status(RunStatus::Sleeping).map(Write::PutRun));
-            run.persist(writes).await;
+            run.persist_deferred(writes).await;
             wake_at
         }
     };
@@ -146,5 +146,5 @@ pub async fn sleep(duration: Duration) {
     done.next_attempt_at_ms = Some(wake_at);
     let mut writes = vec![Write::PutStep(done)];
     writes.extend(run.set_status(RunStatus::Running).map(Write::PutRun));
-    run.persist(writes).await;
+    run.persist_deferred(writes).await;
 }

@@ -122,6 +122,7 @@ pub struct FlowBuilder {
     sharing: Sharing,
     state: AppState,
     queues: HashMap<String, queue::Queue>,
+    durability: Option<crate::store::Durability>,
 }
 
 impl FlowBuilder {
@@ -179,9 +180,19 @@ impl FlowBuilder {
         self
     }
 
+    /// When the checkpoints of repeat-safe steps reach the disk (default: within a 5 ms
+    /// window; see [`crate::store::Durability`]). Applies to a store this builder opens.
+    pub fn durability(mut self, durability: crate::store::Durability) -> Self {
+        self.durability = Some(durability);
+        self
+    }
+
     /// Opens (or creates) the redb store at `path`.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Flow, Error> {
         let store = RedbStore::open_with(path.as_ref(), self.sharing)?;
+        if let Some(durability) = self.durability {
+            store.set_durability(durability);
+        }
         Ok(self.store(Arc::new(store)))
     }
 

@@ -326,7 +326,14 @@ where
                 done.output = Some(output);
                 done.finished_at_ms = Some(now_ms());
                 drop(_enter);
-                if let Err(reason) = run.try_persist(vec![Write::PutStep(done)]).await {
+                // A step that may run again needs its checkpoint durable only within the window;
+                // an at_most_once step's outcome is durable before the workflow sees it
+                let persisted = if at_most_once {
+                    run.try_persist(vec![Write::PutStep(done)]).await
+                } else {
+                    run.try_persist_deferred(vec![Write::PutStep(done)]).await
+                };
+                if let Err(reason) = persisted {
                     drop(in_flight);
                     return run.abort(reason).await;
                 }
@@ -361,7 +368,10 @@ where
                     backoff.error = Some(message);
                     backoff.error_class = class;
                     drop(_enter);
-                    if let Err(reason) = run.try_persist(vec![Write::PutStep(backoff)]).await {
+                    if let Err(reason) = run
+                        .try_persist_deferred(vec![Write::PutStep(backoff)])
+                        .await
+                    {
                         drop(in_flight);
                         return run.abort(reason).await;
                     }
@@ -384,7 +394,12 @@ where
                 failed.error_class = class;
                 failed.finished_at_ms = Some(now_ms());
                 drop(_enter);
-                if let Err(reason) = run.try_persist(vec![Write::PutStep(failed)]).await {
+                let persisted = if at_most_once {
+                    run.try_persist(vec![Write::PutStep(failed)]).await
+                } else {
+                    run.try_persist_deferred(vec![Write::PutStep(failed)]).await
+                };
+                if let Err(reason) = persisted {
                     drop(in_flight);
                     return run.abort(reason).await;
                 }

@@ -447,7 +447,7 @@ async fn execute<O, E: Display>(
         args: None,
         failure: None,
     };
-    run.persist(vec![Write::PutStep(record)]).await;
+    run.persist_deferred(vec![Write::PutStep(record)]).await;
     (key, outcome)
 }
 

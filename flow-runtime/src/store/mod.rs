@@ -508,6 +508,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<ClaimOutcome, StoreError>>;
     /// Applies `writes` in one durable commit.
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Applies `writes` after every write sent before them, and makes them durable with the
+    /// next durable commit, at the latest after the store's durability window
+    /// ([`Durability`]); returns without waiting for the disk. Used for the checkpoints of steps
+    /// that may run again (idempotent or keyed). Whatever a crash loses is always a suffix: a
+    /// write is never durable without every write sent before it. A write that fails here
+    /// fails every later write of the store (each would follow a lost one). Stores without a
+    /// window commit durably.
+    fn commit_deferred(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.commit(writes)
+    }
+    /// Makes every write sent so far durable.
+    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
     /// One run.
     fn run(&self, id: &RunId) -> BoxFuture<'_, Result<Option<RunRecord>, StoreError>>;
     /// Runs matching `filter`, newest first.
@@ -659,11 +673,43 @@ impl Pruned {
     }
 }
 
+/// When the checkpoints of steps that may run again reach the disk.
+///
+/// Every step declares how it behaves when it runs twice, so flow knows which checkpoints a
+/// crash may lose: an `idempotent` or keyed step that runs again is safe by its declaration.
+/// `Window(d)` commits those checkpoints without waiting for the disk and makes them durable
+/// with the next durable commit, at the latest `d` later; an `at_most_once` step's intent, the
+/// start and the end of a run, a claim and an enqueue are durable before they are acted on or
+/// reported, in both modes. A crash loses at most the last `d` of such checkpoints, always the
+/// newest ones (never a later one without an earlier one); those steps run again on resume.
+/// `Strict` makes every checkpoint durable before the step returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Durability {
+    /// Every write is durable before it is acknowledged.
+    Strict,
+    /// Checkpoints of repeat-safe steps are durable within this window.
+    Window(std::time::Duration),
+}
+
+impl Durability {
+    /// The default: a 5 ms window (see `docs/DESIGN.md` for why).
+    pub const DEFAULT: Durability = Durability::Window(std::time::Duration::from_millis(5));
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Durability::DEFAULT
+    }
+}
+
 /// Counters of a store's write side, for tests and benchmarks that show group commit at work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
     /// Durable commits done.
     pub commits: u64,
+    /// Commits done without waiting for the disk (deferred checkpoints; made durable by the
+    /// next durable commit).
+    pub deferred_commits: u64,
     /// Write requests (`create_run` and `commit` calls) applied by those commits.
     pub writes: u64,
 }
@@ -747,6 +793,15 @@ pub enum StoreError {
     /// The store's writer stopped (the process is shutting down).
     #[error("the store is closed")]
     Closed,
+    /// A checkpoint committed without waiting for the disk could not be written, so no later
+    /// write may be either (it would be durable without the earlier one).
+    #[error("an earlier checkpoint could not be written to the store {path} ({cause}); this process writes nothing more to it: fix the cause and restart, the runs resume from their last durable checkpoint")]
+    Broken {
+        /// The store file.
+        path: PathBuf,
+        /// The first failure.
+        cause: String,
+    },
     /// Another execution claimed the run since this one did; this execution's writes are
     /// refused and it stops.
     #[error("run `{run_id}` was claimed by another execution; this one stops without writing (the other continues it)")]

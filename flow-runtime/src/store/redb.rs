@@ -117,6 +117,7 @@ pub struct RedbStore {
     writable: Option<Arc<Database>>,
     path: PathBuf,
     stats: Arc<Counters>,
+    state: Arc<WriterState>,
     /// `None` only while dropping: closing the channel is what stops the writer.
     requests: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
@@ -146,7 +147,34 @@ pub enum Sharing {
 #[derive(Default)]
 struct Counters {
     commits: AtomicU64,
+    deferred_commits: AtomicU64,
     writes: AtomicU64,
+}
+
+/// What the writer shares with the handle: the durability window and the first failure of a
+/// deferred commit.
+#[derive(Default)]
+struct WriterState {
+    /// The window in microseconds; 0 is strict.
+    window_us: AtomicU64,
+    /// Set once a batch with a deferred commit failed: every later write is refused.
+    broken: std::sync::Mutex<Option<String>>,
+}
+
+impl WriterState {
+    fn broken(&self) -> Option<String> {
+        self.broken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn window(&self) -> Option<std::time::Duration> {
+        match self.window_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(std::time::Duration::from_micros(us)),
+        }
+    }
 }
 
 impl RedbStore {
@@ -269,18 +297,45 @@ impl RedbStore {
     pub fn stats(&self) -> StoreStats {
         StoreStats {
             commits: self.stats.commits.load(Ordering::Relaxed),
+            deferred_commits: self.stats.deferred_commits.load(Ordering::Relaxed),
             writes: self.stats.writes.load(Ordering::Relaxed),
         }
+    }
+
+    /// Sets when the checkpoints of repeat-safe steps reach the disk ([`super::Durability`];
+    /// default: a 5 ms window).
+    pub fn set_durability(&self, durability: super::Durability) {
+        let us = match durability {
+            super::Durability::Strict => 0,
+            super::Durability::Window(d) => (d.as_micros() as u64).max(1),
+        };
+        self.state.window_us.store(us, Ordering::Relaxed);
+    }
+
+    fn broken_error(&self) -> Option<StoreError> {
+        self.state.broken().map(|cause| StoreError::Broken {
+            path: self.path.clone(),
+            cause,
+        })
     }
 
     fn start(db: Database, path: PathBuf) -> RedbStore {
         let db = Arc::new(db);
         let stats = Arc::new(Counters::default());
+        let state = Arc::new(WriterState::default());
+        state.window_us.store(
+            match super::Durability::DEFAULT {
+                super::Durability::Window(d) => d.as_micros() as u64,
+                super::Durability::Strict => 0,
+            },
+            Ordering::Relaxed,
+        );
         let (requests, inbox) = mpsc::channel();
         let writer = Writer {
             db: db.clone(),
             path: path.clone(),
             stats: stats.clone(),
+            state: state.clone(),
             inbox,
         };
         let writer = std::thread::Builder::new()
@@ -299,6 +354,7 @@ impl RedbStore {
             db,
             path,
             stats,
+            state,
             requests: writer.as_ref().map(|_| requests),
             writer,
         }
@@ -828,6 +884,10 @@ fn replicate(err: &StoreError) -> StoreError {
             run_id: run_id.clone(),
         },
         S::Backend(detail) => S::Backend(detail.clone()),
+        S::Broken { path, cause } => S::Broken {
+            path: path.clone(),
+            cause: cause.clone(),
+        },
     }
 }
 
@@ -1057,8 +1117,13 @@ enum Request {
         json: Vec<u8>,
         reply: Reply<CreateRun>,
     },
+    /// `reply` is `None` for a deferred commit: nobody waits for it.
     Commit {
         ops: Vec<Op>,
+        reply: Option<Reply<()>>,
+    },
+    /// Makes the batch durable.
+    Flush {
         reply: Reply<()>,
     },
     Claim {
@@ -1080,49 +1145,141 @@ enum Outcome {
     Commit(Result<(), StoreError>),
     Claim(Result<ClaimOutcome, StoreError>),
     TakeQueued(Vec<Taken>),
+    Flush,
 }
 
 struct Writer {
     db: Arc<Database>,
     path: PathBuf,
     stats: Arc<Counters>,
+    state: Arc<WriterState>,
     inbox: mpsc::Receiver<Request>,
+}
+
+/// What the writer waits for next.
+enum Next {
+    Request(Request),
+    /// The durability window of the oldest deferred commit ended.
+    Due,
+    Closed,
 }
 
 impl Writer {
     fn run(self) {
         // Blocks for the first request, then takes whatever queued up meanwhile: while one
-        // commit waits for the disk, the next batch gathers.
-        while let Some(first) = self.next_request() {
-            let mut batch = Vec::with_capacity(16);
-            batch.push(first);
-            batch.extend(self.inbox.try_iter().take(MAX_BATCH - 1));
-            self.commit_batch(batch);
-        }
-    }
-
-    /// The next request. A run's next checkpoint usually follows its last commit within tens of
-    /// microseconds, so the writer polls briefly before it sleeps: waking a sleeping thread costs
-    /// more than the wait.
-    fn next_request(&self) -> Option<Request> {
-        let spin_until = std::time::Instant::now() + WRITER_SPIN;
+        // commit waits for the disk, the next batch gathers. After a deferred commit, it waits
+        // at most until the window ends, then makes everything durable.
+        let mut dirty_since: Option<std::time::Instant> = None;
         loop {
-            match self.inbox.try_recv() {
-                Ok(request) => return Some(request),
-                Err(mpsc::TryRecvError::Disconnected) => return None,
-                Err(mpsc::TryRecvError::Empty) if std::time::Instant::now() < spin_until => {
-                    std::thread::yield_now();
+            let due = dirty_since.zip(self.state.window()).map(|(at, w)| at + w);
+            match self.next_request(due) {
+                Next::Request(first) => {
+                    let mut batch = Vec::with_capacity(16);
+                    batch.push(first);
+                    batch.extend(self.inbox.try_iter().take(MAX_BATCH - 1));
+                    // Deferred only when every request may wait and a window is set
+                    let deferred = self.state.window().is_some()
+                        && batch
+                            .iter()
+                            .all(|r| matches!(r, Request::Commit { reply: None, .. }));
+                    if self.commit_batch(batch, !deferred) {
+                        if deferred {
+                            dirty_since.get_or_insert_with(std::time::Instant::now);
+                        } else {
+                            dirty_since = None;
+                        }
+                    }
                 }
-                Err(mpsc::TryRecvError::Empty) => return self.inbox.recv().ok(),
+                Next::Due => {
+                    self.flush();
+                    dirty_since = None;
+                }
+                Next::Closed => {
+                    if dirty_since.is_some() {
+                        self.flush();
+                    }
+                    return;
+                }
             }
         }
     }
 
-    fn commit_batch(&self, mut batch: Vec<Request>) {
-        let applied = catch_unwind(AssertUnwindSafe(|| apply(&self.db, &mut batch)));
+    /// An empty durable commit: persists every deferred commit before it.
+    fn flush(&self) {
+        let flushed = catch_unwind(AssertUnwindSafe(|| -> Result<(), Fault> {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(Durability::Immediate)?;
+            txn.commit()?;
+            Ok(())
+        }));
+        match flushed {
+            Ok(Ok(())) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(fault)) => self.break_store(fault.at(&self.path).to_string()),
+            Err(panic) => self.break_store(format!(
+                "the database engine panicked: {}",
+                panic_message(&*panic)
+            )),
+        }
+    }
+
+    fn break_store(&self, cause: String) {
+        tracing::error!(path = %self.path.display(), error = %cause, "a deferred checkpoint could not be made durable; the store takes no more writes");
+        let mut broken = self.state.broken.lock().unwrap_or_else(|p| p.into_inner());
+        broken.get_or_insert(cause);
+    }
+
+    /// The next request, or `Due` at `due`. A run's next checkpoint usually follows its last
+    /// commit within tens of microseconds, so the writer polls briefly before it sleeps: waking
+    /// a sleeping thread costs more than the wait.
+    fn next_request(&self, due: Option<std::time::Instant>) -> Next {
+        let spin_until = std::time::Instant::now() + WRITER_SPIN;
+        loop {
+            match self.inbox.try_recv() {
+                Ok(request) => return Next::Request(request),
+                Err(mpsc::TryRecvError::Disconnected) => return Next::Closed,
+                Err(mpsc::TryRecvError::Empty) if std::time::Instant::now() < spin_until => {
+                    std::thread::yield_now();
+                }
+                Err(mpsc::TryRecvError::Empty) => {
+                    let Some(due) = due else {
+                        return match self.inbox.recv() {
+                            Ok(request) => Next::Request(request),
+                            Err(_) => Next::Closed,
+                        };
+                    };
+                    let wait = due.saturating_duration_since(std::time::Instant::now());
+                    return match self.inbox.recv_timeout(wait) {
+                        Ok(request) => Next::Request(request),
+                        Err(mpsc::RecvTimeoutError::Timeout) => Next::Due,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => Next::Closed,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Applies the batch in one commit, durable or not; `false` if it failed.
+    fn commit_batch(&self, mut batch: Vec<Request>, durable: bool) -> bool {
+        if let Some(cause) = self.state.broken() {
+            fail_all(
+                batch,
+                &StoreError::Broken {
+                    path: self.path.clone(),
+                    cause,
+                },
+            );
+            return false;
+        }
+        let applied = catch_unwind(AssertUnwindSafe(|| apply(&self.db, &mut batch, durable)));
         let outcomes = match applied {
             Ok(Ok(outcomes)) => {
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                if durable {
+                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.stats.deferred_commits.fetch_add(1, Ordering::Relaxed);
+                }
                 self.stats
                     .writes
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -1131,7 +1288,8 @@ impl Writer {
             Ok(Err(fault)) => {
                 let err = fault.at(&self.path);
                 tracing::error!(path = %self.path.display(), error = %err, requests = batch.len(), "store commit failed");
-                return fail_all(batch, &err);
+                self.fail_batch(batch, &err);
+                return false;
             }
             Err(panic) => {
                 let err = StoreError::Backend(format!(
@@ -1140,7 +1298,8 @@ impl Writer {
                     panic_message(&*panic)
                 ));
                 tracing::error!(error = %err, "store commit failed");
-                return fail_all(batch, &err);
+                self.fail_batch(batch, &err);
+                return false;
             }
         };
         for (request, outcome) in batch.into_iter().zip(outcomes) {
@@ -1149,8 +1308,20 @@ impl Writer {
                 (Request::CreateRun { reply, .. }, Outcome::CreateRun(result)) => {
                     let _ = reply.send(result);
                 }
-                (Request::Commit { reply, .. }, Outcome::Commit(result)) => {
-                    let _ = reply.send(result);
+                (Request::Commit { reply, .. }, Outcome::Commit(result)) => match reply {
+                    Some(reply) => {
+                        let _ = reply.send(result);
+                    }
+                    // A deferred commit refused alone (a lost claim): that execution's next
+                    // durable write carries the same stale claim and is refused too
+                    None => {
+                        if let Err(e) = result {
+                            tracing::debug!(error = %e, "a deferred commit was refused");
+                        }
+                    }
+                },
+                (Request::Flush { reply }, Outcome::Flush) => {
+                    let _ = reply.send(Ok(()));
                 }
                 (Request::Claim { reply, .. }, Outcome::Claim(result)) => {
                     let _ = reply.send(result);
@@ -1165,6 +1336,21 @@ impl Writer {
             }
         }
     }
+        true
+    }
+
+    /// Fails every request of a batch; a lost deferred commit (or an earlier one not yet
+    /// durable) breaks the store, so that nothing later becomes durable without it.
+    fn fail_batch(&self, batch: Vec<Request>, err: &StoreError) {
+        // The deferred commits before this batch are in the same (aborted) state only if
+        // this batch was their flush; either way nothing written after may be kept alone
+        if batch.iter().any(|r| matches!(r, Request::Commit { reply: None, .. }))
+            || self.state.window().is_some()
+        {
+            self.break_store(err.to_string());
+        }
+        fail_all(batch, err);
+    }
 }
 
 fn fail_all(batch: Vec<Request>, err: &StoreError) {
@@ -1174,6 +1360,11 @@ fn fail_all(batch: Vec<Request>, err: &StoreError) {
                 let _ = reply.send(Err(replicate(err)));
             }
             Request::Commit { reply, .. } => {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(replicate(err)));
+                }
+            }
+            Request::Flush { reply } => {
                 let _ = reply.send(Err(replicate(err)));
             }
             Request::TakeQueued { reply, .. } => {
@@ -1187,9 +1378,13 @@ fn fail_all(batch: Vec<Request>, err: &StoreError) {
 }
 
 /// Applies a whole batch in one write transaction and one durable commit.
-fn apply(db: &Database, batch: &mut [Request]) -> Result<Vec<Outcome>, Fault> {
+fn apply(db: &Database, batch: &mut [Request], durable: bool) -> Result<Vec<Outcome>, Fault> {
     let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
+    txn.set_durability(if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    })?;
     let outcomes = apply_in(&txn, batch)?;
     txn.commit()?;
     Ok(outcomes)
@@ -1271,6 +1466,7 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                 };
                 Outcome::Claim(outcome)
             }
+            Request::Flush { .. } => Outcome::Flush,
             Request::TakeQueued { request, .. } => Outcome::TakeQueued(take_queued_in(
                 &mut runs,
                 &mut claims,
@@ -1628,8 +1824,35 @@ impl Store for RedbStore {
                 .into_iter()
                 .map(Op::encode)
                 .collect::<Result<Vec<_>, _>>()?;
-            self.send(|reply| Request::Commit { ops, reply }).await
+            self.send(|reply| Request::Commit {
+                ops,
+                reply: Some(reply),
+            })
+            .await
         })
+    }
+
+    fn commit_deferred(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if self.state.window().is_none() {
+                return self.commit(writes).await;
+            }
+            if let Some(err) = self.broken_error() {
+                return Err(err);
+            }
+            let ops = writes
+                .into_iter()
+                .map(Op::encode)
+                .collect::<Result<Vec<_>, _>>()?;
+            let requests = self.requests.as_ref().ok_or(StoreError::Closed)?;
+            requests
+                .send(Request::Commit { ops, reply: None })
+                .map_err(|_| StoreError::Closed)
+        })
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.send(|reply| Request::Flush { reply }).await })
     }
 
     fn claim(

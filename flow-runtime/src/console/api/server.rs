@@ -192,6 +192,13 @@ fn reply<T: Serialize>(result: Result<T, ApiError>) -> Reply<Value> {
 async fn execute(flow: &Flow, runs: &Arc<Mutex<JoinSet<()>>>, request: Request) -> Reply<Value> {
     let op = Operator::Local(flow.clone());
     let started = match request {
+        // What an operator is told is durable: the deferred checkpoints are flushed first
+        Request::List { .. } | Request::Show { .. } if flow.store().flush().await.is_err() => {
+            return reply::<()>(Err(ApiError::new(
+                ErrorKind::Store,
+                "the store could not make its latest checkpoints durable; see the owner's log".to_owned(),
+            )));
+        }
         Request::List {
             status,
             workflow,

@@ -110,7 +110,9 @@ fn sharing(settings: &FlowSettings) -> Sharing {
 async fn open_operator(settings: &FlowSettings, access: Access) -> Result<Opened, Exit> {
     let policies = settings.retry_policies();
     let queues = settings.queues();
+    let durability = settings.durability();
     let build = move |store: RedbStore| {
+        store.set_durability(durability);
         Flow::builder()
             .retry_policies(policies.clone())
             .queues(queues.clone())
