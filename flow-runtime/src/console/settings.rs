@@ -207,7 +207,9 @@ fn parse_durability(value: &str) -> Result<crate::store::Durability, String> {
 }
 
 fn durability_setting(value: &str, _: &()) -> garde::Result {
-    parse_durability(value).map(|_| ()).map_err(garde::Error::new)
+    parse_durability(value)
+        .map(|_| ())
+        .map_err(garde::Error::new)
 }
 
 fn duration(value: &str, _: &()) -> garde::Result {

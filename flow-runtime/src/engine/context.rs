@@ -213,14 +213,6 @@ impl RunCtx {
         checkpoints.remove(&id.storage_key())
     }
 
-    /// Commits `writes` durably, or aborts the run when the store fails. A dry run writes
-    /// nothing.
-    pub async fn persist(&self, writes: Vec<Write>) {
-        if let Err(reason) = self.try_persist(writes).await {
-            self.abort::<()>(reason).await;
-        }
-    }
-
     /// Commits `writes` durably with this execution's claim; a dry run writes nothing. A step
     /// attempt in flight uses this, to leave the in-flight count before it aborts the run.
     pub async fn try_persist(&self, mut writes: Vec<Write>) -> Result<(), Abort> {

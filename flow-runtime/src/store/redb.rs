@@ -159,6 +159,8 @@ struct WriterState {
     window_us: AtomicU64,
     /// Set once a batch with a deferred commit failed: every later write is refused.
     broken: std::sync::Mutex<Option<String>>,
+    /// redb's multi-process mode has no non-durable commits: a shared store is strict.
+    shared: bool,
 }
 
 impl WriterState {
@@ -209,7 +211,7 @@ impl RedbStore {
         create_complete(&path, dir).map_err(|fault| fault.at(&path))?;
         let db = open_database(&path, false, sharing)?;
         init_or_check_meta(&db).map_err(|fault| fault.at(&path))?;
-        Ok(RedbStore::start(db, path))
+        Ok(RedbStore::start(db, path, sharing))
     }
 
     /// Opens an existing store for reading only: the file is opened read-only and never
@@ -273,6 +275,7 @@ impl RedbStore {
             writable: None,
             path,
             stats: Arc::new(Counters::default()),
+            state: Arc::new(WriterState::default()),
             requests: None,
             writer: None,
         })
@@ -284,8 +287,9 @@ impl RedbStore {
         let path = path.as_ref().to_path_buf();
         check_existing(&path)?;
         let db = open_database(&path, false, Sharing::Shared)?;
+        let sharing = Sharing::Shared;
         check_meta_read_only(&db).map_err(|fault| fault.at(&path))?;
-        Ok(RedbStore::start(db, path))
+        Ok(RedbStore::start(db, path, sharing))
     }
 
     /// The store file.
@@ -304,8 +308,12 @@ impl RedbStore {
 
     /// Sets when the checkpoints of repeat-safe steps reach the disk ([`super::Durability`];
     /// default: a 5 ms window).
+    ///
+    /// A store opened [`Sharing::Shared`] stays strict: redb commits durably in its
+    /// multi-process mode.
     pub fn set_durability(&self, durability: super::Durability) {
         let us = match durability {
+            _ if self.state.shared => 0,
             super::Durability::Strict => 0,
             super::Durability::Window(d) => (d.as_micros() as u64).max(1),
         };
@@ -319,17 +327,20 @@ impl RedbStore {
         })
     }
 
-    fn start(db: Database, path: PathBuf) -> RedbStore {
+    fn start(db: Database, path: PathBuf, sharing: Sharing) -> RedbStore {
         let db = Arc::new(db);
         let stats = Arc::new(Counters::default());
-        let state = Arc::new(WriterState::default());
-        state.window_us.store(
-            match super::Durability::DEFAULT {
-                super::Durability::Window(d) => d.as_micros() as u64,
-                super::Durability::Strict => 0,
-            },
-            Ordering::Relaxed,
-        );
+        let state = Arc::new(WriterState {
+            shared: sharing == Sharing::Shared,
+            ..WriterState::default()
+        });
+        if let (false, super::Durability::Window(window)) =
+            (state.shared, super::Durability::DEFAULT)
+        {
+            state
+                .window_us
+                .store(window.as_micros() as u64, Ordering::Relaxed);
+        }
         let (requests, inbox) = mpsc::channel();
         let writer = Writer {
             db: db.clone(),
@@ -1123,9 +1134,7 @@ enum Request {
         reply: Option<Reply<()>>,
     },
     /// Makes the batch durable.
-    Flush {
-        reply: Reply<()>,
-    },
+    Flush { reply: Reply<()> },
     Claim {
         id: String,
         request: ClaimRequest,
@@ -1335,17 +1344,17 @@ impl Writer {
                 ),
             }
         }
-    }
         true
     }
 
-    /// Fails every request of a batch; a lost deferred commit (or an earlier one not yet
-    /// durable) breaks the store, so that nothing later becomes durable without it.
+    /// Fails every request of a batch. A deferred commit in it is lost without anyone told,
+    /// so the store takes no more writes: a later one must never be durable without it.
+    /// (Deferred commits of earlier batches stay committed and become durable with the next
+    /// durable commit, so a failed durable batch alone does not break the store.)
     fn fail_batch(&self, batch: Vec<Request>, err: &StoreError) {
-        // The deferred commits before this batch are in the same (aborted) state only if
-        // this batch was their flush; either way nothing written after may be kept alone
-        if batch.iter().any(|r| matches!(r, Request::Commit { reply: None, .. }))
-            || self.state.window().is_some()
+        if batch
+            .iter()
+            .any(|r| matches!(r, Request::Commit { reply: None, .. }))
         {
             self.break_store(err.to_string());
         }
@@ -2121,6 +2130,7 @@ mod tests {
             store.stats(),
             StoreStats {
                 commits: 3,
+                deferred_commits: 0,
                 writes: 3
             }
         );

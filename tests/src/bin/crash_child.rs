@@ -63,13 +63,28 @@ async fn crash_workflow(steps: u32) -> Result<u64, flow::Failure> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let (store, log, steps, sharing) = match args.as_slice() {
-        [_, store, log, steps] => (store, log, steps, flow::Sharing::Shared),
-        [_, store, log, steps, mode] if mode == "exclusive" => {
-            (store, log, steps, flow::Sharing::Exclusive)
-        }
+    let (store, log, steps, sharing, durability) = match args.as_slice() {
+        [_, store, log, steps] => (store, log, steps, flow::Sharing::Shared, None),
+        // The exclusive store with strict durability: every checkpoint durable at once
+        [_, store, log, steps, mode] if mode == "exclusive" => (
+            store,
+            log,
+            steps,
+            flow::Sharing::Exclusive,
+            Some(flow::Durability::Strict),
+        ),
+        // The exclusive store with its checkpoints durable within a window (the default)
+        [_, store, log, steps, mode] if mode == "window" => (
+            store,
+            log,
+            steps,
+            flow::Sharing::Exclusive,
+            Some(flow::Durability::Window(std::time::Duration::from_millis(
+                5,
+            ))),
+        ),
         _ => {
-            eprintln!("usage: crash_child STORE EFFECT_LOG STEPS [exclusive]");
+            eprintln!("usage: crash_child STORE EFFECT_LOG STEPS [exclusive|window]");
             return ExitCode::from(2);
         }
     };
@@ -78,7 +93,11 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let _ = LOG.set(log.into());
-    let flow = match flow::Flow::builder().sharing(sharing).open(store) {
+    let mut builder = flow::Flow::builder().sharing(sharing);
+    if let Some(durability) = durability {
+        builder = builder.durability(durability);
+    }
+    let flow = match builder.open(store) {
         Ok(flow) => flow,
         Err(e) => {
             eprintln!("{e}");

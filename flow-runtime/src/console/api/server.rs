@@ -196,7 +196,8 @@ async fn execute(flow: &Flow, runs: &Arc<Mutex<JoinSet<()>>>, request: Request) 
         Request::List { .. } | Request::Show { .. } if flow.store().flush().await.is_err() => {
             return reply::<()>(Err(ApiError::new(
                 ErrorKind::Store,
-                "the store could not make its latest checkpoints durable; see the owner's log".to_owned(),
+                "the store could not make its latest checkpoints durable; see the owner's log"
+                    .to_owned(),
             )));
         }
         Request::List {
