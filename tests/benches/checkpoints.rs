@@ -59,6 +59,14 @@ async fn noop_units(n: u32) -> Result<u64, flow::Failure> {
 }
 
 #[flow::workflow]
+async fn many_noops(run: u32, steps: u32) -> Result<(), flow::Failure> {
+    for i in 0..steps {
+        noop(run, i).await?;
+    }
+    Ok(())
+}
+
+#[flow::workflow]
 async fn twenty_noops(run: u32) -> Result<(), flow::Failure> {
     for i in 0..STEPS {
         noop(run, i).await?;
@@ -119,9 +127,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let mut step_at_1 = Vec::new();
     let levels = [(1u32, 150u32), (16, 60), (256, 30), (1024, 10)];
-    for (sharing, label) in [
-        (flow::Sharing::Shared, "shared"),
-        (flow::Sharing::Exclusive, "exclusive"),
+    let window = flow::Durability::Window(Duration::from_millis(5));
+    for (sharing, durability, label) in [
+        (flow::Sharing::Shared, flow::Durability::Strict, "shared"),
+        (
+            flow::Sharing::Exclusive,
+            flow::Durability::Strict,
+            "exclusive",
+        ),
+        (flow::Sharing::Exclusive, window, "exclusive, 5 ms window"),
     ] {
         for (concurrency, waves) in levels {
             reset_peak_rss();
@@ -129,10 +143,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut rates = Vec::new();
             let mut commits = 0;
             for repeat in 0..REPEATS {
-                let path = dir
-                    .path()
-                    .join(format!("flow-{label}-{concurrency}-{repeat}.redb"));
-                let level = runtime.block_on(flow_level(&path, sharing, concurrency, waves))?;
+                let path = dir.path().join(format!(
+                    "flow-{}-{concurrency}-{repeat}.redb",
+                    label.replace([' ', ','], "")
+                ));
+                let level =
+                    runtime.block_on(flow_level(&path, sharing, durability, concurrency, waves))?;
                 rates.push(steps as f64 / level.took.as_secs_f64());
                 commits += level.commits;
             }
@@ -155,14 +171,51 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    // Units: one run fanning out 100,000 no-op units, 64 at a time, in each store mode.
-    for (sharing, label) in [
-        (flow::Sharing::Shared, "shared"),
-        (flow::Sharing::Exclusive, "exclusive"),
+    // One run of 1,000 sequential steps: the nightly job, one step after another
+    let mut sequential = Vec::new();
+    for (durability, label) in [
+        (flow::Durability::Strict, "exclusive"),
+        (window, "exclusive, 5 ms window"),
     ] {
         reset_peak_rss();
-        let path = dir.path().join(format!("units-{label}.redb"));
-        let (took, commits) = runtime.block_on(units_level(&path, sharing, 100_000))?;
+        let mut rates = Vec::new();
+        let mut commits = 0;
+        for repeat in 0..REPEATS {
+            let path = dir.path().join(format!(
+                "sequential-{}-{repeat}.redb",
+                label.replace([' ', ','], "")
+            ));
+            let (took, level_commits) =
+                runtime.block_on(sequential_run(&path, durability, 1_000))?;
+            rates.push(1_000.0 / took.as_secs_f64());
+            commits += level_commits;
+        }
+        let (rate, low, high) = median_and_range(&mut rates);
+        sequential.push((label, rate));
+        rows.push(Row {
+            scenario: format!("flow ({label} store), one run of 1,000 sequential steps"),
+            rate,
+            detail: format!("median of {REPEATS}, range {low:.0}–{high:.0}/s"),
+            commits_per_step: Some(commits as f64 / (1_000 * REPEATS) as f64),
+            peak_rss_kib: peak_rss_kib(),
+        });
+    }
+
+    // Units: one run fanning out 100,000 no-op units, 64 at a time, in each store mode.
+    for (sharing, durability, label) in [
+        (flow::Sharing::Shared, flow::Durability::Strict, "shared"),
+        (
+            flow::Sharing::Exclusive,
+            flow::Durability::Strict,
+            "exclusive",
+        ),
+        (flow::Sharing::Exclusive, window, "exclusive, 5 ms window"),
+    ] {
+        reset_peak_rss();
+        let path = dir
+            .path()
+            .join(format!("units-{}.redb", label.replace([' ', ','], "")));
+        let (took, commits) = runtime.block_on(units_level(&path, sharing, durability, 100_000))?;
         rows.push(Row {
             scenario: format!("flow ({label} store), 100,000 units of one run, concurrency 64"),
             rate: 100_000.0 / took.as_secs_f64(),
@@ -255,6 +308,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "- {}: {ratio:.1}× the raw commit rate (target ≥ 20×: {})",
             row.scenario,
+            verdict(ratio >= 20.0)
+        );
+    }
+    for (label, rate) in &sequential {
+        let ratio = rate / raw_rate;
+        println!(
+            "- {label} store, one run of 1,000 sequential steps: {ratio:.1}× the raw commit rate (target with the window ≥ 20×: {})",
             verdict(ratio >= 20.0)
         );
     }
@@ -483,10 +543,12 @@ struct Level {
 async fn flow_level(
     path: &Path,
     sharing: flow::Sharing,
+    durability: flow::Durability,
     concurrency: u32,
     waves: u32,
 ) -> Result<Level, Box<dyn std::error::Error>> {
     let store = Arc::new(RedbStore::open_with(path, sharing)?);
+    store.set_durability(durability);
     let flow = flow::Flow::builder().store(store.clone());
     let before = store.stats();
     let start = Instant::now();
@@ -509,13 +571,32 @@ async fn flow_level(
     Ok(Level { took, commits })
 }
 
+/// One run of `many_noops(steps)` in a fresh exclusive store: (wall time from the start to
+/// the outcome, which is reported after a durable commit; durable commits).
+async fn sequential_run(
+    path: &Path,
+    durability: flow::Durability,
+    steps: u32,
+) -> Result<(Duration, u64), Box<dyn std::error::Error>> {
+    let store = Arc::new(RedbStore::open_with(path, flow::Sharing::Exclusive)?);
+    store.set_durability(durability);
+    let flow = flow::Flow::builder().store(store.clone());
+    let start = Instant::now();
+    many_noops::run(&flow, 0, steps)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((start.elapsed(), store.stats().commits))
+}
+
 /// One run of `noop_units(n)` in a fresh store: (wall time, durable commits).
 async fn units_level(
     path: &Path,
     sharing: flow::Sharing,
+    durability: flow::Durability,
     n: u32,
 ) -> Result<(Duration, u64), Box<dyn std::error::Error>> {
     let store = Arc::new(RedbStore::open_with(path, sharing)?);
+    store.set_durability(durability);
     let flow = flow::Flow::builder().store(store.clone());
     let start = Instant::now();
     let done = noop_units::run(&flow, n).await.map_err(|e| e.to_string())?;

@@ -43,12 +43,14 @@ impl Env {
         cmd
     }
 
-    fn worker(&self, concurrency: u32) -> Child {
-        self.command(&["worker", "--concurrency", &concurrency.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+    fn worker(&self, concurrency: u32) -> Worker {
+        Worker(
+            self.command(&["worker", "--concurrency", &concurrency.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
     }
 
     fn enqueue(&self, workflow: &str, input: &str, extra: &[&str]) {
@@ -85,6 +87,30 @@ impl Env {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// A worker process, killed when the test ends (also when it fails), so that no worker
+/// outlives its test.
+struct Worker(Child);
+
+impl std::ops::Deref for Worker {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Worker {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
