@@ -92,6 +92,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .prefix("bench-checkpoints-")
         .tempdir_in(base)?;
 
+    // `-- profile`: only 256 runs in flight, windowed, for a profiler (see BENCHMARKS.md)
+    if std::env::args().any(|arg| arg == "profile") {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let window = flow::Durability::Window(Duration::from_millis(5));
+        let path = dir.path().join("profile.redb");
+        let level =
+            runtime.block_on(flow_level(&path, flow::Sharing::Exclusive, window, 256, 60))?;
+        let steps = 256.0 * 60.0 * f64::from(STEPS);
+        println!("{:.0} steps/s", steps / level.took.as_secs_f64());
+        return Ok(());
+    }
+
     if std::env::args().any(|arg| arg == "listing") {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

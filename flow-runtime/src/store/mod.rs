@@ -376,7 +376,18 @@ pub struct StepId {
 impl StepId {
     /// The form used as a store key: `name␟key␟occurrence`.
     pub fn storage_key(&self) -> String {
-        format!("{}\u{1f}{}\u{1f}{}", self.name, self.key, self.occurrence)
+        // Written once per checkpoint: built in one allocation, without the formatter
+        let mut key = String::with_capacity(self.name.len() + self.key.len() + 12);
+        key.push_str(&self.name);
+        key.push('\u{1f}');
+        key.push_str(&self.key);
+        key.push('\u{1f}');
+        if self.occurrence == 0 {
+            key.push('0');
+        } else {
+            key.push_str(&self.occurrence.to_string());
+        }
+        key
     }
 }
 

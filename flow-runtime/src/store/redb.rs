@@ -908,7 +908,9 @@ fn encode<T: serde::Serialize>(
     what: impl std::fmt::Display,
     record: &T,
 ) -> Result<Vec<u8>, StoreError> {
-    let bytes = serde_json::to_vec(record)
+    // Most records are a few hundred bytes: one allocation instead of a growing buffer
+    let mut bytes = Vec::with_capacity(512);
+    serde_json::to_writer(&mut bytes, record)
         .map_err(|err| StoreError::Encoding(format!("{what} could not be encoded: {err}")))?;
     if bytes.len() > MAX_VALUE_LEN {
         return Err(StoreError::Encoding(format!(
@@ -1243,7 +1245,14 @@ impl Writer {
     /// commit within tens of microseconds, so the writer polls briefly before it sleeps: waking
     /// a sleeping thread costs more than the wait.
     fn next_request(&self, due: Option<std::time::Instant>) -> Next {
-        let spin_until = std::time::Instant::now() + WRITER_SPIN;
+        // With a window, most requests are deferred commits nobody waits for: the spin would
+        // only take a core from the tasks that produce them
+        let spin = if self.state.window().is_some() {
+            std::time::Duration::ZERO
+        } else {
+            WRITER_SPIN
+        };
+        let spin_until = std::time::Instant::now() + spin;
         loop {
             match self.inbox.try_recv() {
                 Ok(request) => return Next::Request(request),
