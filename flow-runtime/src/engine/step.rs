@@ -54,7 +54,14 @@ pub(crate) fn args_key(args: &serde_json::Value) -> String {
     let mut canonical = Vec::with_capacity(128);
     canonical_json(args, &mut canonical);
     let digest = Sha256::digest(&canonical);
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    // Hex without the formatter: this runs once per step call
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut key = String::with_capacity(32);
+    for b in &digest[..16] {
+        key.push(char::from(HEX[usize::from(b >> 4)]));
+        key.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    key
 }
 
 /// Writes `value` as compact JSON with every object's keys in sorted order (by their UTF-8
@@ -85,7 +92,8 @@ fn canonical_json(value: &serde_json::Value, out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                scalar_json(&Value::String(key.clone()), out);
+                // A key is written as a JSON string, as a string value would be
+                let _ = serde_json::to_writer(&mut *out, key.as_str());
                 out.push(b':');
                 canonical_json(item, out);
             }

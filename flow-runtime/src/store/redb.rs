@@ -90,6 +90,11 @@ const FLOW_VERSION_KEY: &str = "flow_version";
 /// first waiter, far above what concurrent runs produce between two commits.
 const MAX_BATCH: usize = 4096;
 
+/// How long a batch of deferred commits waits for more ([`Writer::gather_deferred`]), and
+/// how many it gathers at most that way.
+const GATHER: std::time::Duration = std::time::Duration::from_micros(500);
+const GATHER_BATCH: usize = 1024;
+
 /// How long the writer polls for the next request before it blocks.
 const WRITER_SPIN: std::time::Duration = std::time::Duration::from_micros(100);
 
@@ -1188,6 +1193,7 @@ impl Writer {
                     let mut batch = Vec::with_capacity(16);
                     batch.push(first);
                     batch.extend(self.inbox.try_iter().take(MAX_BATCH - 1));
+                    self.gather_deferred(&mut batch);
                     // Deferred only when every request may wait and a window is set
                     let deferred = self.state.window().is_some()
                         && batch
@@ -1211,6 +1217,34 @@ impl Writer {
                     }
                     return;
                 }
+            }
+        }
+    }
+
+    /// With a window, a batch of deferred commits only waits for more: nobody waits for it, and
+    /// one commit of many checkpoints costs far less than many commits of few (redb rewrites
+    /// the touched pages at every commit). It gathers for up to [`GATHER`] or until a request
+    /// someone waits for arrives.
+    fn gather_deferred(&self, batch: &mut Vec<Request>) {
+        if self.state.window().is_none() {
+            return;
+        }
+        let until = std::time::Instant::now() + GATHER;
+        while batch.len() < GATHER_BATCH
+            && batch
+                .iter()
+                .all(|r| matches!(r, Request::Commit { reply: None, .. }))
+        {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match self.inbox.recv_timeout(left) {
+                Ok(request) => {
+                    batch.push(request);
+                    batch.extend(self.inbox.try_iter().take(MAX_BATCH - batch.len()));
+                }
+                Err(_) => return,
             }
         }
     }
