@@ -1449,7 +1449,13 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
     let mut claims = txn.open_table(CLAIMS)?;
     let mut index = LazyIndexes::new(txn);
     let mut outcomes = Vec::with_capacity(batch.len());
+    // Claim tokens checked in this transaction: a run's many deferred checkpoints in one batch
+    // look its token up once. Emptied by every request that may write a token.
+    let mut tokens: HashMap<String, Option<u64>> = HashMap::new();
     for request in batch {
+        if !matches!(request, Request::Commit { .. }) {
+            tokens.clear();
+        }
         outcomes.push(match request {
             Request::CreateRun { id, keys, json, .. } => {
                 // Inside the transaction, so a run created earlier in this batch is seen
@@ -1530,7 +1536,15 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                 let mut stale = None;
                 for op in ops.iter() {
                     if let Op::CheckClaim { run, token } = op {
-                        if claims.get(run.as_str())?.map(|t| t.value()) != Some(*token) {
+                        let current = match tokens.get(run.as_str()) {
+                            Some(current) => *current,
+                            None => {
+                                let current = claims.get(run.as_str())?.map(|t| t.value());
+                                tokens.insert(run.clone(), current);
+                                current
+                            }
+                        };
+                        if current != Some(*token) {
                             stale = Some(run.clone());
                             break;
                         }
