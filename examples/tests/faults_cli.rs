@@ -784,6 +784,34 @@ fn a_full_disk_is_reported_as_an_interruption_with_how_to_resume() {
     );
     assert!(text.contains("no space left"), "{text}");
     assert!(text.contains("sync_records runs resume full1"), "{text}");
+
+    // Space freed: the run resumes from its last durable checkpoint and finishes. The store
+    // refused every write after the failed one (deferred checkpoints in the default window),
+    // so what it kept is a prefix of what happened.
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&small)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(grown, "could not grow the tmpfs");
+    let resumed = command(dir.path(), &["runs", "resume", "full1"])
+        .env("FLOW_STORE", small.join("flow.redb"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(&resumed),
+        Some(0),
+        "{}\n{}",
+        stdout(&resumed),
+        said(&resumed)
+    );
+    let shown = command(dir.path(), &["runs", "show", "full1", "--output", "json"])
+        .env("FLOW_STORE", small.join("flow.redb"))
+        .output()
+        .unwrap();
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["run"]["status"], "succeeded");
+    assert_eq!(shown["units"]["succeeded"], 3000, "{}", shown["units"]);
 }
 
 // ---------------------------------------------------------------------------------------------
