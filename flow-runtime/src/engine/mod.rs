@@ -180,8 +180,20 @@ impl FlowBuilder {
         self
     }
 
-    /// When the checkpoints of repeat-safe steps reach the disk (default: within a 5 ms
-    /// window; see [`crate::store::Durability`]). Applies to a store this builder opens.
+    /// When the checkpoints of repeat-safe steps reach the disk (see
+    /// [`crate::store::Durability`]). Applies to a store this builder opens: an exclusive store
+    /// defaults to a 5 ms window; a shared one is always strict (redb commits durably in its
+    /// multi-process mode).
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), flow_runtime::Error> {
+    /// use flow_runtime::{Durability, Flow, Sharing};
+    /// let flow = Flow::builder()
+    ///     .sharing(Sharing::Exclusive)
+    ///     .durability(Durability::Strict)
+    ///     .open("flow.redb")?;
+    /// # Ok(()) }
+    /// ```
     pub fn durability(mut self, durability: crate::store::Durability) -> Self {
         self.durability = Some(durability);
         self

@@ -703,7 +703,8 @@ pub enum Durability {
 }
 
 impl Durability {
-    /// The default: a 5 ms window (see `docs/DESIGN.md` for why).
+    /// The default of an exclusive store: a 5 ms window (see `docs/DESIGN.md` for why). A
+    /// shared store is always strict.
     pub const DEFAULT: Durability = Durability::Window(std::time::Duration::from_millis(5));
 }
 
