@@ -40,9 +40,18 @@ const DROP_DATABASE: &str = "DROP DATABASE IF EXISTS flow_bench_dbos WITH (FORCE
 /// Where the PostgreSQL server is, unless `FLOW_PEERS_POSTGRES` says otherwise.
 const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 
-/// Pooled connections of the dbos instance. Its default is 10; with 200 runs in flight every
-/// step waits for a connection, so the benchmark gives it more (PostgreSQL allows 100).
+/// Pooled connections of the dbos instance, unless `FLOW_PEERS_DBOS_POOL` says otherwise. Its
+/// default is 10; with 200 runs in flight every step would wait for a connection, so the
+/// benchmark gives it more (the server allows 100).
 const DBOS_CONNECTIONS: u32 = 40;
+
+fn dbos_connections() -> u32 {
+    std::env::var("FLOW_PEERS_DBOS_POOL")
+        .ok()
+        .and_then(|pool| pool.parse().ok())
+        .filter(|pool| *pool > 0)
+        .unwrap_or(DBOS_CONNECTIONS)
+}
 
 /// One shape of the workload.
 #[derive(Clone, Copy)]
@@ -102,16 +111,25 @@ async fn ten_noops(run: u32) -> Result<(), flow::Failure> {
     Ok(())
 }
 
-/// One repetition of `workload` in a fresh exclusive store at `path`: wall time from the first
-/// start to the last outcome.
+/// What one repetition measured.
+struct Repetition {
+    /// Wall time from the first start to the last outcome.
+    took: Duration,
+    /// Disk syncs: flow's durable commits; PostgreSQL's WAL syncs (`pg_stat_wal.wal_sync`).
+    syncs: u64,
+    /// dbos only: transactions committed in its database (`pg_stat_database.xact_commit`).
+    transactions: Option<u64>,
+}
+
+/// One repetition of `workload` in a fresh exclusive store at `path`.
 async fn flow_once(
     path: &Path,
     durability: flow::Durability,
     workload: Workload,
-) -> Result<Duration, Box<dyn Error>> {
-    let store = RedbStore::open_with(path, flow::Sharing::Exclusive)?;
+) -> Result<Repetition, Box<dyn Error>> {
+    let store = Arc::new(RedbStore::open_with(path, flow::Sharing::Exclusive)?);
     store.set_durability(durability);
-    let flow = flow::Flow::builder().store(Arc::new(store));
+    let flow = flow::Flow::builder().store(store.clone());
     let flow = &flow;
     let start = Instant::now();
     let mut outcomes = futures::stream::iter(0..workload.runs)
@@ -129,7 +147,11 @@ async fn flow_once(
     while let Some(outcome) = outcomes.next().await {
         outcome?;
     }
-    Ok(start.elapsed())
+    Ok(Repetition {
+        took: start.elapsed(),
+        syncs: store.stats().commits,
+        transactions: None,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -162,21 +184,50 @@ async fn maintenance(server: &str) -> Result<sqlx::PgPool, Box<dyn Error>> {
         })
 }
 
-/// One repetition of `workload` against a freshly created database: wall time from the first
-/// start to the last outcome (launch and migration are not timed).
+/// The server's WAL syncs so far and the transactions committed in [`DATABASE`], once every
+/// connection to it has gone: a backend reports its counts before it leaves
+/// `pg_stat_activity`, so none is missing.
+async fn postgres_counts(admin: &sqlx::PgPool) -> Result<(u64, u64), sqlx::Error> {
+    loop {
+        let connected: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
+                .bind(DATABASE)
+                .fetch_one(admin)
+                .await?;
+        if connected == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (syncs, transactions): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT wal_sync FROM pg_stat_wal), \
+         coalesce((SELECT xact_commit FROM pg_stat_database WHERE datname = $1), 0)",
+    )
+    .bind(DATABASE)
+    .fetch_one(admin)
+    .await?;
+    Ok((syncs.max(0) as u64, transactions.max(0) as u64))
+}
+
+/// One repetition of `workload` against a freshly created database. Launch and migration are
+/// not timed, nor counted: the instance is launched once to create and migrate the database,
+/// shut down, counted, and launched again for the workload.
 async fn dbos_once(
     admin: &sqlx::PgPool,
     server: &str,
     workload: Workload,
-) -> Result<Duration, Box<dyn Error>> {
+) -> Result<Repetition, Box<dyn Error>> {
     sqlx::raw_sql(DROP_DATABASE).execute(admin).await?;
     let config = dbos::Config {
         app_version: Some("1".to_owned()),
-        max_connections: DBOS_CONNECTIONS,
+        max_connections: dbos_connections(),
         ..dbos::Config::new("flow_peers_bench", format!("{server}/{DATABASE}"))
     };
     let instance = dbos::DBOS::new(config);
     let workflow = instance.register_workflow("ten_noops", dbos_ten_noops)?;
+    instance.launch().await?;
+    instance.shutdown().await;
+    let (syncs_before, transactions_before) = postgres_counts(admin).await?;
     instance.launch().await?;
     let workflow = &workflow;
     let start = Instant::now();
@@ -203,10 +254,15 @@ async fn dbos_once(
     let took = start.elapsed();
     drop(outcomes);
     instance.shutdown().await;
-    match failed {
-        Some(e) => Err(e.into()),
-        None => Ok(took),
+    if let Some(e) = failed {
+        return Err(e.into());
     }
+    let (syncs, transactions) = postgres_counts(admin).await?;
+    Ok(Repetition {
+        took,
+        syncs: syncs.saturating_sub(syncs_before),
+        transactions: Some(transactions.saturating_sub(transactions_before)),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -216,7 +272,11 @@ async fn dbos_once(
 fn median_and_range(values: &[f64]) -> (f64, f64, f64) {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    (sorted[sorted.len() / 2], sorted[0], sorted[sorted.len() - 1])
+    (
+        sorted[sorted.len() / 2],
+        sorted[0],
+        sorted[sorted.len() - 1],
+    )
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -227,10 +287,14 @@ fn verdict(met: bool) -> &'static str {
     }
 }
 
-/// Steps/s of every repetition, per workload and system.
+/// Every repetition, per workload and system.
 struct Measured {
-    /// `rates[workload][system][repeat]`
+    /// `rates[workload][system][repeat]`: steps/s.
     rates: Vec<Vec<Vec<f64>>>,
+    /// `syncs[workload][system]`: disk syncs per step over all repetitions.
+    syncs: Vec<Vec<f64>>,
+    /// `transactions[workload]`: dbos's transactions per step over all repetitions.
+    transactions: Vec<f64>,
 }
 
 impl Measured {
@@ -278,11 +342,13 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let mut measured = Measured {
         rates: vec![vec![Vec::new(); System::ALL.len()]; WORKLOADS.len()],
+        syncs: vec![vec![0.0; System::ALL.len()]; WORKLOADS.len()],
+        transactions: vec![0.0; WORKLOADS.len()],
     };
     for (w, workload) in WORKLOADS.iter().enumerate() {
         for repeat in 0..REPEATS {
             for (s, system) in System::ALL.into_iter().enumerate() {
-                let took = match system {
+                let repetition = match system {
                     System::FlowStrict | System::FlowWindow => {
                         let durability = if system == System::FlowStrict {
                             flow::Durability::Strict
@@ -295,7 +361,12 @@ fn main() -> Result<(), Box<dyn Error>> {
                     System::Dbos => runtime.block_on(dbos_once(&admin, &server, *workload))?,
                 };
                 let steps = f64::from(workload.runs * STEPS);
-                let rate = steps / took.as_secs_f64();
+                let rate = steps / repetition.took.as_secs_f64();
+                let all_steps = steps * REPEATS as f64;
+                measured.syncs[w][s] += repetition.syncs as f64 / all_steps;
+                if let Some(transactions) = repetition.transactions {
+                    measured.transactions[w] += transactions as f64 / all_steps;
+                }
                 eprintln!(
                     "{} | {} | repetition {}: {rate:.0} steps/s",
                     workload.label,
@@ -319,14 +390,19 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!();
     println!("- cores (nproc): {cores}");
     println!("- flow store files in: {}", dir.path().display());
-    println!("- {postgres}; dbos pool: {DBOS_CONNECTIONS} connections");
+    println!(
+        "- {postgres}; dbos pool: {} connections",
+        dbos_connections()
+    );
     println!(
         "- {STEPS} no-op steps per run; median of {REPEATS} interleaved repetitions, each in a \
          fresh store; a ratio is the median of the per-repetition ratios"
     );
     println!();
-    println!("| workload | system | steps/s (median) | range | flow / dbos |");
-    println!("|---|---|---:|---|---:|");
+    println!(
+        "| workload | system | steps/s (median) | range | flow / dbos | disk syncs per step |"
+    );
+    println!("|---|---|---:|---|---:|---:|");
     for (w, workload) in WORKLOADS.iter().enumerate() {
         for system in System::ALL {
             let (rate, low, high) = median_and_range(measured.rates(w, system));
@@ -336,14 +412,22 @@ fn main() -> Result<(), Box<dyn Error>> {
                 let (ratio, low, high) = measured.ratio(w, system);
                 format!("{ratio:.1}× ({low:.1}–{high:.1})")
             };
+            let index = System::ALL.iter().position(|s| *s == system).unwrap_or(0);
             println!(
-                "| {} | {} | {rate:.0} | {low:.0}–{high:.0} | {ratio} |",
+                "| {} | {} | {rate:.0} | {low:.0}–{high:.0} | {ratio} | {:.3} |",
                 workload.label,
-                system.label()
+                system.label(),
+                measured.syncs[w][index],
             );
         }
     }
     println!();
+    for (w, workload) in WORKLOADS.iter().enumerate() {
+        println!(
+            "- {}: dbos committed {:.2} PostgreSQL transactions per step",
+            workload.label, measured.transactions[w]
+        );
+    }
     for (w, target) in [(1, 25.0), (0, 10.0)] {
         let (ratio, _, _) = measured.ratio(w, System::FlowWindow);
         let note = if ratio >= target {
