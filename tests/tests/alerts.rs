@@ -373,3 +373,87 @@ fn a_worker_killed_before_delivery_delivers_once_after_restart() {
         "delivered"
     );
 }
+
+#[test]
+fn bad_alert_settings_are_refused_with_what_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("flow.toml");
+    for (toml, expected) in [
+        (
+            "[flow.alerts.webhook]\nurl = \"https://example.com/hook\"\n",
+            "https webhooks are not supported",
+        ),
+        (
+            "[flow.alerts.webhook]\nurl = \"http://127.0.0.1:9/hook\"\nheader = \"X-Token\"\n",
+            "`header` is set without `secret`",
+        ),
+        (
+            "[flow.alerts]\ncooldown = \"soon\"\n",
+            "`soon` is not a duration",
+        ),
+        ("[flow.alerts]\ncommand = [\"\"]\n", "the program to run"),
+        ("[flow.alerts]\nwebhok = 1\n", "webhok"),
+    ] {
+        std::fs::write(&config, toml).unwrap();
+        let out = Command::new(BIN)
+            .args(["--config", config.to_str().unwrap(), "check-config"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{toml}: {stderr}");
+        assert!(stderr.contains(expected), "{toml}: {stderr}");
+    }
+}
+
+#[test]
+fn a_run_that_needs_attention_fires_an_alert_resolved_when_it_succeeds() {
+    let receiver = Receiver::start();
+    let env = env(&receiver, "");
+    let crash = env.dir.path().join("crash");
+    std::fs::write(&crash, "").unwrap();
+    let input = serde_json::to_string(&crash).unwrap();
+    let out = env
+        .command(&["run", "pay", "--id", "pay-1", "--input", &input])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the step crashed the process");
+    assert!(receiver.got().is_empty());
+
+    std::fs::remove_file(&crash).unwrap();
+    let out = env.command(&["runs", "resume", "pay-1"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = receiver.accepted();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["kind"], "needs-attention");
+    assert_eq!(got[0]["notice"], "fired");
+    assert_eq!(got[0]["run_ids"], serde_json::json!(["pay-1"]));
+    assert!(got[0]["error"].as_str().unwrap().contains("charge"));
+
+    let run = flow_tests::read_run(&env.store, "pay-1").unwrap();
+    let key = run.attention.unwrap().step.key;
+    let out = env
+        .command(&["runs", "resolve", "pay-1", "--step", &key, "--rerun"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = env.command(&["runs", "resume", "pay-1"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = receiver.accepted();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1]["notice"], "resolved");
+    assert_eq!(got[1]["alert_id"], got[0]["alert_id"]);
+    assert_eq!(got[1]["resolved_by"], "pay-1");
+}
