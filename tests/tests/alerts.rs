@@ -388,6 +388,10 @@ fn bad_alert_settings_are_refused_with_what_to_fix() {
             "`header` is set without `secret`",
         ),
         (
+            "[flow.alerts.webhook]\nurl = \"http://127.0.0.1:9/hook\"\nheader = \"X-Token\"\nsecret = \"tok\\u0001en-xyz\"\n",
+            "not a valid HTTP header value",
+        ),
+        (
             "[flow.alerts]\ncooldown = \"soon\"\n",
             "`soon` is not a duration",
         ),
@@ -402,6 +406,7 @@ fn bad_alert_settings_are_refused_with_what_to_fix() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{toml}: {stderr}");
         assert!(stderr.contains(expected), "{toml}: {stderr}");
+        assert!(!stderr.contains("en-xyz"), "a secret is never shown: {stderr}");
     }
 }
 

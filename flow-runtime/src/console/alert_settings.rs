@@ -55,7 +55,7 @@ pub struct WebhookSetting {
     #[garde(inner(custom(header_setting)))]
     pub header: Option<String>,
     /// The header's value; never logged nor shown.
-    #[garde(skip)]
+    #[garde(inner(custom(secret_setting)))]
     pub secret: Option<Secret>,
     /// How long one attempt may take (`5s`).
     #[serde(default = "default_timeout")]
@@ -118,6 +118,19 @@ fn header_setting(value: &str, _: &()) -> garde::Result {
     reqwest::header::HeaderName::from_bytes(value.as_bytes())
         .map(|_| ())
         .map_err(|_| garde::Error::new(format!("`{value}` is not an HTTP header name")))
+}
+
+fn secret_setting(value: &Secret, _: &()) -> garde::Result {
+    if value.expose().is_empty() {
+        return Err(garde::Error::new("must not be empty"));
+    }
+    reqwest::header::HeaderValue::from_str(value.expose())
+        .map(|_| ())
+        .map_err(|_| {
+            garde::Error::new(
+                "is not a valid HTTP header value (it holds a control or non-ASCII character)",
+            )
+        })
 }
 
 fn command_setting(value: &[String], _: &()) -> garde::Result {

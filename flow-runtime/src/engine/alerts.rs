@@ -370,7 +370,15 @@ async fn post(client: &reqwest::Client, webhook: &Webhook, body: &serde_json::Va
         .header("content-type", "application/json")
         .body(body.to_string());
     if let Some((name, secret)) = &webhook.header {
-        request = request.header(name.as_str(), secret.expose());
+        let Ok(mut value) = reqwest::header::HeaderValue::from_str(secret.expose()) else {
+            return Err((
+                format!("the secret of the webhook header `{name}` is not a valid header value (it holds a control or non-ASCII character); fix flow.alerts.webhook.secret"),
+                true,
+            ));
+        };
+        // Kept out of reqwest's Debug output, and so out of any error or log line
+        value.set_sensitive(true);
+        request = request.header(name.as_str(), value);
     }
     match request.send().await {
         Ok(response) if response.status().is_success() => Ok(()),
