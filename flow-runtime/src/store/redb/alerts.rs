@@ -184,3 +184,80 @@ pub(super) fn list(txn: &ReadTransaction, filter: &AlertFilter) -> Result<Vec<Al
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{
+        AlertFilter, Claim, DeliveryOutcome, DeliveryState, RedbStore, RunEnd, RunEndOutcome,
+        RunId, Store, StoreError, Write,
+    };
+
+    fn failed(run: &str) -> Write {
+        Write::RunEnded(RunEnd {
+            workflow: "w".into(),
+            run_id: RunId::from(run),
+            outcome: RunEndOutcome::Failed,
+            error: Some("boom".into()),
+            trace_id: "t".into(),
+            alert_after: Some(3),
+            cooldown_ms: 0,
+            sinks: vec!["log".into(), "webhook".into()],
+            at_ms: 1,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_refused_end_counts_nothing_and_pending_deliveries_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flow.redb");
+        let store = RedbStore::open(&path).unwrap();
+        for run in ["a", "b", "c"] {
+            store.commit(vec![failed(run)]).await.unwrap();
+        }
+        // The end of an execution that lost its claim is refused whole: the streak stays at 3
+        let stale = Claim {
+            run_id: RunId::from("d"),
+            token: 7,
+        };
+        let refused = store
+            .commit(vec![Write::CheckClaim(stale), failed("d")])
+            .await;
+        assert!(matches!(refused, Err(StoreError::ClaimLost { .. })));
+        let alerts = store.alerts(&AlertFilter::default()).await.unwrap();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].failures, 3);
+        let id = alerts[0].id.clone();
+        store
+            .commit(vec![Write::AlertDelivery {
+                alert_id: id.clone(),
+                index: 0,
+                outcome: DeliveryOutcome::Delivered,
+            }])
+            .await
+            .unwrap();
+        drop(store);
+
+        let store = RedbStore::open(&path).unwrap();
+        let pending = AlertFilter {
+            pending: true,
+            ..AlertFilter::default()
+        };
+        let alerts = store.alerts(&pending).await.unwrap();
+        assert_eq!(alerts.len(), 1, "the webhook delivery is still pending");
+        assert_eq!(alerts[0].deliveries[0].state, DeliveryState::Delivered);
+        assert_eq!(alerts[0].deliveries[1].state, DeliveryState::Pending);
+        store
+            .commit(vec![Write::AlertDelivery {
+                alert_id: id,
+                index: 1,
+                outcome: DeliveryOutcome::Delivered,
+            }])
+            .await
+            .unwrap();
+        assert!(store.alerts(&pending).await.unwrap().is_empty());
+        assert_eq!(
+            store.alerts(&AlertFilter::default()).await.unwrap().len(),
+            1
+        );
+    }
+}
