@@ -187,6 +187,7 @@ pub(super) fn list(txn: &ReadTransaction, filter: &AlertFilter) -> Result<Vec<Al
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use crate::store::{
         AlertFilter, Claim, DeliveryOutcome, DeliveryState, RedbStore, RunEnd, RunEndOutcome,
         RunId, Store, StoreError, Write,
