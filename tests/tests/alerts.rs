@@ -221,7 +221,12 @@ fn deliveries(alert: &Value, sink: &str, notice: &str) -> Vec<Value> {
 #[test]
 fn three_failures_fire_one_alert_a_fourth_nothing_and_a_success_resolves_it() {
     let receiver = Receiver::start();
-    let env = env(&receiver, "");
+    let notices = tempfile::NamedTempFile::new().unwrap();
+    let command = format!(
+        "command = [\"sh\", \"-c\", \"cat >> '{}'\"]",
+        notices.path().display()
+    );
+    let env = env(&receiver, &command);
     let mut logs = String::new();
     env.fail(true);
     for _ in 0..2 {
@@ -278,13 +283,24 @@ fn three_failures_fire_one_alert_a_fourth_nothing_and_a_success_resolves_it() {
     assert_eq!(got[1].body["alert_id"], alert_id.as_str());
     assert_eq!(got[1].body["state"], "resolved");
 
+    // The command read each notice on its standard input
+    let read: Vec<Value> = std::fs::read_to_string(notices.path())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(read.len(), 2, "{read:?}");
+    assert_eq!(read[0]["notice"], "fired");
+    assert_eq!(read[1]["notice"], "resolved");
+    assert_eq!(read[1]["alert_id"], alert_id.as_str());
+
     let (alerts, text) = env.alerts();
     assert_eq!(alerts.len(), 1);
     let alert = &alerts[0];
     assert_eq!(alert["alert_id"], alert_id.as_str());
     assert_eq!(alert["state"], "resolved");
     for notice in ["fired", "resolved"] {
-        for sink in ["log", "webhook"] {
+        for sink in ["log", "webhook", "command"] {
             let d = deliveries(alert, sink, notice);
             assert_eq!(d.len(), 1, "{sink} {notice}: {alert}");
             assert_eq!(d[0]["state"], "delivered", "{sink} {notice}");
