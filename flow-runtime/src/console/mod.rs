@@ -1,5 +1,6 @@
 //! What an operator meets: the generated main and its CLI, settings, and logging.
 
+pub(crate) mod alert_settings;
 pub(crate) mod api;
 pub(crate) mod cli;
 pub(crate) mod retention;

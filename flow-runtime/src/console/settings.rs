@@ -317,9 +317,9 @@ pub struct FlowSettings {
     /// Settings of the worker (queue, cron); reserved.
     #[garde(skip)]
     pub worker: serde_json::Value,
-    /// Settings of alerts; reserved.
-    #[garde(skip)]
-    pub alerts: serde_json::Value,
+    /// Where alerts go (`[flow.alerts]`): a webhook, a command, the cool-down and retries.
+    #[garde(dive)]
+    pub alerts: super::alert_settings::AlertSettings,
 }
 
 /// A size in bytes, written in settings as `16MiB`, `512 KiB`, `10MB` or a plain number of bytes:
@@ -418,7 +418,7 @@ impl Default for FlowSettings {
             max_input_size: ByteSize(16 << 20),
             retention: crate::engine::prune::Retention::FOREVER,
             worker: serde_json::Value::Object(Default::default()),
-            alerts: serde_json::Value::Object(Default::default()),
+            alerts: Default::default(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! records; step records are written by the step executor. It knows workflows only through the
 //! registry's type-erased `invoke` functions or a typed closure from generated code.
 
+pub(crate) mod alerts;
 pub(crate) mod classify;
 pub(crate) mod context;
 pub(crate) mod determinism;
@@ -66,6 +67,10 @@ struct Inner {
     queues: HashMap<String, queue::Queue>,
     /// Notified when this process enqueues a run, so that its worker looks at once.
     queue_changed: tokio::sync::Notify,
+    /// Where alerts go.
+    alerts: alerts::AlertSinks,
+    /// Notified when a run's end here may have opened or resolved an alert.
+    alerts_changed: tokio::sync::Notify,
 }
 
 impl Drop for Inner {
@@ -123,9 +128,18 @@ pub struct FlowBuilder {
     state: AppState,
     queues: HashMap<String, queue::Queue>,
     durability: Option<crate::store::Durability>,
+    alerts: Option<alerts::AlertSinks>,
 }
 
 impl FlowBuilder {
+    /// Where alerts go (default: the log only; see [`alerts::AlertSinks`]). Runs of a workflow
+    /// with `alert_after = N` open an alert after N consecutive failures, and every run that
+    /// needs attention opens one; [`Flow::deliver_alerts`] and the worker send them.
+    pub fn alerts(mut self, sinks: alerts::AlertSinks) -> Self {
+        self.alerts = Some(sinks);
+        self
+    }
+
     /// Registers app state: a client, a pool or a configuration that workflow code reads by
     /// type with [`flow::state`](crate::state()) and hands to steps as `skip` parameters. One
     /// value per type; a second value of a type replaces the first.
@@ -220,6 +234,8 @@ impl FlowBuilder {
                 poller: Mutex::new(None),
                 queues: self.queues,
                 queue_changed: tokio::sync::Notify::new(),
+                alerts: self.alerts.unwrap_or_default(),
+                alerts_changed: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -1256,12 +1272,19 @@ impl Flow {
             if run.status.is_finished() {
                 writes.push(Write::ClearCancel(run.id.clone()));
             }
+            let alert_after = registry::workflow(&run.workflow).and_then(|w| w.alert_after);
+            let alert = alerts::run_end(&self.inner.alerts, &run, alert_after);
+            let alerted = alert.is_some();
+            writes.extend(alert);
             if let Some(claim) = ctx.claim() {
                 writes.insert(0, Write::CheckClaim(claim.clone()));
             }
             if let Err(e) = self.inner.store.commit(writes).await {
                 tracing::error!(error = %e, "could not record the end of the run; it can be resumed");
                 return (run.id.clone(), Final::Interrupted(e.to_string()));
+            }
+            if alerted {
+                self.inner.alerts_changed.notify_one();
             }
             match &end {
                 Final::Succeeded(_) => tracing::info!("run succeeded"),

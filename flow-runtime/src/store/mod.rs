@@ -4,10 +4,15 @@
 //! errors a backend reports. It knows nothing of how steps execute. Backends: [`RedbStore`]
 //! (embedded, the default); PostgreSQL comes later behind the same trait.
 
+mod alerts;
 mod owner;
 mod redb;
 mod redb_index;
 
+pub use self::alerts::{
+    record_delivery, AlertBook, AlertFilter, AlertKind, AlertRecord, AlertState, Delivery,
+    DeliveryOutcome, DeliveryState, Notice, RunEnd, RunEndOutcome, Streak, MAX_ALERT_RUNS,
+};
 use self::owner::Liveness;
 pub use self::owner::Owner;
 pub use self::redb::{RedbStore, Sharing};
@@ -467,6 +472,18 @@ pub enum Write {
     RequestCancel(RunId),
     /// Forget a cancel request.
     ClearCancel(RunId),
+    /// A run ended: update its workflow's streak of failures and the alerts it opens or
+    /// resolves (see [`AlertBook::run_ended`]), in the commit that writes the run's end.
+    RunEnded(RunEnd),
+    /// Record what became of delivery `index` of alert `alert_id`.
+    AlertDelivery {
+        /// The alert.
+        alert_id: String,
+        /// The delivery's place in [`AlertRecord::deliveries`].
+        index: usize,
+        /// What happened.
+        outcome: DeliveryOutcome,
+    },
 }
 
 /// What `create_run` found.
@@ -557,6 +574,16 @@ pub trait Store: Send + Sync + 'static {
     fn due(&self, now_ms: u64, limit: usize) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>>;
     /// When the next run waiting for a time is due, if any.
     fn next_due(&self) -> BoxFuture<'_, Result<Option<u64>, StoreError>>;
+    /// Alerts matching `filter`, newest first. Stores without alerts report
+    /// [`StoreError::Backend`].
+    fn alerts(&self, filter: &AlertFilter) -> BoxFuture<'_, Result<Vec<AlertRecord>, StoreError>> {
+        let _ = filter;
+        Box::pin(async {
+            Err(StoreError::Backend(
+                "this store does not keep alerts".into(),
+            ))
+        })
+    }
     /// Runs a process holds (running, or sleeping with an owner), at most `limit`: where a worker
     /// looks for runs whose process died.
     fn held_runs(&self, limit: usize) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>>;

@@ -45,6 +45,7 @@
 use super::redb_index::{
     Indexes, LazyIndexes, RunKeys, HELD, IN_FLIGHT, QUEUED, RUNS_BY_CREATION, STARTS, TIMERS,
 };
+mod alerts;
 mod prune;
 
 use super::{
@@ -1087,6 +1088,13 @@ enum Op {
     ClearCancel {
         run: String,
     },
+    RunEnded(super::RunEnd),
+    AlertDelivery {
+        alert_id: String,
+        index: usize,
+        outcome: super::DeliveryOutcome,
+        at_ms: u64,
+    },
 }
 
 impl Op {
@@ -1119,6 +1127,17 @@ impl Op {
             },
             Write::ClearCancel(run) => Op::ClearCancel {
                 run: run.as_str().to_owned(),
+            },
+            Write::RunEnded(end) => Op::RunEnded(end),
+            Write::AlertDelivery {
+                alert_id,
+                index,
+                outcome,
+            } => Op::AlertDelivery {
+                alert_id,
+                index,
+                outcome,
+                at_ms: super::now_ms(),
             },
         })
     }
@@ -1573,6 +1592,13 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                         Op::ClearCancel { run } => {
                             cancels.remove(run.as_str())?;
                         }
+                        Op::RunEnded(end) => alerts::run_ended(txn, end)?,
+                        Op::AlertDelivery {
+                            alert_id,
+                            index,
+                            outcome,
+                            at_ms,
+                        } => alerts::delivery(txn, alert_id, *index, outcome, *at_ms)?,
                     }
                 }
                 Outcome::Commit(Ok(()))
@@ -1761,6 +1787,14 @@ fn list_by_scan(
 }
 
 impl Store for RedbStore {
+    fn alerts(
+        &self,
+        filter: &super::AlertFilter,
+    ) -> BoxFuture<'_, Result<Vec<super::AlertRecord>, StoreError>> {
+        let filter = filter.clone();
+        Box::pin(async move { self.read(move |txn| alerts::list(txn, &filter)).await })
+    }
+
     fn take_queued(&self, request: QueueTake) -> BoxFuture<'_, Result<Vec<Taken>, StoreError>> {
         Box::pin(async move {
             self.send(|reply| Request::TakeQueued { request, reply })

@@ -145,6 +145,8 @@ impl Worker {
             queues = %state.served.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(","),
             "worker started"
         );
+        // Aborted when the worker stops: a delivery cut short stays pending in the store
+        let deliverer = AbortOnDrop(tokio::spawn(self.flow.clone().deliver_alerts_forever()));
         tokio::pin!(stop);
         loop {
             state.reap();
@@ -159,7 +161,9 @@ impl Worker {
                 }
             }
         }
-        Ok(state.stop().await)
+        let report = state.stop().await;
+        drop(deliverer);
+        Ok(report)
     }
 
     fn served_queues(&self) -> Result<Vec<(String, crate::Queue)>, Error> {
@@ -180,6 +184,15 @@ impl Worker {
                     })
             })
             .collect()
+    }
+}
+
+/// Aborts a task when dropped (the worker's alert deliverer).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

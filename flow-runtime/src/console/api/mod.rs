@@ -212,6 +212,11 @@ pub(crate) enum Request {
     Show {
         id: RunId,
     },
+    Alerts {
+        pending: bool,
+        workflow: Option<String>,
+        limit: Option<usize>,
+    },
     Cancel {
         id: RunId,
     },
@@ -287,6 +292,25 @@ impl Operator {
                 remote
                     .call(&Request::List {
                         status: filter.status,
+                        workflow: filter.workflow.clone(),
+                        limit: filter.limit,
+                    })
+                    .await
+            }
+        }
+    }
+
+    /// Alerts matching `filter`, newest first.
+    pub(crate) async fn alerts(
+        &self,
+        filter: &crate::store::AlertFilter,
+    ) -> Result<Vec<crate::store::AlertRecord>, ApiError> {
+        match self {
+            Operator::Local(flow) => Ok(flow.store().alerts(filter).await.map_err(Error::from)?),
+            Operator::Remote(remote) => {
+                remote
+                    .call(&Request::Alerts {
+                        pending: filter.pending,
                         workflow: filter.workflow.clone(),
                         limit: filter.limit,
                     })

@@ -213,6 +213,18 @@ async fn execute(flow: &Flow, runs: &Arc<Mutex<JoinSet<()>>>, request: Request) 
             return reply(op.list(&filter).await);
         }
         Request::Show { id } => return reply(op.show(&id).await),
+        Request::Alerts {
+            pending,
+            workflow,
+            limit,
+        } => {
+            let filter = crate::store::AlertFilter {
+                pending,
+                workflow,
+                limit,
+            };
+            return reply(op.alerts(&filter).await);
+        }
         Request::Enqueue {
             workflow,
             input,

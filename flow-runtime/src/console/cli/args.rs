@@ -126,6 +126,9 @@ pub(crate) enum Command {
     /// List, inspect and operate runs in the store
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// List alerts: repeated failures and runs that need attention, and their delivery
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
     /// Print the operator's runbook for this binary
     Runbook {
         #[arg(long, value_enum, default_value_t = RunbookFormat::Markdown)]
@@ -179,6 +182,7 @@ impl Command {
                     | RunsCommand::Fork { .. }
             ),
             Command::Runbook { .. }
+            | Command::Alerts(_)
             | Command::CheckConfig
             | Command::Completions { .. }
             | Command::Enqueue { .. } => false,
@@ -201,6 +205,20 @@ impl ValueEnum for RunStatus {
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
         Some(clap::builder::PossibleValue::new(self.as_str()))
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AlertsCommand {
+    /// List alerts, newest first, with each sink's delivery state (secrets are never shown)
+    List {
+        /// Only alerts with a delivery still pending
+        #[arg(long)]
+        pending: bool,
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]

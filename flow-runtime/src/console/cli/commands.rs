@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-fn table(header: &[&str]) -> Table {
+pub(super) fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table.load_style(presets::ASCII_BORDERS_ONLY_CONDENSED);
     table.set_header(header.iter().copied());
@@ -30,7 +30,7 @@ fn table(header: &[&str]) -> Table {
 
 /// Adds a row whose cells are shown with their control characters escaped: a newline in a
 /// step key must not start a fake row.
-fn add_row<const N: usize>(table: &mut Table, cells: [String; N]) {
+pub(super) fn add_row<const N: usize>(table: &mut Table, cells: [String; N]) {
     table.add_row(cells.map(|cell| escape(&cell)));
 }
 
@@ -68,7 +68,7 @@ fn run_id(text: String) -> Result<RunId, Exit> {
     })
 }
 
-fn time(ms: u64) -> String {
+pub(super) fn time(ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
@@ -90,7 +90,7 @@ pub(super) fn fail(e: &Error) -> Exit {
 
 /// Maps an operator error to its message and exit code: the same whether the operation ran
 /// here or in the process that owns the store.
-fn fail_api(e: &ApiError) -> Exit {
+pub(super) fn fail_api(e: &ApiError) -> Exit {
     error(&e.message);
     match e.kind {
         ErrorKind::Usage | ErrorKind::Input | ErrorKind::InProgress => Exit::Usage,
@@ -107,13 +107,15 @@ fn sharing(settings: &FlowSettings) -> Sharing {
 }
 
 /// Opens the store for a command: itself, or through the socket of the process that owns it.
-async fn open_operator(settings: &FlowSettings, access: Access) -> Result<Opened, Exit> {
+pub(super) async fn open_operator(settings: &FlowSettings, access: Access) -> Result<Opened, Exit> {
     let policies = settings.retry_policies();
     let queues = settings.queues();
     let durability = settings.durability();
+    let alerts = settings.alerts.sinks();
     let build = move |store: RedbStore| {
         store.set_durability(durability);
         Flow::builder()
+            .alerts(alerts.clone())
             .retry_policies(policies.clone())
             .queues(queues.clone())
             .app_state(super::setup_state())
@@ -143,7 +145,7 @@ fn owner_went_away<T>(operator: &Operator, result: &Result<T, ApiError>) -> bool
 
 /// After the command: an owner stops serving, and the runs it executed for other commands are
 /// stopped gracefully, so that those commands take them over.
-async fn release(server: Option<crate::console::api::ServeHandle>) {
+pub(super) async fn release(server: Option<crate::console::api::ServeHandle>) {
     if let Some(server) = server {
         server
             .shutdown("the process that owned the store finished its own command")
@@ -247,6 +249,7 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
             exit
         }
         Command::Runs(runs) => runs_command(app, settings, runs, output).await,
+        Command::Alerts(alerts) => super::alerts::command(settings, alerts, output).await,
         Command::Worker {
             concurrency,
             queues,
@@ -425,6 +428,21 @@ enum Waited {
     Exit(Exit),
 }
 
+/// Sends the alerts the run opened or resolved before the command exits, for a bounded time;
+/// what is not delivered by then stays pending for the next worker or run.
+async fn deliver_alerts_before_exit(flow: &Flow) {
+    match tokio::time::timeout(ALERT_GRACE, flow.deliver_alerts()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "alerts could not be delivered; they stay pending")
+        }
+        Err(_) => tracing::warn!("alert delivery took too long; what is left stays pending"),
+    }
+}
+
+/// How long `run` spends delivering alerts before it exits.
+const ALERT_GRACE: Duration = Duration::from_secs(15);
+
 /// Waits for an execution wherever it runs. One that runs in the process owning the store is
 /// followed through `show` until it is no longer active; if that process goes away first (it
 /// finished its own work and stopped the runs it executed for others), this process opens the
@@ -449,6 +467,7 @@ fn wait<'a>(
                 drop(progress);
                 return match waited {
                     super::signals::Waited::Ended(outcome) => {
+                        deliver_alerts_before_exit(flow).await;
                         let record = flow.run_record(&id).await.ok().flatten();
                         Waited::Ended(outcome, record)
                     }

@@ -13,6 +13,7 @@ macro_rules! eprintln {
     ($($arg:tt)*) => { $crate::console::cli::output::error_line(format_args!($($arg)*)) };
 }
 
+mod alerts;
 mod args;
 mod commands;
 mod output;

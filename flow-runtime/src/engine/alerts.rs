@@ -1,0 +1,439 @@
+//! Alert delivery: sending the pending notices of stored alerts to their sinks.
+//!
+//! The store decides when an alert fires or resolves (in the commit that ends a run) and keeps
+//! every notice's delivery state; this module reads the pending ones, sends them (the log, a
+//! webhook, a command) and records each outcome right after the sink answered. A crash between
+//! a sink accepting a notice and that record sends it once more: delivery is at least once, and
+//! every notice carries the alert's stable id for the receiver to drop a repeat. One sink
+//! failing never stops the others, the worker or a run.
+
+use super::{Error, Flow};
+use crate::console::settings::Secret;
+use crate::store::{
+    now_ms, AlertFilter, AlertRecord, DeliveryOutcome, Notice, RunEnd, RunEndOutcome, Write,
+};
+use serde_json::json;
+use std::time::Duration;
+
+/// Where alerts go, and how hard delivery tries; set with [`crate::FlowBuilder::alerts`] (the
+/// generated main reads `[flow.alerts]`). The log always receives every alert.
+///
+/// ```
+/// use flow_runtime::{AlertSinks, Webhook};
+/// use std::time::Duration;
+/// let sinks = AlertSinks::new()
+///     .webhook(Webhook::new("http://alerts.internal/flow").timeout(Duration::from_secs(5)))
+///     .cooldown(Duration::from_secs(3600));
+/// ```
+#[derive(Clone, Debug)]
+pub struct AlertSinks {
+    webhook: Option<Webhook>,
+    command: Option<Vec<String>>,
+    cooldown: Duration,
+    attempts: u32,
+    backoff: Duration,
+}
+
+/// A webhook sink: an HTTP POST of the alert's JSON.
+#[derive(Clone, Debug)]
+pub struct Webhook {
+    url: String,
+    header: Option<(String, Secret)>,
+    timeout: Duration,
+}
+
+impl Webhook {
+    /// POSTs to `url` (`http://`; see the README for `https://`), with a 5 s timeout.
+    pub fn new(url: impl Into<String>) -> Webhook {
+        Webhook {
+            url: url.into(),
+            header: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Sends header `name` with the value `secret` (never logged nor stored).
+    pub fn header(mut self, name: impl Into<String>, secret: Secret) -> Webhook {
+        self.header = Some((name.into(), secret));
+        self
+    }
+
+    /// How long one attempt may take.
+    pub fn timeout(mut self, timeout: Duration) -> Webhook {
+        self.timeout = timeout;
+        self
+    }
+}
+
+impl Default for AlertSinks {
+    fn default() -> Self {
+        AlertSinks {
+            webhook: None,
+            command: None,
+            cooldown: Duration::from_secs(3600),
+            attempts: 10,
+            backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The longest wait between two attempts of one delivery.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+/// How long a command sink may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl AlertSinks {
+    /// The log only; a 1 h cool-down; 10 attempts per delivery, 1 s apart and doubling.
+    pub fn new() -> AlertSinks {
+        AlertSinks::default()
+    }
+
+    /// Also POST every notice to `webhook`.
+    pub fn webhook(mut self, webhook: Webhook) -> AlertSinks {
+        self.webhook = Some(webhook);
+        self
+    }
+
+    /// Also run `argv` (program and arguments) with every notice's JSON on standard input; exit
+    /// status 0 means delivered.
+    pub fn command(mut self, argv: Vec<String>) -> AlertSinks {
+        self.command = Some(argv).filter(|a| !a.is_empty());
+        self
+    }
+
+    /// No new consecutive-failures alert of a workflow fires within this long of its last one.
+    pub fn cooldown(mut self, cooldown: Duration) -> AlertSinks {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// Attempts per delivery before it is marked failed (at least 1).
+    pub fn attempts(mut self, attempts: u32) -> AlertSinks {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// The wait after the first failed attempt; it doubles after each one, up to 10 minutes.
+    pub fn backoff(mut self, backoff: Duration) -> AlertSinks {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The configured sinks' names, `log` first.
+    pub(crate) fn names(&self) -> Vec<String> {
+        let mut names = vec!["log".to_owned()];
+        if self.webhook.is_some() {
+            names.push("webhook".to_owned());
+        }
+        if self.command.is_some() {
+            names.push("command".to_owned());
+        }
+        names
+    }
+
+    fn retry_after(&self, attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
+        self.backoff.saturating_mul(factor).min(MAX_BACKOFF)
+    }
+}
+
+/// The alert part of the write that ends a run, if the run's end concerns alerts.
+pub(crate) fn run_end(
+    sinks: &AlertSinks,
+    run: &crate::store::RunRecord,
+    alert_after: Option<u32>,
+) -> Option<Write> {
+    let outcome = match run.status {
+        crate::RunStatus::Succeeded => RunEndOutcome::Succeeded,
+        crate::RunStatus::Failed => RunEndOutcome::Failed,
+        crate::RunStatus::NeedsAttention => RunEndOutcome::NeedsAttention,
+        _ => return None,
+    };
+    let error = match outcome {
+        RunEndOutcome::NeedsAttention => run
+            .attention
+            .as_ref()
+            .map(|a| format!("step {} is in doubt: {}", a.step, a.reason)),
+        _ => run.error.clone(),
+    };
+    Some(Write::RunEnded(RunEnd {
+        workflow: run.workflow.clone(),
+        run_id: run.id.clone(),
+        outcome,
+        error,
+        trace_id: run.trace_id.clone(),
+        alert_after,
+        cooldown_ms: sinks.cooldown.as_millis() as u64,
+        sinks: sinks.names(),
+        at_ms: now_ms(),
+    }))
+}
+
+/// What one delivery pass did ([`Flow::deliver_alerts`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryPass {
+    /// Notices a sink accepted.
+    pub delivered: u64,
+    /// Attempts that failed (to be retried, or given up).
+    pub failed: u64,
+    /// When the next pending delivery is due (ms since the epoch), if any is left.
+    pub next_due_ms: Option<u64>,
+}
+
+/// The JSON body of a notice, as documented in the README.
+pub fn notice_body(alert: &AlertRecord, notice: Notice, program: &str) -> serde_json::Value {
+    let last = alert.run_ids.last().map(|r| r.as_str()).unwrap_or_default();
+    json!({
+        "alert_id": alert.id,
+        "notice": notice.as_str(),
+        "kind": alert.kind.as_str(),
+        "workflow": alert.workflow,
+        "state": match alert.state {
+            crate::store::AlertState::Open => "open",
+            crate::store::AlertState::Resolved => "resolved",
+        },
+        "run_ids": alert.run_ids,
+        "failures": alert.failures,
+        "error": alert.last_error,
+        "trace_id": alert.trace_id,
+        "created_at_ms": alert.created_at_ms,
+        "resolved_at_ms": alert.resolved_at_ms,
+        "resolved_by": alert.resolved_by,
+        "inspect": format!("{program} runs show {last}"),
+    })
+}
+
+fn program() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|p| {
+            std::path::Path::new(&p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "app".to_owned())
+}
+
+/// One attempt's result: `Err((message, permanent))`.
+type Sent = Result<(), (String, bool)>;
+
+impl Flow {
+    /// Sends every pending alert notice that is due to the sinks this process knows, and
+    /// records each outcome in the store. A notice for a sink not configured here stays pending
+    /// for a process that has it. The worker calls this continuously; `run` once at its end.
+    pub async fn deliver_alerts(&self) -> Result<DeliveryPass, Error> {
+        let sinks = self.inner.alerts.clone();
+        let filter = AlertFilter {
+            pending: true,
+            ..AlertFilter::default()
+        };
+        let alerts = self.inner.store.alerts(&filter).await?;
+        let known = sinks.names();
+        let program = program();
+        let mut pass = DeliveryPass::default();
+        let mut client = None;
+        for mut alert in alerts.into_iter().rev() {
+            for index in 0..alert.deliveries.len() {
+                let now = now_ms();
+                let d = &alert.deliveries[index];
+                if !known.contains(&d.sink) {
+                    continue;
+                }
+                if !alert.sendable(index, now) {
+                    if d.state == crate::store::DeliveryState::Pending {
+                        pass.next_due_ms = Some(
+                            pass.next_due_ms
+                                .map_or(d.next_try_ms, |n| n.min(d.next_try_ms)),
+                        );
+                    }
+                    continue;
+                }
+                let notice = d.notice;
+                let body = notice_body(&alert, notice, &program);
+                let sent = match d.sink.as_str() {
+                    "log" => {
+                        log_notice(&alert, notice, &body);
+                        Ok(())
+                    }
+                    "webhook" => match &sinks.webhook {
+                        Some(webhook) => {
+                            let client = client.get_or_insert_with(reqwest::Client::new);
+                            post(client, webhook, &body).await
+                        }
+                        None => continue,
+                    },
+                    "command" => match &sinks.command {
+                        Some(argv) => run_command(argv, &body).await,
+                        None => continue,
+                    },
+                    _ => continue,
+                };
+                let attempts = d.attempts + 1;
+                let outcome = match sent {
+                    Ok(()) => {
+                        pass.delivered += 1;
+                        DeliveryOutcome::Delivered
+                    }
+                    Err((error, permanent)) => {
+                        pass.failed += 1;
+                        if permanent || attempts >= sinks.attempts {
+                            tracing::error!(alert_id = %alert.id, sink = %d.sink, attempts, error = %error, "alert delivery failed for good");
+                            DeliveryOutcome::GaveUp { error }
+                        } else {
+                            let next_try_ms =
+                                now_ms() + sinks.retry_after(attempts).as_millis() as u64;
+                            tracing::warn!(alert_id = %alert.id, sink = %d.sink, attempts, error = %error, "alert delivery failed; it is tried again");
+                            pass.next_due_ms =
+                                Some(pass.next_due_ms.map_or(next_try_ms, |n| n.min(next_try_ms)));
+                            DeliveryOutcome::Retry { next_try_ms, error }
+                        }
+                    }
+                };
+                crate::store::record_delivery(&mut alert, index, &outcome, now_ms());
+                self.inner
+                    .store
+                    .commit(vec![Write::AlertDelivery {
+                        alert_id: alert.id.clone(),
+                        index,
+                        outcome,
+                    }])
+                    .await?;
+            }
+            // A resolved notice that waited for its fired one may be due now
+            if let Some(due) = alert.next_due_ms() {
+                pass.next_due_ms = Some(pass.next_due_ms.map_or(due, |n| n.min(due)));
+            }
+        }
+        Ok(pass)
+    }
+
+    /// Delivers alerts until the task is dropped: after each pass, waits for the next due
+    /// delivery, a run's end in this process, or a second (for other processes' alerts).
+    pub(crate) async fn deliver_alerts_forever(self) {
+        loop {
+            let changed = self.inner.alerts_changed.notified();
+            let wait = match self.deliver_alerts().await {
+                Ok(pass) => pass
+                    .next_due_ms
+                    .map(|due| Duration::from_millis(due.saturating_sub(now_ms())))
+                    .unwrap_or(Duration::from_secs(1))
+                    .min(Duration::from_secs(1)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "alert delivery could not read the store; it tries again");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+fn log_notice(alert: &AlertRecord, notice: Notice, body: &serde_json::Value) {
+    let runs = alert
+        .run_ids
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let error = alert.last_error.as_deref().unwrap_or("");
+    match notice {
+        Notice::Fired => tracing::error!(
+            alert = true,
+            alert_id = %alert.id,
+            kind = alert.kind.as_str(),
+            workflow = %alert.workflow,
+            failures = alert.failures,
+            runs = %runs,
+            error = %error,
+            trace_id = %alert.trace_id,
+            inspect = %body["inspect"].as_str().unwrap_or_default(),
+            "alert fired"
+        ),
+        Notice::Resolved => tracing::warn!(
+            alert = true,
+            alert_id = %alert.id,
+            kind = alert.kind.as_str(),
+            workflow = %alert.workflow,
+            resolved_by = %alert.resolved_by.as_ref().map(|r| r.as_str()).unwrap_or_default(),
+            "alert resolved"
+        ),
+    }
+}
+
+async fn post(client: &reqwest::Client, webhook: &Webhook, body: &serde_json::Value) -> Sent {
+    let mut request = client
+        .post(&webhook.url)
+        .timeout(webhook.timeout)
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some((name, secret)) = &webhook.header {
+        let Ok(mut value) = reqwest::header::HeaderValue::from_str(secret.expose()) else {
+            return Err((
+                format!("the secret of the webhook header `{name}` is not a valid header value (it holds a control or non-ASCII character); fix flow.alerts.webhook.secret"),
+                true,
+            ));
+        };
+        // Kept out of reqwest's Debug output, and so out of any error or log line
+        value.set_sensitive(true);
+        request = request.header(name.as_str(), value);
+    }
+    match request.send().await {
+        Ok(response) if response.status().is_success() => Ok(()),
+        Ok(response) => {
+            let status = response.status();
+            // A 4xx other than a timeout or a rate limit refuses this body for good
+            let permanent = status.is_client_error()
+                && status != reqwest::StatusCode::REQUEST_TIMEOUT
+                && status != reqwest::StatusCode::TOO_MANY_REQUESTS;
+            Err((format!("the webhook answered HTTP {status}"), permanent))
+        }
+        // Without the URL: it may hold a token in its query
+        Err(e) => Err((
+            format!("the webhook could not be reached: {}", e.without_url()),
+            false,
+        )),
+    }
+}
+
+async fn run_command(argv: &[String], body: &serde_json::Value) -> Sent {
+    use tokio::io::AsyncWriteExt;
+    let Some((program, args)) = argv.split_first() else {
+        return Err(("the alert command is empty".to_owned(), true));
+    };
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            (
+                format!("the alert command `{program}` could not start: {e}"),
+                false,
+            )
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let mut line = body.to_string();
+        line.push('\n');
+        // A command that does not read its input may close it: its exit status decides
+        let _ = stdin.write_all(line.as_bytes()).await;
+    }
+    match tokio::time::timeout(COMMAND_TIMEOUT, child.wait()).await {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err((
+            format!("the alert command `{program}` exited with {status}"),
+            false,
+        )),
+        Ok(Err(e)) => Err((format!("the alert command `{program}` failed: {e}"), false)),
+        Err(_) => Err((
+            format!(
+                "the alert command `{program}` took over {}s and was stopped",
+                COMMAND_TIMEOUT.as_secs()
+            ),
+            false,
+        )),
+    }
+}
