@@ -64,6 +64,9 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         let kind = match e {
+            // The owner is closing its store (it is stopping): the caller sends the request
+            // again, to the next owner or to the store itself
+            Error::Store(crate::store::StoreError::Closed) => ErrorKind::Unavailable,
             Error::Store(_) | Error::Interrupted { .. } | Error::Encoding(_) => ErrorKind::Store,
             Error::Input { .. } => ErrorKind::Input,
             Error::RunInProgress { .. } => ErrorKind::InProgress,
