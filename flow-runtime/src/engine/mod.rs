@@ -801,23 +801,14 @@ impl Flow {
             }
         };
         // Created unclaimed: the execution below claims it like any resume.
-        let fork = RunRecord {
-            id: new_id.clone(),
-            workflow: run.workflow.clone(),
-            status: RunStatus::Queued,
-            input: run.input.clone(),
-            output: None,
-            error: None,
-            trace_id: new_trace_id(),
-            created_at_ms: now,
-            updated_at_ms: now,
-            executions: 0,
-            attention: None,
-            owner: None,
-            lease_expires_at_ms: None,
-            queue: None,
-            wake_at_ms: None,
-        };
+        let fork = RunRecord::new(
+            new_id.clone(),
+            run.workflow.clone(),
+            RunStatus::Queued,
+            run.input.clone(),
+            new_trace_id(),
+            now,
+        );
         if let CreateRun::Exists(_) = self.inner.store.create_run(fork.clone()).await? {
             return Err(Error::RunIdConflict {
                 id: new_id,
@@ -1003,21 +994,17 @@ impl Flow {
         };
         let now = now_ms();
         let fresh = RunRecord {
-            id: id.clone(),
-            workflow: workflow.to_owned(),
-            status: RunStatus::Running,
-            input,
-            output: None,
-            error: None,
-            trace_id: new_trace_id(),
-            created_at_ms: now,
-            updated_at_ms: now,
             executions: 1,
-            attention: None,
             owner: Owner::current(),
             lease_expires_at_ms: Some(now + LEASE.as_millis() as u64),
-            queue: None,
-            wake_at_ms: None,
+            ..RunRecord::new(
+                id.clone(),
+                workflow,
+                RunStatus::Running,
+                input,
+                new_trace_id(),
+                now,
+            )
         };
         match self.inner.store.create_run(fresh.clone()).await? {
             CreateRun::Created(claim) => Ok(self.spawn(

@@ -119,19 +119,6 @@ impl Flow {
                 .map_or(0, |d| d.as_millis() as u64),
         });
         let run = RunRecord {
-            id: id.clone(),
-            workflow: meta.name.to_owned(),
-            status: RunStatus::Queued,
-            input,
-            output: None,
-            error: None,
-            trace_id: new_trace_id(),
-            created_at_ms: now,
-            updated_at_ms: now,
-            executions: 0,
-            attention: None,
-            owner: None,
-            lease_expires_at_ms: None,
             queue: Some(QueuePlace {
                 name: queue,
                 priority: options.priority,
@@ -139,6 +126,14 @@ impl Flow {
                 concurrency_key: options.concurrency_key.clone(),
             }),
             wake_at_ms: not_before_ms.filter(|at| *at > now),
+            ..RunRecord::new(
+                id.clone(),
+                meta.name,
+                RunStatus::Queued,
+                input,
+                new_trace_id(),
+                now,
+            )
         };
         match self.inner.store.create_run(run.clone()).await? {
             CreateRun::Created(_) => {

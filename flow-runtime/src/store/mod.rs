@@ -295,6 +295,35 @@ fn is_zero(n: &i32) -> bool {
 }
 
 impl RunRecord {
+    /// A new run of `workflow` with `input`, created at `now_ms` with `status`: no output,
+    /// error, owner or queue yet, never executed.
+    pub fn new(
+        id: RunId,
+        workflow: impl Into<String>,
+        status: RunStatus,
+        input: serde_json::Value,
+        trace_id: String,
+        now_ms: u64,
+    ) -> RunRecord {
+        RunRecord {
+            id,
+            workflow: workflow.into(),
+            status,
+            input,
+            output: None,
+            error: None,
+            trace_id,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            executions: 0,
+            attention: None,
+            owner: None,
+            lease_expires_at_ms: None,
+            queue: None,
+            wake_at_ms: None,
+        }
+    }
+
     /// Whether an execution holds this run now: it is running or sleeping, and its owner is
     /// another live process, or one whose liveness cannot be checked and whose lease has not
     /// expired. This process never holds a run against itself (the engine keeps its own table
