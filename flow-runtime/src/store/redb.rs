@@ -1471,6 +1471,7 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
     // Claim tokens checked in this transaction: a run's many deferred checkpoints in one batch
     // look its token up once. Emptied by every request that may write a token.
     let mut tokens: HashMap<String, Option<u64>> = HashMap::new();
+    let mut streaks = None;
     for request in batch {
         if !matches!(request, Request::Commit { .. }) {
             tokens.clear();
@@ -1592,7 +1593,7 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                         Op::ClearCancel { run } => {
                             cancels.remove(run.as_str())?;
                         }
-                        Op::RunEnded(end) => alerts::run_ended(txn, end)?,
+                        Op::RunEnded(end) => alerts::run_ended(txn, &mut streaks, end)?,
                         Op::AlertDelivery {
                             alert_id,
                             index,

@@ -85,8 +85,18 @@ fn open(txn: &WriteTransaction) -> Result<Tables<'_>, Fault> {
 }
 
 /// [`crate::store::Write::RunEnded`]: the streak and the alerts, in the run's end commit.
-pub(super) fn run_ended(txn: &WriteTransaction, end: &RunEnd) -> Result<(), Fault> {
-    let mut streaks = txn.open_table(STREAKS)?;
+pub(super) fn run_ended<'t>(
+    txn: &'t WriteTransaction,
+    streaks: &mut Option<redb::Table<'t, &'static str, &'static [u8]>>,
+    end: &RunEnd,
+) -> Result<(), Fault> {
+    // Opened once per transaction: a batch ends hundreds of runs
+    if streaks.is_none() {
+        *streaks = Some(txn.open_table(STREAKS)?);
+    }
+    let Some(streaks) = streaks.as_mut() else {
+        return Ok(());
+    };
     let stored = streaks
         .get(end.workflow.as_str())?
         .map(|v| v.value().to_vec());
