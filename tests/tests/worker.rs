@@ -628,3 +628,46 @@ fn operators_reach_a_running_worker_through_its_socket() {
         "cancelled b did not run to its end"
     );
 }
+
+/// `runs show` of a queued run names what holds it back: its queue's concurrency while a run
+/// of the queue executes, and a start time given with `--at`.
+#[test]
+fn a_queued_run_says_why_it_waits() {
+    let env = env("[flow.queues.one]\nconcurrency = 1\n");
+    let mut worker = env.worker(4);
+    std::thread::sleep(Duration::from_millis(300));
+    env.enqueue(
+        "slow",
+        r#"{"n": 1, "steps": 6, "ms": 300}"#,
+        &["--id", "first", "--queue", "one"],
+    );
+    env.wait_for_lines("the first run to start", 1, |l| !l.end && l.run == "first");
+    env.enqueue(
+        "slow",
+        r#"{"n": 2, "steps": 1, "ms": 1}"#,
+        &["--id", "second", "--queue", "one"],
+    );
+    env.enqueue(
+        "job",
+        r#"{"n": 3, "ms": 1}"#,
+        &["--id", "dated", "--at", "2099-01-01T00:00:00Z"],
+    );
+    let second = json_of(
+        &env.command(&["runs", "show", "second", "--output", "json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(second["run"]["status"], "queued", "{second}");
+    let waiting = second["queue"]["waiting"].as_str().unwrap();
+    assert!(waiting.starts_with("concurrency"), "{waiting}");
+    assert_eq!(second["queue"]["in_flight"], 1);
+    let dated = json_of(
+        &env.command(&["runs", "show", "dated", "--output", "json"])
+            .output()
+            .unwrap(),
+    );
+    let waiting = dated["queue"]["waiting"].as_str().unwrap();
+    assert!(waiting.contains("2099-01-01T00:00:00Z"), "{waiting}");
+    sigterm(&worker);
+    assert_eq!(wait_exit(&mut worker).code(), Some(0));
+}
