@@ -315,6 +315,8 @@ fn generate(workflow: &Workflow, item: &ItemFn) -> TokenStream {
                 params: &[#(#param_names),*],
                 units: #units,
                 alert_after: #alert_after,
+                max_duration_ms: ::core::option::Option::None,
+                schedule: ::core::option::Option::None,
                 doc: #doc,
                 #location,
                 invoke: __flow_invoke,

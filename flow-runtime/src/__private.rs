@@ -15,7 +15,8 @@ use std::time::Duration;
 pub use crate::console::cli::{main_entry, AppInfo, AppSettings, NoSettings, SetupOutcome};
 pub use crate::engine::classify::{Classify, ErrorClass, StepTimeout};
 pub use crate::engine::registry::{
-    BoxFuture, DryRunSpec, InputError, InvokeResult, RepeatSafety, RetrySpec, StepMeta,
+    BoxFuture, CatchUp, DryRunSpec, InputError, InvokeResult, Overlap, RepeatSafety, RetrySpec,
+    ScheduleSpec, StepMeta,
     StepRegistration, WorkflowFailure, WorkflowMeta, WorkflowRegistration,
 };
 pub use crate::engine::{DryRun, Error, Flow, RunError, RunHandle, RunOptions};

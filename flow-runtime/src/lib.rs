@@ -36,7 +36,7 @@ pub use engine::context::{attempt, is_dry_run, key, run_id, step_key, trace_id, 
 pub use engine::determinism::{now, random, sleep, uuid};
 pub use engine::prune::Retention;
 pub use engine::queue::Queue;
-pub use engine::registry::WorkflowFailure;
+pub use engine::registry::{CatchUp, Overlap, WorkflowFailure};
 pub use engine::retry::{RetryPolicies, RetryPolicy};
 pub use engine::state::{state, try_state, AppState};
 pub use engine::units::{

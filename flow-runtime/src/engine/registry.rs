@@ -128,6 +128,11 @@ pub struct WorkflowMeta {
     pub units: bool,
     /// Alert after this many consecutive failed runs.
     pub alert_after: Option<u32>,
+    /// Alert when a run has not finished this long after it was created (`max_duration`), in
+    /// milliseconds.
+    pub max_duration_ms: Option<u64>,
+    /// The schedule declared with `#[workflow(schedule = "...")]`, checked at compile time.
+    pub schedule: Option<ScheduleSpec>,
     /// The doc comment.
     pub doc: &'static str,
     /// Source file.
@@ -139,6 +144,91 @@ pub struct WorkflowMeta {
     /// Decodes JSON input into the parameters' types without running anything, so that input
     /// of the wrong type is refused before a run is stored.
     pub check_input: fn(&serde_json::Value) -> Result<(), InputError>,
+}
+
+/// A schedule declared on a workflow: `#[workflow(schedule = "0 2 * * *", timezone = "...",
+/// catch_up = "...", overlap = "...")]`. Settings (`[flow.schedules.NAME]`) may override each
+/// field, so this is the default, not necessarily what runs.
+#[derive(Clone, Copy, Debug)]
+pub struct ScheduleSpec {
+    /// The cron expression (5 fields, or 6 with seconds first), as written.
+    pub cron: &'static str,
+    /// The IANA time zone the expression is read in (`"UTC"` unless given).
+    pub timezone: &'static str,
+    /// What to do with ticks missed while no worker ran.
+    pub catch_up: CatchUp,
+    /// What to do with a tick while the previous run still runs.
+    pub overlap: Overlap,
+    /// The input of a scheduled run: the workflow's input built with `Default`, as JSON.
+    pub input: fn() -> Result<serde_json::Value, String>,
+}
+
+/// What a schedule does with ticks that passed while no worker ran (within the catch-up
+/// window, `flow.schedule_catch_up_window`; older ticks are always skipped).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    /// Missed ticks are skipped; the schedule waits for its next tick.
+    Skip,
+    /// Only the most recent missed tick runs (the default): a nightly job that missed three
+    /// nights runs once.
+    #[default]
+    Latest,
+    /// Every missed tick runs, oldest first, each with its own tick time.
+    All,
+}
+
+/// What a schedule does with a tick while its previous run has not finished.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// The tick is skipped (the default), and logged.
+    #[default]
+    Skip,
+    /// One tick waits for the running one to finish; later ticks meanwhile are skipped.
+    BufferOne,
+    /// Every tick waits, and they run one after another in tick order.
+    BufferAll,
+    /// The tick runs at once, beside the running one.
+    Allow,
+}
+
+impl CatchUp {
+    /// Every policy, by its name in attributes and settings.
+    pub const ALL: [(&'static str, CatchUp); 3] = [
+        ("skip", CatchUp::Skip),
+        ("latest", CatchUp::Latest),
+        ("all", CatchUp::All),
+    ];
+
+    /// The policy's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatchUp::Skip => "skip",
+            CatchUp::Latest => "latest",
+            CatchUp::All => "all",
+        }
+    }
+}
+
+impl Overlap {
+    /// Every policy, by its name in attributes and settings.
+    pub const ALL: [(&'static str, Overlap); 4] = [
+        ("skip", Overlap::Skip),
+        ("buffer_one", Overlap::BufferOne),
+        ("buffer_all", Overlap::BufferAll),
+        ("allow", Overlap::Allow),
+    ];
+
+    /// The policy's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Skip => "skip",
+            Overlap::BufferOne => "buffer_one",
+            Overlap::BufferAll => "buffer_all",
+            Overlap::Allow => "allow",
+        }
+    }
 }
 
 #[doc(hidden)]
