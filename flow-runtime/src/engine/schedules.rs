@@ -318,9 +318,11 @@ fn resolve_one(
     let cron = match (&config.cron, &spec) {
         (Some(cron), _) => cron.clone(),
         (None, Some(spec)) => spec.cron.to_owned(),
-        (None, None) => return Err(format!(
+        (None, None) => {
+            return Err(format!(
             "it has no cron expression: add `cron = \"0 2 * * *\"` under [flow.schedules.{name}]"
-        )),
+        ))
+        }
     };
     let parsed =
         parse_cron(&cron).map_err(|e| format!("the cron expression `{cron}` is invalid: {e}"))?;

@@ -226,6 +226,12 @@ pub fn apply_fire(
     release_buffered(&mut record, book, &mut outcome);
     for (tick, run) in fire.runs {
         let id = run.id.clone();
+        // A tick that is a run already (a repeated backfill) is neither skipped nor buffered
+        // again, whatever the overlap: it is reported as existing and counts nowhere else
+        if book.status(&id).is_some() || record.buffered.iter().any(|r| r.id == id) {
+            outcome.existing.push(id);
+            continue;
+        }
         let busy = record
             .last_run
             .as_ref()
@@ -242,12 +248,8 @@ pub fn apply_fire(
                 outcome.skipped_overlap.push(id);
             }
             (true, Overlap::BufferOne | Overlap::BufferAll) => {
-                if book.status(&id).is_some() || record.buffered.iter().any(|r| r.id == id) {
-                    outcome.existing.push(id);
-                } else {
-                    record.buffered.push(run);
-                    outcome.buffered.push(id);
-                }
+                record.buffered.push(run);
+                outcome.buffered.push(id);
             }
             (false, _) | (true, Overlap::Allow) => {
                 if book.create(run) {
@@ -440,5 +442,42 @@ mod tests {
         );
         assert_eq!(out.existing, vec![tick_run_id("s", 1000)]);
         assert!(out.created.is_empty());
+    }
+
+    #[test]
+    fn a_repeated_backfill_finds_its_runs_while_they_are_unfinished() {
+        let backfill = |record, overlap, book: &mut Book| {
+            apply_fire(
+                record,
+                ScheduleFire {
+                    name: "s".into(),
+                    advance: None,
+                    skipped: Vec::new(),
+                    runs: vec![run(1000), run(2000), run(3000)],
+                    overlap,
+                    now_ms: 5000,
+                },
+                book,
+            )
+        };
+        for overlap in [
+            Overlap::Skip,
+            Overlap::BufferOne,
+            Overlap::BufferAll,
+            Overlap::Allow,
+        ] {
+            let mut book = Book::default();
+            let first = backfill(None, Overlap::Allow, &mut book);
+            assert_eq!(first.created.len(), 3);
+            // The three runs are still queued: a second backfill, by any policy, finds them
+            let out = backfill(first.record, overlap, &mut book);
+            assert_eq!(out.existing.len(), 3, "{overlap:?}");
+            assert!(
+                out.created.is_empty() && out.buffered.is_empty(),
+                "{overlap:?}"
+            );
+            assert!(out.skipped_overlap.is_empty(), "{overlap:?}");
+            assert_eq!(out.record.expect("record").skipped, 0, "{overlap:?}");
+        }
     }
 }
