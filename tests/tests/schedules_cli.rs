@@ -240,7 +240,7 @@ cron = "* * * * * *"
     let next = tick_of(&format!("x@{}", hourly["next_fire"].as_str().unwrap()));
     let now = now_ms();
     assert!(
-        next > now && next <= now + 3_600_000 && next % 3_600_000 == 0,
+        next > now && next <= now + 3_600_000 && next.is_multiple_of(3_600_000),
         "{hourly}"
     );
     let local = hourly["next_fire_local"].as_str().unwrap();
@@ -494,8 +494,7 @@ timezone = "Europe/Berlin"
             .find(|l| l.contains(what))
             .unwrap_or_else(|| panic!("no {what} row in {table}"))
             .split_whitespace()
-            .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
-            .next()
+            .find(|w| w.chars().all(|c| c.is_ascii_digit()))
             .unwrap()
             .to_owned()
     };
@@ -663,6 +662,26 @@ fn bad_schedule_settings_stop_every_command() {
         }
         assert!(!env.store.exists(), "nothing ran, so no store was created");
     }
+}
+
+/// The examples in `--help` name the binary.
+#[test]
+fn the_schedules_help_shows_examples_for_this_binary() {
+    let env = env("");
+    let help = env.ok(&["schedules", "backfill", "--help"]);
+    assert!(help.contains("TIMES:"), "{help}");
+    assert!(
+        help.contains("    schedule_child schedules backfill nightly --from 2026-11-01 --to 2026-11-07 --overlap buffer_all"),
+        "{help}"
+    );
+    assert!(help.contains("buffer_all: every tick waits"), "{help}");
+    let help = env.ok(&["schedules", "pause", "--help"]);
+    assert!(
+        help.contains("    schedule_child schedules pause nightly --note"),
+        "{help}"
+    );
+    let list = env.ok(&["schedules", "list"]);
+    assert!(list.contains("no schedules: declare one with"), "{list}");
 }
 
 /// An unknown schedule is a usage error (exit 2) that lists the schedules.

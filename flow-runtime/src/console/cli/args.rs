@@ -10,8 +10,8 @@ pub(crate) const EXIT_CODES: &str = "\
 EXIT CODES:
     0  success
     1  the workflow failed or was cancelled
-    2  usage error: bad arguments, malformed JSON input, unknown workflow, run or step
-    3  configuration error: invalid settings (every bad field is listed)
+    2  usage error: bad arguments, malformed JSON input, unknown workflow, run, step or schedule
+    3  configuration error: invalid settings, schedules included (every bad field is listed)
     4  the run needs attention: an at_most_once step's outcome is unknown
     5  store error: the store is locked, corrupt, full or unreadable
   130  stopped by SIGINT (143: SIGTERM); the run is left resumable";
@@ -474,7 +474,31 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_percent;
+    use super::{parse_instant, parse_percent};
+
+    #[test]
+    fn a_backfill_time_is_rfc3339_with_an_offset_or_a_date_at_midnight_utc() {
+        for (text, ms) in [
+            ("2026-11-01", 1_793_491_200_000),
+            ("2026-11-01T00:00:00Z", 1_793_491_200_000),
+            ("2026-11-01T01:00:00+01:00", 1_793_491_200_000),
+            ("2026-11-01T00:00:00.250Z", 1_793_491_200_250),
+            ("1970-01-01", 0),
+        ] {
+            assert_eq!(parse_instant(text), Ok(ms), "{text}");
+        }
+        // A time without offset is ambiguous; a date with a time part is a time
+        for text in [
+            "2026-11-01T00:00:00",
+            "2026-11-01 02:00",
+            "yesterday",
+            "2026-13-01",
+            "1969-12-31",
+            "",
+        ] {
+            assert!(parse_instant(text).is_err(), "{text:?} was accepted");
+        }
+    }
 
     #[test]
     fn a_rollout_is_a_plain_percentage() {
