@@ -710,6 +710,23 @@ fn an_unknown_schedule_is_a_usage_error() {
             stderr(&out)
         );
     }
+    assert!(!env.store.exists(), "a misspelt name created a store");
+    // With a store, and while a worker owns it, the same
+    env.ok(&["schedules", "pause", "nightly"]);
+    let worker = env.worker(1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !env.dir.path().join("flow.redb.sock").exists() {
+        assert!(Instant::now() < deadline, "the worker serves no socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = env.run(&["schedules", "trigger", "nigthly"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown schedule `nigthly`"),
+        "{}",
+        stderr(&out)
+    );
+    worker.stop();
     assert!(env.runs().is_empty());
 }
 

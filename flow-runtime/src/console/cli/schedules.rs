@@ -6,7 +6,7 @@
 
 use super::args::{OutputFormat, SchedulesCommand};
 use super::commands::{
-    add_row, cmd, fail_api, open_operator, print_json, release, say, table, time,
+    add_row, cmd, fail, fail_api, open_operator, print_json, release, say, table, time,
 };
 use super::{AppInfo, Exit};
 use crate::console::api::open::{Access, Opened};
@@ -27,6 +27,22 @@ pub(super) async fn command(
         let output = if json { OutputFormat::Json } else { output };
         return list_command(app, settings, output).await;
     }
+    // A misspelt name is refused before the store is opened (and so never creates one)
+    let name = match &command {
+        SchedulesCommand::Pause { name, .. }
+        | SchedulesCommand::Resume { name }
+        | SchedulesCommand::Trigger { name, .. }
+        | SchedulesCommand::Backfill { name, .. } => name.as_str(),
+        SchedulesCommand::List { .. } => "",
+    };
+    if let Ok(known) = resolved(settings) {
+        if !known.iter().any(|s| s.name == name) {
+            return fail(&crate::engine::Error::UnknownSchedule {
+                name: name.to_owned(),
+                known: known.into_iter().map(|s| s.name).collect(),
+            });
+        }
+    }
     let opened = match open_operator(settings, Access::Write).await {
         Ok(opened) => opened,
         Err(exit) => return exit,
@@ -34,6 +50,7 @@ pub(super) async fn command(
     let Opened { operator, server } = opened;
     let op = &operator;
     let exit = match command {
+        // Handled above
         SchedulesCommand::List { .. } => Exit::Usage,
         SchedulesCommand::Pause { name, note } => pause(app, op, &name, note, output).await,
         SchedulesCommand::Resume { name } => resume(app, settings, op, &name, output).await,
