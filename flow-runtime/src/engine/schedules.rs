@@ -318,9 +318,11 @@ fn resolve_one(
     let cron = match (&config.cron, &spec) {
         (Some(cron), _) => cron.clone(),
         (None, Some(spec)) => spec.cron.to_owned(),
-        (None, None) => return Err(format!(
+        (None, None) => {
+            return Err(format!(
             "it has no cron expression: add `cron = \"0 2 * * *\"` under [flow.schedules.{name}]"
-        )),
+        ))
+        }
     };
     let parsed =
         parse_cron(&cron).map_err(|e| format!("the cron expression `{cron}` is invalid: {e}"))?;
@@ -516,6 +518,12 @@ impl Flow {
                     "a schedule tick was skipped"
                 );
             }
+            // Ticks caught up together run one after another (or side by side with `allow`):
+            // `skip` would keep only the first of the ticks `catch_up = "all"` asked for
+            let overlap = match schedule.overlap {
+                Overlap::Skip | Overlap::BufferOne if fire.len() > 1 => Overlap::BufferAll,
+                overlap => overlap,
+            };
             let outcome = self
                 .inner
                 .store
@@ -527,7 +535,7 @@ impl Flow {
                         .into_iter()
                         .map(|t| (t, schedule.run_of(t, now_ms)))
                         .collect(),
-                    overlap: schedule.overlap,
+                    overlap,
                     now_ms,
                 }))
                 .await?;
@@ -563,7 +571,9 @@ impl Flow {
     }
 
     /// Fires the ticks of schedule `name` in `[from_ms, to_ms]` (`schedules backfill`), each
-    /// with its tick's run id, so a repeated backfill adds nothing.
+    /// with its tick's run id, so a repeated backfill adds nothing. Without `overlap` the ticks
+    /// run one after another in tick order (`buffer_all`): the schedule's own `skip` would
+    /// drop every backfilled tick but the first.
     pub async fn backfill_schedule(
         &self,
         name: &str,
@@ -586,7 +596,7 @@ impl Flow {
                 schedule.cron
             )));
         }
-        self.fire_ticks(&schedule, ticks, overlap.unwrap_or(schedule.overlap))
+        self.fire_ticks(&schedule, ticks, overlap.unwrap_or(Overlap::BufferAll))
             .await
     }
 
