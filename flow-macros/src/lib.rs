@@ -10,6 +10,7 @@ mod duration;
 mod entry;
 mod errors;
 mod options;
+mod schedule;
 mod signature;
 mod step;
 mod tidy;
