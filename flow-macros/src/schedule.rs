@@ -7,8 +7,8 @@
 //! here means the same there. Zones come from jiff's bundled tz database, which every binary
 //! that uses flow carries, so a zone accepted here exists wherever the binary runs.
 
-use croner::parser::{CronParser, Seconds, Year};
 use croner::errors::CronError;
+use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 use jiff::tz::TimeZoneDatabase;
 
@@ -55,7 +55,9 @@ pub(crate) fn cron_parser() -> CronParser {
 pub(crate) fn check_cron(text: &str) -> Result<(), String> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return Err(format!("the cron expression in `schedule` is empty; {FORMAT}"));
+        return Err(format!(
+            "the cron expression in `schedule` is empty; {FORMAT}"
+        ));
     }
     if trimmed.starts_with('@') {
         if !SHORTCUTS.iter().any(|s| s.eq_ignore_ascii_case(trimmed)) {
@@ -109,7 +111,10 @@ fn explain(text: &str, fields: &[&str], whole: &CronError) -> String {
             );
         }
     }
-    format!("malformed cron expression {text:?}: {}; {FORMAT}", clause(&whole.to_string()))
+    format!(
+        "malformed cron expression {text:?}: {}; {FORMAT}",
+        clause(&whole.to_string())
+    )
 }
 
 /// Month and day names, which croner replaces by numbers before it parses.
@@ -196,10 +201,15 @@ fn describe(cron: &Cron) -> String {
 pub(crate) fn check_timezone(name: &str) -> Result<String, String> {
     let db = TimeZoneDatabase::bundled();
     // `Etc/Unknown` is found, but as a zone without a name, which no schedule can run in.
-    if let Some(found) = db.get(name).ok().and_then(|tz| tz.iana_name().map(str::to_owned)) {
+    if let Some(found) = db
+        .get(name)
+        .ok()
+        .and_then(|tz| tz.iana_name().map(str::to_owned))
+    {
         return Ok(found);
     }
-    let examples = "a time zone is an IANA name such as \"Europe/Berlin\", \"America/New_York\" or \"UTC\"";
+    let examples =
+        "a time zone is an IANA name such as \"Europe/Berlin\", \"America/New_York\" or \"UTC\"";
     let names: Vec<String> = db.available().map(|n| n.to_string()).collect();
     Err(match suggest(name, &names) {
         Some(close) => format!("unknown time zone {name:?} in `timezone`; did you mean {close:?}?"),
@@ -274,7 +284,9 @@ pub(crate) fn policy(
             }
         })
         .collect();
-    let (last, rest) = names.split_last().map_or(("", &[][..]), |(l, r)| (l.as_str(), r));
+    let (last, rest) = names
+        .split_last()
+        .map_or(("", &[][..]), |(l, r)| (l.as_str(), r));
     Err(format!(
         "unknown `{option}` policy {given:?}; expected one of {} or {last}",
         rest.join(", ")
@@ -323,28 +335,55 @@ mod tests {
     #[test]
     fn names_the_field_that_is_wrong() {
         let error = check_cron("0 25 * * *").unwrap_err();
-        assert!(error.contains("the hour field `25` is invalid (number out of bounds); the hour field takes 0-23"), "{error}");
+        assert!(
+            error.contains(
+                "the hour field `25` is invalid (number out of bounds); the hour field takes 0-23"
+            ),
+            "{error}"
+        );
         let error = check_cron("0 2 * * mon-fry").unwrap_err();
-        assert!(error.contains("the day-of-week field `mon-fry` has `FRY`, which is no day name (SUN, MON"), "{error}");
+        assert!(
+            error.contains(
+                "the day-of-week field `mon-fry` has `FRY`, which is no day name (SUN, MON"
+            ),
+            "{error}"
+        );
         let error = check_cron("0 2 * JANUARY *").unwrap_err();
-        assert!(error.contains("the month field `JANUARY` is no month name (JAN, FEB"), "{error}");
+        assert!(
+            error.contains("the month field `JANUARY` is no month name (JAN, FEB"),
+            "{error}"
+        );
         let error = check_cron("0 2 * * 1%2").unwrap_err();
-        assert!(error.contains("the day-of-week field `1%2` contains `%`"), "{error}");
+        assert!(
+            error.contains("the day-of-week field `1%2` contains `%`"),
+            "{error}"
+        );
         let error = check_cron("61 0 2 * * *").unwrap_err();
         assert!(error.contains("the second field `61`"), "{error}");
         let error = check_cron("*/0 * * * *").unwrap_err();
-        assert!(error.contains("the minute field `*/0` is invalid (step cannot be zero)"), "{error}");
+        assert!(
+            error.contains("the minute field `*/0` is invalid (step cannot be zero)"),
+            "{error}"
+        );
     }
 
     #[test]
     fn refuses_counts_shortcuts_and_dates_that_never_come() {
         assert!(check_cron("0 2 * *").unwrap_err().contains("has 4 fields"));
-        assert!(check_cron("0 0 0 1 1 * 2030").unwrap_err().contains("has 7 fields"));
+        assert!(check_cron("0 0 0 1 1 * 2030")
+            .unwrap_err()
+            .contains("has 7 fields"));
         assert!(check_cron("").unwrap_err().contains("is empty"));
         let error = check_cron("@dayly").unwrap_err();
-        assert!(error.contains("unknown cron shortcut `@dayly`; did you mean `@daily`?"), "{error}");
+        assert!(
+            error.contains("unknown cron shortcut `@dayly`; did you mean `@daily`?"),
+            "{error}"
+        );
         let error = check_cron("@reboot").unwrap_err();
-        assert!(error.contains("unknown cron shortcut `@reboot`; the shortcuts are"), "{error}");
+        assert!(
+            error.contains("unknown cron shortcut `@reboot`; the shortcuts are"),
+            "{error}"
+        );
         let error = check_cron("0 0 31 2 *").unwrap_err();
         assert!(error.contains("never fires"), "{error}");
         assert!(error.contains("on day 31, in February"), "{error}");
@@ -352,15 +391,27 @@ mod tests {
 
     #[test]
     fn finds_zones_and_suggests_close_names() {
-        assert_eq!(check_timezone("Europe/Berlin").as_deref(), Ok("Europe/Berlin"));
-        assert_eq!(check_timezone("europe/berlin").as_deref(), Ok("Europe/Berlin"));
+        assert_eq!(
+            check_timezone("Europe/Berlin").as_deref(),
+            Ok("Europe/Berlin")
+        );
+        assert_eq!(
+            check_timezone("europe/berlin").as_deref(),
+            Ok("Europe/Berlin")
+        );
         assert_eq!(check_timezone("UTC").as_deref(), Ok("UTC"));
         assert_eq!(
             check_timezone("Europe/Berln"),
-            Err("unknown time zone \"Europe/Berln\" in `timezone`; did you mean \"Europe/Berlin\"?".to_owned())
+            Err(
+                "unknown time zone \"Europe/Berln\" in `timezone`; did you mean \"Europe/Berlin\"?"
+                    .to_owned()
+            )
         );
         let error = check_timezone("America/New York").unwrap_err();
-        assert!(error.contains("did you mean \"America/New_York\""), "{error}");
+        assert!(
+            error.contains("did you mean \"America/New_York\""),
+            "{error}"
+        );
         let error = check_timezone("Tokio").unwrap_err();
         assert!(error.contains("did you mean \"Asia/Tokyo\""), "{error}");
         for far in ["PST", "Mars/Olympus", "", "Etc/Unknown"] {

@@ -16,8 +16,7 @@ pub use crate::console::cli::{main_entry, AppInfo, AppSettings, NoSettings, Setu
 pub use crate::engine::classify::{Classify, ErrorClass, StepTimeout};
 pub use crate::engine::registry::{
     BoxFuture, CatchUp, DryRunSpec, InputError, InvokeResult, Overlap, RepeatSafety, RetrySpec,
-    ScheduleSpec, StepMeta,
-    StepRegistration, WorkflowFailure, WorkflowMeta, WorkflowRegistration,
+    ScheduleSpec, StepMeta, StepRegistration, WorkflowFailure, WorkflowMeta, WorkflowRegistration,
 };
 pub use crate::engine::{DryRun, Error, Flow, RunError, RunHandle, RunOptions};
 pub use crate::store::RunId;
@@ -152,6 +151,27 @@ pub fn schedule_input(
     input: Result<serde_json::Value, serde_json::Error>,
 ) -> Result<serde_json::Value, String> {
     input.map_err(|e| format!("the default input could not be serialized: {e}"))
+}
+
+/// Parses a schedule's cron expression exactly as `#[workflow(schedule = "...")]` checked it at
+/// compile time (flow-macros' `schedule::cron_parser`, which cannot be shared: the macro crate
+/// does not depend on this one): 5 fields or 6 with seconds first, no year field, the other
+/// settings croner's defaults. Change both together.
+pub fn parse_cron(expression: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .year(croner::parser::Year::Disallowed)
+        .build()
+        .parse(expression)
+        .map_err(|e| e.to_string())
+}
+
+/// Looks up a schedule's zone where `#[workflow(timezone = "...")]` checked it: the tz database
+/// bundled into the binary.
+pub fn schedule_zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
+    jiff::tz::TimeZoneDatabase::bundled()
+        .get(name)
+        .map_err(|e| e.to_string())
 }
 
 /// Checks `T: AppSettings` (the trait carries the message).

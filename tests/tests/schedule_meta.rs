@@ -2,8 +2,8 @@
 //! registers (cron as written, the zone's canonical name, the policies, the default input) and
 //! that the default input is one the workflow accepts, as the scheduler will start it.
 
-use flow_runtime as flow;
 use flow::__private::{registry, CatchUp, Overlap};
+use flow_runtime as flow;
 use flow_tests::fresh_flow;
 
 /// A report's input whose `Default` is not all zeros, so the test sees that it was used.
@@ -31,7 +31,11 @@ impl Default for ReportInput {
     max_duration = "1h 30m"
 )]
 async fn weekly_report(input: ReportInput) -> Result<String, flow::Failure> {
-    Ok(format!("{} days to {}", input.days, input.recipients.join(",")))
+    Ok(format!(
+        "{} days to {}",
+        input.days,
+        input.recipients.join(",")
+    ))
 }
 
 #[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -127,4 +131,32 @@ async fn a_run_started_with_the_default_input_gets_the_default_values() {
             .expect("the run succeeds");
         assert_eq!(output, serde_json::json!(expected), "{name}");
     }
+}
+
+#[test]
+fn the_runtime_parses_every_registered_schedule_as_the_macro_checked_it() {
+    let scheduled: Vec<_> = registry::workflows()
+        .into_iter()
+        .filter_map(|w| w.schedule.map(|s| (w.name, s)))
+        .collect();
+    assert_eq!(
+        scheduled.len(),
+        3,
+        "{:?}",
+        scheduled.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+    for (name, schedule) in scheduled {
+        flow::__private::parse_cron(schedule.cron)
+            .unwrap_or_else(|e| panic!("{name}: {:?} does not parse: {e}", schedule.cron));
+        let zone = flow::__private::schedule_zone(schedule.timezone)
+            .unwrap_or_else(|e| panic!("{name}: {:?} is no zone: {e}", schedule.timezone));
+        assert_eq!(zone.iana_name(), Some(schedule.timezone), "{name}");
+    }
+    // Six fields put the seconds first; five have none; a year field is refused, as the macro
+    // refuses it.
+    let six = flow::__private::parse_cron("15 30 7 * * MON").expect("six fields");
+    assert_eq!(six.describe(), "At 07:30:15, on Monday.");
+    let five = flow::__private::parse_cron("30 7 * * MON").expect("five fields");
+    assert_eq!(five.describe(), "At 07:30, on Monday.");
+    assert!(flow::__private::parse_cron("0 0 0 1 1 * 2030").is_err());
 }

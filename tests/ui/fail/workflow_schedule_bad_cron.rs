@@ -30,4 +30,10 @@ async fn daily() -> Result<(), flow::Failure> {
     Ok(())
 }
 
+// A year field, which schedules do not take.
+#[flow::workflow(schedule = "0 0 9 1 1 * 2030")]
+async fn once() -> Result<(), flow::Failure> {
+    Ok(())
+}
+
 fn main() {}
