@@ -158,20 +158,13 @@ pub fn schedule_input(
 /// does not depend on this one): 5 fields or 6 with seconds first, no year field, the other
 /// settings croner's defaults. Change both together.
 pub fn parse_cron(expression: &str) -> Result<croner::Cron, String> {
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Optional)
-        .year(croner::parser::Year::Disallowed)
-        .build()
-        .parse(expression)
-        .map_err(|e| e.to_string())
+    crate::engine::schedules::parse_cron(expression)
 }
 
 /// Looks up a schedule's zone where `#[workflow(timezone = "...")]` checked it: the tz database
 /// bundled into the binary.
 pub fn schedule_zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
-    jiff::tz::TimeZoneDatabase::bundled()
-        .get(name)
-        .map_err(|e| e.to_string())
+    crate::engine::schedules::parse_zone(name)
 }
 
 /// Checks `T: AppSettings` (the trait carries the message).

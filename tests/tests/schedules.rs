@@ -409,3 +409,78 @@ async fn backfill_twice_adds_nothing() {
     let distinct: HashSet<String> = stored(&flow, name).await.into_iter().map(|r| r.0).collect();
     assert_eq!(distinct.len(), 5);
 }
+
+/// The input of `declared_hourly`: built with `Default` for each tick.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Batch {
+    size: u32,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch { size: 25 }
+    }
+}
+
+/// Declared on the workflow; settings move or disable it in the test below.
+#[flow::workflow(schedule = "0 * * * *", catch_up = "all")]
+async fn declared_hourly(batch: Batch) -> Result<String, flow::Failure> {
+    let tick = record_tick().await?;
+    Ok(format!("{tick} size {}", batch.size))
+}
+
+/// A schedule declared with `#[workflow(schedule = ...)]` fires with its `Default` input;
+/// settings move it to another minute, or disable it, without a rebuild.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_schedule_fires_and_settings_move_or_disable_it() {
+    let name = "declared_hourly";
+    for (config, expected) in [
+        (
+            ScheduleConfig::default(),
+            vec!["2026-11-28T01:00:00Z", "2026-11-28T02:00:00Z"],
+        ),
+        (
+            ScheduleConfig {
+                cron: Some("30 * * * *".into()),
+                ..ScheduleConfig::default()
+            },
+            vec!["2026-11-28T00:30:00Z", "2026-11-28T01:30:00Z"],
+        ),
+        (
+            ScheduleConfig {
+                enabled: Some(false),
+                ..ScheduleConfig::default()
+            },
+            vec![],
+        ),
+    ] {
+        lock(&EXECUTED).retain(|(run, _)| !run.starts_with("declared_hourly@"));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let flow = open(&dir, name, config.clone());
+        let schedule = flow.schedule(name).expect("the schedule resolves");
+        assert_eq!(schedule.input, serde_json::json!({ "size": 25 }));
+        let clock = ManualClock::new(ms("2026-11-28T00:00:10Z"));
+        let worker = start_worker(&flow, &clock);
+        if schedule.enabled {
+            until("the worker sees the schedule", async || {
+                record(&flow, name).await.is_some()
+            })
+            .await;
+        }
+        clock.set_ms(ms("2026-11-28T02:10:00Z"));
+        until("the runs succeed", async || {
+            all_succeeded(&flow, name, expected.len()).await
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        worker.stop().await;
+        assert_eq!(executed(name), expected, "{config:?}");
+        for run in flow.runs(&RunFilter::default()).await.expect("runs") {
+            let tick = run.id.as_str().trim_start_matches("declared_hourly@");
+            assert_eq!(
+                run.output,
+                Some(serde_json::json!(format!("{tick} size 25")))
+            );
+        }
+    }
+}

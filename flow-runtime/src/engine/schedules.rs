@@ -146,17 +146,22 @@ impl fmt::Debug for Schedule {
     }
 }
 
-/// Parses a cron expression as `#[workflow(schedule = ...)]` does: 5 fields, or 6 with seconds
-/// first (croner's default parser: Vixie cron plus `L`, `W`, `#` and `@daily`-style nicknames).
+/// Parses a cron expression exactly as `#[workflow(schedule = ...)]` checks it: 5 fields, or 6
+/// with seconds first, no year field (croner: Vixie cron plus `L`, `W`, `#` and `@daily`-style
+/// nicknames; a day matching either a restricted day of month or day of week runs).
 pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
-    croner::parser::CronParser::new()
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .year(croner::parser::Year::Disallowed)
+        .build()
         .parse(expr)
         .map_err(|e| e.to_string())
 }
 
-/// A time zone by its IANA name, from the bundled database.
+/// A time zone by its IANA name, from the tz database bundled into the binary (the one
+/// `#[workflow(timezone = ...)]` was checked against), not the machine's zone files.
 pub fn parse_zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
-    jiff::tz::TimeZone::get(name).map_err(|_| {
+    jiff::tz::TimeZoneDatabase::bundled().get(name).map_err(|_| {
         format!("`{name}` is not a known time zone; use an IANA name such as \"UTC\" or \"Europe/Berlin\"")
     })
 }
