@@ -146,17 +146,22 @@ impl fmt::Debug for Schedule {
     }
 }
 
-/// Parses a cron expression as `#[workflow(schedule = ...)]` does: 5 fields, or 6 with seconds
-/// first (croner's default parser: Vixie cron plus `L`, `W`, `#` and `@daily`-style nicknames).
+/// Parses a cron expression exactly as `#[workflow(schedule = ...)]` checks it: 5 fields, or 6
+/// with seconds first, no year field (croner: Vixie cron plus `L`, `W`, `#` and `@daily`-style
+/// nicknames; a day matching either a restricted day of month or day of week runs).
 pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
-    croner::parser::CronParser::new()
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .year(croner::parser::Year::Disallowed)
+        .build()
         .parse(expr)
         .map_err(|e| e.to_string())
 }
 
-/// A time zone by its IANA name, from the bundled database.
+/// A time zone by its IANA name, from the tz database bundled into the binary (the one
+/// `#[workflow(timezone = ...)]` was checked against), not the machine's zone files.
 pub fn parse_zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
-    jiff::tz::TimeZone::get(name).map_err(|_| {
+    jiff::tz::TimeZoneDatabase::bundled().get(name).map_err(|_| {
         format!("`{name}` is not a known time zone; use an IANA name such as \"UTC\" or \"Europe/Berlin\"")
     })
 }
@@ -518,6 +523,12 @@ impl Flow {
                     "a schedule tick was skipped"
                 );
             }
+            // Ticks caught up together run one after another (or side by side with `allow`):
+            // `skip` would keep only the first of the ticks `catch_up = "all"` asked for
+            let overlap = match schedule.overlap {
+                Overlap::Skip | Overlap::BufferOne if fire.len() > 1 => Overlap::BufferAll,
+                overlap => overlap,
+            };
             let outcome = self
                 .inner
                 .store
@@ -529,7 +540,7 @@ impl Flow {
                         .into_iter()
                         .map(|t| (t, schedule.run_of(t, now_ms)))
                         .collect(),
-                    overlap: schedule.overlap,
+                    overlap,
                     now_ms,
                 }))
                 .await?;
@@ -565,7 +576,9 @@ impl Flow {
     }
 
     /// Fires the ticks of schedule `name` in `[from_ms, to_ms]` (`schedules backfill`), each
-    /// with its tick's run id, so a repeated backfill adds nothing.
+    /// with its tick's run id, so a repeated backfill adds nothing. Without `overlap` the ticks
+    /// run one after another in tick order (`buffer_all`): the schedule's own `skip` would
+    /// drop every backfilled tick but the first.
     pub async fn backfill_schedule(
         &self,
         name: &str,
@@ -588,7 +601,7 @@ impl Flow {
                 schedule.cron
             )));
         }
-        self.fire_ticks(&schedule, ticks, overlap.unwrap_or(schedule.overlap))
+        self.fire_ticks(&schedule, ticks, overlap.unwrap_or(Overlap::BufferAll))
             .await
     }
 
