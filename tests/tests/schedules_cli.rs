@@ -480,8 +480,8 @@ timezone = "Europe/Berlin"
     let again = env.json(&args);
     assert_eq!(again["created"], serde_json::json!([]), "{again}");
     assert_eq!(again["existing"], serde_json::json!(expected), "{again}");
-    // With the schedule's own overlap (skip) the unfinished runs are found, not skipped
-    let table = env.ok(&args[..7]);
+    // With overlap `skip`, the unfinished runs are found, not skipped
+    let table = env.ok(&[&args[..8], &["skip"]].concat());
     assert!(
         table.contains(
             "backfill of nightly from 2026-03-27T00:00:00Z to 2026-03-30T23:59:59Z: 4 ticks"
@@ -620,7 +620,7 @@ fn bad_schedule_settings_stop_every_command() {
         ),
         (
             "[flow.schedules.nightly]\ncron = \"0 2 * * *\"\n",
-            &["flow.schedules.nightly: no workflow declares this schedule, so settings must name one: add `workflow = \"...\"` under [flow.schedules.nightly] (workflows: report, tick_job)", "line 1"],
+            &["flow.schedules.nightly: no workflow declares this schedule, so settings must name one: add `workflow = \"...\"` under [flow.schedules.nightly] (workflows: leap_day, report, tick_job)", "line 1"],
         ),
         (
             "[flow.schedules.nightly]\nworkflow = \"tick_job\"\ncron = \"0 2 * * *\"\ncatch_up = \"sometimes\"\n",
@@ -671,7 +671,9 @@ fn the_schedules_help_shows_examples_for_this_binary() {
     let help = env.ok(&["schedules", "backfill", "--help"]);
     assert!(help.contains("TIMES:"), "{help}");
     assert!(
-        help.contains("    schedule_child schedules backfill nightly --from 2026-11-01 --to 2026-11-07 --overlap buffer_all"),
+        help.contains(
+            "    schedule_child schedules backfill nightly --from 2026-11-01 --to 2026-11-07\n"
+        ),
         "{help}"
     );
     assert!(help.contains("buffer_all: every tick waits"), "{help}");
@@ -680,8 +682,42 @@ fn the_schedules_help_shows_examples_for_this_binary() {
         help.contains("    schedule_child schedules pause nightly --note"),
         "{help}"
     );
-    let list = env.ok(&["schedules", "list"]);
-    assert!(list.contains("no schedules: declare one with"), "{list}");
+}
+
+/// A schedule declared on a workflow is listed as `code`; settings override its fields
+/// (`code + settings`) or disable it, and the runbook says so.
+#[test]
+fn settings_override_a_declared_schedule() {
+    let env = env("");
+    let leap = env.schedule("leap_day");
+    assert_eq!(leap["source"], "code", "{leap}");
+    assert_eq!(leap["cron"], "0 4 29 2 *");
+    assert_eq!(leap["timezone"], "Europe/Berlin");
+    assert_eq!(leap["overlap"], "buffer_one");
+    assert_eq!(leap["next_fire_local"], "2028-02-29 04:00:00 CET", "{leap}");
+    let runbook = env.ok(&["runbook"]);
+    assert!(
+        runbook.contains("- schedule `leap_day`: `0 4 29 2 *` in Europe/Berlin (from code); catch-up `latest` within 1day, overlap `buffer_one`, queue `default`; next fire 2028-02-29 04:00:00 CET (2028-02-29T03:00:00Z); active."),
+        "{runbook}"
+    );
+
+    let env =
+        self::env("[flow.schedules.leap_day]\ntimezone = \"America/New_York\"\nenabled = false\n");
+    let leap = env.schedule("leap_day");
+    assert_eq!(leap["source"], "code + settings", "{leap}");
+    assert_eq!(
+        leap["cron"], "0 4 29 2 *",
+        "the declared expression is kept"
+    );
+    assert_eq!(leap["timezone"], "America/New_York");
+    assert_eq!(leap["enabled"], false);
+    assert_eq!(
+        leap["next_fire"],
+        Value::Null,
+        "a disabled schedule has no next tick"
+    );
+    let table = env.ok(&["schedules", "list"]);
+    assert!(table.contains("disabled in settings"), "{table}");
 }
 
 /// An unknown schedule is a usage error (exit 2) that lists the schedules.
@@ -705,7 +741,9 @@ fn an_unknown_schedule_is_a_usage_error() {
         let out = env.run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(
-            stderr(&out).contains("error: unknown schedule `nigthly`; the schedules are: nightly"),
+            stderr(&out).contains(
+                "error: unknown schedule `nigthly`; the schedules are: leap_day, nightly"
+            ),
             "{}",
             stderr(&out)
         );

@@ -1,5 +1,5 @@
 //! A `#[flow::main]` binary for the schedule tests (`tests/tests/schedules_cli.rs`): schedules
-//! are declared in the test's `flow.toml`; the workflows' steps append a line per execution to
+//! are declared in the test's `flow.toml` (and one on a workflow); the workflows' steps append a line per execution to
 //! the file named by `SCHEDULE_LOG` (`ran run=ID tick=T pid=P ms=NOW`), so a test can count what
 //! ran, in which process and when.
 
@@ -52,6 +52,17 @@ async fn tick_job() -> Result<(), flow::Failure> {
 async fn report(day: String) -> Result<String, flow::Failure> {
     record(format!("report-{day}")).await?;
     Ok(day)
+}
+
+/// Declared in code; fires only on 29 February (at 04:00 in Berlin), so the tests meet it in
+/// lists, the runbook and settings overrides, never as a tick.
+#[flow::workflow(
+    schedule = "0 4 29 2 *",
+    timezone = "Europe/Berlin",
+    overlap = "buffer_one"
+)]
+async fn leap_day() -> Result<(), flow::Failure> {
+    record("leap".into()).await
 }
 
 /// Test binary for the schedule commands.

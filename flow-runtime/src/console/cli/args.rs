@@ -281,18 +281,17 @@ EXAMPLES:
     /// Create the runs of the ticks in a past range, each with its tick's id
     ///
     /// Both ends are included. A tick whose run exists (an earlier backfill, or the worker) is
-    /// left as it is, so a repeated backfill adds nothing. The schedule's overlap policy
-    /// applies between the ticks too: with `skip` (the usual default) only the first tick runs
-    /// while the others would overlap it; pass `--overlap buffer_all` to run them one after
-    /// another, or `allow` to run them side by side.
+    /// left as it is, so a repeated backfill adds nothing. The ticks run one after another in
+    /// tick order (`buffer_all`: each waits for the run before it); `--overlap allow` runs them
+    /// side by side, `skip` creates only the first while the schedule's last run is unfinished.
     #[command(after_help = "\
 TIMES:
     RFC 3339 (2026-11-01T00:00:00Z, 2026-11-01T02:00:00+01:00) or a date (2026-11-01),
     which means midnight UTC.
 
 EXAMPLES:
-    app schedules backfill nightly --from 2026-11-01 --to 2026-11-07 --overlap buffer_all
-    app schedules backfill hourly --from 2026-11-28T00:00:00Z --to 2026-11-28T12:00:00Z")]
+    app schedules backfill nightly --from 2026-11-01 --to 2026-11-07
+    app schedules backfill hourly --from 2026-11-28T00:00:00Z --to 2026-11-28T12:00:00Z --overlap allow")]
     Backfill {
         /// The schedule (see `schedules list`)
         name: String,
@@ -302,7 +301,7 @@ EXAMPLES:
         /// The last instant of the range, included (RFC 3339, or a date meaning midnight UTC)
         #[arg(long, value_name = "TIME", value_parser = parse_instant)]
         to: u64,
-        /// The overlap policy for these runs [default: the schedule's]
+        /// The overlap policy between these runs [default: buffer_all, one after another]
         #[arg(long, value_name = "POLICY")]
         overlap: Option<Overlap>,
     },

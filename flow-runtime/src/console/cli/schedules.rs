@@ -455,9 +455,8 @@ async fn backfilled(
     output: OutputFormat,
 ) -> Exit {
     let schedule = view(op, name).await;
-    let policy = overlap
-        .or(schedule.as_ref().map(|v| v.overlap))
-        .unwrap_or_default();
+    // The engine's default for a backfill: the schedule's `skip` would keep only the first tick
+    let policy = overlap.unwrap_or(Overlap::BufferAll);
     let ticks =
         fired.created.len() + fired.existing.len() + fired.buffered.len() + fired.skipped.len();
     let follow = schedule
