@@ -2,10 +2,12 @@
 //!
 //! This module owns the record types, the [`Store`] trait every backend implements, and the
 //! errors a backend reports. It knows nothing of how steps execute. Backends: [`RedbStore`]
-//! (embedded, the default); PostgreSQL comes later behind the same trait.
+//! (embedded, the default) and, with the `postgres` feature, [`PgStore`].
 
 mod alerts;
 mod owner;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod redb;
 mod redb_index;
 mod schedules;
@@ -16,6 +18,8 @@ pub use self::alerts::{
 };
 use self::owner::Liveness;
 pub use self::owner::Owner;
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PgOptions, PgStore, PG_SCHEMA_VERSION};
 pub use self::redb::{RedbStore, Sharing};
 pub use self::schedules::{
     apply_fire, apply_pause, format_tick, tick_run_id, Pause, ScheduleBook, ScheduleFire,
@@ -916,9 +920,25 @@ pub enum StoreError {
         /// The run.
         run_id: RunId,
     },
+    /// The database server cannot be reached or dropped the connection (PostgreSQL). Nothing
+    /// of the failed operation was written; retrying once the server is back can succeed.
+    #[error("the database {target} is unavailable ({detail}); flow writes nothing until it is back: check that the server runs and is reachable, then retry (runs resume from their last checkpoint)")]
+    Unavailable {
+        /// The server and database, without the password.
+        target: String,
+        /// What the driver reported.
+        detail: String,
+    },
     /// Any other backend error.
     #[error("store error: {0}")]
     Backend(String),
+}
+
+impl StoreError {
+    /// Whether retrying the operation later can succeed: the store was unreachable, not wrong.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
 }
 
 fn locked_message(path: &std::path::Path, wanted: Sharing) -> String {

@@ -855,7 +855,7 @@ fn io_error(path: &Path, source: io::Error) -> StoreError {
 
 /// A copy of `err` for each waiter of a failed batch: [`StoreError`] is not `Clone` because
 /// `io::Error` is not, so an I/O error keeps its kind and message.
-fn replicate(err: &StoreError) -> StoreError {
+pub(super) fn replicate(err: &StoreError) -> StoreError {
     use StoreError as S;
     match err {
         S::Missing { path } => S::Missing { path: path.clone() },
@@ -902,6 +902,10 @@ fn replicate(err: &StoreError) -> StoreError {
             run_id: run_id.clone(),
         },
         S::Backend(detail) => S::Backend(detail.clone()),
+        S::Unavailable { target, detail } => S::Unavailable {
+            target: target.clone(),
+            detail: detail.clone(),
+        },
         S::Broken { path, cause } => S::Broken {
             path: path.clone(),
             cause: cause.clone(),

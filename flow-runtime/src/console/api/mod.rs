@@ -68,7 +68,9 @@ impl From<Error> for ApiError {
         let kind = match e {
             // The owner is closing its store (it is stopping): the caller sends the request
             // again, to the next owner or to the store itself
-            Error::Store(crate::store::StoreError::Closed) => ErrorKind::Unavailable,
+            Error::Store(
+                crate::store::StoreError::Closed | crate::store::StoreError::Unavailable { .. },
+            ) => ErrorKind::Unavailable,
             Error::Store(_) | Error::Interrupted { .. } | Error::Encoding(_) => ErrorKind::Store,
             Error::Input { .. } => ErrorKind::Input,
             Error::RunInProgress { .. } => ErrorKind::InProgress,

@@ -1,0 +1,826 @@
+//! One suite for every store: each test is written once against `Arc<dyn Store>` and runs on a
+//! real redb file and on PostgreSQL (a schema of its own, dropped at the end).
+//!
+//! PostgreSQL: `postgres://postgres@127.0.0.1:5432/test` unless `FLOW_TEST_POSTGRES` names
+//! another database (any URL the driver accepts; the user needs CREATE on the database).
+
+use flow_runtime::store::{
+    AlertFilter, Claim, ClaimOutcome, ClaimRequest, CreateRun, Owner, PgOptions, PgStore,
+    PruneRequest, QueueLimits, QueuePlace, QueueTake, RedbStore, RunEnd, RunEndOutcome, RunFilter,
+    RunId, RunRecord, RunStatus, ScheduleFire, ScheduleWrite, StepId, StepRecord, StepStatus,
+    Store, StoreError, Write,
+};
+use flow_runtime::Overlap;
+use serde_json::json;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn postgres_url() -> String {
+    std::env::var("FLOW_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A store under test and what to remove afterwards.
+struct Fixture {
+    store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+    schema: Option<String>,
+}
+
+impl Fixture {
+    fn redb() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path().join("flow.redb")).unwrap();
+        Fixture {
+            store: Arc::new(store),
+            _dir: Some(dir),
+            schema: None,
+        }
+    }
+
+    async fn postgres() -> Fixture {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let schema = format!(
+            "flow_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        drop_schema(&schema).await;
+        let options = PgOptions {
+            schema: schema.clone(),
+            pool_size: 4,
+        };
+        let store = PgStore::connect_with(&postgres_url(), options)
+            .await
+            .unwrap_or_else(|err| {
+                panic!(
+                    "PostgreSQL at {} (set FLOW_TEST_POSTGRES): {err}",
+                    postgres_url()
+                )
+            });
+        Fixture {
+            store: Arc::new(store),
+            _dir: None,
+            schema: Some(schema),
+        }
+    }
+
+    async fn finish(self) {
+        let Fixture { store, schema, .. } = self;
+        drop(store);
+        if let Some(schema) = schema {
+            drop_schema(&schema).await;
+        }
+    }
+}
+
+async fn sql(statement: &str) {
+    let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    client.batch_execute(statement).await.unwrap();
+    drop(client);
+    let _ = connection.await;
+}
+
+async fn drop_schema(schema: &str) {
+    sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await;
+}
+
+/// Each test once per store.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod redb_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let fixture = super::Fixture::redb();
+                    super::$name(fixture.store.clone()).await;
+                    fixture.finish().await;
+                }
+            )*
+        }
+        mod postgres_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let fixture = super::Fixture::postgres().await;
+                    super::$name(fixture.store.clone()).await;
+                    fixture.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    a_run_is_created_once_and_its_creator_holds_token_1,
+    a_write_with_a_stale_claim_is_refused_whole,
+    of_concurrent_claims_exactly_one_wins,
+    steps_are_replaced_deleted_and_read_in_key_order,
+    cancel_requests_are_set_and_cleared,
+    runs_are_listed_newest_first_by_status_and_workflow,
+    queued_runs_are_taken_in_priority_order_within_the_queue_limits,
+    due_runs_and_held_runs_come_from_the_records,
+    prune_deletes_only_selected_finished_runs_with_their_steps,
+    a_schedule_tick_creates_its_run_once,
+    consecutive_failures_open_one_alert_and_a_success_resolves_it,
+);
+
+const NOW: u64 = 1_700_000_000_000;
+
+fn run(id: &str, status: RunStatus, created_at_ms: u64) -> RunRecord {
+    RunRecord::new(
+        RunId::from(id),
+        "sync",
+        status,
+        json!({ "id": id, "nul": "a\u{0}b" }),
+        "0af7651916cd43dd8448eb211c80319c".into(),
+        created_at_ms,
+    )
+}
+
+fn step(run: &str, name: &str, key: &str, output: serde_json::Value) -> StepRecord {
+    StepRecord {
+        run_id: RunId::from(run),
+        id: StepId {
+            name: name.into(),
+            key: key.into(),
+            occurrence: 0,
+        },
+        status: StepStatus::Succeeded,
+        attempt: 1,
+        next_attempt_at_ms: None,
+        output: Some(output),
+        error: None,
+        error_class: None,
+        started_at_ms: NOW,
+        finished_at_ms: Some(NOW + 1),
+        args: None,
+        failure: None,
+    }
+}
+
+/// Another process that runs on this machine (pid 1), so its claim holds.
+fn remote_owner() -> Owner {
+    let stat = std::fs::read_to_string("/proc/1/stat").unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    // Field 22 of /proc/PID/stat, the start time; fields after the name start at field 3
+    let start_ticks = after_name.split(' ').nth(19).unwrap().parse().unwrap();
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    Owner {
+        pid: 1,
+        start_ticks,
+        boot_id: boot_id.trim().to_owned(),
+    }
+}
+
+fn take_any() -> ClaimRequest {
+    ClaimRequest {
+        owner: None,
+        lease: Duration::from_secs(30),
+        take: Box::new(|run: &mut RunRecord| {
+            run.status = RunStatus::Running;
+            run.executions += 1;
+            true
+        }),
+    }
+}
+
+async fn create(store: &Arc<dyn Store>, run: RunRecord) -> Claim {
+    match store.create_run(run).await.unwrap() {
+        CreateRun::Created(claim) => claim,
+        CreateRun::Exists(run) => panic!("run {} exists", run.id),
+    }
+}
+
+async fn a_run_is_created_once_and_its_creator_holds_token_1(store: Arc<dyn Store>) {
+    let record = run("r1", RunStatus::Running, NOW);
+    let claim = create(&store, record.clone()).await;
+    assert_eq!(claim.token, 1);
+    let mut other = record.clone();
+    other.input = json!("another input");
+    match store.create_run(other).await.unwrap() {
+        CreateRun::Exists(found) => assert_eq!(found, record, "the first record is kept"),
+        CreateRun::Created(_) => panic!("a second create of r1 succeeded"),
+    }
+    // The input, NUL character included, reads back as written
+    assert_eq!(store.run(&RunId::from("r1")).await.unwrap(), Some(record));
+    assert_eq!(store.run(&RunId::from("nope")).await.unwrap(), None);
+
+    // Concurrent creates of one id: exactly one is created
+    let attempts = (0..8).map(|_| store.create_run(run("r2", RunStatus::Running, NOW)));
+    let outcomes = futures::future::join_all(attempts).await;
+    let created = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(CreateRun::Created(_))))
+        .count();
+    assert_eq!(created, 1);
+}
+
+async fn a_write_with_a_stale_claim_is_refused_whole(store: Arc<dyn Store>) {
+    let first = create(&store, run("r", RunStatus::Running, NOW)).await;
+    let ClaimOutcome::Claimed { claim: second, run } =
+        store.claim(&RunId::from("r"), take_any()).await.unwrap()
+    else {
+        panic!("the claim was not granted");
+    };
+    assert_eq!(second.token, 2);
+    assert_eq!(run.executions, 1);
+
+    let stale = store
+        .commit(vec![
+            Write::CheckClaim(first.clone()),
+            Write::PutStep(step("r", "charge", "k", json!("old"))),
+        ])
+        .await;
+    assert!(
+        matches!(&stale, Err(StoreError::ClaimLost { run_id }) if run_id.as_str() == "r"),
+        "{stale:?}"
+    );
+    assert!(store.steps(&RunId::from("r")).await.unwrap().is_empty());
+
+    // In one batch: the stale commit is refused, the current one written
+    let writes = [first, second].map(|claim| {
+        let token = claim.token;
+        store.commit(vec![
+            Write::CheckClaim(claim),
+            Write::PutStep(step("r", "charge", &format!("k{token}"), json!(token))),
+        ])
+    });
+    let [old, new] = writes;
+    let (old, new) = futures::join!(old, new);
+    assert!(matches!(old, Err(StoreError::ClaimLost { .. })));
+    new.unwrap();
+    let steps = store.steps(&RunId::from("r")).await.unwrap();
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].output, Some(json!(2)));
+
+    // A claim on a run that does not exist
+    let missing = store.claim(&RunId::from("none"), take_any()).await.unwrap();
+    assert!(matches!(missing, ClaimOutcome::Missing));
+}
+
+async fn of_concurrent_claims_exactly_one_wins(store: Arc<dyn Store>) {
+    create(&store, run("r", RunStatus::Running, NOW)).await;
+    let claims = (0..10).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .claim(
+                    &RunId::from("r"),
+                    ClaimRequest {
+                        owner: Some(remote_owner()),
+                        lease: Duration::from_secs(60),
+                        take: Box::new(|run: &mut RunRecord| {
+                            run.executions += 1;
+                            true
+                        }),
+                    },
+                )
+                .await
+                .unwrap()
+        })
+    });
+    let outcomes = futures::future::join_all(claims).await;
+    let won: Vec<u64> = outcomes
+        .iter()
+        .filter_map(|o| match o.as_ref().unwrap() {
+            ClaimOutcome::Claimed { claim, .. } => Some(claim.token),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        won,
+        vec![2],
+        "one winner, with the token after the creator's"
+    );
+    let held = outcomes
+        .iter()
+        .filter(|o| matches!(o.as_ref().unwrap(), ClaimOutcome::Held(_)))
+        .count();
+    assert_eq!(held, 9);
+    let stored = store.run(&RunId::from("r")).await.unwrap().unwrap();
+    assert_eq!(stored.executions, 1);
+    assert_eq!(stored.owner, Some(remote_owner()));
+
+    // A take that refuses writes nothing and moves no token
+    let mut free = run("s", RunStatus::Succeeded, NOW);
+    free.output = Some(json!(1));
+    let claim = create(&store, free.clone()).await;
+    let refused = store
+        .claim(
+            &RunId::from("s"),
+            ClaimRequest {
+                owner: None,
+                lease: Duration::from_secs(1),
+                take: Box::new(|run: &mut RunRecord| !run.status.is_finished()),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(refused, ClaimOutcome::Refused(r) if r == free));
+    store.commit(vec![Write::CheckClaim(claim)]).await.unwrap();
+}
+
+async fn steps_are_replaced_deleted_and_read_in_key_order(store: Arc<dyn Store>) {
+    let claim = create(&store, run("r", RunStatus::Running, NOW)).await;
+    let c = || Write::CheckClaim(claim.clone());
+    store
+        .commit(vec![
+            c(),
+            Write::PutStep(step("r", "b", "2", json!("b2"))),
+            Write::PutStep(step("r", "a", "1", json!("first"))),
+            Write::PutStep(step("r", "a", "1", json!("second"))),
+            Write::PutStep(step("r", "c", "x\u{1f}y", json!("sep"))),
+        ])
+        .await
+        .unwrap();
+    let b2 = step("r", "b", "2", json!("b2")).id;
+    store
+        .commit(vec![c(), Write::DeleteStep(RunId::from("r"), b2)])
+        .await
+        .unwrap();
+    let steps = store.steps(&RunId::from("r")).await.unwrap();
+    let seen: Vec<(String, String, serde_json::Value)> = steps
+        .into_iter()
+        .map(|s| (s.id.name, s.id.key, s.output.unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("a".into(), "1".into(), json!("second")),
+            ("c".into(), "x\u{1f}y".into(), json!("sep")),
+        ]
+    );
+    assert!(store.steps(&RunId::from("other")).await.unwrap().is_empty());
+}
+
+async fn cancel_requests_are_set_and_cleared(store: Arc<dyn Store>) {
+    let ids: Vec<RunId> = ["a", "b", "c"].into_iter().map(RunId::from).collect();
+    store
+        .commit(vec![
+            Write::RequestCancel(ids[2].clone()),
+            Write::RequestCancel(ids[0].clone()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.cancel_requests(&ids).await.unwrap(),
+        vec![ids[0].clone(), ids[2].clone()]
+    );
+    store
+        .commit(vec![Write::ClearCancel(ids[0].clone())])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.cancel_requests(&ids).await.unwrap(),
+        vec![ids[2].clone()]
+    );
+}
+
+async fn runs_are_listed_newest_first_by_status_and_workflow(store: Arc<dyn Store>) {
+    for (i, status) in [RunStatus::Running, RunStatus::Failed, RunStatus::Running]
+        .into_iter()
+        .enumerate()
+    {
+        let mut r = run(&format!("r{i}"), status, NOW + i as u64);
+        if i == 1 {
+            r.workflow = "billing".into();
+        }
+        create(&store, r).await;
+    }
+    let ids = |runs: Vec<RunRecord>| {
+        runs.into_iter()
+            .map(|r| r.id.to_string())
+            .collect::<Vec<_>>()
+    };
+    let all = store.runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(ids(all), ["r2", "r1", "r0"]);
+    let running = RunFilter {
+        status: Some(RunStatus::Running),
+        ..RunFilter::default()
+    };
+    assert_eq!(ids(store.runs(&running).await.unwrap()), ["r2", "r0"]);
+    let billing = RunFilter {
+        workflow: Some("billing".into()),
+        ..RunFilter::default()
+    };
+    assert_eq!(ids(store.runs(&billing).await.unwrap()), ["r1"]);
+    let one = RunFilter {
+        limit: Some(1),
+        ..RunFilter::default()
+    };
+    assert_eq!(ids(store.runs(&one).await.unwrap()), ["r2"]);
+}
+
+fn queued(id: &str, priority: i32, key: Option<&str>, at: u64) -> RunRecord {
+    let mut r = run(id, RunStatus::Queued, at);
+    r.queue = Some(QueuePlace {
+        name: "q".into(),
+        priority,
+        not_before_ms: None,
+        concurrency_key: key.map(str::to_owned),
+    });
+    r
+}
+
+async fn queued_runs_are_taken_in_priority_order_within_the_queue_limits(store: Arc<dyn Store>) {
+    create(&store, queued("low", 5, None, NOW)).await;
+    create(&store, queued("first", 0, Some("acme"), NOW + 1)).await;
+    create(&store, queued("second", 0, Some("acme"), NOW + 2)).await;
+    create(&store, queued("third", 0, Some("beta"), NOW + 3)).await;
+    let mut other = queued("elsewhere", -9, None, NOW);
+    other.workflow = "unknown".into();
+    create(&store, other).await;
+    let take = |max: usize| QueueTake {
+        queues: vec![QueueLimits {
+            name: "q".into(),
+            take: max,
+            concurrency: Some(3),
+            per_key: Some(1),
+            rate: None,
+        }],
+        max,
+        workflows: vec!["sync".into()],
+        owner: Some(remote_owner()),
+        lease: Duration::from_secs(60),
+        now_ms: NOW + 10,
+    };
+    let standing = store
+        .queue_standing(&RunId::from("low"), None)
+        .await
+        .unwrap()
+        .unwrap();
+    // Every queued run of the queue ahead of it, whatever its workflow
+    assert_eq!(standing.ahead, 4);
+    let taken = store.take_queued(take(10)).await.unwrap();
+    let ids: Vec<&str> = taken.iter().map(|t| t.run.id.as_str()).collect();
+    // "second" waits for "first" (one per key); "low" fills the third slot
+    assert_eq!(ids, ["first", "third", "low"]);
+    for t in &taken {
+        assert_eq!(t.claim.token, 2);
+        assert_eq!(t.run.status, RunStatus::Running);
+        assert_eq!(t.run.executions, 1);
+        let stored = store.run(&t.run.id).await.unwrap().unwrap();
+        assert_eq!(stored, t.run);
+    }
+    // The queue is full: nothing more until a run ends
+    assert!(store.take_queued(take(10)).await.unwrap().is_empty());
+    let standing = store
+        .queue_standing(&RunId::from("second"), None)
+        .await
+        .unwrap()
+        .unwrap();
+    // "elsewhere" (another workflow, priority -9) is ahead of it
+    assert_eq!(
+        (
+            standing.ahead,
+            standing.in_flight,
+            standing.in_flight_with_key
+        ),
+        (1, 3, 1)
+    );
+    let mut done = taken[0].run.clone();
+    done.status = RunStatus::Succeeded;
+    done.owner = None;
+    store
+        .commit(vec![
+            Write::CheckClaim(taken[0].claim.clone()),
+            Write::PutRun(done),
+        ])
+        .await
+        .unwrap();
+    let next = store.take_queued(take(10)).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].run.id.as_str(), "second");
+    assert_eq!(
+        store
+            .run(&RunId::from("elsewhere"))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        RunStatus::Queued,
+        "a workflow the worker cannot run stays queued"
+    );
+}
+
+async fn due_runs_and_held_runs_come_from_the_records(store: Arc<dyn Store>) {
+    assert_eq!(store.next_due().await.unwrap(), None);
+    let mut sleeping = run("sleeping", RunStatus::Sleeping, NOW);
+    sleeping.wake_at_ms = Some(NOW + 500);
+    create(&store, sleeping).await;
+    let mut delayed = queued("delayed", 0, None, NOW);
+    delayed.wake_at_ms = Some(NOW + 100);
+    create(&store, delayed).await;
+    let mut held = run("held", RunStatus::Running, NOW);
+    held.owner = Some(remote_owner());
+    held.wake_at_ms = Some(NOW + 1);
+    create(&store, held).await;
+    create(&store, run("free", RunStatus::Running, NOW)).await;
+
+    assert_eq!(store.next_due().await.unwrap(), Some(NOW + 100));
+    let due = |now, limit| {
+        let store = store.clone();
+        async move {
+            store
+                .due(now, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(due(NOW + 99, 10).await.is_empty());
+    assert_eq!(due(NOW + 100, 10).await, ["delayed"]);
+    assert_eq!(due(NOW + 1000, 10).await, ["delayed", "sleeping"]);
+    assert_eq!(due(NOW + 1000, 1).await, ["delayed"]);
+    // A delayed queued run is not taken before it is due
+    let take = QueueTake {
+        queues: vec![QueueLimits {
+            name: "q".into(),
+            take: 5,
+            ..QueueLimits::default()
+        }],
+        max: 5,
+        workflows: vec!["sync".into()],
+        owner: None,
+        lease: Duration::from_secs(1),
+        now_ms: NOW + 1000,
+    };
+    assert!(store.take_queued(take).await.unwrap().is_empty());
+    let held: Vec<String> = store
+        .held_runs(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id.to_string())
+        .collect();
+    assert_eq!(held, ["held"]);
+}
+
+async fn prune_deletes_only_selected_finished_runs_with_their_steps(store: Arc<dyn Store>) {
+    for (id, status, updated) in [
+        ("old-ok", RunStatus::Succeeded, NOW),
+        ("old-failed", RunStatus::Failed, NOW),
+        ("new-ok", RunStatus::Succeeded, NOW + 10_000),
+        ("old-running", RunStatus::Running, NOW),
+    ] {
+        let claim = create(&store, run(id, status, updated)).await;
+        store
+            .commit(vec![
+                Write::CheckClaim(claim),
+                Write::PutStep(step(id, "a", "1", json!(1))),
+                Write::PutStep(step(id, "b", "1", json!(2))),
+                Write::RequestCancel(RunId::from(id)),
+            ])
+            .await
+            .unwrap();
+    }
+    let request = PruneRequest {
+        updated_until_ms: vec![
+            (RunStatus::Succeeded, NOW + 1),
+            (RunStatus::Failed, NOW + 1),
+            (RunStatus::Running, NOW + 1),
+        ],
+        dry_run: true,
+    };
+    let counted = store.prune(&request).await.unwrap();
+    assert_eq!(
+        (
+            counted.runs,
+            counted.steps,
+            counted.succeeded,
+            counted.failed
+        ),
+        (2, 4, 1, 1)
+    );
+    assert_eq!(store.runs(&RunFilter::default()).await.unwrap().len(), 4);
+    let pruned = store
+        .prune(&PruneRequest {
+            dry_run: false,
+            ..request
+        })
+        .await
+        .unwrap();
+    assert_eq!(pruned, counted);
+    let left: Vec<String> = store
+        .runs(&RunFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id.to_string())
+        .collect();
+    assert_eq!(left.len(), 2);
+    assert!(left.contains(&"new-ok".to_owned()) && left.contains(&"old-running".to_owned()));
+    assert!(store
+        .steps(&RunId::from("old-ok"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.steps(&RunId::from("new-ok")).await.unwrap().len(), 2);
+    let asked = [RunId::from("old-ok"), RunId::from("new-ok")];
+    assert_eq!(
+        store.cancel_requests(&asked).await.unwrap(),
+        [RunId::from("new-ok")]
+    );
+    // The id is free again: a new run with it starts its tokens again
+    let again = create(&store, run("old-ok", RunStatus::Running, NOW + 20_000)).await;
+    assert_eq!(again.token, 1);
+}
+
+async fn a_schedule_tick_creates_its_run_once(store: Arc<dyn Store>) {
+    let tick = NOW;
+    let fire = |advance| {
+        let id = flow_runtime::store::tick_run_id("nightly", tick);
+        let mut r = run(id.as_str(), RunStatus::Queued, NOW);
+        r.queue = Some(QueuePlace {
+            name: "default".into(),
+            priority: 0,
+            not_before_ms: None,
+            concurrency_key: None,
+        });
+        ScheduleWrite::Fire(ScheduleFire {
+            name: "nightly".into(),
+            advance,
+            skipped: vec![],
+            runs: vec![(tick, r)],
+            overlap: Overlap::Skip,
+            now_ms: NOW,
+        })
+    };
+    // Two workers fire the same pass at once: one creates the run, the other is stale
+    let (a, b) = futures::join!(
+        store.schedule(fire(Some((None, tick)))),
+        store.schedule(fire(Some((None, tick))))
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let created = a.created.len() + b.created.len();
+    assert_eq!(created, 1, "{a:?} {b:?}");
+    assert!(a.stale != b.stale);
+    // A backfill of the same tick finds the run
+    let again = store.schedule(fire(None)).await.unwrap();
+    assert_eq!(again.created.len(), 0);
+    assert_eq!(again.existing.len() + again.skipped_overlap.len(), 1);
+    let records = store.schedules().await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].through_ms, tick);
+    let runs = store.runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, RunStatus::Queued);
+}
+
+fn ended(run: &str, outcome: RunEndOutcome, at: u64) -> Write {
+    Write::RunEnded(RunEnd {
+        workflow: "sync".into(),
+        run_id: RunId::from(run),
+        outcome,
+        error: Some("boom".into()),
+        trace_id: "t".into(),
+        alert_after: Some(3),
+        cooldown_ms: 0,
+        sinks: vec!["log".into()],
+        at_ms: at,
+    })
+}
+
+async fn consecutive_failures_open_one_alert_and_a_success_resolves_it(store: Arc<dyn Store>) {
+    // Four failures in two batches of concurrent commits: one alert, four failures counted
+    let first = ["a", "b"].map(|r| store.commit(vec![ended(r, RunEndOutcome::Failed, NOW)]));
+    let [x, y] = first;
+    let (x, y) = futures::join!(x, y);
+    x.unwrap();
+    y.unwrap();
+    for r in ["c", "d"] {
+        store
+            .commit(vec![ended(r, RunEndOutcome::Failed, NOW + 1)])
+            .await
+            .unwrap();
+    }
+    let alerts = store.alerts(&AlertFilter::default()).await.unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].failures, 4);
+    let pending = AlertFilter {
+        pending: true,
+        ..AlertFilter::default()
+    };
+    assert_eq!(store.alerts(&pending).await.unwrap().len(), 1);
+    store
+        .commit(vec![ended("e", RunEndOutcome::Succeeded, NOW + 2)])
+        .await
+        .unwrap();
+    let alerts = store.alerts(&AlertFilter::default()).await.unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].state, flow_runtime::store::AlertState::Resolved);
+}
+
+// ---- PostgreSQL only ----
+
+#[tokio::test]
+async fn postgres_refuses_a_schema_written_by_a_newer_flow() {
+    let fixture = Fixture::postgres().await;
+    let schema = fixture.schema.clone().unwrap();
+    sql(&format!(
+        "UPDATE \"{schema}\".meta SET value = '999' WHERE key = 'schema_version'"
+    ))
+    .await;
+    let options = PgOptions {
+        schema: schema.clone(),
+        pool_size: 2,
+    };
+    let err = PgStore::connect_with(&postgres_url(), options)
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, StoreError::NewerVersion { found: 999, .. }),
+        "{message}"
+    );
+    assert!(message.contains("upgrade flow"), "{message}");
+    assert!(message.contains(&schema), "{message}");
+    fixture.finish().await;
+}
+
+#[tokio::test]
+async fn postgres_refuses_a_schema_it_did_not_create() {
+    let schema = format!("flow_test_foreign_{}", std::process::id());
+    drop_schema(&schema).await;
+    sql(&format!(
+        "CREATE SCHEMA \"{schema}\"; CREATE TABLE \"{schema}\".orders (id int)"
+    ))
+    .await;
+    let options = PgOptions {
+        schema: schema.clone(),
+        pool_size: 2,
+    };
+    let err = PgStore::connect_with(&postgres_url(), options)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
+    assert!(err.to_string().contains("`orders`"), "{err}");
+    drop_schema(&schema).await;
+}
+
+#[tokio::test]
+async fn postgres_unreachable_is_a_retryable_error_naming_the_server() {
+    // Nothing listens on port 1
+    let err = PgStore::connect("postgres://postgres:secret-pw@127.0.0.1:1/test")
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("127.0.0.1:1/test"), "{message}");
+    assert!(
+        !message.contains("secret-pw"),
+        "the password is never shown: {message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_group_commit_writes_many_runs_checkpoints_in_few_transactions() {
+    let fixture = Fixture::postgres().await;
+    let options = PgOptions {
+        schema: fixture.schema.clone().unwrap(),
+        pool_size: 4,
+    };
+    let store = PgStore::connect_with(&postgres_url(), options)
+        .await
+        .unwrap();
+    let mut claims = Vec::new();
+    for i in 0..50 {
+        let record = run(&format!("r{i}"), RunStatus::Running, NOW);
+        match store.create_run(record).await.unwrap() {
+            CreateRun::Created(claim) => claims.push(claim),
+            CreateRun::Exists(run) => panic!("{} exists", run.id),
+        }
+    }
+    let before = store.stats();
+    let commits = claims.iter().map(|claim| {
+        let id = claim.run_id.to_string();
+        store.commit(vec![
+            Write::CheckClaim(claim.clone()),
+            Write::PutStep(step(&id, "a", "1", json!(id))),
+        ])
+    });
+    for result in futures::future::join_all(commits).await {
+        result.unwrap();
+    }
+    let after = store.stats();
+    assert_eq!(after.writes - before.writes, 50);
+    let transactions = after.commits - before.commits;
+    assert!(
+        transactions < 50,
+        "50 concurrent commits took {transactions} transactions"
+    );
+    for claim in &claims {
+        let steps = store.steps(&claim.run_id).await.unwrap();
+        assert_eq!(steps.len(), 1);
+        assert_eq!(steps[0].output, Some(json!(claim.run_id.as_str())));
+    }
+    drop(store);
+    fixture.finish().await;
+}
