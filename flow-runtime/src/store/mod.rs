@@ -10,8 +10,9 @@ mod redb;
 mod redb_index;
 
 pub use self::alerts::{
-    record_delivery, AlertBook, AlertFilter, AlertKind, AlertRecord, AlertState, Delivery,
-    DeliveryOutcome, DeliveryState, Notice, RunEnd, RunEndOutcome, Streak, MAX_ALERT_RUNS,
+    alert_prunable, record_delivery, AlertBook, AlertDetail, AlertFilter, AlertKind, AlertRecord,
+    AlertState, BudgetTrip, Delivery, DeliveryOutcome, DeliveryState, Notice, RunAlert, RunEnd,
+    RunEndOutcome, Streak, MAX_ALERT_RUNS, MAX_ALERT_UNITS,
 };
 use self::owner::Liveness;
 pub use self::owner::Owner;
@@ -504,6 +505,9 @@ pub enum Write {
     /// A run ended: update its workflow's streak of failures and the alerts it opens or
     /// resolves (see [`AlertBook::run_ended`]), in the commit that writes the run's end.
     RunEnded(RunEnd),
+    /// Open an alert about one run (a run past its max duration, a tripped error budget)
+    /// unless one of its kind was opened for the run before; see [`AlertBook::run_alert`].
+    RunAlert(RunAlert),
     /// Record what became of delivery `index` of alert `alert_id`.
     AlertDelivery {
         /// The alert.
@@ -613,6 +617,19 @@ pub trait Store: Send + Sync + 'static {
             ))
         })
     }
+    /// Unfinished runs (queued, running or sleeping) of the workflows in `cutoffs` created at
+    /// or before their workflow's cutoff (ms since the epoch) and without a max-duration alert
+    /// yet, at most `limit`. Found through the indexes of queued runs, timers and held runs,
+    /// never by reading every run; a run that is none of these (running with no process, after
+    /// `runs resolve`) is not found. Stores without alerts find none.
+    fn overdue_runs(
+        &self,
+        cutoffs: &[(String, u64)],
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
+        let _ = (cutoffs, limit);
+        Box::pin(async { Ok(Vec::new()) })
+    }
     /// Runs a process holds (running, or sleeping with an owner), at most `limit`: where a worker
     /// looks for runs whose process died.
     fn held_runs(&self, limit: usize) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>>;
@@ -686,6 +703,10 @@ pub struct PruneRequest {
     /// change (`updated_at_ms`) is at or before it is deleted. Statuses not listed are kept,
     /// and so are unfinished ones even if listed.
     pub updated_until_ms: Vec<(RunStatus, u64)>,
+    /// Also delete the alerts last changed at or before this (ms since the epoch) whose every
+    /// notice is done and that nothing will resolve any more ([`alert_prunable`]), with their
+    /// index entries. `None` keeps every alert.
+    pub alerts_until_ms: Option<u64>,
     /// Count what would be deleted and delete nothing.
     pub dry_run: bool,
 }
@@ -724,6 +745,8 @@ pub struct Pruned {
     pub failed: u64,
     /// Of the runs, those that were cancelled.
     pub cancelled: u64,
+    /// Alerts deleted.
+    pub alerts: u64,
 }
 
 impl Pruned {

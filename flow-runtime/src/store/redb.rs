@@ -1089,6 +1089,7 @@ enum Op {
         run: String,
     },
     RunEnded(super::RunEnd),
+    RunAlert(super::RunAlert),
     AlertDelivery {
         alert_id: String,
         index: usize,
@@ -1129,6 +1130,7 @@ impl Op {
                 run: run.as_str().to_owned(),
             },
             Write::RunEnded(end) => Op::RunEnded(end),
+            Write::RunAlert(alert) => Op::RunAlert(alert),
             Write::AlertDelivery {
                 alert_id,
                 index,
@@ -1527,6 +1529,15 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                                     let token =
                                         claims.get(id.as_str())?.map_or(0, |t| t.value()) + 1;
                                     claims.insert(id.as_str(), token)?;
+                                    // An operator's cancel of a run nobody executes ends it
+                                    // here: its own alerts resolve in this transaction
+                                    if run.status == RunStatus::Cancelled {
+                                        alerts::run_ended(
+                                            txn,
+                                            &mut streaks,
+                                            &super::RunEnd::cancelled(&run, *now_ms),
+                                        )?;
+                                    }
                                     Ok(ClaimOutcome::Claimed {
                                         claim: Claim {
                                             run_id: run.id.clone(),
@@ -1594,6 +1605,9 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                             cancels.remove(run.as_str())?;
                         }
                         Op::RunEnded(end) => alerts::run_ended(txn, &mut streaks, end)?,
+                        Op::RunAlert(alert) => {
+                            alerts::run_alert(txn, &runs, &mut streaks, alert)?;
+                        }
                         Op::AlertDelivery {
                             alert_id,
                             index,
@@ -1832,6 +1846,18 @@ impl Store for RedbStore {
                 Ok(first)
             })
             .await
+        })
+    }
+
+    fn overdue_runs(
+        &self,
+        cutoffs: &[(String, u64)],
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
+        let cutoffs = cutoffs.to_vec();
+        Box::pin(async move {
+            self.read(move |txn| alerts::overdue(txn, &cutoffs, limit))
+                .await
         })
     }
 
@@ -2080,11 +2106,24 @@ impl Store for RedbStore {
         let request = request.clone();
         Box::pin(async move {
             if request.dry_run {
-                return self.read(move |txn| prune::count(txn, &request)).await;
+                return self
+                    .read(move |txn| {
+                        let mut pruned = prune::count(txn, &request)?;
+                        pruned.alerts = alerts::count_prunable(txn, &request)?;
+                        Ok(pruned)
+                    })
+                    .await;
             }
             let db = self.writable.clone().ok_or(StoreError::Closed)?;
             let path = self.path.clone();
-            let work = move || prune::delete(&db, &request).map_err(|fault| fault.at(&path));
+            let work = move || {
+                let delete = || {
+                    let mut pruned = prune::delete(&db, &request)?;
+                    pruned.alerts = alerts::prune(&db, &request)?;
+                    Ok(pruned)
+                };
+                delete().map_err(|fault: Fault| fault.at(&path))
+            };
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => match runtime.spawn_blocking(work).await {
                     Ok(result) => result,

@@ -1,5 +1,6 @@
 //! The worker: a long-running loop that executes queued runs, wakes runs whose sleep or
-//! backoff is due, and resumes runs whose process died.
+//! backoff is due, resumes runs whose process died, and alerts about runs past their max
+//! duration.
 //!
 //! It holds no state of its own that matters after a crash: every decision is read from the
 //! store's indexes (queued runs, timers, runs held by a process) and every start is a claim in
@@ -16,6 +17,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
+
+/// How often a worker looks for runs past their workflow's max duration.
+const MAX_DURATION_WATCH: Duration = Duration::from_secs(1);
 
 /// Executes queued, due and orphaned runs until stopped; made by [`Flow::worker`].
 ///
@@ -137,6 +141,7 @@ impl Worker {
             orphans: VecDeque::new(),
             next_recovery: Instant::now(),
             next_prune: Instant::now(),
+            next_watch: Instant::now(),
             skipped: HashSet::new(),
             report: WorkerReport::default(),
         };
@@ -209,6 +214,8 @@ struct Loop<'w> {
     orphans: VecDeque<RunRecord>,
     next_recovery: Instant,
     next_prune: Instant,
+    /// When to look for runs past their max duration next.
+    next_watch: Instant,
     /// Runs this worker cannot execute (a workflow it does not have); logged once.
     skipped: HashSet<RunId>,
     report: WorkerReport,
@@ -243,14 +250,21 @@ impl Loop<'_> {
         self.resume_orphans().await;
         self.wake_due().await;
         self.take_queued().await;
+        if Instant::now() >= self.next_watch {
+            self.next_watch = Instant::now() + MAX_DURATION_WATCH;
+            if let Err(e) = self.worker.flow.watch_max_durations().await {
+                tracing::warn!(error = %e, "could not look for runs past their max duration");
+            }
+        }
         if Instant::now() >= self.next_prune && !self.worker.retention.keeps_everything() {
             self.next_prune = Instant::now() + self.worker.prune_every;
             match self.worker.flow.prune(&self.worker.retention).await {
-                Ok(pruned) if pruned.runs > 0 => {
+                Ok(pruned) if pruned.runs > 0 || pruned.alerts > 0 => {
                     tracing::info!(
                         runs = pruned.runs,
                         steps = pruned.steps,
-                        "pruned finished runs past their retention"
+                        alerts = pruned.alerts,
+                        "pruned finished runs and settled alerts past their retention"
                     );
                 }
                 Ok(_) => {}

@@ -341,7 +341,12 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
             exit
         }
         Command::Runbook { format } => {
-            super::runbook::print(app, format, &settings.retry_policies())
+            super::runbook::print(
+                app,
+                format,
+                &settings.retry_policies(),
+                &settings.alerts.sinks(),
+            )
         }
         Command::CheckConfig | Command::Completions { .. } => Exit::Success,
     }

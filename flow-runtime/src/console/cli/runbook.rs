@@ -3,6 +3,7 @@
 
 use super::args::{RunbookFormat, EXIT_CODES};
 use super::{AppInfo, Exit};
+use crate::engine::alerts::AlertSinks;
 use crate::engine::registry::{self, DryRunSpec, RepeatSafety, RetrySpec, StepMeta, WorkflowMeta};
 use crate::engine::retry::RetryPolicies;
 use serde_json::{json, Value};
@@ -81,18 +82,70 @@ fn actions(app: &AppInfo, w: &WorkflowMeta) -> Vec<(&'static str, String)> {
             "running, but no process executes it",
             format!("The process died (crash, kill, reboot). `{bin} runs resume <id>` continues where it stopped, with the same trace id."),
         ),
-        (
-            "alerts",
-            match w.alert_after {
-                Some(n) => format!("An alert fires after {n} consecutive failed runs of `{name}`."),
-                None => format!("No alert threshold is set for `{name}` (`#[workflow(alert_after = N)]`)."),
-            },
-        ),
     ]);
     actions
 }
 
-pub(super) fn print(app: &AppInfo, format: RunbookFormat, policies: &RetryPolicies) -> Exit {
+/// What raises an alert about runs of `w`, one line each.
+fn alert_conditions(w: &WorkflowMeta, sinks: &AlertSinks) -> Vec<String> {
+    let mut conditions = Vec::new();
+    match w.alert_after {
+        Some(n) => conditions.push(format!(
+            "{n} consecutive failed runs (kind `consecutive-failures`; once per streak, no new one within the cool-down of {}; resolved by the next success)",
+            humantime::format_duration(sinks.cooldown_period())
+        )),
+        None => conditions.push(
+            "consecutive failures: no threshold set (`#[workflow(alert_after = N)]`)".to_owned(),
+        ),
+    }
+    match sinks.max_duration_of(w) {
+        Some(limit) => conditions.push(format!(
+            "a run not finished {} after it was created, queued, running or sleeping (kind `max-duration`; once per run, seen by a worker within a second; resolved when the run finishes; override: `[flow.alerts.max_duration]` `{} = \"...\"` or `\"off\"`)",
+            humantime::format_duration(limit),
+            w.name
+        )),
+        None => conditions.push(format!(
+            "run duration: no max_duration set (`[flow.alerts.max_duration]` `{} = \"2h\"`)",
+            w.name
+        )),
+    }
+    if w.units {
+        conditions.push(
+            "an error budget of a units fan-out tripped (kind `error-budget`; once per run, with the threshold, the counts and the failed units; resolved when the run succeeds)".to_owned(),
+        );
+    }
+    conditions.push(
+        "a run that needs attention (kind `needs-attention`; resolved when it succeeds or is cancelled)".to_owned(),
+    );
+    conditions
+}
+
+/// Where alerts go: the log always, then the webhook (its URL without credentials or query;
+/// the secret header by name only) and the command.
+fn alert_sinks(sinks: &AlertSinks) -> Vec<String> {
+    let mut out = vec!["the log (an `alert fired` error line)".to_owned()];
+    if let Some(url) = sinks.webhook_url() {
+        let header = sinks
+            .webhook_header_name()
+            .map(|h| format!(" with header `{h}` (its secret value is not shown)"))
+            .unwrap_or_default();
+        out.push(format!("webhook: POST {url}{header}"));
+    }
+    if let Some(argv) = sinks.command_argv() {
+        out.push(format!(
+            "command: `{}` (the notice's JSON on standard input)",
+            argv.join(" ")
+        ));
+    }
+    out
+}
+
+pub(super) fn print(
+    app: &AppInfo,
+    format: RunbookFormat,
+    policies: &RetryPolicies,
+    sinks: &AlertSinks,
+) -> Exit {
     let workflows = registry::workflows();
     let steps = registry::steps();
     match format {
@@ -107,6 +160,12 @@ pub(super) fn print(app: &AppInfo, format: RunbookFormat, policies: &RetryPolici
                     "params": w.params,
                     "units": w.units,
                     "alert_after": w.alert_after,
+                    "max_duration_ms": sinks.max_duration_of(w).map(|d| d.as_millis() as u64),
+                    // The schedules' line (expression, next fire time) goes here
+                    "alerts": {
+                        "conditions": alert_conditions(w, sinks),
+                        "sinks": alert_sinks(sinks),
+                    },
                     "source": format!("{}:{}", w.file, w.line),
                     "actions": actions(app, w).into_iter().map(|(state, what)| (state.to_owned(), Value::String(what))).collect::<serde_json::Map<_, _>>(),
                 })).collect::<Vec<_>>(),
@@ -152,7 +211,17 @@ pub(super) fn print(app: &AppInfo, format: RunbookFormat, policies: &RetryPolici
                     "- preview: `{} run {} --input '<json>' --dry-run`",
                     app.name, w.name
                 );
-                println!("- source: {}:{}\n", w.file, w.line);
+                println!("- source: {}:{}", w.file, w.line);
+                // The schedule line (expression, time zone, next fire time) goes here
+                println!("- alerts on:");
+                for condition in alert_conditions(w, sinks) {
+                    println!("  - {condition}");
+                }
+                println!("- alerts go to:");
+                for sink in alert_sinks(sinks) {
+                    println!("  - {sink}");
+                }
+                println!();
                 println!("What to do when a run of `{}` is:\n", w.name);
                 for (state, what) in actions(app, w) {
                     println!("- **{state}**: {what}");
