@@ -595,4 +595,74 @@ mod tests {
             1
         );
     }
+
+    fn overdue(run: &str) -> Write {
+        Write::RunAlert(crate::store::RunAlert {
+            kind: crate::store::AlertKind::MaxDuration,
+            workflow: "w".into(),
+            run_id: RunId::from(run),
+            trace_id: "t".into(),
+            error: Some("late".into()),
+            detail: None,
+            sinks: vec!["log".into()],
+            at_ms: 5,
+        })
+    }
+
+    #[tokio::test]
+    async fn two_stores_that_both_saw_an_overdue_run_open_one_alert_and_a_cancel_resolves_it() {
+        use crate::store::{
+            AlertKind, AlertState, ClaimOutcome, ClaimRequest, RunRecord, RunStatus, Sharing,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flow.redb");
+        // Two handles on one file, as two worker processes have
+        let one = RedbStore::open_with(&path, Sharing::Shared).unwrap();
+        let two = RedbStore::open_with(&path, Sharing::Shared).unwrap();
+        for (id, status) in [("late", RunStatus::Running), ("done", RunStatus::Succeeded)] {
+            let mut run =
+                RunRecord::new(id.into(), "w", status, serde_json::json!(null), "t".into(), 1);
+            // Executing: the held-runs index lists it
+            run.owner = crate::store::Owner::current().filter(|_| status == RunStatus::Running);
+            one.commit(vec![Write::PutRun(run)]).await.unwrap();
+        }
+        let cutoffs = vec![("w".to_owned(), 10)];
+        let seen_one = one.overdue_runs(&cutoffs, 10).await.unwrap();
+        let seen_two = two.overdue_runs(&cutoffs, 10).await.unwrap();
+        let ids = |runs: &[RunRecord]| runs.iter().map(|r| r.id.to_string()).collect::<Vec<_>>();
+        assert_eq!(ids(&seen_one), ["late"], "only the unfinished run is overdue");
+        assert_eq!(ids(&seen_two), ["late"]);
+        // Both decide to alert at the same time; then one of them looks again
+        let (a, b) = tokio::join!(
+            one.commit(vec![overdue("late"), overdue("done")]),
+            two.commit(vec![overdue("late")])
+        );
+        a.unwrap();
+        b.unwrap();
+        one.commit(vec![overdue("late")]).await.unwrap();
+        let alerts = two.alerts(&AlertFilter::default()).await.unwrap();
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].kind, AlertKind::MaxDuration);
+        assert_eq!(alerts[0].run_ids, [RunId::from("late")]);
+        assert!(
+            one.overdue_runs(&cutoffs, 10).await.unwrap().is_empty(),
+            "an alerted run is not overdue again"
+        );
+
+        // An operator cancels the run while nobody executes it: the claim resolves the alert
+        let cancel = ClaimRequest {
+            owner: None,
+            lease: std::time::Duration::ZERO,
+            take: Box::new(|run: &mut RunRecord| {
+                run.status = RunStatus::Cancelled;
+                true
+            }),
+        };
+        let claimed = two.claim(&RunId::from("late"), cancel).await.unwrap();
+        assert!(matches!(claimed, ClaimOutcome::Claimed { .. }));
+        let alerts = one.alerts(&AlertFilter::default()).await.unwrap();
+        assert_eq!(alerts[0].state, AlertState::Resolved);
+        assert_eq!(alerts[0].resolved_by, Some(RunId::from("late")));
+        assert_eq!(alerts[0].deliveries.len(), 2, "fired and resolved, to the log");
+    }
 }
