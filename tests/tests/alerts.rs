@@ -908,3 +908,66 @@ fn an_https_webhook_is_delivered_to_a_receiver_whose_ca_is_configured() {
     let error = webhook["last_error"].as_str().unwrap();
     assert!(error.contains("the webhook could not be reached"), "{error}");
 }
+
+#[test]
+fn the_runbook_names_each_workflows_alert_conditions_and_where_alerts_go_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("flow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[flow.alerts]\ncommand = [\"/usr/local/bin/notify\", \"--team\", \"data\"]\ncooldown = \"30m\"\n\
+             [flow.alerts.max_duration]\nslow = \"2h\"\n\
+             [flow.alerts.webhook]\nurl = \"https://bot:pw@alerts.example.com/flow?token=abc123\"\nheader = \"X-Token\"\nsecret = \"{SECRET}\"\n"
+        ),
+    )
+    .unwrap();
+    let runbook = |format: &str| {
+        let out = Command::new(BIN)
+            .args(["--config", config.to_str().unwrap(), "runbook", "--format", format])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = runbook("markdown");
+    let section = |name: &str| {
+        let start = text.find(&format!("## Workflow `{name}`")).unwrap();
+        let rest = &text[start..];
+        let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3);
+        rest[..end].to_owned()
+    };
+    let flaky = section("flaky");
+    assert!(flaky.contains("- alerts on:\n  - 3 consecutive failed runs (kind `consecutive-failures`; once per streak, no new one within the cool-down of 30m"), "{flaky}");
+    assert!(flaky.contains("run duration: no max_duration set"), "{flaky}");
+    assert!(!flaky.contains("error budget"), "flaky runs no units: {flaky}");
+    let slow = section("slow");
+    assert!(
+        slow.contains("a run not finished 2h after it was created, queued, running or sleeping (kind `max-duration`, set in settings"),
+        "{slow}"
+    );
+    let budget = section("budget");
+    assert!(budget.contains("an error budget of a units fan-out tripped (kind `error-budget`"), "{budget}");
+    for workflow in [&flaky, &slow, &budget] {
+        assert!(workflow.contains("a run that needs attention (kind `needs-attention`"));
+        assert!(workflow.contains(
+            "- alerts go to:\n  - the log (an `alert fired` error line)\n  \
+             - webhook: POST https://alerts.example.com/flow with header `X-Token` (its secret value is not shown)\n  \
+             - command: `/usr/local/bin/notify --team data` (the notice's JSON on standard input)"
+        ), "{workflow}");
+    }
+    let json: Value = serde_json::from_str(&runbook("json")).unwrap();
+    let slow = json["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "slow")
+        .unwrap();
+    assert_eq!(slow["max_duration_ms"], 7_200_000);
+    assert_eq!(slow["alerts"]["sinks"].as_array().unwrap().len(), 3);
+    for shown in [&text, &json.to_string()] {
+        for secret in [SECRET, "abc123", "bot:pw"] {
+            assert!(!shown.contains(secret), "{secret} is shown");
+        }
+    }
+}

@@ -164,6 +164,11 @@ impl AlertSinks {
         }
     }
 
+    /// Whether settings override the `max_duration` of `workflow` (with a limit or `off`).
+    pub(crate) fn overrides_max_duration(&self, workflow: &str) -> bool {
+        self.max_durations.contains_key(workflow)
+    }
+
     /// Whether a webhook sink is configured, and where it posts (without the query string,
     /// which may hold a token).
     pub(crate) fn webhook_url(&self) -> Option<String> {

@@ -98,10 +98,21 @@ fn alert_conditions(w: &WorkflowMeta, sinks: &AlertSinks) -> Vec<String> {
             "consecutive failures: no threshold set (`#[workflow(alert_after = N)]`)".to_owned(),
         ),
     }
+    let source = if sinks.overrides_max_duration(w.name) {
+        format!("set in settings: `[flow.alerts.max_duration]` `{}`", w.name)
+    } else {
+        format!(
+            "declared on the workflow; `[flow.alerts.max_duration]` `{} = \"...\"` or `\"off\"` overrides it",
+            w.name
+        )
+    };
     match sinks.max_duration_of(w) {
         Some(limit) => conditions.push(format!(
-            "a run not finished {} after it was created, queued, running or sleeping (kind `max-duration`; once per run, seen by a worker within a second; resolved when the run finishes; override: `[flow.alerts.max_duration]` `{} = \"...\"` or `\"off\"`)",
+            "a run not finished {} after it was created, queued, running or sleeping (kind `max-duration`, {source}; once per run, seen by a worker within a second; resolved when the run finishes)",
             humantime::format_duration(limit),
+        )),
+        None if w.max_duration_ms.is_some() => conditions.push(format!(
+            "run duration: the declared max_duration is turned off in settings (`[flow.alerts.max_duration]` `{} = \"off\"`)",
             w.name
         )),
         None => conditions.push(format!(
