@@ -16,8 +16,7 @@ pub use crate::console::cli::{main_entry, AppInfo, AppSettings, NoSettings, Setu
 pub use crate::engine::classify::{Classify, ErrorClass, StepTimeout};
 pub use crate::engine::registry::{
     BoxFuture, CatchUp, DryRunSpec, InputError, InvokeResult, Overlap, RepeatSafety, RetrySpec,
-    ScheduleSpec, StepMeta,
-    StepRegistration, WorkflowFailure, WorkflowMeta, WorkflowRegistration,
+    ScheduleSpec, StepMeta, StepRegistration, WorkflowFailure, WorkflowMeta, WorkflowRegistration,
 };
 pub use crate::engine::{DryRun, Error, Flow, RunError, RunHandle, RunOptions};
 pub use crate::store::RunId;

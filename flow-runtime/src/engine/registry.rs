@@ -165,7 +165,9 @@ pub struct ScheduleSpec {
 
 /// What a schedule does with ticks that passed while no worker ran (within the catch-up
 /// window, `flow.schedule_catch_up_window`; older ticks are always skipped).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CatchUp {
     /// Missed ticks are skipped; the schedule waits for its next tick.
@@ -179,7 +181,9 @@ pub enum CatchUp {
 }
 
 /// What a schedule does with a tick while its previous run has not finished.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Overlap {
     /// The tick is skipped (the default), and logged.
