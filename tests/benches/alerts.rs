@@ -168,8 +168,7 @@ fn main() {
             .webhook(flow::Webhook::new(url))
             .cooldown(Duration::ZERO);
         let store = Arc::new(
-            RedbStore::open_with(dir.path().join("alerts.redb"), flow::Sharing::Exclusive)
-                .unwrap(),
+            RedbStore::open_with(dir.path().join("alerts.redb"), flow::Sharing::Exclusive).unwrap(),
         );
         let flow = flow::Flow::builder()
             .alerts(sinks.clone())
@@ -227,7 +226,9 @@ fn main() {
             );
             let pass = pass_time(&store, n).await;
             rows.push((
-                format!("max-duration pass with {n} sleeping runs of a watched workflow (median of 20)"),
+                format!(
+                    "max-duration pass with {n} sleeping runs of a watched workflow (median of 20)"
+                ),
                 ms(pass),
             ));
         }

@@ -43,7 +43,8 @@ impl Receiver {
             .unwrap()
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
-        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("server-key.pem")).unwrap();
+        let key =
+            rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("server-key.pem")).unwrap();
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -604,10 +605,14 @@ fn a_run_past_its_max_duration_alerts_once_whether_running_queued_or_sleeping_an
         assert_eq!(notice["trace_id"].as_str().unwrap().len(), 32);
         let error = notice["error"].as_str().unwrap();
         assert!(
-            error.contains(&format!("run {run} has not finished")) && error.contains("(max_duration 1s)"),
+            error.contains(&format!("run {run} has not finished"))
+                && error.contains("(max_duration 1s)"),
             "{error}"
         );
-        assert!(notice["inspect"].as_str().unwrap().ends_with(&format!("runs show {run}")));
+        assert!(notice["inspect"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("runs show {run}")));
     }
 
     // `c` wakes and finishes: its alert resolves; the others stay open and fire nothing new
@@ -649,16 +654,15 @@ fn a_run_past_its_max_duration_alerts_once_whether_running_queued_or_sleeping_an
     }
     let (alerts, _) = env.alerts();
     assert_eq!(alerts.len(), 3, "{alerts:?}");
-    assert!(alerts.iter().all(|a| a["kind"] == "max-duration" && a["state"] == "resolved"));
+    assert!(alerts
+        .iter()
+        .all(|a| a["kind"] == "max-duration" && a["state"] == "resolved"));
 }
 
 #[test]
 fn two_workers_on_one_store_open_one_max_duration_alert_per_run() {
     let receiver = Receiver::start();
-    let env = env(
-        &receiver,
-        "[flow.alerts.max_duration]\nslow = \"1s\"\n",
-    );
+    let env = env(&receiver, "[flow.alerts.max_duration]\nslow = \"1s\"\n");
     let (hold, held) = env.file("hold", true);
     let shared = |mut cmd: Command| {
         cmd.env("FLOW_SHARING", "shared");
@@ -668,7 +672,9 @@ fn two_workers_on_one_store_open_one_max_duration_alert_per_run() {
         Worker(
             shared(env.command(&["worker"]))
                 .stdout(Stdio::null())
-                .stderr(std::fs::File::create(env.dir.path().join(format!("worker{n}.log"))).unwrap())
+                .stderr(
+                    std::fs::File::create(env.dir.path().join(format!("worker{n}.log"))).unwrap(),
+                )
                 .spawn()
                 .unwrap(),
         )
@@ -679,7 +685,11 @@ fn two_workers_on_one_store_open_one_max_duration_alert_per_run() {
         let out = shared(env.command(&["enqueue", "slow", "--input", &held, "--id", id]))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     flow_tests::wait_until(30, "four max-duration alerts", || {
         fired(&receiver, "max-duration")
@@ -700,7 +710,11 @@ fn two_workers_on_one_store_open_one_max_duration_alert_per_run() {
         .iter()
         .map(|n| n["alert_id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(ids.len(), 4, "the receiver saw four alerts, whoever delivered them");
+    assert_eq!(
+        ids.len(),
+        4,
+        "the receiver saw four alerts, whoever delivered them"
+    );
     std::fs::remove_file(&hold).unwrap();
 }
 
@@ -713,7 +727,12 @@ fn a_tripped_error_budget_alerts_once_per_run_with_its_figures_and_resolves_on_s
         .command(&["run", "budget", "--id", "b-1", "--input", &input])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let logs = String::from_utf8_lossy(&out.stderr).into_owned();
 
     let got = fired(&receiver, "error-budget");
@@ -723,27 +742,53 @@ fn a_tripped_error_budget_alerts_once_per_run_with_its_figures_and_resolves_on_s
     assert_eq!(alert["run_ids"], serde_json::json!(["b-1"]));
     assert_eq!(alert["budget"]["threshold"], "max_failures 3");
     assert_eq!(alert["budget"]["failed"], 3);
-    assert_eq!(alert["budget"]["processed"], 7, "u0..u6 finished, one at a time");
-    assert_eq!(alert["budget"]["failed_units"], serde_json::json!(["u2", "u4", "u6"]));
+    assert_eq!(
+        alert["budget"]["processed"], 7,
+        "u0..u6 finished, one at a time"
+    );
+    assert_eq!(
+        alert["budget"]["failed_units"],
+        serde_json::json!(["u2", "u4", "u6"])
+    );
     let error = alert["error"].as_str().unwrap();
     assert!(
         error.contains("error budget exceeded: max_failures 3 (3 of 7 units failed)")
             && error.contains("first failure: u2: u2 was refused"),
         "{error}"
     );
-    assert!(logs.contains("alert fired") && logs.contains("error-budget"), "{logs}");
+    assert!(
+        logs.contains("alert fired") && logs.contains("error-budget"),
+        "{logs}"
+    );
     // No consecutive-failures alert: `budget` has no alert_after
     assert_eq!(receiver.accepted().len(), 1);
 
     // The same run trips its budget again when resumed: still one alert
     let out = env.command(&["runs", "resume", "b-1"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(fired(&receiver, "error-budget").len(), 1, "{:?}", receiver.got());
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fired(&receiver, "error-budget").len(),
+        1,
+        "{:?}",
+        receiver.got()
+    );
 
     // Fixed and retried: the run succeeds and the alert resolves
     std::fs::remove_file(&flag).unwrap();
-    let out = env.command(&["runs", "retry-failed", "b-1"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env
+        .command(&["runs", "retry-failed", "b-1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let got = receiver.accepted();
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[1]["notice"], "resolved");
@@ -753,7 +798,10 @@ fn a_tripped_error_budget_alerts_once_per_run_with_its_figures_and_resolves_on_s
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["kind"], "error-budget");
     assert_eq!(alerts[0]["state"], "resolved");
-    assert_eq!(deliveries(&alerts[0], "webhook", "resolved")[0]["state"], "delivered");
+    assert_eq!(
+        deliveries(&alerts[0], "webhook", "resolved")[0]["state"],
+        "delivered"
+    );
 }
 
 /// The tables of alerts in the store: (alerts, alerts with a pending delivery, per-run entries).
@@ -810,7 +858,15 @@ fn runs_prune_deletes_settled_alerts_with_the_failed_runs_retention_and_counts_t
 
     // Kept for a week: nothing is old enough
     let out = env
-        .command(&["--output", "json", "runs", "prune", "--older-than", "7d", "--dry-run"])
+        .command(&[
+            "--output",
+            "json",
+            "runs",
+            "prune",
+            "--older-than",
+            "7d",
+            "--dry-run",
+        ])
         .output()
         .unwrap();
     let counted: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -826,13 +882,21 @@ fn runs_prune_deletes_settled_alerts_with_the_failed_runs_retention_and_counts_t
             && text.contains(" and 2 settled alerts; nothing was deleted"),
         "A is resolved, C's run goes with the prune, B stays open: {text}"
     );
-    assert_eq!(alert_tables(&env.store), (3, 0, 1), "a dry run deletes nothing");
+    assert_eq!(
+        alert_tables(&env.store),
+        (3, 0, 1),
+        "a dry run deletes nothing"
+    );
 
     let out = env
         .command(&["--output", "json", "runs", "prune", "--older-than", "0s"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pruned: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(pruned["runs"], 8, "{pruned}");
     assert_eq!(pruned["alerts"], 2, "{pruned}");
@@ -841,7 +905,11 @@ fn runs_prune_deletes_settled_alerts_with_the_failed_runs_retention_and_counts_t
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0]["kind"], "consecutive-failures");
     assert_eq!(alerts[0]["state"], "open");
-    assert_eq!(alert_tables(&env.store), (1, 0, 0), "C's per-run entry went with it");
+    assert_eq!(
+        alert_tables(&env.store),
+        (1, 0, 0),
+        "C's per-run entry went with it"
+    );
 
     // B's streak goes on: the next success resolves it, and the alert that stayed is it
     env.fail(false);
@@ -858,7 +926,12 @@ fn runs_prune_deletes_settled_alerts_with_the_failed_runs_retention_and_counts_t
     let notices: Vec<(String, String)> = receiver
         .accepted()
         .iter()
-        .map(|b| (b["kind"].as_str().unwrap().to_owned(), b["notice"].as_str().unwrap().to_owned()))
+        .map(|b| {
+            (
+                b["kind"].as_str().unwrap().to_owned(),
+                b["notice"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     let pair = |k: &str, n: &str| (k.to_owned(), n.to_owned());
     assert_eq!(
@@ -883,7 +956,10 @@ fn an_https_webhook_is_delivered_to_a_receiver_whose_ca_is_configured() {
     let config = std::fs::read_to_string(&trusted.config).unwrap();
     std::fs::write(
         &trusted.config,
-        format!("{config}ca_file = {}\n", serde_json::to_string(&ca).unwrap()),
+        format!(
+            "{config}ca_file = {}\n",
+            serde_json::to_string(&ca).unwrap()
+        ),
     )
     .unwrap();
     trusted.fail(true);
@@ -906,7 +982,10 @@ fn an_https_webhook_is_delivered_to_a_receiver_whose_ca_is_configured() {
     let webhook = &deliveries(&alerts[0], "webhook", "fired")[0];
     assert_eq!(webhook["state"], "pending");
     let error = webhook["last_error"].as_str().unwrap();
-    assert!(error.contains("the webhook could not be reached"), "{error}");
+    assert!(
+        error.contains("the webhook could not be reached"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -924,10 +1003,20 @@ fn the_runbook_names_each_workflows_alert_conditions_and_where_alerts_go_without
     .unwrap();
     let runbook = |format: &str| {
         let out = Command::new(BIN)
-            .args(["--config", config.to_str().unwrap(), "runbook", "--format", format])
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "runbook",
+                "--format",
+                format,
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let text = runbook("markdown");
@@ -939,15 +1028,24 @@ fn the_runbook_names_each_workflows_alert_conditions_and_where_alerts_go_without
     };
     let flaky = section("flaky");
     assert!(flaky.contains("- alerts on:\n  - 3 consecutive failed runs (kind `consecutive-failures`; once per streak, no new one within the cool-down of 30m"), "{flaky}");
-    assert!(flaky.contains("run duration: no max_duration set"), "{flaky}");
-    assert!(!flaky.contains("error budget"), "flaky runs no units: {flaky}");
+    assert!(
+        flaky.contains("run duration: no max_duration set"),
+        "{flaky}"
+    );
+    assert!(
+        !flaky.contains("error budget"),
+        "flaky runs no units: {flaky}"
+    );
     let slow = section("slow");
     assert!(
         slow.contains("a run not finished 2h after it was created, queued, running or sleeping (kind `max-duration`, set in settings"),
         "{slow}"
     );
     let budget = section("budget");
-    assert!(budget.contains("an error budget of a units fan-out tripped (kind `error-budget`"), "{budget}");
+    assert!(
+        budget.contains("an error budget of a units fan-out tripped (kind `error-budget`"),
+        "{budget}"
+    );
     for workflow in [&flaky, &slow, &budget] {
         assert!(workflow.contains("a run that needs attention (kind `needs-attention`"));
         assert!(workflow.contains(

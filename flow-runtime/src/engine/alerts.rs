@@ -151,13 +151,20 @@ impl AlertSinks {
     /// Overrides the `max_duration` of workflow `workflow` (`None` turns its alert off): a
     /// worker alerts once about each run of it that has not finished this long after it was
     /// created.
-    pub fn max_duration(mut self, workflow: impl Into<String>, limit: Option<Duration>) -> AlertSinks {
+    pub fn max_duration(
+        mut self,
+        workflow: impl Into<String>,
+        limit: Option<Duration>,
+    ) -> AlertSinks {
         self.max_durations.insert(workflow.into(), limit);
         self
     }
 
     /// The max duration that applies to `workflow`: the override, else its declared one.
-    pub(crate) fn max_duration_of(&self, workflow: &super::registry::WorkflowMeta) -> Option<Duration> {
+    pub(crate) fn max_duration_of(
+        &self,
+        workflow: &super::registry::WorkflowMeta,
+    ) -> Option<Duration> {
         match self.max_durations.get(workflow.name) {
             Some(limit) => *limit,
             None => workflow.max_duration_ms.map(Duration::from_millis),
@@ -172,15 +179,17 @@ impl AlertSinks {
     /// Whether a webhook sink is configured, and where it posts (without the query string,
     /// which may hold a token).
     pub(crate) fn webhook_url(&self) -> Option<String> {
-        self.webhook.as_ref().map(|w| match reqwest::Url::parse(&w.url) {
-            Ok(mut url) => {
-                url.set_query(None);
-                let _ = url.set_password(None);
-                let _ = url.set_username("");
-                url.to_string()
-            }
-            Err(_) => w.url.clone(),
-        })
+        self.webhook
+            .as_ref()
+            .map(|w| match reqwest::Url::parse(&w.url) {
+                Ok(mut url) => {
+                    url.set_query(None);
+                    let _ = url.set_password(None);
+                    let _ = url.set_username("");
+                    url.to_string()
+                }
+                Err(_) => w.url.clone(),
+            })
     }
 
     /// The name of the webhook's secret header, if it sends one.

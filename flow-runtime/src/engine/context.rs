@@ -195,11 +195,7 @@ impl RunCtx {
     /// Opens an error-budget alert about this run; the store keeps the first one per run, so
     /// a resumed run whose budget trips again alerts nothing new. A dry run opens none. A
     /// refused write (a lost claim, a broken store) is logged: the run's next write meets it.
-    pub async fn alert_budget(
-        &self,
-        trip: crate::store::BudgetTrip,
-        first_error: Option<String>,
-    ) {
+    pub async fn alert_budget(&self, trip: crate::store::BudgetTrip, first_error: Option<String>) {
         if self.is_dry() {
             return;
         }

@@ -500,10 +500,7 @@ pub trait AlertBook {
         run_status: Option<super::RunStatus>,
         new_id: impl FnOnce() -> String,
     ) -> Option<String> {
-        if self
-            .run_alert_id(&request.run_id, request.kind)
-            .is_some()
-        {
+        if self.run_alert_id(&request.run_id, request.kind).is_some() {
             return None;
         }
         let open = match request.kind {
@@ -685,7 +682,10 @@ mod tests {
     use std::collections::HashMap;
 
     #[derive(Default)]
-    struct Book(HashMap<String, AlertRecord>, HashMap<(RunId, AlertKind), String>);
+    struct Book(
+        HashMap<String, AlertRecord>,
+        HashMap<(RunId, AlertKind), String>,
+    );
     impl AlertBook for Book {
         fn alert(&mut self, id: &str) -> Option<AlertRecord> {
             self.0.get(id).cloned()
@@ -817,14 +817,19 @@ mod tests {
             "c1".into()
         });
         assert_eq!(book.0["a1"].state, AlertState::Resolved);
-        assert_eq!(book.0["a1"].resolved_by.as_ref().map(|r| r.as_str()), Some("r1"));
+        assert_eq!(
+            book.0["a1"].resolved_by.as_ref().map(|r| r.as_str()),
+            Some("r1")
+        );
         assert_eq!(book.0["b1"].state, AlertState::Open);
         assert_eq!(streak.failures, 1);
         assert_eq!(streak.run_alerts["r1"], vec!["b1".to_owned()]);
         // Retried and succeeded: the error budget's alert resolves too
-        book.run_ended(&mut streak, &end("r1", RunEndOutcome::Succeeded, 20), || {
-            "c2".into()
-        });
+        book.run_ended(
+            &mut streak,
+            &end("r1", RunEndOutcome::Succeeded, 20),
+            || "c2".into(),
+        );
         assert_eq!(book.0["b1"].state, AlertState::Resolved);
         assert!(streak.is_empty(), "{streak:?}");
         let resolved = |id: &str| {
@@ -865,7 +870,10 @@ mod tests {
         record.status = crate::store::RunStatus::Cancelled;
         book.run_ended(&mut streak, &RunEnd::cancelled(&record, 3), || "x".into());
         assert_eq!(book.0["n1"].state, AlertState::Resolved);
-        assert_eq!(streak.failures, 2, "a cancel neither extends nor ends a streak");
+        assert_eq!(
+            streak.failures, 2,
+            "a cancel neither extends nor ends a streak"
+        );
         assert!(streak.attention.is_empty());
     }
 
@@ -886,8 +894,14 @@ mod tests {
             record_delivery(&mut alert, i, &DeliveryOutcome::Delivered, 200);
         }
         assert!(!alert_prunable(&alert, 1_000, gone), "open, its run exists");
-        assert!(alert_prunable(&alert, 1_000, |_| true), "open, its run is gone");
-        assert!(!alert_prunable(&alert, 150, |_| true), "delivered after the cutoff");
+        assert!(
+            alert_prunable(&alert, 1_000, |_| true),
+            "open, its run is gone"
+        );
+        assert!(
+            !alert_prunable(&alert, 150, |_| true),
+            "delivered after the cutoff"
+        );
         alert.state = AlertState::Resolved;
         alert.resolved_at_ms = Some(300);
         assert!(alert_prunable(&alert, 300, gone));

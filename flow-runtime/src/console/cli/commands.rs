@@ -340,14 +340,12 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
             release(server).await;
             exit
         }
-        Command::Runbook { format } => {
-            super::runbook::print(
-                app,
-                format,
-                &settings.retry_policies(),
-                &settings.alerts.sinks(),
-            )
-        }
+        Command::Runbook { format } => super::runbook::print(
+            app,
+            format,
+            &settings.retry_policies(),
+            &settings.alerts.sinks(),
+        ),
         Command::CheckConfig | Command::Completions { .. } => Exit::Success,
     }
 }

@@ -14,8 +14,7 @@ use crate::store::{
     Streak,
 };
 use redb::{
-    Database, Durability, ReadTransaction, ReadableTable, Table, TableDefinition,
-    WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransaction,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -70,7 +69,9 @@ impl<'txn> Tables<'txn> {
         }
     }
 
-    fn by_run(&mut self) -> Result<&mut Table<'txn, (&'static str, &'static str), &'static str>, Fault> {
+    fn by_run(
+        &mut self,
+    ) -> Result<&mut Table<'txn, (&'static str, &'static str), &'static str>, Fault> {
         if self.by_run.is_none() {
             self.by_run = Some(self.txn.open_table(ALERTS_BY_RUN)?);
         }
@@ -413,7 +414,9 @@ fn prunable_batch(
     batch: usize,
 ) -> Result<(Vec<AlertRecord>, Option<String>, bool), Fault> {
     let range = match after {
-        Some(after) => alerts.range::<&str>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))?,
+        Some(after) => {
+            alerts.range::<&str>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))?
+        }
         None => alerts.range::<&str>(..)?,
     };
     let mut selected = Vec::new();
@@ -461,8 +464,14 @@ pub(super) fn prune(db: &Database, request: &PruneRequest) -> Result<u64, Fault>
             let mut by_run = txn.open_table(ALERTS_BY_RUN)?;
             let mut streaks = txn.open_table(STREAKS)?;
             let runs = txn.open_table(RUNS)?;
-            let (selected, last, finished) =
-                prunable_batch(&alerts, &runs, request, until, after.as_deref(), PRUNE_BATCH)?;
+            let (selected, last, finished) = prunable_batch(
+                &alerts,
+                &runs,
+                request,
+                until,
+                after.as_deref(),
+                PRUNE_BATCH,
+            )?;
             let mut touched: HashMap<String, Option<Streak>> = HashMap::new();
             for alert in &selected {
                 alerts.remove(alert.id.as_str())?;
@@ -620,8 +629,14 @@ mod tests {
         let one = RedbStore::open_with(&path, Sharing::Shared).unwrap();
         let two = RedbStore::open_with(&path, Sharing::Shared).unwrap();
         for (id, status) in [("late", RunStatus::Running), ("done", RunStatus::Succeeded)] {
-            let mut run =
-                RunRecord::new(id.into(), "w", status, serde_json::json!(null), "t".into(), 1);
+            let mut run = RunRecord::new(
+                id.into(),
+                "w",
+                status,
+                serde_json::json!(null),
+                "t".into(),
+                1,
+            );
             // Executing: the held-runs index lists it
             run.owner = crate::store::Owner::current().filter(|_| status == RunStatus::Running);
             one.commit(vec![Write::PutRun(run)]).await.unwrap();
@@ -630,7 +645,11 @@ mod tests {
         let seen_one = one.overdue_runs(&cutoffs, 10).await.unwrap();
         let seen_two = two.overdue_runs(&cutoffs, 10).await.unwrap();
         let ids = |runs: &[RunRecord]| runs.iter().map(|r| r.id.to_string()).collect::<Vec<_>>();
-        assert_eq!(ids(&seen_one), ["late"], "only the unfinished run is overdue");
+        assert_eq!(
+            ids(&seen_one),
+            ["late"],
+            "only the unfinished run is overdue"
+        );
         assert_eq!(ids(&seen_two), ["late"]);
         // Both decide to alert at the same time; then one of them looks again
         let (a, b) = tokio::join!(
@@ -663,6 +682,10 @@ mod tests {
         let alerts = one.alerts(&AlertFilter::default()).await.unwrap();
         assert_eq!(alerts[0].state, AlertState::Resolved);
         assert_eq!(alerts[0].resolved_by, Some(RunId::from("late")));
-        assert_eq!(alerts[0].deliveries.len(), 2, "fired and resolved, to the log");
+        assert_eq!(
+            alerts[0].deliveries.len(),
+            2,
+            "fired and resolved, to the log"
+        );
     }
 }
