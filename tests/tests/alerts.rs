@@ -657,6 +657,9 @@ fn a_run_past_its_max_duration_alerts_once_whether_running_queued_or_sleeping_an
     assert!(alerts
         .iter()
         .all(|a| a["kind"] == "max-duration" && a["state"] == "resolved"));
+    assert!(alerts
+        .iter()
+        .all(|a| a["detail"]["max_duration_ms"] == 1000 && a["detail"]["kind"] == "max-duration"));
 }
 
 #[test]
@@ -798,6 +801,11 @@ fn a_tripped_error_budget_alerts_once_per_run_with_its_figures_and_resolves_on_s
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["kind"], "error-budget");
     assert_eq!(alerts[0]["state"], "resolved");
+    assert_eq!(alerts[0]["detail"]["threshold"], "max_failures 3");
+    assert_eq!(
+        alerts[0]["detail"]["failed_units"],
+        serde_json::json!(["u2", "u4", "u6"])
+    );
     assert_eq!(
         deliveries(&alerts[0], "webhook", "resolved")[0]["state"],
         "delivered"

@@ -261,6 +261,18 @@ pub(crate) fn run_end(
     }))
 }
 
+/// What one max-duration pass did ([`Flow::watch_max_durations`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MaxDurationPass {
+    /// Alerts it asked the store to open (the store opens each once per run, so another
+    /// worker may have opened some of them first).
+    pub opened: u64,
+    /// When a run can next be overdue (ms since the epoch): the earliest deadline of the runs
+    /// it saw, or one max duration from now for runs not created yet; `None` when no workflow
+    /// has a max duration.
+    pub next_check_ms: Option<u64>,
+}
+
 /// What one delivery pass did ([`Flow::deliver_alerts`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeliveryPass {
@@ -450,34 +462,43 @@ impl Flow {
 
     /// Opens a `max-duration` alert for each run of this binary's workflows that has not
     /// finished its workflow's max duration after it was created (queued, running or
-    /// sleeping), once per run however many workers look; returns how many it opened. The
-    /// worker calls it every second. Runs are found through the store's indexes of unfinished
-    /// runs ([`crate::store::Store::overdue_runs`]), and the store decides in one write whether
-    /// an alert opens, so two workers that see the same run open one alert.
-    pub async fn watch_max_durations(&self) -> Result<u64, Error> {
+    /// sleeping), once per run however many workers look. The worker calls it again when the
+    /// pass says (at the next deadline, at least every minute). Runs are found through the
+    /// store's indexes of unfinished runs ([`crate::store::Store::overdue_runs`]), and the
+    /// store decides in one write whether an alert opens, so two workers that see the same run
+    /// open one alert.
+    pub async fn watch_max_durations(&self) -> Result<MaxDurationPass, Error> {
         let sinks = &self.inner.alerts;
         let now = now_ms();
         let limits: BTreeMap<&str, Duration> = super::registry::workflows()
             .into_iter()
             .filter_map(|w| Some((w.name, sinks.max_duration_of(w)?)))
             .collect();
-        if limits.is_empty() {
-            return Ok(0);
-        }
-        let cutoffs: Vec<(String, u64)> = limits
+        let Some(shortest) = limits.values().min() else {
+            return Ok(MaxDurationPass::default());
+        };
+        // A run created from now on is due one max duration from now at the earliest
+        let horizon = now.saturating_add(shortest.as_millis() as u64);
+        let as_ms: Vec<(String, u64)> = limits
             .iter()
-            .map(|(w, d)| ((*w).to_owned(), now.saturating_sub(d.as_millis() as u64)))
+            .map(|(w, d)| ((*w).to_owned(), d.as_millis() as u64))
             .collect();
-        let overdue = self.inner.store.overdue_runs(&cutoffs, 1000).await?;
-        if overdue.is_empty() {
-            return Ok(0);
+        let found = self.inner.store.overdue_runs(&as_ms, now, 1000).await?;
+        let mut pass = MaxDurationPass {
+            opened: 0,
+            next_check_ms: Some(found.next_deadline_ms.map_or(horizon, |d| d.min(horizon))),
+        };
+        if found.runs.is_empty() {
+            return Ok(pass);
         }
         let names = sinks.names();
-        let writes: Vec<Write> = overdue
+        let writes: Vec<Write> = found
+            .runs
             .iter()
             .filter_map(|run| {
                 let limit = *limits.get(run.workflow.as_str())?;
-                let age = Duration::from_millis(now.saturating_sub(run.created_at_ms) / 1000 * 1000);
+                let age =
+                    Duration::from_millis(now.saturating_sub(run.created_at_ms) / 1000 * 1000);
                 Some(Write::RunAlert(RunAlert {
                     kind: AlertKind::MaxDuration,
                     workflow: run.workflow.clone(),
@@ -500,10 +521,10 @@ impl Flow {
                 }))
             })
             .collect();
-        let n = writes.len() as u64;
+        pass.opened = writes.len() as u64;
         self.inner.store.commit(writes).await?;
         self.inner.alerts_changed.notify_one();
-        Ok(n)
+        Ok(pass)
     }
 
     /// Delivers alerts until the task is dropped: after each pass, waits for the next due

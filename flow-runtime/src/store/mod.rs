@@ -617,18 +617,20 @@ pub trait Store: Send + Sync + 'static {
             ))
         })
     }
-    /// Unfinished runs (queued, running or sleeping) of the workflows in `cutoffs` created at
-    /// or before their workflow's cutoff (ms since the epoch) and without a max-duration alert
-    /// yet, at most `limit`. Found through the indexes of queued runs, timers and held runs,
-    /// never by reading every run; a run that is none of these (running with no process, after
-    /// `runs resolve`) is not found. Stores without alerts find none.
+    /// The unfinished runs (queued, running or sleeping) of the workflows in `limits` (name,
+    /// max duration in ms) whose deadline (creation + max duration) is at or before `now_ms`
+    /// and that have no max-duration alert yet, at most `limit`; and the earliest deadline
+    /// after `now_ms` among the others. Found through the indexes of queued runs, timers and
+    /// held runs, never by reading every run; a run that is none of these (running with no
+    /// process, after `runs resolve`) is not found. Stores without alerts find none.
     fn overdue_runs(
         &self,
-        cutoffs: &[(String, u64)],
+        limits: &[(String, u64)],
+        now_ms: u64,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
-        let _ = (cutoffs, limit);
-        Box::pin(async { Ok(Vec::new()) })
+    ) -> BoxFuture<'_, Result<OverdueRuns, StoreError>> {
+        let _ = (limits, now_ms, limit);
+        Box::pin(async { Ok(OverdueRuns::default()) })
     }
     /// Runs a process holds (running, or sleeping with an owner), at most `limit`: where a worker
     /// looks for runs whose process died.
@@ -640,6 +642,16 @@ pub trait Store: Send + Sync + 'static {
         id: &RunId,
         rate_period: Option<std::time::Duration>,
     ) -> BoxFuture<'_, Result<Option<QueueStanding>, StoreError>>;
+}
+
+/// What [`Store::overdue_runs`] found.
+#[derive(Clone, Debug, Default)]
+pub struct OverdueRuns {
+    /// Runs past their deadline without a max-duration alert.
+    pub runs: Vec<RunRecord>,
+    /// The earliest deadline still ahead (ms since the epoch), or one at most that early for
+    /// runs not read; `now` when `limit` cut the list short.
+    pub next_deadline_ms: Option<u64>,
 }
 
 /// A worker's request to take queued runs ([`Store::take_queued`]).

@@ -1851,12 +1851,13 @@ impl Store for RedbStore {
 
     fn overdue_runs(
         &self,
-        cutoffs: &[(String, u64)],
+        limits: &[(String, u64)],
+        now_ms: u64,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
-        let cutoffs = cutoffs.to_vec();
+    ) -> BoxFuture<'_, Result<super::OverdueRuns, StoreError>> {
+        let limits = limits.to_vec();
         Box::pin(async move {
-            self.read(move |txn| alerts::overdue(txn, &cutoffs, limit))
+            self.read(move |txn| alerts::overdue(txn, &limits, now_ms, limit))
                 .await
         })
     }

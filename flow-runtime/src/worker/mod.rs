@@ -18,8 +18,10 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
-/// How often a worker looks for runs past their workflow's max duration.
-const MAX_DURATION_WATCH: Duration = Duration::from_secs(1);
+/// The least and the most a worker waits between two looks for runs past their workflow's
+/// max duration; in between it waits for the next deadline the last look saw.
+const WATCH_AT_LEAST: Duration = Duration::from_millis(100);
+const WATCH_AT_MOST: Duration = Duration::from_secs(60);
 
 /// Executes queued, due and orphaned runs until stopped; made by [`Flow::worker`].
 ///
@@ -251,10 +253,19 @@ impl Loop<'_> {
         self.wake_due().await;
         self.take_queued().await;
         if Instant::now() >= self.next_watch {
-            self.next_watch = Instant::now() + MAX_DURATION_WATCH;
-            if let Err(e) = self.worker.flow.watch_max_durations().await {
-                tracing::warn!(error = %e, "could not look for runs past their max duration");
-            }
+            // At the next deadline the pass saw; at least every minute, for runs that come
+            // back unfinished past theirs (a retried run), and after an error every second
+            let wait = match self.worker.flow.watch_max_durations().await {
+                Ok(pass) => pass.next_check_ms.map_or(WATCH_AT_MOST, |at| {
+                    Duration::from_millis(at.saturating_sub(now_ms()))
+                        .clamp(WATCH_AT_LEAST, WATCH_AT_MOST)
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not look for runs past their max duration");
+                    Duration::from_secs(1)
+                }
+            };
+            self.next_watch = Instant::now() + wait;
         }
         if Instant::now() >= self.next_prune && !self.worker.retention.keeps_everything() {
             self.next_prune = Instant::now() + self.worker.prune_every;

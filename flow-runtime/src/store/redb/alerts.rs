@@ -10,7 +10,7 @@ use super::{decode_run, encode, read_table, Fault, RUNS};
 use crate::store::redb_index::{HELD, QUEUED, TIMERS};
 use crate::store::{
     alert_prunable, record_delivery, AlertBook, AlertFilter, AlertKind, AlertRecord,
-    DeliveryOutcome, PruneRequest, RunAlert, RunEnd, RunEndOutcome, RunId, RunRecord, RunStatus,
+    DeliveryOutcome, OverdueRuns, PruneRequest, RunAlert, RunEnd, RunEndOutcome, RunId, RunStatus,
     Streak,
 };
 use redb::{
@@ -234,27 +234,36 @@ pub(super) fn run_alert<'t>(
     Ok(opened.is_some())
 }
 
-/// [`crate::store::Store::overdue_runs`]: unfinished runs past their workflow's cutoff, read
-/// through the indexes of queued runs (whose keys carry the creation time, so only old ones
-/// are read), timers and held runs.
+/// [`crate::store::Store::overdue_runs`]: unfinished runs past their workflow's deadline, read
+/// through the indexes of queued runs (whose keys carry the creation time, so runs too young to
+/// be overdue are not read), timers and held runs.
 pub(super) fn overdue(
     txn: &ReadTransaction,
-    cutoffs: &[(String, u64)],
+    limits: &[(String, u64)],
+    now: u64,
     limit: usize,
-) -> Result<Vec<RunRecord>, Fault> {
-    let cutoffs: HashMap<&str, u64> = cutoffs.iter().map(|(w, c)| (w.as_str(), *c)).collect();
-    let Some(latest) = cutoffs.values().copied().max() else {
-        return Ok(Vec::new());
+) -> Result<OverdueRuns, Fault> {
+    let limits: HashMap<&str, u64> = limits.iter().map(|(w, l)| (w.as_str(), *l)).collect();
+    let mut found = OverdueRuns::default();
+    let Some(shortest) = limits.values().copied().min() else {
+        return Ok(found);
     };
     let Some(runs) = read_table(txn, RUNS)? else {
-        return Ok(Vec::new());
+        return Ok(found);
+    };
+    let mut next = |deadline: u64| {
+        found.next_deadline_ms = Some(found.next_deadline_ms.map_or(deadline, |n| n.min(deadline)));
     };
     let mut ids: Vec<String> = Vec::new();
     if let Some(queued) = read_table(txn, QUEUED)? {
         for entry in queued.iter()? {
             let (key, _) = entry?;
             let (_, _, created, id) = key.value();
-            if created <= latest {
+            let earliest = created.saturating_add(shortest);
+            if earliest > now {
+                // Not overdue whatever its workflow: no need to read it
+                next(earliest);
+            } else {
                 ids.push(id.to_owned());
             }
         }
@@ -272,11 +281,9 @@ pub(super) fn overdue(
     let by_run = read_table(txn, ALERTS_BY_RUN)?;
     let kind = AlertKind::MaxDuration.as_str();
     let mut seen = HashSet::new();
-    let mut out = Vec::new();
+    let mut overdue = Vec::new();
+    let mut cut_short = false;
     for id in ids {
-        if out.len() >= limit {
-            break;
-        }
         if !seen.insert(id.clone()) {
             continue;
         }
@@ -294,14 +301,13 @@ pub(super) fn overdue(
         let Ok(f) = serde_json::from_slice::<Fields<'_>>(bytes.value()) else {
             continue;
         };
-        let due = cutoffs
-            .get(f.workflow.as_ref())
-            .is_some_and(|cutoff| f.created_at_ms <= *cutoff);
-        let unfinished = matches!(
+        let Some(max) = limits.get(f.workflow.as_ref()) else {
+            continue;
+        };
+        if !matches!(
             f.status,
             RunStatus::Queued | RunStatus::Running | RunStatus::Sleeping
-        );
-        if !due || !unfinished {
+        ) {
             continue;
         }
         if let Some(by_run) = &by_run {
@@ -309,11 +315,24 @@ pub(super) fn overdue(
                 continue;
             }
         }
+        let deadline = f.created_at_ms.saturating_add(*max);
+        if deadline > now {
+            next(deadline);
+            continue;
+        }
+        if overdue.len() >= limit {
+            cut_short = true;
+            continue;
+        }
         if let Ok(run) = decode_run(&id, bytes.value()) {
-            out.push(run);
+            overdue.push(run);
         }
     }
-    Ok(out)
+    if cut_short {
+        next(now);
+    }
+    found.runs = overdue;
+    Ok(found)
 }
 
 /// [`crate::store::Write::AlertDelivery`].
@@ -641,9 +660,13 @@ mod tests {
             run.owner = crate::store::Owner::current().filter(|_| status == RunStatus::Running);
             one.commit(vec![Write::PutRun(run)]).await.unwrap();
         }
-        let cutoffs = vec![("w".to_owned(), 10)];
-        let seen_one = one.overdue_runs(&cutoffs, 10).await.unwrap();
-        let seen_two = two.overdue_runs(&cutoffs, 10).await.unwrap();
+        // Created at 1 with a max duration of 9: due at 10
+        let limits = vec![("w".to_owned(), 9)];
+        let early = one.overdue_runs(&limits, 9, 10).await.unwrap();
+        assert!(early.runs.is_empty());
+        assert_eq!(early.next_deadline_ms, Some(10), "when to look again");
+        let seen_one = one.overdue_runs(&limits, 10, 10).await.unwrap().runs;
+        let seen_two = two.overdue_runs(&limits, 10, 10).await.unwrap().runs;
         let ids = |runs: &[RunRecord]| runs.iter().map(|r| r.id.to_string()).collect::<Vec<_>>();
         assert_eq!(
             ids(&seen_one),
@@ -663,10 +686,9 @@ mod tests {
         assert_eq!(alerts.len(), 1, "{alerts:?}");
         assert_eq!(alerts[0].kind, AlertKind::MaxDuration);
         assert_eq!(alerts[0].run_ids, [RunId::from("late")]);
-        assert!(
-            one.overdue_runs(&cutoffs, 10).await.unwrap().is_empty(),
-            "an alerted run is not overdue again"
-        );
+        let after = one.overdue_runs(&limits, 20, 10).await.unwrap();
+        assert!(after.runs.is_empty(), "an alerted run is not overdue again");
+        assert_eq!(after.next_deadline_ms, None, "and not watched any more");
 
         // An operator cancels the run while nobody executes it: the claim resolves the alert
         let cancel = ClaimRequest {
