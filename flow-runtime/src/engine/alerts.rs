@@ -463,7 +463,7 @@ impl Flow {
     /// Opens a `max-duration` alert for each run of this binary's workflows that has not
     /// finished its workflow's max duration after it was created (queued, running or
     /// sleeping), once per run however many workers look. The worker calls it again when the
-    /// pass says (at the next deadline, at least every minute). Runs are found through the
+    /// pass says (at the next deadline, at most once a second and at least once a minute). Runs are found through the
     /// store's indexes of unfinished runs ([`crate::store::Store::overdue_runs`]), and the
     /// store decides in one write whether an alert opens, so two workers that see the same run
     /// open one alert.

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 /// The least and the most a worker waits between two looks for runs past their workflow's
-/// max duration; in between it waits for the next deadline the last look saw.
-const WATCH_AT_LEAST: Duration = Duration::from_millis(100);
+/// max duration; in between it waits for the next deadline the last look saw. An alert comes
+/// at most about a second after its run's deadline.
+const WATCH_AT_LEAST: Duration = Duration::from_secs(1);
 const WATCH_AT_MOST: Duration = Duration::from_secs(60);
 
 /// Executes queued, due and orphaned runs until stopped; made by [`Flow::worker`].
@@ -253,8 +254,9 @@ impl Loop<'_> {
         self.wake_due().await;
         self.take_queued().await;
         if Instant::now() >= self.next_watch {
-            // At the next deadline the pass saw; at least every minute, for runs that come
-            // back unfinished past theirs (a retried run), and after an error every second
+            // At the next deadline the pass saw, but at most once a second (deadlines of runs
+            // created at a steady rate follow each other closely); at least every minute, for
+            // runs that come back unfinished past theirs (a retried run)
             let wait = match self.worker.flow.watch_max_durations().await {
                 Ok(pass) => pass.next_check_ms.map_or(WATCH_AT_MOST, |at| {
                     Duration::from_millis(at.saturating_sub(now_ms()))
