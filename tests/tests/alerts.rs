@@ -1077,3 +1077,37 @@ fn the_runbook_names_each_workflows_alert_conditions_and_where_alerts_go_without
         }
     }
 }
+
+#[test]
+fn a_worker_with_a_retention_deletes_settled_alerts_at_start() {
+    let receiver = Receiver::start();
+    let env = env(&receiver, "");
+    env.fail(true);
+    for _ in 0..3 {
+        env.run(1);
+    }
+    env.fail(false);
+    env.run(0);
+    let (alerts, _) = env.alerts();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["state"], "resolved");
+    assert_eq!(alert_tables(&env.store), (1, 0, 0));
+
+    let worker = Worker(
+        env.command(&["worker"])
+            .env("FLOW_RETENTION", "0s")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(env.dir.path().join("worker.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    flow_tests::wait_until(30, "the settled alert pruned", || env.alerts().0.is_empty());
+    drop(worker);
+    assert_eq!(alert_tables(&env.store), (0, 0, 0));
+    let log = std::fs::read_to_string(env.dir.path().join("worker.log")).unwrap();
+    assert!(
+        log.contains("pruned finished runs and settled alerts past their retention")
+            && log.contains("\"alerts\":1"),
+        "{log}"
+    );
+}
