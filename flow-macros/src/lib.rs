@@ -10,6 +10,7 @@ mod duration;
 mod entry;
 mod errors;
 mod options;
+mod schedule;
 mod signature;
 mod step;
 mod tidy;
@@ -33,9 +34,32 @@ pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Registers an `async fn` as a workflow and adds a typed handle of the same name (in the type
 /// namespace) to start it, run it, dry-run it and read its metadata.
 ///
-/// The function itself is left unchanged. Options: `name = "..."`, `alert_after = N`, and
-/// `units` for a workflow that runs `flow::units` through a helper function (a call of
-/// `units(...)` or `units_stream(...)` in the body itself is detected).
+/// The function itself is left unchanged. Options, each checked at compile time:
+///
+/// - `name = "..."`: the stable name (default: the function's name);
+/// - `alert_after = N`: alert after N consecutive failed runs;
+/// - `max_duration = "2h"`: alert when a run has not finished this long after it was created
+///   (a duration as in `flow.toml`: `"90s"`, `"30min"`, `"1h 30m"`);
+/// - `units`: the workflow runs `flow::units` through a helper function (a call of
+///   `units(...)` or `units_stream(...)` in the body itself is detected);
+/// - `schedule = "0 2 * * *"`: run on a cron schedule: 5 fields (`minute hour day-of-month
+///   month day-of-week`) or 6 with seconds first, with names (`MON-FRI`, `JAN`), `L`, `W`, `#`
+///   and the shortcuts `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`. A scheduled run's
+///   input is each parameter's `Default`, so every parameter type must implement `Default`.
+///   With a schedule only:
+///   - `timezone = "Europe/Berlin"`: the IANA zone the expression is read in (default `"UTC"`);
+///   - `catch_up = "latest"`: ticks missed while no worker ran: `"skip"`, `"latest"` (the
+///     default: only the most recent one runs) or `"all"`;
+///   - `overlap = "skip"`: a tick while the previous run has not finished: `"skip"` (the
+///     default), `"buffer_one"`, `"buffer_all"` or `"allow"`.
+///
+/// ```ignore
+/// #[flow::workflow(schedule = "0 30 7 * * MON-FRI", timezone = "Europe/Berlin", max_duration = "1h")]
+/// async fn morning_report(options: ReportOptions) -> Result<(), flow::Failure> {
+///     // `options` is `ReportOptions::default()` in a scheduled run.
+///     Ok(())
+/// }
+/// ```
 #[proc_macro_attribute]
 pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
     workflow::expand(args.into(), item.into()).into()

@@ -5,8 +5,10 @@
 //! object keyed by parameter name.
 
 use crate::doc::doc_string;
+use crate::duration;
 use crate::errors::{item_with_error, Errors};
 use crate::options::{parse_options, skip_value};
+use crate::schedule;
 use crate::signature::{self, Kind};
 use crate::step::respan_tokens;
 use proc_macro2::{Span, TokenStream};
@@ -21,6 +23,21 @@ struct WorkflowArgs {
     alert_after: Option<u32>,
     /// `units`: the workflow runs units through a helper that its body does not show.
     units: bool,
+    /// `max_duration`, in milliseconds.
+    max_duration_ms: Option<u64>,
+    /// `schedule`: the cron expression as written, checked.
+    schedule: Option<LitStr>,
+    /// Whether `schedule` was given at all, also when it was malformed: the options that only
+    /// a schedule takes are then not reported as lone.
+    schedule_given: bool,
+    /// `timezone`, by its canonical name.
+    timezone: Option<String>,
+    /// `catch_up`: the `CatchUp` variant.
+    catch_up: Option<&'static str>,
+    /// `overlap`: the `Overlap` variant.
+    overlap: Option<&'static str>,
+    /// The options given that only a schedule takes.
+    schedule_only: Vec<Ident>,
 }
 
 /// What `expand` needs from a validated workflow.
@@ -132,10 +149,58 @@ fn parse_args(args: TokenStream, errors: &mut Errors) -> WorkflowArgs {
                 }
                 parsed.units = true;
             }
+            "max_duration" => {
+                input.parse::<Token![=]>()?;
+                let lit: LitStr = input.parse()?;
+                match duration::parse_millis(&lit, "max_duration") {
+                    Ok(0) => errors.at(
+                        lit.span(),
+                        "`max_duration` must be longer than zero; remove it to let runs take as long as they need",
+                    ),
+                    Ok(ms) if !duplicate => parsed.max_duration_ms = Some(ms),
+                    Ok(_) => {}
+                    Err(error) => errors.push(error),
+                }
+            }
+            "schedule" => {
+                input.parse::<Token![=]>()?;
+                let lit: LitStr = input.parse()?;
+                parsed.schedule_given = true;
+                match schedule::check_cron(&lit.value()) {
+                    Ok(()) if !duplicate => parsed.schedule = Some(lit),
+                    Ok(()) => {}
+                    Err(message) => errors.at(lit.span(), message),
+                }
+            }
+            "timezone" => {
+                input.parse::<Token![=]>()?;
+                let lit: LitStr = input.parse()?;
+                parsed.schedule_only.push(key.clone());
+                match schedule::check_timezone(&lit.value()) {
+                    Ok(zone) if !duplicate => parsed.timezone = Some(zone),
+                    Ok(_) => {}
+                    Err(message) => errors.at(lit.span(), message),
+                }
+            }
+            "catch_up" | "overlap" => {
+                input.parse::<Token![=]>()?;
+                let lit: LitStr = input.parse()?;
+                parsed.schedule_only.push(key.clone());
+                let (policies, slot): (&[_], _) = if key == "catch_up" {
+                    (&schedule::CATCH_UP, &mut parsed.catch_up)
+                } else {
+                    (&schedule::OVERLAP, &mut parsed.overlap)
+                };
+                match schedule::policy(&key.to_string(), &lit.value(), policies) {
+                    Ok(variant) if !duplicate => *slot = Some(variant),
+                    Ok(_) => {}
+                    Err(message) => errors.at(lit.span(), message),
+                }
+            }
             other => {
                 errors.at(
                     key.span(),
-                    format!("unknown workflow option `{other}`; expected `name = \"...\"`, `alert_after = <count>` or `units`"),
+                    format!("unknown workflow option `{other}`; expected {OPTIONS}"),
                 );
                 // Skip the value so the options after it are still checked.
                 skip_value(input)?;
@@ -143,8 +208,19 @@ fn parse_args(args: TokenStream, errors: &mut Errors) -> WorkflowArgs {
         }
         Ok(())
     });
+    if !parsed.schedule_given {
+        for key in &parsed.schedule_only {
+            errors.at(
+                key.span(),
+                format!("`{key}` belongs to a schedule, and this workflow has none; add `schedule = \"0 2 * * *\"` (a cron expression) or remove `{key}`"),
+            );
+        }
+    }
     parsed
 }
+
+/// Every workflow option, for the message about an unknown one.
+const OPTIONS: &str = "`name = \"...\"`, `alert_after = <count>`, `max_duration = \"<duration>\"`, `units`, `schedule = \"<cron expression>\"`, `timezone = \"<zone>\"`, `catch_up = \"<policy>\"` or `overlap = \"<policy>\"`";
 
 fn validate(args: WorkflowArgs, item: &ItemFn, errors: &mut Errors) -> Option<Workflow> {
     let checked = signature::check(item, Kind::Workflow, errors);
@@ -278,6 +354,60 @@ fn generate(workflow: &Workflow, item: &ItemFn) -> TokenStream {
         #pr::assert_error_message::<#err_ty>();
     });
 
+    let max_duration = match workflow.args.max_duration_ms {
+        Some(ms) => quote!(::core::option::Option::Some(#ms)),
+        None => quote!(::core::option::Option::None),
+    };
+    let (schedule, schedule_input) = match &workflow.args.schedule {
+        None => (quote!(::core::option::Option::None), TokenStream::new()),
+        Some(cron) => {
+            let timezone = workflow.args.timezone.as_deref().unwrap_or("UTC");
+            let catch_up = Ident::new(
+                workflow.args.catch_up.unwrap_or(schedule::CATCH_UP[0].1),
+                Span::call_site(),
+            );
+            let overlap = Ident::new(
+                workflow.args.overlap.unwrap_or(schedule::OVERLAP[0].1),
+                Span::call_site(),
+            );
+            // The input of a scheduled run: each parameter's `Default`, encoded as `encode`
+            // encodes the arguments of a call. The bound is checked at each parameter's type.
+            let defaults = match types.len() {
+                0 => quote!(::core::result::Result::Ok(#p::serde_json::Value::Null)),
+                1 => {
+                    let ty = types[0];
+                    let pt = at(ty.span());
+                    quote_spanned!(ty.span()=> #pt::encode(&#pt::scheduled_input::<#ty>()))
+                }
+                _ => {
+                    let fields = workflow.params.iter().map(|(ident, ty)| {
+                        let pt = at(ty.span());
+                        let name = ident.to_string();
+                        quote_spanned!(ty.span()=> (#name, #pt::encode(&#pt::scheduled_input::<#ty>())))
+                    });
+                    quote!(#p::encode_fields(::std::vec![#(#fields),*]))
+                }
+            };
+            (
+                quote! {
+                    ::core::option::Option::Some(#p::ScheduleSpec {
+                        cron: #cron,
+                        timezone: #timezone,
+                        catch_up: #p::CatchUp::#catch_up,
+                        overlap: #p::Overlap::#overlap,
+                        input: __flow_schedule_input,
+                    })
+                },
+                quote! {
+                    fn __flow_schedule_input() -> ::core::result::Result<#p::serde_json::Value, ::std::string::String> {
+                        #checks
+                        #p::schedule_input(#defaults)
+                    }
+                },
+            )
+        }
+    };
+
     let outcome = quote_spanned! {ret_span=>
         ::core::result::Result::Ok(match __flow_result {
             ::core::result::Result::Ok(value) => #pr::encode(&value).map_err(|error| #pr::WorkflowFailure {
@@ -315,8 +445,8 @@ fn generate(workflow: &Workflow, item: &ItemFn) -> TokenStream {
                 params: &[#(#param_names),*],
                 units: #units,
                 alert_after: #alert_after,
-                max_duration_ms: ::core::option::Option::None,
-                schedule: ::core::option::Option::None,
+                max_duration_ms: #max_duration,
+                schedule: #schedule,
                 doc: #doc,
                 #location,
                 invoke: __flow_invoke,
@@ -341,6 +471,8 @@ fn generate(workflow: &Workflow, item: &ItemFn) -> TokenStream {
             fn __flow_invoke(#input: #p::serde_json::Value) -> #p::BoxFuture<'static, #p::InvokeResult> {
                 ::std::boxed::Box::pin(__flow_call(#input))
             }
+
+            #schedule_input
 
             #p::inventory::submit! { #p::WorkflowRegistration(&__FLOW_WORKFLOW) }
 

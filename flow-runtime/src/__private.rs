@@ -131,6 +131,42 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> WorkflowValue for T {}
 /// Checks `T: WorkflowValue`.
 pub fn assert_workflow_value<T: WorkflowValue>() {}
 
+/// Bound for the parameter types of a workflow with a `schedule`: a scheduled run has no
+/// caller, so its input is each parameter's `Default`.
+#[diagnostic::on_unimplemented(
+    message = "a scheduled workflow's input is built with `Default`, but `{Self}` does not implement `Default`",
+    label = "a scheduled run passes `Default::default()` for this parameter",
+    note = "derive `Default` for the type (`#[derive(Default)]`) or implement it; or, for a workflow that needs an input from its caller, remove `schedule` and enqueue runs with their input (`app enqueue NAME --input JSON --at TIME`)"
+)]
+pub trait ScheduledInput: Default {}
+impl<T: Default> ScheduledInput for T {}
+
+/// The value of one parameter of a scheduled run.
+pub fn scheduled_input<T: ScheduledInput>() -> T {
+    T::default()
+}
+
+/// The input of a scheduled run (`ScheduleSpec::input`), from the encoded defaults.
+pub fn schedule_input(
+    input: Result<serde_json::Value, serde_json::Error>,
+) -> Result<serde_json::Value, String> {
+    input.map_err(|e| format!("the default input could not be serialized: {e}"))
+}
+
+/// Parses a schedule's cron expression exactly as `#[workflow(schedule = "...")]` checked it at
+/// compile time (flow-macros' `schedule::cron_parser`, which cannot be shared: the macro crate
+/// does not depend on this one): 5 fields or 6 with seconds first, no year field, the other
+/// settings croner's defaults. Change both together.
+pub fn parse_cron(expression: &str) -> Result<croner::Cron, String> {
+    crate::engine::schedules::parse_cron(expression)
+}
+
+/// Looks up a schedule's zone where `#[workflow(timezone = "...")]` checked it: the tz database
+/// bundled into the binary.
+pub fn schedule_zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
+    crate::engine::schedules::parse_zone(name)
+}
+
 /// Checks `T: AppSettings` (the trait carries the message).
 pub fn assert_app_settings<T: AppSettings>() {}
 

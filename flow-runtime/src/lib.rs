@@ -32,12 +32,17 @@ pub mod __private;
 pub use console::settings::{non_empty_secret, Secret};
 pub use engine::alerts::{AlertSinks, DeliveryPass, MaxDurationPass, Webhook};
 pub use engine::classify::{Classify, ErrorClass, Failure, ResultExt, StepTimeout};
-pub use engine::context::{attempt, is_dry_run, key, run_id, step_key, trace_id, PlannedStep};
+pub use engine::context::{
+    attempt, is_dry_run, key, run_id, step_key, tick, trace_id, PlannedStep, Tick,
+};
 pub use engine::determinism::{now, random, sleep, uuid};
 pub use engine::prune::Retention;
 pub use engine::queue::Queue;
 pub use engine::registry::{CatchUp, Overlap, WorkflowFailure};
 pub use engine::retry::{RetryPolicies, RetryPolicy};
+pub use engine::schedules::{
+    Clock, Fired, ManualClock, Schedule, ScheduleConfig, ScheduleView, SystemClock,
+};
 pub use engine::state::{state, try_state, AppState};
 pub use engine::units::{
     in_rollout, rollout_bucket, units, units_stream, UnitFailure, Units, UnitsError, UnitsReport,

@@ -379,6 +379,7 @@ async fn listing(path: &Path) -> Result<Vec<Listed>, Box<dyn std::error::Error>>
                     lease_expires_at_ms: None,
                     queue: None,
                     wake_at_ms: None,
+                    scheduled: None,
                 })
             })
             .collect();

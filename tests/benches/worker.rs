@@ -135,6 +135,7 @@ fn record(i: u64, status: RunStatus, owner: Option<Owner>, wake_at_ms: Option<u6
             concurrency_key: None,
         }),
         wake_at_ms,
+        scheduled: None,
     }
 }
 

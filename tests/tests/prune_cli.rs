@@ -55,6 +55,7 @@ fn old_run(id: &str, status: RunStatus, at_ms: u64) -> RunRecord {
         lease_expires_at_ms: None,
         queue: None,
         wake_at_ms: None,
+        scheduled: None,
     }
 }
 

@@ -45,6 +45,7 @@ fn run(i: u64, created_at_ms: u64) -> RunRecord {
         lease_expires_at_ms: None,
         queue: None,
         wake_at_ms: None,
+        scheduled: None,
     }
 }
 

@@ -26,6 +26,7 @@ fn run(id: &str, status: RunStatus, owner: Option<Owner>, wake_at_ms: Option<u64
         lease_expires_at_ms: None,
         queue: None,
         wake_at_ms,
+        scheduled: None,
     }
 }
 

@@ -30,6 +30,7 @@ fn run(id: &str) -> RunRecord {
         lease_expires_at_ms: None,
         queue: None,
         wake_at_ms: None,
+        scheduled: None,
     }
 }
 

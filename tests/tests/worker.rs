@@ -187,6 +187,7 @@ fn queued(id: &str, workflow: &str, input: serde_json::Value, at: u64) -> RunRec
             concurrency_key: None,
         }),
         wake_at_ms: None,
+        scheduled: None,
     }
 }
 

@@ -320,6 +320,9 @@ pub struct FlowSettings {
     /// Where alerts go (`[flow.alerts]`): a webhook, a command, the cool-down and retries.
     #[garde(dive)]
     pub alerts: super::alert_settings::AlertSettings,
+    /// Schedules declared or overridden, by name (`[flow.schedules.nightly]`).
+    #[garde(dive, custom(super::schedule_settings::schedule_names))]
+    pub schedules: BTreeMap<String, super::schedule_settings::ScheduleSetting>,
 }
 
 /// A size in bytes, written in settings as `16MiB`, `512 KiB`, `10MB` or a plain number of bytes:
@@ -419,6 +422,7 @@ impl Default for FlowSettings {
             retention: crate::engine::prune::Retention::FOREVER,
             worker: serde_json::Value::Object(Default::default()),
             alerts: Default::default(),
+            schedules: BTreeMap::new(),
         }
     }
 }
@@ -1060,6 +1064,13 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+impl<S> Loaded<S> {
+    /// Where the value at `key` (`flow.schedules.nightly.cron`) came from, as in messages.
+    pub fn source_of(&self, key: &str) -> String {
+        self.source.source_of(key)
+    }
 }
 
 impl<S: Serialize> Loaded<S> {

@@ -429,6 +429,47 @@ pub fn run_id() -> Option<RunId> {
     current_run().map(|r| r.run_id.clone())
 }
 
+/// The schedule tick a scheduled run was fired for, or `None` outside a run and in a run that
+/// no schedule fired. The same on every execution of the run (it is stored with the run), so a
+/// nightly import reads the day it imports from here, not from the clock:
+///
+/// ```
+/// #[flow_runtime::workflow(schedule = "0 2 * * *", timezone = "Europe/Berlin")]
+/// async fn nightly_import() -> Result<String, flow_runtime::Failure> {
+///     let day = flow_runtime::tick().map(|t| t.rfc3339()).unwrap_or_default();
+///     Ok(day)
+/// }
+/// ```
+pub fn tick() -> Option<Tick> {
+    let run = current_run()?;
+    let scheduled = lock(&run.record).as_ref()?.scheduled.clone()?;
+    Some(Tick {
+        schedule: scheduled.schedule,
+        at_ms: scheduled.tick_ms,
+    })
+}
+
+/// A schedule's tick, as [`tick`] returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tick {
+    /// The schedule's name.
+    pub schedule: String,
+    /// The tick, ms since the Unix epoch (for `schedules trigger`, when it was triggered).
+    pub at_ms: u64,
+}
+
+impl Tick {
+    /// The tick as a [`std::time::SystemTime`].
+    pub fn time(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.at_ms)
+    }
+
+    /// The tick in UTC as RFC 3339 (`2026-11-28T02:00:00Z`), as in the run's id.
+    pub fn rfc3339(&self) -> String {
+        crate::store::format_tick(self.at_ms)
+    }
+}
+
 /// The W3C trace id of the current run, or `None` outside a run.
 pub fn trace_id() -> Option<String> {
     current_run().map(|r| r.trace_id.clone())

@@ -12,6 +12,7 @@ pub(crate) mod prune;
 pub(crate) mod queue;
 pub(crate) mod registry;
 pub(crate) mod retry;
+pub(crate) mod schedules;
 pub(crate) mod state;
 pub(crate) mod step;
 pub(crate) mod units;
@@ -71,6 +72,8 @@ struct Inner {
     alerts: alerts::AlertSinks,
     /// Notified when a run's end here may have opened or resolved an alert.
     alerts_changed: tokio::sync::Notify,
+    /// Schedules declared or overridden in settings, by name.
+    schedules: std::collections::BTreeMap<String, schedules::ScheduleConfig>,
 }
 
 impl Drop for Inner {
@@ -129,6 +132,7 @@ pub struct FlowBuilder {
     queues: HashMap<String, queue::Queue>,
     durability: Option<crate::store::Durability>,
     alerts: Option<alerts::AlertSinks>,
+    schedules: std::collections::BTreeMap<String, schedules::ScheduleConfig>,
 }
 
 impl FlowBuilder {
@@ -137,6 +141,15 @@ impl FlowBuilder {
     /// needs attention opens one; [`Flow::deliver_alerts`] and the worker send them.
     pub fn alerts(mut self, sinks: alerts::AlertSinks) -> Self {
         self.alerts = Some(sinks);
+        self
+    }
+
+    /// Declares a schedule, or overrides the one a workflow declares with
+    /// `#[workflow(schedule = ...)]` (each field left `None` keeps the declared value); what
+    /// `[flow.schedules.NAME]` in settings does. Checked by [`Flow::schedules`] and when a
+    /// worker starts.
+    pub fn schedule(mut self, name: impl Into<String>, config: schedules::ScheduleConfig) -> Self {
+        self.schedules.insert(name.into(), config);
         self
     }
 
@@ -236,6 +249,7 @@ impl FlowBuilder {
                 queue_changed: tokio::sync::Notify::new(),
                 alerts: self.alerts.unwrap_or_default(),
                 alerts_changed: tokio::sync::Notify::new(),
+                schedules: self.schedules,
             }),
         }
     }
@@ -536,6 +550,18 @@ pub enum Error {
         /// The declared queues.
         known: Vec<String>,
     },
+    /// No schedule of that name is declared on a workflow or in settings.
+    #[error("unknown schedule `{name}`; the schedules are: {}", if .known.is_empty() { "none (declare one with #[workflow(schedule = \"...\")] or [flow.schedules.NAME])".to_owned() } else { .known.join(", ") })]
+    UnknownSchedule {
+        /// The name asked for.
+        name: String,
+        /// The schedules there are.
+        known: Vec<String>,
+    },
+    /// A schedule does not resolve (a settings override names an unknown workflow, a bad
+    /// cron expression or zone, input that does not decode), or a schedule request is invalid.
+    #[error("{0}")]
+    Schedule(String),
     /// No workflow of that name is linked into this binary.
     #[error("unknown workflow `{name}`; this binary has: {}", if .known.is_empty() { "none".to_owned() } else { .known.join(", ") })]
     UnknownWorkflow {

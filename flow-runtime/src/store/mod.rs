@@ -8,6 +8,7 @@ mod alerts;
 mod owner;
 mod redb;
 mod redb_index;
+mod schedules;
 
 pub use self::alerts::{
     alert_prunable, record_delivery, AlertBook, AlertDetail, AlertFilter, AlertKind, AlertRecord,
@@ -17,6 +18,10 @@ pub use self::alerts::{
 use self::owner::Liveness;
 pub use self::owner::Owner;
 pub use self::redb::{RedbStore, Sharing};
+pub use self::schedules::{
+    apply_fire, apply_pause, format_tick, tick_run_id, Pause, ScheduleBook, ScheduleFire,
+    ScheduleOutcome, ScheduleRecord, ScheduleWrite, Skip, SkipReason,
+};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -272,6 +277,18 @@ pub struct RunRecord {
     /// timers read an index of this field, so a waiting run costs no memory anywhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wake_at_ms: Option<u64>,
+    /// The schedule and tick this run was fired for, if a schedule fired it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<ScheduledTick>,
+}
+
+/// The schedule tick behind a run ([`RunRecord::scheduled`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduledTick {
+    /// The schedule's name.
+    pub schedule: String,
+    /// The tick, ms since the epoch (for a trigger, when it was triggered).
+    pub tick_ms: u64,
 }
 
 /// Where an enqueued run stands in its queue.
@@ -322,6 +339,7 @@ impl RunRecord {
             lease_expires_at_ms: None,
             queue: None,
             wake_at_ms: None,
+            scheduled: None,
         }
     }
 
@@ -487,6 +505,8 @@ pub struct StepRecord {
 }
 
 /// One change in a commit.
+// A run record is the common write; commits are short vectors consumed right away
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Write {
     /// Apply this commit only if `Claim` is still the run's latest claim; otherwise the whole
@@ -631,6 +651,25 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<OverdueRuns, StoreError>> {
         let _ = (limits, now_ms, limit);
         Box::pin(async { Ok(OverdueRuns::default()) })
+    }
+    /// Every schedule's record, by name. Stores without schedules report
+    /// [`StoreError::Backend`].
+    fn schedules(&self) -> BoxFuture<'_, Result<Vec<ScheduleRecord>, StoreError>> {
+        Box::pin(async {
+            Err(StoreError::Backend(
+                "this store does not keep schedules".into(),
+            ))
+        })
+    }
+    /// Changes a schedule's record in one write transaction, creating the runs of the ticks
+    /// that fire ([`apply_fire`]); durable when it returns.
+    fn schedule(&self, write: ScheduleWrite) -> BoxFuture<'_, Result<ScheduleOutcome, StoreError>> {
+        let _ = write;
+        Box::pin(async {
+            Err(StoreError::Backend(
+                "this store does not keep schedules".into(),
+            ))
+        })
     }
     /// Runs a process holds (running, or sleeping with an owner), at most `limit`: where a worker
     /// looks for runs whose process died.

@@ -47,6 +47,7 @@ use super::redb_index::{
 };
 mod alerts;
 mod prune;
+mod schedules;
 
 use super::{
     BoxFuture, Claim, ClaimOutcome, ClaimRequest, CreateRun, ErrorClass, PruneRequest, Pruned,
@@ -1173,6 +1174,10 @@ enum Request {
         request: QueueTake,
         reply: Reply<Vec<Taken>>,
     },
+    Schedule {
+        write: super::ScheduleWrite,
+        reply: Reply<super::ScheduleOutcome>,
+    },
 }
 
 /// What one request did inside a committed batch.
@@ -1182,6 +1187,7 @@ enum Outcome {
     Commit(Result<(), StoreError>),
     Claim(Result<ClaimOutcome, StoreError>),
     TakeQueued(Vec<Taken>),
+    Schedule(Result<super::ScheduleOutcome, StoreError>),
     Flush,
 }
 
@@ -1402,6 +1408,9 @@ impl Writer {
                 (Request::TakeQueued { reply, .. }, Outcome::TakeQueued(taken)) => {
                     let _ = reply.send(Ok(taken));
                 }
+                (Request::Schedule { reply, .. }, Outcome::Schedule(result)) => {
+                    let _ = reply.send(result);
+                }
                 (request, _) => fail_all(
                     vec![request],
                     &StoreError::Backend("internal error: a store reply was mismatched".into()),
@@ -1444,6 +1453,9 @@ fn fail_all(batch: Vec<Request>, err: &StoreError) {
                 let _ = reply.send(Err(replicate(err)));
             }
             Request::Claim { reply, .. } => {
+                let _ = reply.send(Err(replicate(err)));
+            }
+            Request::Schedule { reply, .. } => {
                 let _ = reply.send(Err(replicate(err)));
             }
         }
@@ -1556,6 +1568,13 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                 Outcome::Claim(outcome)
             }
             Request::Flush { .. } => Outcome::Flush,
+            Request::Schedule { write, .. } => Outcome::Schedule(schedules::write(
+                txn,
+                &mut runs,
+                &mut claims,
+                index.get()?,
+                write.clone(),
+            )?),
             Request::TakeQueued { request, .. } => Outcome::TakeQueued(take_queued_in(
                 &mut runs,
                 &mut claims,
@@ -1808,6 +1827,17 @@ impl Store for RedbStore {
     ) -> BoxFuture<'_, Result<Vec<super::AlertRecord>, StoreError>> {
         let filter = filter.clone();
         Box::pin(async move { self.read(move |txn| alerts::list(txn, &filter)).await })
+    }
+
+    fn schedules(&self) -> BoxFuture<'_, Result<Vec<super::ScheduleRecord>, StoreError>> {
+        Box::pin(async move { self.read(schedules::list).await })
+    }
+
+    fn schedule(
+        &self,
+        write: super::ScheduleWrite,
+    ) -> BoxFuture<'_, Result<super::ScheduleOutcome, StoreError>> {
+        Box::pin(async move { self.send(|reply| Request::Schedule { write, reply }).await })
     }
 
     fn take_queued(&self, request: QueueTake) -> BoxFuture<'_, Result<Vec<Taken>, StoreError>> {
@@ -2177,6 +2207,7 @@ mod tests {
             lease_expires_at_ms: None,
             queue: None,
             wake_at_ms: None,
+            scheduled: None,
         }
     }
 

@@ -273,6 +273,7 @@ mod tests {
                 concurrency_key: Some("k".into()),
             }),
             wake_at_ms: wake,
+            scheduled: None,
         }
     }
 

@@ -9,12 +9,14 @@
 
 use crate::engine::queue::WORKER_LEASE;
 use crate::engine::registry;
+use crate::engine::schedules::{Clock, Schedule, SystemClock};
 use crate::engine::{Error, Flow, RunOptions};
 use crate::store::{
     now_ms, ClaimOutcome, ClaimRequest, Owner, QueueLimits, QueueTake, RunId, RunRecord, RunStatus,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
@@ -47,6 +49,7 @@ pub struct Worker {
     grace: Duration,
     retention: crate::Retention,
     prune_every: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 /// What a worker did, returned when it stops.
@@ -75,6 +78,7 @@ impl Flow {
             grace: Duration::from_secs(10),
             retention: crate::Retention::FOREVER,
             prune_every: Duration::from_secs(60),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -127,10 +131,19 @@ impl Worker {
         self
     }
 
+    /// Where the scheduler reads the time (default: the system clock). Tests pass a
+    /// [`crate::ManualClock`] to cross missed ticks and daylight-saving changes at once; the
+    /// rest of the worker (timers, leases) keeps the system clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Worker {
+        self.clock = clock;
+        self
+    }
+
     /// Runs until `stop` completes, then stops claiming, lets the steps in flight finish (up to
     /// the grace period) and returns. Every run it did not finish stays resumable.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<WorkerReport, Error> {
         let served = self.served_queues()?;
+        let schedules = self.flow.schedules()?;
         let mut state = Loop {
             worker: &self,
             served,
@@ -147,6 +160,8 @@ impl Worker {
             next_watch: Instant::now(),
             skipped: HashSet::new(),
             report: WorkerReport::default(),
+            next_schedule_check: 0,
+            schedules,
         };
         tracing::info!(
             concurrency = self.concurrency,
@@ -163,7 +178,7 @@ impl Worker {
             tokio::select! {
                 () = &mut stop => break,
                 () = changed => {}
-                () = tokio::time::sleep(self.poll) => {}
+                () = tokio::time::sleep(state.until_next_check()) => {}
                 Some(ended) = state.tasks.join_next(), if !state.tasks.is_empty() => {
                     state.ended(ended.ok());
                 }
@@ -222,6 +237,12 @@ struct Loop<'w> {
     /// Runs this worker cannot execute (a workflow it does not have); logged once.
     skipped: HashSet<RunId>,
     report: WorkerReport,
+    /// The schedules this worker fires (every worker fires every schedule; a tick's run id
+    /// makes it fire once).
+    schedules: Vec<Schedule>,
+    /// When (on the worker's clock) the scheduler looks next: the next tick, or within a
+    /// second for buffered ticks and other workers' changes.
+    next_schedule_check: u64,
 }
 
 impl Loop<'_> {
@@ -238,6 +259,14 @@ impl Loop<'_> {
     fn ended(&mut self, ended: Option<(RunId, Option<String>)>) {
         self.report.finished += 1;
         if let Some((id, queue)) = ended {
+            // A scheduled run ended: a tick buffered behind it may go now
+            if self.schedules.iter().any(|s| {
+                id.as_str()
+                    .strip_prefix(s.name.as_str())
+                    .is_some_and(|r| r.starts_with('@'))
+            }) {
+                self.next_schedule_check = 0;
+            }
             self.executing.remove(&id);
             if let Some(n) = queue.and_then(|q| self.per_queue.get_mut(&q)) {
                 *n = n.saturating_sub(1);
@@ -245,7 +274,34 @@ impl Loop<'_> {
         }
     }
 
+    /// How long the loop may sleep: the poll interval, or less when a tick is due sooner.
+    fn until_next_check(&self) -> Duration {
+        if self.schedules.is_empty() {
+            return self.worker.poll;
+        }
+        let now = self.worker.clock.now_ms();
+        let wait = Duration::from_millis(self.next_schedule_check.saturating_sub(now));
+        wait.min(self.worker.poll)
+    }
+
+    /// Fires the schedules' due ticks, when one is due.
+    async fn fire_schedules(&mut self) {
+        if self.schedules.is_empty() {
+            return;
+        }
+        let now = self.worker.clock.now_ms();
+        if now < self.next_schedule_check {
+            return;
+        }
+        if let Err(e) = self.worker.flow.fire_due_ticks(&self.schedules, now).await {
+            tracing::warn!(error = %e, "could not fire the schedules' due ticks");
+        }
+        let next = self.worker.flow.next_tick(&self.schedules, now);
+        self.next_schedule_check = next.unwrap_or(u64::MAX).min(now + 1_000);
+    }
+
     async fn tick(&mut self) {
+        self.fire_schedules().await;
         if Instant::now() >= self.next_recovery && self.orphans.is_empty() {
             self.next_recovery = Instant::now() + self.worker.recovery;
             self.scan_orphans().await;

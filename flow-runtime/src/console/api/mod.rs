@@ -1,5 +1,6 @@
 //! The operator API: one interface over the operations an operator performs on runs (list,
-//! show, cancel, resume, retry a unit, fork, resolve, start), with two implementations: the
+//! show, cancel, resume, retry a unit, fork, resolve, start) and schedules (list, pause,
+//! resume, trigger, backfill), with two implementations: the
 //! store opened in this process ([`Operator::Local`]) and the process that owns the store,
 //! reached through its Unix socket ([`Operator::Remote`]). Every CLI command is written once
 //! against it; the web console and the metrics endpoint are meant to reuse it.
@@ -15,7 +16,8 @@ mod server;
 pub(crate) use client::Remote;
 pub(crate) use server::{serve, ServeHandle};
 
-use crate::engine::registry::WorkflowFailure;
+use crate::engine::registry::{Overlap, WorkflowFailure};
+use crate::engine::schedules::{Fired, ScheduleView};
 use crate::engine::{Error, Flow, Resolution, RunHandle, RunOptions};
 use crate::store::{RunFilter, RunId, RunRecord, RunStatus, StepId, StepRecord};
 use serde::{Deserialize, Serialize};
@@ -247,6 +249,27 @@ pub(crate) enum Request {
         workflow: String,
         input: Value,
         options: EnqueueOptions,
+    },
+    /// Every schedule with its stored state.
+    Schedules,
+    PauseSchedule {
+        name: String,
+        note: Option<String>,
+    },
+    ResumeSchedule {
+        name: String,
+    },
+    /// One run of a schedule now.
+    TriggerSchedule {
+        name: String,
+        overlap: Option<Overlap>,
+    },
+    /// The runs of a schedule's ticks in `[from_ms, to_ms]`.
+    BackfillSchedule {
+        name: String,
+        from_ms: u64,
+        to_ms: u64,
+        overlap: Option<Overlap>,
     },
 }
 
@@ -513,6 +536,87 @@ impl Operator {
                     })
                     .await?,
             )),
+        }
+    }
+
+    /// Every schedule (those of the process that runs the operation) with its stored state.
+    pub(crate) async fn schedules(&self) -> Result<Vec<ScheduleView>, ApiError> {
+        match self {
+            Operator::Local(flow) => Ok(flow.schedule_views().await?),
+            Operator::Remote(remote) => remote.call(&Request::Schedules).await,
+        }
+    }
+
+    /// Pauses a schedule (`note`: why, for the other operators), or resumes it (`pause`
+    /// false; the ticks of the pause are not caught up).
+    pub(crate) async fn pause_schedule(
+        &self,
+        name: &str,
+        pause: bool,
+        note: Option<String>,
+    ) -> Result<(), ApiError> {
+        match self {
+            Operator::Local(flow) if pause => Ok(flow.pause_schedule(name, note).await?),
+            Operator::Local(flow) => Ok(flow.resume_schedule(name).await?),
+            Operator::Remote(remote) if pause => {
+                remote
+                    .call(&Request::PauseSchedule {
+                        name: name.to_owned(),
+                        note,
+                    })
+                    .await
+            }
+            Operator::Remote(remote) => {
+                remote
+                    .call(&Request::ResumeSchedule {
+                        name: name.to_owned(),
+                    })
+                    .await
+            }
+        }
+    }
+
+    /// Fires one run of a schedule now, by its overlap policy unless `overlap` is given.
+    pub(crate) async fn trigger_schedule(
+        &self,
+        name: &str,
+        overlap: Option<Overlap>,
+    ) -> Result<Fired, ApiError> {
+        match self {
+            Operator::Local(flow) => Ok(flow.trigger_schedule(name, overlap).await?),
+            Operator::Remote(remote) => {
+                remote
+                    .call(&Request::TriggerSchedule {
+                        name: name.to_owned(),
+                        overlap,
+                    })
+                    .await
+            }
+        }
+    }
+
+    /// Fires the ticks of a schedule in `[from_ms, to_ms]`, each as its tick's run.
+    pub(crate) async fn backfill_schedule(
+        &self,
+        name: &str,
+        from_ms: u64,
+        to_ms: u64,
+        overlap: Option<Overlap>,
+    ) -> Result<Fired, ApiError> {
+        match self {
+            Operator::Local(flow) => Ok(flow
+                .backfill_schedule(name, from_ms, to_ms, overlap)
+                .await?),
+            Operator::Remote(remote) => {
+                remote
+                    .call(&Request::BackfillSchedule {
+                        name: name.to_owned(),
+                        from_ms,
+                        to_ms,
+                        overlap,
+                    })
+                    .await
+            }
         }
     }
 

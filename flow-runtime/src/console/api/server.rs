@@ -193,7 +193,9 @@ async fn execute(flow: &Flow, runs: &Arc<Mutex<JoinSet<()>>>, request: Request) 
     let op = Operator::Local(flow.clone());
     let started = match request {
         // What an operator is told is durable: the deferred checkpoints are flushed first
-        Request::List { .. } | Request::Show { .. } if flow.store().flush().await.is_err() => {
+        Request::List { .. } | Request::Show { .. } | Request::Schedules
+            if flow.store().flush().await.is_err() =>
+        {
             return reply::<()>(Err(ApiError::new(
                 ErrorKind::Store,
                 "the store could not make its latest checkpoints durable; see the owner's log"
@@ -236,6 +238,23 @@ async fn execute(flow: &Flow, runs: &Arc<Mutex<JoinSet<()>>>, request: Request) 
             }
             return reply(enqueued);
         }
+        Request::Schedules => return reply(op.schedules().await),
+        Request::PauseSchedule { name, note } => {
+            return reply(op.pause_schedule(&name, true, note).await)
+        }
+        Request::ResumeSchedule { name } => {
+            return reply(op.pause_schedule(&name, false, None).await)
+        }
+        // The owner's worker hears of the runs these create (`queue_changed`) and takes them
+        Request::TriggerSchedule { name, overlap } => {
+            return reply(op.trigger_schedule(&name, overlap).await)
+        }
+        Request::BackfillSchedule {
+            name,
+            from_ms,
+            to_ms,
+            overlap,
+        } => return reply(op.backfill_schedule(&name, from_ms, to_ms, overlap).await),
         Request::Cancel { id } => return reply(op.cancel(&id).await),
         Request::Resolve { id, step, settle } => {
             return reply(op.resolve(&id, &step, settle).await)

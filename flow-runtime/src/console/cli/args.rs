@@ -1,6 +1,7 @@
 //! The command line, declared with clap: global flags, subcommands and their `--help` text.
 
 use crate::console::settings::LogFormat;
+use crate::engine::registry::Overlap;
 use crate::store::RunStatus;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -9,8 +10,8 @@ pub(crate) const EXIT_CODES: &str = "\
 EXIT CODES:
     0  success
     1  the workflow failed or was cancelled
-    2  usage error: bad arguments, malformed JSON input, unknown workflow, run or step
-    3  configuration error: invalid settings (every bad field is listed)
+    2  usage error: bad arguments, malformed JSON input, unknown workflow, run, step or schedule
+    3  configuration error: invalid settings, schedules included (every bad field is listed)
     4  the run needs attention: an at_most_once step's outcome is unknown
     5  store error: the store is locked, corrupt, full or unreadable
   130  stopped by SIGINT (143: SIGTERM); the run is left resumable";
@@ -130,6 +131,13 @@ pub(crate) enum Command {
     /// duration, tripped error budgets) and their delivery
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// List, pause, resume, trigger and backfill schedules (cron that fires runs)
+    ///
+    /// Schedules are declared on workflows (#[workflow(schedule = "0 2 * * *")]) or in settings
+    /// ([flow.schedules.NAME]); a worker fires their ticks, each as the run
+    /// `NAME@<tick in UTC>`, so a tick runs once however many workers there are.
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
     /// Print the operator's runbook for this binary
     Runbook {
         #[arg(long, value_enum, default_value_t = RunbookFormat::Markdown)]
@@ -184,6 +192,7 @@ impl Command {
             ),
             Command::Runbook { .. }
             | Command::Alerts(_)
+            | Command::Schedules(_)
             | Command::CheckConfig
             | Command::Completions { .. }
             | Command::Enqueue { .. } => false,
@@ -220,6 +229,145 @@ pub(crate) enum AlertsCommand {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SchedulesCommand {
+    /// List schedules: cron and zone, next fire time, paused or not, last run and its status
+    #[command(after_help = "\
+EXAMPLES:
+    app schedules list
+    app schedules list --json          # the same as --output json")]
+    List {
+        /// Print JSON (the same as --output json)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a schedule: no tick fires until it is resumed, and the ticks meanwhile are skipped
+    #[command(after_help = "\
+EXAMPLES:
+    app schedules pause nightly --note \"upstream migration until Friday, ask #data\"")]
+    Pause {
+        /// The schedule (see `schedules list`)
+        name: String,
+        /// Why, for the other operators: shown by `schedules list`
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+    },
+    /// Resume a paused schedule: its next tick fires; the ticks of the pause are not caught up
+    /// (backfill them if they are needed)
+    #[command(after_help = "\
+EXAMPLES:
+    app schedules resume nightly")]
+    Resume {
+        /// The schedule (see `schedules list`)
+        name: String,
+    },
+    /// Fire one run of a schedule now, with the schedule's input and queue
+    ///
+    /// The run's id is `NAME@<now in UTC>` and a worker executes it. While the schedule's
+    /// previous run has not finished, the overlap policy decides: `skip` creates nothing,
+    /// `buffer_one`/`buffer_all` queue it behind that run, `allow` runs it beside it.
+    #[command(after_help = "\
+EXAMPLES:
+    app schedules trigger nightly
+    app schedules trigger nightly --overlap allow   # even while the last run still runs")]
+    Trigger {
+        /// The schedule (see `schedules list`)
+        name: String,
+        /// The overlap policy for this run [default: the schedule's]
+        #[arg(long, value_name = "POLICY")]
+        overlap: Option<Overlap>,
+    },
+    /// Create the runs of the ticks in a past range, each with its tick's id
+    ///
+    /// Both ends are included. A tick whose run exists (an earlier backfill, or the worker) is
+    /// left as it is, so a repeated backfill adds nothing. The ticks run one after another in
+    /// tick order (`buffer_all`: each waits for the run before it); `--overlap allow` runs them
+    /// side by side, `skip` creates only the first while the schedule's last run is unfinished.
+    #[command(after_help = "\
+TIMES:
+    RFC 3339 (2026-11-01T00:00:00Z, 2026-11-01T02:00:00+01:00) or a date (2026-11-01),
+    which means midnight UTC.
+
+EXAMPLES:
+    app schedules backfill nightly --from 2026-11-01 --to 2026-11-07
+    app schedules backfill hourly --from 2026-11-28T00:00:00Z --to 2026-11-28T12:00:00Z --overlap allow")]
+    Backfill {
+        /// The schedule (see `schedules list`)
+        name: String,
+        /// The first instant of the range (RFC 3339, or a date meaning midnight UTC)
+        #[arg(long, value_name = "TIME", value_parser = parse_instant)]
+        from: u64,
+        /// The last instant of the range, included (RFC 3339, or a date meaning midnight UTC)
+        #[arg(long, value_name = "TIME", value_parser = parse_instant)]
+        to: u64,
+        /// The overlap policy between these runs [default: buffer_all, one after another]
+        #[arg(long, value_name = "POLICY")]
+        overlap: Option<Overlap>,
+    },
+}
+
+/// The examples of `command`'s subcommands name the binary: `    app schedules ...` becomes
+/// `    sync_records schedules ...`.
+pub(crate) fn name_examples(command: clap::Command, bin: &str) -> clap::Command {
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    names.iter().fold(command, |command, name| {
+        command.mut_subcommand(name, |c| match c.get_after_help() {
+            Some(help) => {
+                let text = help.to_string().replace("    app ", &format!("    {bin} "));
+                c.after_help(text)
+            }
+            None => c,
+        })
+    })
+}
+
+/// `--overlap` takes the policies by their names in settings and attributes.
+impl ValueEnum for Overlap {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            Overlap::Skip,
+            Overlap::BufferOne,
+            Overlap::BufferAll,
+            Overlap::Allow,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let help = match self {
+            Overlap::Skip => "create nothing while the previous run has not finished",
+            Overlap::BufferOne => "one tick waits for the previous run; later ones are skipped",
+            Overlap::BufferAll => "every tick waits, and they run one after another",
+            Overlap::Allow => "run beside the previous run",
+        };
+        Some(clap::builder::PossibleValue::new(self.as_str()).help(help))
+    }
+}
+
+/// A time for `schedules backfill`, as ms since the epoch: RFC 3339 with an offset, or a date,
+/// meaning midnight UTC.
+pub(crate) fn parse_instant(s: &str) -> Result<u64, String> {
+    let hint = "expected an RFC 3339 time such as `2026-11-01T00:00:00Z` (or with an offset, `+01:00`), or a date such as `2026-11-01` (midnight UTC)";
+    let text = s.trim();
+    // A date alone: jiff would also read the date out of a full time, and drop the rest
+    let date_only = text.len() == 10 && text.bytes().all(|b| b.is_ascii_digit() || b == b'-');
+    let instant = if date_only {
+        let date = text
+            .parse::<jiff::civil::Date>()
+            .map_err(|e| format!("{hint} ({e})"))?;
+        date.to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp())
+            .map_err(|e| format!("{hint} ({e})"))?
+    } else {
+        text.parse::<jiff::Timestamp>()
+            .map_err(|e| format!("{hint} ({e})"))?
+    };
+    u64::try_from(instant.as_millisecond())
+        .map_err(|_| format!("{hint}; times before 1970 have no ticks"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -326,7 +474,31 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_percent;
+    use super::{parse_instant, parse_percent};
+
+    #[test]
+    fn a_backfill_time_is_rfc3339_with_an_offset_or_a_date_at_midnight_utc() {
+        for (text, ms) in [
+            ("2026-11-01", 1_793_491_200_000),
+            ("2026-11-01T00:00:00Z", 1_793_491_200_000),
+            ("2026-11-01T01:00:00+01:00", 1_793_491_200_000),
+            ("2026-11-01T00:00:00.250Z", 1_793_491_200_250),
+            ("1970-01-01", 0),
+        ] {
+            assert_eq!(parse_instant(text), Ok(ms), "{text}");
+        }
+        // A time without offset is ambiguous; a date with a time part is a time
+        for text in [
+            "2026-11-01T00:00:00",
+            "2026-11-01 02:00",
+            "yesterday",
+            "2026-13-01",
+            "1969-12-31",
+            "",
+        ] {
+            assert!(parse_instant(text).is_err(), "{text:?} was accepted");
+        }
+    }
 
     #[test]
     fn a_rollout_is_a_plain_percentage() {

@@ -35,7 +35,7 @@ pub(super) fn add_row<const N: usize>(table: &mut Table, cells: [String; N]) {
 }
 
 /// Prints one line of text that may hold values from users or external systems, escaped.
-fn say(text: impl std::fmt::Display) {
+pub(super) fn say(text: impl std::fmt::Display) {
     println!("{}", escape(&text.to_string()));
 }
 
@@ -46,7 +46,7 @@ fn error(text: impl std::fmt::Display) {
 
 /// A command line for this binary, each word quoted for a shell where it needs it. Words
 /// written `<like-this>` are placeholders for the operator to fill in and are left as they are.
-fn cmd(app: &AppInfo, words: &[&str]) -> String {
+pub(super) fn cmd(app: &AppInfo, words: &[&str]) -> String {
     std::iter::once(app.name)
         .chain(words.iter().copied())
         .map(|w| {
@@ -108,22 +108,32 @@ fn sharing(settings: &FlowSettings) -> Sharing {
 
 /// Opens the store for a command: itself, or through the socket of the process that owns it.
 pub(super) async fn open_operator(settings: &FlowSettings, access: Access) -> Result<Opened, Exit> {
+    open_store(settings, access).await.map_err(|e| fail_api(&e))
+}
+
+/// [`open_operator`], leaving the error to the caller.
+pub(super) async fn open_store(
+    settings: &FlowSettings,
+    access: Access,
+) -> Result<Opened, ApiError> {
     let policies = settings.retry_policies();
     let queues = settings.queues();
     let durability = settings.durability();
     let alerts = settings.alerts.sinks();
+    let schedules = crate::console::schedule_settings::configs(settings);
     let build = move |store: RedbStore| {
         store.set_durability(durability);
-        Flow::builder()
+        let builder = schedules.iter().fold(Flow::builder(), |b, (name, config)| {
+            b.schedule(name.clone(), config.clone())
+        });
+        builder
             .alerts(alerts.clone())
             .retry_policies(policies.clone())
             .queues(queues.clone())
             .app_state(super::setup_state())
             .store(Arc::new(store))
     };
-    open::open(&settings.store, sharing(settings), access, &build)
-        .await
-        .map_err(|e| fail_api(&e))
+    open::open(&settings.store, sharing(settings), access, &build).await
 }
 
 /// How long a command keeps trying when the store's owner went away while it answered.
@@ -250,6 +260,9 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
         }
         Command::Runs(runs) => runs_command(app, settings, runs, output).await,
         Command::Alerts(alerts) => super::alerts::command(settings, alerts, output).await,
+        Command::Schedules(schedules) => {
+            super::schedules::command(app, settings, schedules, output).await
+        }
         Command::Worker {
             concurrency,
             queues,
@@ -340,12 +353,16 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
             release(server).await;
             exit
         }
-        Command::Runbook { format } => super::runbook::print(
-            app,
-            format,
-            &settings.retry_policies(),
-            &settings.alerts.sinks(),
-        ),
+        Command::Runbook { format } => {
+            let schedules = super::schedules::for_runbook(settings).await;
+            super::runbook::print(
+                app,
+                format,
+                &settings.retry_policies(),
+                &schedules,
+                &settings.alerts.sinks(),
+            )
+        }
         Command::CheckConfig | Command::Completions { .. } => Exit::Success,
     }
 }

@@ -21,6 +21,7 @@ mod progress;
 mod prune;
 mod queue;
 mod runbook;
+mod schedules;
 mod signals;
 
 use crate::console::settings::{SettingProblem, SettingsSource};
@@ -140,6 +141,7 @@ fn command(app: &AppInfo) -> clap::Command {
         .about(about)
         .long_about(app.doc.trim().to_owned())
         .after_help(args::EXIT_CODES)
+        .mut_subcommand("schedules", |s| args::name_examples(s, app.name))
 }
 
 fn print_problems(problems: &[SettingProblem]) {
@@ -221,6 +223,14 @@ where
             return Exit::Config.into();
         }
     };
+    // Schedules name workflows and queues: checked against this binary before any command,
+    // so that a typo stops a deploy instead of a worker that never fires
+    let problems =
+        crate::console::schedule_settings::check(&loaded.flow, &|key| loaded.source_of(key));
+    if !problems.is_empty() {
+        print_problems(&problems);
+        return Exit::Config.into();
+    }
     let verbosity = cli.verbose as i8 - cli.quiet as i8;
     crate::console::telemetry::init(loaded.flow.log_format, &loaded.flow.log_level, verbosity);
 

@@ -6,6 +6,8 @@ use super::{AppInfo, Exit};
 use crate::engine::alerts::AlertSinks;
 use crate::engine::registry::{self, DryRunSpec, RepeatSafety, RetrySpec, StepMeta, WorkflowMeta};
 use crate::engine::retry::RetryPolicies;
+use crate::engine::schedules::ScheduleView;
+use crate::store::format_tick;
 use serde_json::{json, Value};
 
 fn repeat_safety(step: &StepMeta) -> String {
@@ -151,10 +153,51 @@ fn alert_sinks(sinks: &AlertSinks) -> Vec<String> {
     out
 }
 
+/// The schedules the runbook describes: their settings and, when the store could be read, their
+/// stored state (`note` says why not).
+#[derive(Default)]
+pub(super) struct Schedules {
+    pub views: Vec<(ScheduleView, std::time::Duration)>,
+    pub note: Option<String>,
+}
+
+impl Schedules {
+    fn of<'a>(
+        &'a self,
+        workflow: &'a str,
+    ) -> impl Iterator<Item = &'a (ScheduleView, std::time::Duration)> {
+        self.views
+            .iter()
+            .filter(move |(v, _)| v.workflow == workflow)
+    }
+}
+
+/// One schedule as the runbook describes it: cron and zone, policies, next fire time, state.
+fn schedule_line(app: &AppInfo, v: &ScheduleView, window: std::time::Duration) -> String {
+    let next = match (&v.next_local, v.next_ms) {
+        (Some(local), Some(ms)) => format!("{local} ({})", format_tick(ms)),
+        _ => "none".to_owned(),
+    };
+    format!(
+        "schedule `{}`: `{}` in {} (from {}); catch-up `{}` within {}, overlap `{}`, queue `{}`; next fire {next}; {}. Operate it with `{bin} schedules pause {0} --note '<why>'`, `{bin} schedules resume {0}`, `{bin} schedules trigger {0}` (one run now) and `{bin} schedules backfill {0} --from <time> --to <time>` (the runs of past ticks).",
+        v.name,
+        v.cron,
+        v.timezone,
+        v.source,
+        v.catch_up.as_str(),
+        humantime::format_duration(window),
+        v.overlap.as_str(),
+        v.queue,
+        super::schedules::state(v),
+        bin = app.name,
+    )
+}
+
 pub(super) fn print(
     app: &AppInfo,
     format: RunbookFormat,
     policies: &RetryPolicies,
+    schedules: &Schedules,
     sinks: &AlertSinks,
 ) -> Exit {
     let workflows = registry::workflows();
@@ -172,7 +215,6 @@ pub(super) fn print(
                     "units": w.units,
                     "alert_after": w.alert_after,
                     "max_duration_ms": sinks.max_duration_of(w).map(|d| d.as_millis() as u64),
-                    // The schedules' line (expression, next fire time) goes here
                     "alerts": {
                         "conditions": alert_conditions(w, sinks),
                         "sinks": alert_sinks(sinks),
@@ -190,6 +232,21 @@ pub(super) fn print(
                     "dry_run": dry_run(s),
                     "source": format!("{}:{}", s.file, s.line),
                 })).collect::<Vec<_>>(),
+                "schedules": schedules.views.iter().map(|(v, window)| json!({
+                    "name": v.name,
+                    "workflow": v.workflow,
+                    "cron": v.cron,
+                    "timezone": v.timezone,
+                    "catch_up": v.catch_up.as_str(),
+                    "catch_up_window": humantime::format_duration(*window).to_string(),
+                    "overlap": v.overlap.as_str(),
+                    "queue": v.queue,
+                    "source": v.source,
+                    "next_fire": v.next_ms.map(format_tick),
+                    "next_fire_local": v.next_local,
+                    "state": super::schedules::state(v),
+                })).collect::<Vec<_>>(),
+                "schedules_note": schedules.note,
                 "exit_codes": EXIT_CODES.lines().skip(1).map(str::trim).collect::<Vec<_>>(),
             });
             println!(
@@ -222,8 +279,17 @@ pub(super) fn print(
                     "- preview: `{} run {} --input '<json>' --dry-run`",
                     app.name, w.name
                 );
+                for (v, window) in schedules.of(w.name) {
+                    println!("- {}", schedule_line(app, v, *window));
+                }
+                if let Some(note) = schedules
+                    .note
+                    .as_ref()
+                    .filter(|_| schedules.of(w.name).next().is_some())
+                {
+                    println!("  ({note})");
+                }
                 println!("- source: {}:{}", w.file, w.line);
-                // The schedule line (expression, time zone, next fire time) goes here
                 println!("- alerts on:");
                 for condition in alert_conditions(w, sinks) {
                     println!("  - {condition}");

@@ -229,6 +229,7 @@ mod tests {
             lease_expires_at_ms: None,
             queue: None,
             wake_at_ms: None,
+            scheduled: None,
         }
     }
 
