@@ -573,7 +573,8 @@ fn a_run_past_its_max_duration_alerts_once_whether_running_queued_or_sleeping_an
     let receiver = Receiver::start();
     let env = env(
         &receiver,
-        "[flow.alerts.max_duration]\nslow = \"1s\"\nnap = \"1s\"\n[flow.queues.serial]\nconcurrency = 1\n",
+        // `nap` declares its max duration; `slow` gets one from settings
+        "[flow.alerts.max_duration]\nslow = \"1s\"\n[flow.queues.serial]\nconcurrency = 1\n",
     );
     let (hold, held) = env.file("hold", true);
     let (_, free) = env.file("free", false);
@@ -1044,6 +1045,11 @@ fn the_runbook_names_each_workflows_alert_conditions_and_where_alerts_go_without
         !flaky.contains("error budget"),
         "flaky runs no units: {flaky}"
     );
+    let nap = section("nap");
+    assert!(
+        nap.contains("a run not finished 1s after it was created, queued, running or sleeping (kind `max-duration`, declared on the workflow; `[flow.alerts.max_duration]` `nap = \"...\"` or `\"off\"` overrides it"),
+        "{nap}"
+    );
     let slow = section("slow");
     assert!(
         slow.contains("a run not finished 2h after it was created, queued, running or sleeping (kind `max-duration`, set in settings"),
@@ -1071,6 +1077,13 @@ fn the_runbook_names_each_workflows_alert_conditions_and_where_alerts_go_without
         .unwrap();
     assert_eq!(slow["max_duration_ms"], 7_200_000);
     assert_eq!(slow["alerts"]["sinks"].as_array().unwrap().len(), 3);
+    // An operator turns the declared one off
+    std::fs::write(&config, "[flow.alerts.max_duration]\nnap = \"off\"\n").unwrap();
+    let off = runbook("markdown");
+    assert!(
+        off.contains("run duration: the declared max_duration is turned off in settings (`[flow.alerts.max_duration]` `nap = \"off\"`)"),
+        "{off}"
+    );
     for shown in [&text, &json.to_string()] {
         for secret in [SECRET, "abc123", "bot:pw"] {
             assert!(!shown.contains(secret), "{secret} is shown");

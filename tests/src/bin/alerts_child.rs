@@ -1,8 +1,8 @@
 //! A `#[flow::main]` binary for the alert tests (`tests/tests/alerts.rs`): `flaky` fails while
 //! the file named in its input exists, and alerts after 3 consecutive failed runs; `pay`
 //! crashes in an `at_most_once` step while the file named in its input exists; `slow` runs
-//! while the file named in its input exists and `nap` sleeps durably (the tests give both a
-//! max duration in settings); `budget` fans out over ten units with an error budget of three
+//! while the file named in its input exists (the tests give it a max duration in settings) and
+//! `nap` sleeps durably (its max duration is declared); `budget` fans out over ten units with an error budget of three
 //! failures, and units `u2`, `u4`, `u6` fail while the file named in its input exists.
 
 use flow_runtime as flow;
@@ -52,8 +52,9 @@ async fn slow(flag: String) -> Result<(), flow::Failure> {
     hold(flag).await
 }
 
-/// Sleeps durably for `ms` milliseconds (a worker releases the run meanwhile).
-#[flow::workflow]
+/// Sleeps durably for `ms` milliseconds (a worker releases the run meanwhile); alerts when a
+/// run has not finished a second after it was created.
+#[flow::workflow(max_duration = "1s")]
 async fn nap(ms: u64) -> Result<(), flow::Failure> {
     flow::sleep(std::time::Duration::from_millis(ms)).await;
     Ok(())
