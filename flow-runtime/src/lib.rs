@@ -30,7 +30,7 @@ mod worker;
 pub mod __private;
 
 pub use console::settings::{non_empty_secret, Secret};
-pub use engine::alerts::{AlertSinks, DeliveryPass, Webhook};
+pub use engine::alerts::{AlertSinks, DeliveryPass, MaxDurationPass, Webhook};
 pub use engine::classify::{Classify, ErrorClass, Failure, ResultExt, StepTimeout};
 pub use engine::context::{
     attempt, is_dry_run, key, run_id, step_key, tick, trace_id, PlannedStep, Tick,

@@ -31,52 +31,50 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Receiver {
+        Receiver::serve(None)
+    }
+
+    /// The same receiver behind TLS, with the test certificate for 127.0.0.1 that
+    /// `tests/fixtures/tls/ca.pem` signed.
+    fn start_tls() -> Receiver {
+        use rustls_pki_types::pem::PemObject;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls");
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(dir.join("server.pem"))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key =
+            rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("server-key.pem")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        Receiver::serve(Some(Arc::new(config)))
+    }
+
+    fn serve(tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}/hook", listener.local_addr().unwrap());
         let got = Arc::new(Mutex::new(Vec::new()));
         let failing = Arc::new(AtomicU32::new(0));
         let (g, f) = (got.clone(), failing.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut length = 0;
-                let mut token = None;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    let line = line.trim_end();
-                    if line.is_empty() {
-                        break;
-                    }
-                    if let Some((name, value)) = line.split_once(':') {
-                        match name.to_ascii_lowercase().as_str() {
-                            "content-length" => length = value.trim().parse().unwrap_or(0),
-                            "x-token" => token = Some(value.trim().to_owned()),
-                            _ => {}
-                        }
+                let Ok(stream) = stream else { continue };
+                match &tls {
+                    None => answer(stream, &g, &f),
+                    Some(config) => {
+                        let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                            continue;
+                        };
+                        answer(rustls::StreamOwned::new(conn, stream), &g, &f);
                     }
                 }
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_err() {
-                    continue;
-                }
-                let fail = f
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
-                let status = if fail { 500 } else { 200 };
-                g.lock().unwrap().push(Received {
-                    token,
-                    body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-                    status,
-                });
-                let reason = if fail { "Internal Server Error" } else { "OK" };
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                );
             }
         });
         Receiver { url, got, failing }
@@ -94,6 +92,52 @@ impl Receiver {
             .map(|r| r.body)
             .collect()
     }
+}
+
+/// Reads one request from `stream`, records it, and answers 500 while `failing` counts down,
+/// 200 after.
+fn answer(mut stream: impl Read + Write, got: &Mutex<Vec<Received>>, failing: &AtomicU32) {
+    let mut reader = BufReader::new(&mut stream);
+    let mut length = 0;
+    let mut token = None;
+    loop {
+        let mut line = String::new();
+        // A client that gave up (a refused certificate, a timeout) ends the request
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.trim().parse().unwrap_or(0),
+                "x-token" => token = Some(value.trim().to_owned()),
+                _ => {}
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    drop(reader);
+    let fail = failing
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    let status = if fail { 500 } else { 200 };
+    got.lock().unwrap().push(Received {
+        token,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        status,
+    });
+    let reason = if fail { "Internal Server Error" } else { "OK" };
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    );
+    let _ = stream.flush();
 }
 
 struct Env {
@@ -186,8 +230,13 @@ impl Env {
     }
 
     fn enqueue(&self) {
+        self.enqueue_args(&["flaky", "--input", &self.input()]);
+    }
+
+    /// `enqueue ARGS…`, expecting success.
+    fn enqueue_args(&self, args: &[&str]) {
         let out = self
-            .command(&["enqueue", "flaky", "--input", &self.input()])
+            .command(&[&["enqueue"], args].concat())
             .output()
             .unwrap();
         assert!(
@@ -195,6 +244,16 @@ impl Env {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// A file in the test's directory, as a JSON string (a workflow's input).
+    fn file(&self, name: &str, exists: bool) -> (PathBuf, String) {
+        let path = self.dir.path().join(name);
+        if exists {
+            std::fs::write(&path, "").unwrap();
+        }
+        let json = serde_json::to_string(&path).unwrap();
+        (path, json)
     }
 }
 
@@ -396,8 +455,24 @@ fn bad_alert_settings_are_refused_with_what_to_fix() {
     let config = dir.path().join("flow.toml");
     for (toml, expected) in [
         (
-            "[flow.alerts.webhook]\nurl = \"https://example.com/hook\"\n",
-            "https webhooks are not supported",
+            "[flow.alerts.webhook]\nurl = \"ftp://example.com/hook\"\n",
+            "`ftp:` is not a webhook scheme",
+        ),
+        (
+            "[flow.alerts.webhook]\nurl = \"https://example.com/hook\"\nca_file = \"/nonexistent/ca.pem\"\n",
+            "cannot read the CA file /nonexistent/ca.pem",
+        ),
+        (
+            "[flow.alerts.max_duration]\nslwo = \"2h\"\n",
+            "there is no workflow `slwo` in this binary; workflows: budget, flaky, nap, pay, slow",
+        ),
+        (
+            "[flow.alerts.max_duration]\nslow = \"soon\"\n",
+            "slow: `soon` is not a duration such as `90s` or `2h`, nor `off`",
+        ),
+        (
+            "[flow.alerts.max_duration]\nslow = \"0s\"\n",
+            "every run would alert at once",
         ),
         (
             "[flow.alerts.webhook]\nurl = \"http://127.0.0.1:9/hook\"\nheader = \"X-Token\"\n",
@@ -477,4 +552,575 @@ fn a_run_that_needs_attention_fires_an_alert_resolved_when_it_succeeds() {
     assert_eq!(got[1]["notice"], "resolved");
     assert_eq!(got[1]["alert_id"], got[0]["alert_id"]);
     assert_eq!(got[1]["resolved_by"], "pay-1");
+}
+
+/// The fired notices the receiver accepted, by kind.
+fn fired(receiver: &Receiver, kind: &str) -> Vec<Value> {
+    receiver
+        .accepted()
+        .into_iter()
+        .filter(|b| b["notice"] == "fired" && b["kind"] == kind)
+        .collect()
+}
+
+fn run_of(notice: &Value) -> String {
+    notice["run_ids"][0].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_run_past_its_max_duration_alerts_once_whether_running_queued_or_sleeping_and_resolves_when_it_finishes(
+) {
+    let receiver = Receiver::start();
+    let env = env(
+        &receiver,
+        // `nap` declares its max duration; `slow` gets one from settings
+        "[flow.alerts.max_duration]\nslow = \"1s\"\n[flow.queues.serial]\nconcurrency = 1\n",
+    );
+    let (hold, held) = env.file("hold", true);
+    let (_, free) = env.file("free", false);
+    let _worker = env.worker();
+    // `a` runs while `hold` exists, `b` waits in the queue behind it, `c` sleeps 3 s with no
+    // process holding it, and `quick` finishes well within its max duration
+    env.enqueue_args(&["slow", "--input", &held, "--id", "a", "--queue", "serial"]);
+    env.enqueue_args(&["slow", "--input", &held, "--id", "b", "--queue", "serial"]);
+    env.enqueue_args(&["nap", "--input", "3000", "--id", "c"]);
+    env.enqueue_args(&["slow", "--input", &free, "--id", "quick"]);
+
+    flow_tests::wait_until(30, "three max-duration alerts", || {
+        fired(&receiver, "max-duration").len() == 3
+    });
+    let notices = fired(&receiver, "max-duration");
+    let by_run: std::collections::BTreeMap<String, &Value> =
+        notices.iter().map(|n| (run_of(n), n)).collect();
+    assert_eq!(
+        by_run.keys().collect::<Vec<_>>(),
+        ["a", "b", "c"],
+        "one alert per overdue run, none for `quick`: {notices:?}"
+    );
+    assert_eq!(by_run["a"]["run_status"], "running");
+    assert_eq!(by_run["b"]["run_status"], "queued");
+    assert_eq!(by_run["c"]["run_status"], "sleeping");
+    for (run, notice) in &by_run {
+        assert_eq!(notice["max_duration_ms"], 1000, "{run}");
+        assert_eq!(notice["state"], "open");
+        assert_eq!(notice["trace_id"].as_str().unwrap().len(), 32);
+        let error = notice["error"].as_str().unwrap();
+        assert!(
+            error.contains(&format!("run {run} has not finished"))
+                && error.contains("(max_duration 1s)"),
+            "{error}"
+        );
+        assert!(notice["inspect"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("runs show {run}")));
+    }
+
+    // `c` wakes and finishes: its alert resolves; the others stay open and fire nothing new
+    flow_tests::wait_until(30, "c resolved", || {
+        receiver
+            .accepted()
+            .iter()
+            .any(|b| b["notice"] == "resolved" && run_of(b) == "c")
+    });
+    assert_eq!(fired(&receiver, "max-duration").len(), 3, "once per run");
+    let (alerts, _) = env.alerts();
+    let state = |run: &str| {
+        alerts
+            .iter()
+            .find(|a| a["run_ids"][0] == run)
+            .map(|a| a["state"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(state("a").as_deref(), Some("open"));
+    assert_eq!(state("b").as_deref(), Some("open"));
+    assert_eq!(state("quick"), None);
+
+    std::fs::remove_file(&hold).unwrap();
+    flow_tests::wait_until(30, "a and b resolved", || {
+        receiver
+            .accepted()
+            .iter()
+            .filter(|b| b["notice"] == "resolved")
+            .count()
+            == 3
+    });
+    // Anything sent twice would arrive within a few passes
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let got = receiver.accepted();
+    assert_eq!(got.len(), 6, "three fired, three resolved: {got:?}");
+    for notice in got.iter().filter(|b| b["notice"] == "resolved") {
+        let fired = by_run[&run_of(notice)];
+        assert_eq!(notice["alert_id"], fired["alert_id"]);
+        assert_eq!(notice["resolved_by"], fired["run_ids"][0]);
+    }
+    let (alerts, _) = env.alerts();
+    assert_eq!(alerts.len(), 3, "{alerts:?}");
+    assert!(alerts
+        .iter()
+        .all(|a| a["kind"] == "max-duration" && a["state"] == "resolved"));
+    assert!(alerts
+        .iter()
+        .all(|a| a["detail"]["max_duration_ms"] == 1000 && a["detail"]["kind"] == "max-duration"));
+}
+
+#[test]
+fn two_workers_on_one_store_open_one_max_duration_alert_per_run() {
+    let receiver = Receiver::start();
+    let env = env(&receiver, "[flow.alerts.max_duration]\nslow = \"1s\"\n");
+    let (hold, held) = env.file("hold", true);
+    let shared = |mut cmd: Command| {
+        cmd.env("FLOW_SHARING", "shared");
+        cmd
+    };
+    let spawn = |n: u32| {
+        Worker(
+            shared(env.command(&["worker"]))
+                .stdout(Stdio::null())
+                .stderr(
+                    std::fs::File::create(env.dir.path().join(format!("worker{n}.log"))).unwrap(),
+                )
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let _one = spawn(1);
+    let _two = spawn(2);
+    for id in ["r1", "r2", "r3", "r4"] {
+        let out = shared(env.command(&["enqueue", "slow", "--input", &held, "--id", id]))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    flow_tests::wait_until(30, "four max-duration alerts", || {
+        fired(&receiver, "max-duration")
+            .iter()
+            .map(run_of)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            == 4
+    });
+    // Both workers look every second for three more seconds
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let out = shared(env.command(&["--output", "json", "alerts", "list"]))
+        .output()
+        .unwrap();
+    let alerts: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(alerts.len(), 4, "one alert per run: {alerts:?}");
+    let ids: std::collections::BTreeSet<_> = fired(&receiver, "max-duration")
+        .iter()
+        .map(|n| n["alert_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        4,
+        "the receiver saw four alerts, whoever delivered them"
+    );
+    std::fs::remove_file(&hold).unwrap();
+}
+
+#[test]
+fn a_tripped_error_budget_alerts_once_per_run_with_its_figures_and_resolves_on_success() {
+    let receiver = Receiver::start();
+    let env = env(&receiver, "");
+    let (flag, input) = env.file("refuse", true);
+    let out = env
+        .command(&["run", "budget", "--id", "b-1", "--input", &input])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logs = String::from_utf8_lossy(&out.stderr).into_owned();
+
+    let got = fired(&receiver, "error-budget");
+    assert_eq!(got.len(), 1, "{:?}", receiver.got());
+    let alert = &got[0];
+    assert_eq!(alert["workflow"], "budget");
+    assert_eq!(alert["run_ids"], serde_json::json!(["b-1"]));
+    assert_eq!(alert["budget"]["threshold"], "max_failures 3");
+    assert_eq!(alert["budget"]["failed"], 3);
+    assert_eq!(
+        alert["budget"]["processed"], 7,
+        "u0..u6 finished, one at a time"
+    );
+    assert_eq!(
+        alert["budget"]["failed_units"],
+        serde_json::json!(["u2", "u4", "u6"])
+    );
+    let error = alert["error"].as_str().unwrap();
+    assert!(
+        error.contains("error budget exceeded: max_failures 3 (3 of 7 units failed)")
+            && error.contains("first failure: u2: u2 was refused"),
+        "{error}"
+    );
+    assert!(
+        logs.contains("alert fired") && logs.contains("error-budget"),
+        "{logs}"
+    );
+    // No consecutive-failures alert: `budget` has no alert_after
+    assert_eq!(receiver.accepted().len(), 1);
+
+    // The same run trips its budget again when resumed: still one alert
+    let out = env.command(&["runs", "resume", "b-1"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fired(&receiver, "error-budget").len(),
+        1,
+        "{:?}",
+        receiver.got()
+    );
+
+    // Fixed and retried: the run succeeds and the alert resolves
+    std::fs::remove_file(&flag).unwrap();
+    let out = env
+        .command(&["runs", "retry-failed", "b-1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = receiver.accepted();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1]["notice"], "resolved");
+    assert_eq!(got[1]["alert_id"], alert["alert_id"]);
+    assert_eq!(got[1]["resolved_by"], "b-1");
+    let (alerts, _) = env.alerts();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["kind"], "error-budget");
+    assert_eq!(alerts[0]["state"], "resolved");
+    assert_eq!(alerts[0]["detail"]["threshold"], "max_failures 3");
+    assert_eq!(
+        alerts[0]["detail"]["failed_units"],
+        serde_json::json!(["u2", "u4", "u6"])
+    );
+    assert_eq!(
+        deliveries(&alerts[0], "webhook", "resolved")[0]["state"],
+        "delivered"
+    );
+}
+
+/// The tables of alerts in the store: (alerts, alerts with a pending delivery, per-run entries).
+fn alert_tables(store: &std::path::Path) -> (u64, u64, u64) {
+    use redb::{ReadableDatabase, ReadableTableMetadata, TableDefinition};
+    // No process holds the store between the commands
+    let db = redb::Database::open(store).unwrap();
+    let txn = db.begin_read().unwrap();
+    let len = |name: &str| -> u64 {
+        match name {
+            "alerts_by_run" => txn
+                .open_table(TableDefinition::<(&str, &str), &str>::new(name))
+                .map(|t| t.len().unwrap())
+                .unwrap_or(0),
+            "alerts_pending" => txn
+                .open_table(TableDefinition::<&str, u64>::new(name))
+                .map(|t| t.len().unwrap())
+                .unwrap_or(0),
+            _ => txn
+                .open_table(TableDefinition::<&str, &[u8]>::new(name))
+                .map(|t| t.len().unwrap())
+                .unwrap_or(0),
+        }
+    };
+    (len("alerts"), len("alerts_pending"), len("alerts_by_run"))
+}
+
+#[test]
+fn runs_prune_deletes_settled_alerts_with_the_failed_runs_retention_and_counts_them_dry() {
+    let receiver = Receiver::start();
+    let env = env(&receiver, "cooldown = \"0s\"\n");
+    // A: three failures, then a success: resolved, every notice delivered
+    env.fail(true);
+    for _ in 0..3 {
+        env.run(1);
+    }
+    env.fail(false);
+    env.run(0);
+    // B: three more failures: open (a consecutive-failures alert only a success resolves)
+    env.fail(true);
+    for _ in 0..3 {
+        env.run(1);
+    }
+    // C: an error budget tripped in a failed run: open while that run exists
+    let (_, refuse) = env.file("refuse", true);
+    let out = env
+        .command(&["run", "budget", "--id", "b-1", "--input", &refuse])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let (alerts, _) = env.alerts();
+    assert_eq!(alerts.len(), 3, "{alerts:?}");
+    assert_eq!(alert_tables(&env.store), (3, 0, 1));
+
+    // Kept for a week: nothing is old enough
+    let out = env
+        .command(&[
+            "--output",
+            "json",
+            "runs",
+            "prune",
+            "--older-than",
+            "7d",
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    let counted: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(counted["alerts"], 0, "{counted}");
+
+    let out = env
+        .command(&["runs", "prune", "--older-than", "0s", "--dry-run"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("would delete 8 runs, ")
+            && text.contains(" and 2 settled alerts; nothing was deleted"),
+        "A is resolved, C's run goes with the prune, B stays open: {text}"
+    );
+    assert_eq!(
+        alert_tables(&env.store),
+        (3, 0, 1),
+        "a dry run deletes nothing"
+    );
+
+    let out = env
+        .command(&["--output", "json", "runs", "prune", "--older-than", "0s"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pruned: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pruned["runs"], 8, "{pruned}");
+    assert_eq!(pruned["alerts"], 2, "{pruned}");
+    assert_eq!(pruned["alerts_older_than"], "0s");
+    let (alerts, _) = env.alerts();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["kind"], "consecutive-failures");
+    assert_eq!(alerts[0]["state"], "open");
+    assert_eq!(
+        alert_tables(&env.store),
+        (1, 0, 0),
+        "C's per-run entry went with it"
+    );
+
+    // B's streak goes on: the next success resolves it, and the alert that stayed is it
+    env.fail(false);
+    env.run(0);
+    let (alerts, _) = env.alerts();
+    assert_eq!(alerts[0]["state"], "resolved");
+    let out = env
+        .command(&["--output", "json", "runs", "prune", "--older-than", "0s"])
+        .output()
+        .unwrap();
+    let pruned: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pruned["alerts"], 1, "{pruned}");
+    assert_eq!(alert_tables(&env.store), (0, 0, 0));
+    let notices: Vec<(String, String)> = receiver
+        .accepted()
+        .iter()
+        .map(|b| {
+            (
+                b["kind"].as_str().unwrap().to_owned(),
+                b["notice"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let pair = |k: &str, n: &str| (k.to_owned(), n.to_owned());
+    assert_eq!(
+        notices,
+        [
+            pair("consecutive-failures", "fired"),
+            pair("consecutive-failures", "resolved"),
+            pair("consecutive-failures", "fired"),
+            pair("error-budget", "fired"),
+            pair("consecutive-failures", "resolved"),
+        ],
+        "pruning sent nothing"
+    );
+}
+
+#[test]
+fn an_https_webhook_is_delivered_to_a_receiver_whose_ca_is_configured() {
+    let receiver = Receiver::start_tls();
+    assert!(receiver.url.starts_with("https://127.0.0.1:"));
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls/ca.pem");
+    let trusted = env(&receiver, "");
+    let config = std::fs::read_to_string(&trusted.config).unwrap();
+    std::fs::write(
+        &trusted.config,
+        format!(
+            "{config}ca_file = {}\n",
+            serde_json::to_string(&ca).unwrap()
+        ),
+    )
+    .unwrap();
+    trusted.fail(true);
+    for _ in 0..3 {
+        trusted.run(1);
+    }
+    let got = receiver.accepted();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["kind"], "consecutive-failures");
+    assert_eq!(receiver.got()[0].token.as_deref(), Some(SECRET));
+
+    // Without the CA the certificate is refused, and `alerts list` says why
+    let untrusted = env(&receiver, "");
+    untrusted.fail(true);
+    for _ in 0..3 {
+        untrusted.run(1);
+    }
+    assert_eq!(receiver.got().len(), 1, "nothing reached the receiver");
+    let (alerts, _) = untrusted.alerts();
+    let webhook = &deliveries(&alerts[0], "webhook", "fired")[0];
+    assert_eq!(webhook["state"], "pending");
+    let error = webhook["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("the webhook could not be reached"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_runbook_names_each_workflows_alert_conditions_and_where_alerts_go_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("flow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[flow.alerts]\ncommand = [\"/usr/local/bin/notify\", \"--team\", \"data\"]\ncooldown = \"30m\"\n\
+             [flow.alerts.max_duration]\nslow = \"2h\"\n\
+             [flow.alerts.webhook]\nurl = \"https://bot:pw@alerts.example.com/flow?token=abc123\"\nheader = \"X-Token\"\nsecret = \"{SECRET}\"\n"
+        ),
+    )
+    .unwrap();
+    let runbook = |format: &str| {
+        let out = Command::new(BIN)
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "runbook",
+                "--format",
+                format,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = runbook("markdown");
+    let section = |name: &str| {
+        let start = text.find(&format!("## Workflow `{name}`")).unwrap();
+        let rest = &text[start..];
+        let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3);
+        rest[..end].to_owned()
+    };
+    let flaky = section("flaky");
+    assert!(flaky.contains("- alerts on:\n  - 3 consecutive failed runs (kind `consecutive-failures`; once per streak, no new one within the cool-down of 30m"), "{flaky}");
+    assert!(
+        flaky.contains("run duration: no max_duration set"),
+        "{flaky}"
+    );
+    assert!(
+        !flaky.contains("error budget"),
+        "flaky runs no units: {flaky}"
+    );
+    let nap = section("nap");
+    assert!(
+        nap.contains("a run not finished 1s after it was created, queued, running or sleeping (kind `max-duration`, declared on the workflow; `[flow.alerts.max_duration]` `nap = \"...\"` or `\"off\"` overrides it"),
+        "{nap}"
+    );
+    let slow = section("slow");
+    assert!(
+        slow.contains("a run not finished 2h after it was created, queued, running or sleeping (kind `max-duration`, set in settings"),
+        "{slow}"
+    );
+    let budget = section("budget");
+    assert!(
+        budget.contains("an error budget of a units fan-out tripped (kind `error-budget`"),
+        "{budget}"
+    );
+    for workflow in [&flaky, &slow, &budget] {
+        assert!(workflow.contains("a run that needs attention (kind `needs-attention`"));
+        assert!(workflow.contains(
+            "- alerts go to:\n  - the log (an `alert fired` error line)\n  \
+             - webhook: POST https://alerts.example.com/flow with header `X-Token` (its secret value is not shown)\n  \
+             - command: `/usr/local/bin/notify --team data` (the notice's JSON on standard input)"
+        ), "{workflow}");
+    }
+    let json: Value = serde_json::from_str(&runbook("json")).unwrap();
+    let slow = json["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "slow")
+        .unwrap();
+    assert_eq!(slow["max_duration_ms"], 7_200_000);
+    assert_eq!(slow["alerts"]["sinks"].as_array().unwrap().len(), 3);
+    // An operator turns the declared one off
+    std::fs::write(&config, "[flow.alerts.max_duration]\nnap = \"off\"\n").unwrap();
+    let off = runbook("markdown");
+    assert!(
+        off.contains("run duration: the declared max_duration is turned off in settings (`[flow.alerts.max_duration]` `nap = \"off\"`)"),
+        "{off}"
+    );
+    for shown in [&text, &json.to_string()] {
+        for secret in [SECRET, "abc123", "bot:pw"] {
+            assert!(!shown.contains(secret), "{secret} is shown");
+        }
+    }
+}
+
+#[test]
+fn a_worker_with_a_retention_deletes_settled_alerts_at_start() {
+    let receiver = Receiver::start();
+    let env = env(&receiver, "");
+    env.fail(true);
+    for _ in 0..3 {
+        env.run(1);
+    }
+    env.fail(false);
+    env.run(0);
+    let (alerts, _) = env.alerts();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["state"], "resolved");
+    assert_eq!(alert_tables(&env.store), (1, 0, 0));
+
+    let worker = Worker(
+        env.command(&["worker"])
+            .env("FLOW_RETENTION", "0s")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(env.dir.path().join("worker.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    flow_tests::wait_until(30, "the settled alert pruned", || env.alerts().0.is_empty());
+    drop(worker);
+    assert_eq!(alert_tables(&env.store), (0, 0, 0));
+    let log = std::fs::read_to_string(env.dir.path().join("worker.log")).unwrap();
+    assert!(
+        log.contains("pruned finished runs and settled alerts past their retention")
+            && log.contains("\"alerts\":1"),
+        "{log}"
+    );
 }

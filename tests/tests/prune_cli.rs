@@ -207,7 +207,9 @@ fn a_dry_run_counts_what_a_prune_deletes_and_deletes_nothing() {
     assert_exit(&table, 0);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
-        text.contains("would delete 6 runs and 6 steps; nothing was deleted (dry run)"),
+        text.contains(
+            "would delete 6 runs, 6 steps and 0 settled alerts; nothing was deleted (dry run)"
+        ),
         "{text}"
     );
 
@@ -234,7 +236,10 @@ fn pruning_failed_runs_deletes_only_them_and_their_steps() {
     );
     assert_exit(&out, 0);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("deleted 2 runs and 2 steps"), "{text}");
+    assert!(
+        text.contains("deleted 2 runs, 2 steps and 0 settled alerts"),
+        "{text}"
+    );
 
     let expected: Vec<String> = all_ids()
         .into_iter()

@@ -588,6 +588,7 @@ async fn prune_deletes_only_selected_finished_runs_with_their_steps(store: Arc<d
             (RunStatus::Running, NOW + 1),
         ],
         dry_run: true,
+        alerts_until_ms: None,
     };
     let counted = store.prune(&request).await.unwrap();
     assert_eq!(

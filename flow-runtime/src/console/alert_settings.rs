@@ -7,6 +7,7 @@ use crate::engine::alerts::{AlertSinks, Webhook};
 use crate::Secret;
 use garde::Validate;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// `[flow.alerts]`: the log always receives alerts; a webhook and a command are optional.
@@ -30,6 +31,11 @@ pub struct AlertSettings {
     /// The wait after a failed attempt, doubling after each, up to 10 minutes (`1s`).
     #[garde(custom(duration_setting))]
     pub backoff: String,
+    /// Per workflow, how long a run may take from its creation before a worker alerts about
+    /// it once (`[flow.alerts.max_duration]` with `nightly_import = "2h"`); overrides
+    /// `#[workflow(max_duration = "...")]`, and `"off"` turns the declared one off.
+    #[garde(custom(max_duration_setting))]
+    pub max_duration: BTreeMap<String, String>,
 }
 
 impl Default for AlertSettings {
@@ -40,6 +46,7 @@ impl Default for AlertSettings {
             cooldown: "1h".into(),
             attempts: 10,
             backoff: "1s".into(),
+            max_duration: BTreeMap::new(),
         }
     }
 }
@@ -48,9 +55,13 @@ impl Default for AlertSettings {
 #[derive(Clone, Debug, Serialize, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSetting {
-    /// Where to POST: an `http://` URL.
+    /// Where to POST: an `https://` or `http://` URL.
     #[garde(custom(url_setting))]
     pub url: String,
+    /// A PEM file of CA certificates to trust for an `https://` URL besides the public ones
+    /// (a relay with a private CA).
+    #[garde(inner(custom(ca_file_setting)))]
+    pub ca_file: Option<std::path::PathBuf>,
     /// A header to send with `secret` as its value (`X-Token`, `Authorization`).
     #[garde(inner(custom(header_setting)))]
     pub header: Option<String>,
@@ -80,6 +91,9 @@ impl AlertSettings {
             .backoff(parse(&self.backoff));
         if let Some(w) = &self.webhook {
             let mut webhook = Webhook::new(w.url.clone()).timeout(parse(&w.timeout));
+            if let Some(pem) = w.ca_file.as_ref().and_then(|f| std::fs::read(f).ok()) {
+                webhook = webhook.root_certificates(pem);
+            }
             if let (Some(header), Some(secret)) = (&w.header, &w.secret) {
                 webhook = webhook.header(header.clone(), secret.clone());
             }
@@ -87,6 +101,9 @@ impl AlertSettings {
         }
         if !self.command.is_empty() {
             sinks = sinks.command(self.command.clone());
+        }
+        for (workflow, limit) in &self.max_duration {
+            sinks = sinks.max_duration(workflow.clone(), parse_limit(limit).ok().flatten());
         }
         sinks
     }
@@ -100,16 +117,64 @@ fn duration_setting(value: &str, _: &()) -> garde::Result {
     })
 }
 
+/// What turns a declared max duration off.
+const OFF: &str = "off";
+
+/// A max duration as written: a duration, or `off` (`None`).
+fn parse_limit(value: &str) -> Result<Option<Duration>, String> {
+    let text = value.trim();
+    if text.eq_ignore_ascii_case(OFF) {
+        return Ok(None);
+    }
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err(format!(
+            "`{value}` is zero: every run would alert at once; give a duration such as `2h`, or `off`"
+        )),
+        Ok(d) => Ok(Some(d)),
+        Err(e) => Err(format!(
+            "`{value}` is not a duration such as `90s` or `2h`, nor `off` ({e})"
+        )),
+    }
+}
+
+fn max_duration_setting(limits: &BTreeMap<String, String>, _: &()) -> garde::Result {
+    let known: Vec<&str> = crate::engine::registry::workflows()
+        .iter()
+        .map(|w| w.name)
+        .collect();
+    for (workflow, limit) in limits {
+        parse_limit(limit).map_err(|e| garde::Error::new(format!("{workflow}: {e}")))?;
+        // A binary without workflows (a library's own settings) has nothing to check against
+        if !known.is_empty() && !known.contains(&workflow.as_str()) {
+            return Err(garde::Error::new(format!(
+                "there is no workflow `{workflow}` in this binary; workflows: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn url_setting(value: &str, _: &()) -> garde::Result {
     let parsed = reqwest::Url::parse(value)
         .map_err(|e| garde::Error::new(format!("`{value}` is not a URL ({e})")))?;
     match parsed.scheme() {
-        "http" => Ok(()),
-        "https" => Err(garde::Error::new(
-            "https webhooks are not supported by this build (it has no TLS); send to an http:// relay on a trusted network, or use a `command` sink such as `curl`",
-        )),
+        "http" | "https" => Ok(()),
         other => Err(garde::Error::new(format!(
-            "`{other}:` is not a webhook scheme; use an http:// URL"
+            "`{other}:` is not a webhook scheme; use an https:// (or http://) URL"
+        ))),
+    }
+}
+
+fn ca_file_setting(path: &std::path::PathBuf, _: &()) -> garde::Result {
+    let pem = std::fs::read(path).map_err(|e| {
+        garde::Error::new(format!("cannot read the CA file {}: {e}", path.display()))
+    })?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(()),
+        _ => Err(garde::Error::new(format!(
+            "{} holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
+            path.display()
         ))),
     }
 }

@@ -10,9 +10,11 @@
 use super::{Error, Flow};
 use crate::console::settings::Secret;
 use crate::store::{
-    now_ms, AlertFilter, AlertRecord, DeliveryOutcome, Notice, RunEnd, RunEndOutcome, Write,
+    now_ms, AlertDetail, AlertFilter, AlertKind, AlertRecord, DeliveryOutcome, Notice, RunAlert,
+    RunEnd, RunEndOutcome, Write,
 };
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Where alerts go, and how hard delivery tries; set with [`crate::FlowBuilder::alerts`] (the
@@ -22,7 +24,7 @@ use std::time::Duration;
 /// use flow_runtime::{AlertSinks, Webhook};
 /// use std::time::Duration;
 /// let sinks = AlertSinks::new()
-///     .webhook(Webhook::new("http://alerts.internal/flow").timeout(Duration::from_secs(5)))
+///     .webhook(Webhook::new("https://alerts.example.com/flow").timeout(Duration::from_secs(5)))
 ///     .cooldown(Duration::from_secs(3600));
 /// ```
 #[derive(Clone, Debug)]
@@ -32,6 +34,7 @@ pub struct AlertSinks {
     cooldown: Duration,
     attempts: u32,
     backoff: Duration,
+    max_durations: BTreeMap<String, Option<Duration>>,
 }
 
 /// A webhook sink: an HTTP POST of the alert's JSON.
@@ -40,16 +43,41 @@ pub struct Webhook {
     url: String,
     header: Option<(String, Secret)>,
     timeout: Duration,
+    roots: Option<Vec<u8>>,
 }
 
 impl Webhook {
-    /// POSTs to `url` (`http://`; see the README for `https://`), with a 5 s timeout.
+    /// POSTs to `url` (`https://` or `http://`), with a 5 s timeout. An `https://` URL is
+    /// checked against the public (Mozilla) roots, and those of [`Webhook::root_certificates`].
     pub fn new(url: impl Into<String>) -> Webhook {
         Webhook {
             url: url.into(),
             header: None,
             timeout: Duration::from_secs(5),
+            roots: None,
         }
+    }
+
+    /// Also trusts the CA certificates in `pem` (one or more `BEGIN CERTIFICATE` blocks), for
+    /// a receiver whose certificate a private CA signed.
+    pub fn root_certificates(mut self, pem: Vec<u8>) -> Webhook {
+        self.roots = Some(pem);
+        self
+    }
+
+    /// The HTTP client for this webhook: its own roots added to the public ones.
+    fn client(&self) -> Result<reqwest::Client, String> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = &self.roots {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("the webhook's CA certificates do not parse: {e}"))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        builder
+            .build()
+            .map_err(|e| format!("the webhook's HTTP client could not be built: {e}"))
     }
 
     /// Sends header `name` with the value `secret` (never logged nor stored).
@@ -73,6 +101,7 @@ impl Default for AlertSinks {
             cooldown: Duration::from_secs(3600),
             attempts: 10,
             backoff: Duration::from_secs(1),
+            max_durations: BTreeMap::new(),
         }
     }
 }
@@ -119,6 +148,68 @@ impl AlertSinks {
         self
     }
 
+    /// Overrides the `max_duration` of workflow `workflow` (`None` turns its alert off): a
+    /// worker alerts once about each run of it that has not finished this long after it was
+    /// created.
+    pub fn max_duration(
+        mut self,
+        workflow: impl Into<String>,
+        limit: Option<Duration>,
+    ) -> AlertSinks {
+        self.max_durations.insert(workflow.into(), limit);
+        self
+    }
+
+    /// The max duration that applies to `workflow`: the override, else its declared one.
+    pub(crate) fn max_duration_of(
+        &self,
+        workflow: &super::registry::WorkflowMeta,
+    ) -> Option<Duration> {
+        match self.max_durations.get(workflow.name) {
+            Some(limit) => *limit,
+            None => workflow.max_duration_ms.map(Duration::from_millis),
+        }
+    }
+
+    /// Whether settings override the `max_duration` of `workflow` (with a limit or `off`).
+    pub(crate) fn overrides_max_duration(&self, workflow: &str) -> bool {
+        self.max_durations.contains_key(workflow)
+    }
+
+    /// Whether a webhook sink is configured, and where it posts (without the query string,
+    /// which may hold a token).
+    pub(crate) fn webhook_url(&self) -> Option<String> {
+        self.webhook
+            .as_ref()
+            .map(|w| match reqwest::Url::parse(&w.url) {
+                Ok(mut url) => {
+                    url.set_query(None);
+                    let _ = url.set_password(None);
+                    let _ = url.set_username("");
+                    url.to_string()
+                }
+                Err(_) => w.url.clone(),
+            })
+    }
+
+    /// The name of the webhook's secret header, if it sends one.
+    pub(crate) fn webhook_header_name(&self) -> Option<&str> {
+        self.webhook
+            .as_ref()
+            .and_then(|w| w.header.as_ref())
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// The cool-down between two consecutive-failures alerts of a workflow.
+    pub(crate) fn cooldown_period(&self) -> Duration {
+        self.cooldown
+    }
+
+    /// The command sink's program and arguments, if one is configured.
+    pub(crate) fn command_argv(&self) -> Option<&[String]> {
+        self.command.as_deref()
+    }
+
     /// The configured sinks' names, `log` first.
     pub(crate) fn names(&self) -> Vec<String> {
         let mut names = vec!["log".to_owned()];
@@ -147,6 +238,7 @@ pub(crate) fn run_end(
         crate::RunStatus::Succeeded => RunEndOutcome::Succeeded,
         crate::RunStatus::Failed => RunEndOutcome::Failed,
         crate::RunStatus::NeedsAttention => RunEndOutcome::NeedsAttention,
+        crate::RunStatus::Cancelled => RunEndOutcome::Cancelled,
         _ => return None,
     };
     let error = match outcome {
@@ -169,6 +261,18 @@ pub(crate) fn run_end(
     }))
 }
 
+/// What one max-duration pass did ([`Flow::watch_max_durations`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MaxDurationPass {
+    /// Alerts it asked the store to open (the store opens each once per run, so another
+    /// worker may have opened some of them first).
+    pub opened: u64,
+    /// When a run can next be overdue (ms since the epoch): the earliest deadline of the runs
+    /// it saw, or one max duration from now for runs not created yet; `None` when no workflow
+    /// has a max duration.
+    pub next_check_ms: Option<u64>,
+}
+
 /// What one delivery pass did ([`Flow::deliver_alerts`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeliveryPass {
@@ -183,7 +287,7 @@ pub struct DeliveryPass {
 /// The JSON body of a notice, as documented in the README.
 pub fn notice_body(alert: &AlertRecord, notice: Notice, program: &str) -> serde_json::Value {
     let last = alert.run_ids.last().map(|r| r.as_str()).unwrap_or_default();
-    json!({
+    let mut body = json!({
         "alert_id": alert.id,
         "notice": notice.as_str(),
         "kind": alert.kind.as_str(),
@@ -200,6 +304,49 @@ pub fn notice_body(alert: &AlertRecord, notice: Notice, program: &str) -> serde_
         "resolved_at_ms": alert.resolved_at_ms,
         "resolved_by": alert.resolved_by,
         "inspect": format!("{program} runs show {last}"),
+    });
+    match &alert.detail {
+        Some(AlertDetail::MaxDuration {
+            max_duration_ms,
+            run_created_at_ms,
+            status,
+        }) => {
+            body["max_duration_ms"] = json!(max_duration_ms);
+            body["run_created_at_ms"] = json!(run_created_at_ms);
+            body["run_status"] = json!(status.as_str());
+        }
+        Some(AlertDetail::ErrorBudget(trip)) => body["budget"] = json!(trip),
+        None => {}
+    }
+    body
+}
+
+/// The alert that opens when a units fan-out's error budget trips in run `ctx`, with the
+/// threshold, the counts and the first failed units' keys.
+pub(crate) fn budget_alert(
+    workflow: &str,
+    run_id: &crate::RunId,
+    trace_id: &str,
+    trip: crate::store::BudgetTrip,
+    first_error: Option<&str>,
+    sinks: Vec<String>,
+) -> Write {
+    let mut error = format!(
+        "error budget exceeded: {} ({} of {} units failed); no new units were started",
+        trip.threshold, trip.failed, trip.processed
+    );
+    if let Some(first) = first_error {
+        error.push_str(&format!("; first failure: {first}"));
+    }
+    Write::RunAlert(RunAlert {
+        kind: AlertKind::ErrorBudget,
+        workflow: workflow.to_owned(),
+        run_id: run_id.clone(),
+        trace_id: trace_id.to_owned(),
+        error: Some(error),
+        detail: Some(AlertDetail::ErrorBudget(trip)),
+        sinks,
+        at_ms: now_ms(),
     })
 }
 
@@ -257,8 +404,14 @@ impl Flow {
                     }
                     "webhook" => match &sinks.webhook {
                         Some(webhook) => {
-                            let client = client.get_or_insert_with(reqwest::Client::new);
-                            post(client, webhook, &body).await
+                            if client.is_none() {
+                                client = Some(webhook.client());
+                            }
+                            match &client {
+                                Some(Ok(client)) => post(client, webhook, &body).await,
+                                Some(Err(e)) => Err((e.clone(), true)),
+                                None => continue,
+                            }
                         }
                         None => continue,
                     },
@@ -307,6 +460,73 @@ impl Flow {
         Ok(pass)
     }
 
+    /// Opens a `max-duration` alert for each run of this binary's workflows that has not
+    /// finished its workflow's max duration after it was created (queued, running or
+    /// sleeping), once per run however many workers look. The worker calls it again when the
+    /// pass says (at the next deadline, at most once a second and at least once a minute). Runs are found through the
+    /// store's indexes of unfinished runs ([`crate::store::Store::overdue_runs`]), and the
+    /// store decides in one write whether an alert opens, so two workers that see the same run
+    /// open one alert.
+    pub async fn watch_max_durations(&self) -> Result<MaxDurationPass, Error> {
+        let sinks = &self.inner.alerts;
+        let now = now_ms();
+        let limits: BTreeMap<&str, Duration> = super::registry::workflows()
+            .into_iter()
+            .filter_map(|w| Some((w.name, sinks.max_duration_of(w)?)))
+            .collect();
+        let Some(shortest) = limits.values().min() else {
+            return Ok(MaxDurationPass::default());
+        };
+        // A run created from now on is due one max duration from now at the earliest
+        let horizon = now.saturating_add(shortest.as_millis() as u64);
+        let as_ms: Vec<(String, u64)> = limits
+            .iter()
+            .map(|(w, d)| ((*w).to_owned(), d.as_millis() as u64))
+            .collect();
+        let found = self.inner.store.overdue_runs(&as_ms, now, 1000).await?;
+        let mut pass = MaxDurationPass {
+            opened: 0,
+            next_check_ms: Some(found.next_deadline_ms.map_or(horizon, |d| d.min(horizon))),
+        };
+        if found.runs.is_empty() {
+            return Ok(pass);
+        }
+        let names = sinks.names();
+        let writes: Vec<Write> = found
+            .runs
+            .iter()
+            .filter_map(|run| {
+                let limit = *limits.get(run.workflow.as_str())?;
+                let age =
+                    Duration::from_millis(now.saturating_sub(run.created_at_ms) / 1000 * 1000);
+                Some(Write::RunAlert(RunAlert {
+                    kind: AlertKind::MaxDuration,
+                    workflow: run.workflow.clone(),
+                    run_id: run.id.clone(),
+                    trace_id: run.trace_id.clone(),
+                    error: Some(format!(
+                        "run {} has not finished {} after it was created (max_duration {}); it is {}",
+                        run.id,
+                        humantime::format_duration(age),
+                        humantime::format_duration(limit),
+                        run.status
+                    )),
+                    detail: Some(AlertDetail::MaxDuration {
+                        max_duration_ms: limit.as_millis() as u64,
+                        run_created_at_ms: run.created_at_ms,
+                        status: run.status,
+                    }),
+                    sinks: names.clone(),
+                    at_ms: now,
+                }))
+            })
+            .collect();
+        pass.opened = writes.len() as u64;
+        self.inner.store.commit(writes).await?;
+        self.inner.alerts_changed.notify_one();
+        Ok(pass)
+    }
+
     /// Delivers alerts until the task is dropped: after each pass, waits for the next due
     /// delivery, a run's end in this process, or a second (for other processes' alerts).
     pub(crate) async fn deliver_alerts_forever(self) {
@@ -350,6 +570,8 @@ fn log_notice(alert: &AlertRecord, notice: Notice, body: &serde_json::Value) {
             error = %error,
             trace_id = %alert.trace_id,
             inspect = %body["inspect"].as_str().unwrap_or_default(),
+            max_duration_ms = body["max_duration_ms"].as_u64(),
+            budget = body.get("budget").map(|b| tracing::field::display(b.to_string())),
             "alert fired"
         ),
         Notice::Resolved => tracing::warn!(

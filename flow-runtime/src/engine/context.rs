@@ -108,6 +108,8 @@ pub(crate) struct RunCtx {
     pub options: ExecOptions,
     /// The app state registered on the `Flow` that executes the run (`flow::state`).
     state: std::sync::OnceLock<crate::engine::state::AppState>,
+    /// The alert sinks of the `Flow` that executes the run, for alerts opened during it.
+    alert_sinks: std::sync::OnceLock<Vec<String>>,
     /// The claim this execution holds; every write carries it. `None` in a dry run.
     claim: Option<Claim>,
     record: Mutex<Option<RunRecord>>,
@@ -160,6 +162,7 @@ impl RunCtx {
             policies,
             options,
             state: std::sync::OnceLock::new(),
+            alert_sinks: std::sync::OnceLock::new(),
             claim,
             record: Mutex::new(None),
             checkpoints: Mutex::new(
@@ -182,6 +185,39 @@ impl RunCtx {
     /// Sets the run's app state (once, before the run starts).
     pub fn set_state(&self, state: crate::engine::state::AppState) {
         let _ = self.state.set(state);
+    }
+
+    /// Sets the names of the alert sinks of the executing `Flow` (once, before the run starts).
+    pub fn set_alert_sinks(&self, sinks: Vec<String>) {
+        let _ = self.alert_sinks.set(sinks);
+    }
+
+    /// Opens an error-budget alert about this run; the store keeps the first one per run, so
+    /// a resumed run whose budget trips again alerts nothing new. A dry run opens none. A
+    /// refused write (a lost claim, a broken store) is logged: the run's next write meets it.
+    pub async fn alert_budget(&self, trip: crate::store::BudgetTrip, first_error: Option<String>) {
+        if self.is_dry() {
+            return;
+        }
+        let Some(workflow) = lock(&self.record).as_ref().map(|r| r.workflow.clone()) else {
+            return;
+        };
+        let sinks = self
+            .alert_sinks
+            .get()
+            .cloned()
+            .unwrap_or_else(|| vec!["log".to_owned()]);
+        let write = crate::engine::alerts::budget_alert(
+            &workflow,
+            &self.run_id,
+            &self.trace_id,
+            trip,
+            first_error.as_deref(),
+            sinks,
+        );
+        if let Err(reason) = self.try_persist(vec![write]).await {
+            tracing::warn!(reason = ?reason, "the error budget's alert could not be stored");
+        }
     }
 
     /// The run's app state (empty if none was set).

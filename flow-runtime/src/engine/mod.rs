@@ -1207,6 +1207,7 @@ impl Flow {
             exec,
         ));
         ctx.set_state(self.inner.state.clone());
+        ctx.set_alert_sinks(self.inner.alerts.names());
         ctx.set_record(run.clone());
         let tx = reservation.done.take();
         let rx = {

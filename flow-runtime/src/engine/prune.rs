@@ -95,9 +95,15 @@ impl Retention {
             let keep_ms = u64::try_from(keep.as_millis()).unwrap_or(u64::MAX);
             Some((status, now_ms.saturating_sub(keep_ms)))
         })
-        .collect();
+        .collect::<Vec<_>>();
+        // Alerts are the record of failures: they are kept as long as failed runs are
+        let alerts_until_ms = updated_until_ms
+            .iter()
+            .find(|(status, _)| *status == RunStatus::Failed)
+            .map(|(_, until)| *until);
         PruneRequest {
             updated_until_ms,
+            alerts_until_ms,
             dry_run,
         }
     }
@@ -106,7 +112,10 @@ impl Retention {
 impl Flow {
     /// Deletes the finished runs that `retention` no longer keeps: each run whose last change
     /// is at least its status's retention ago, with its steps and everything else stored of it.
-    /// Unfinished runs are never deleted, and a run resumed meanwhile is kept. The deletion
+    /// Unfinished runs are never deleted, and a run resumed meanwhile is kept. Alerts go with
+    /// the failed runs' retention: an alert whose every notice is done, that nothing will
+    /// resolve any more (resolved, or its run deleted) and that last changed longer ago than
+    /// failed runs are kept is deleted too. The deletion
     /// goes in batches of at most a thousand runs per store transaction, so runs execute on
     /// between them.
     ///

@@ -349,6 +349,24 @@ where
                         processed,
                         "error budget exceeded; no new units start"
                     );
+                    if let Some(run) = &run {
+                        let trip = crate::store::BudgetTrip {
+                            threshold: threshold.clone(),
+                            failed: report.failed,
+                            processed,
+                            failed_units: report
+                                .failures
+                                .iter()
+                                .take(crate::store::MAX_ALERT_UNITS)
+                                .map(|f| f.key.clone())
+                                .collect(),
+                        };
+                        let first = report
+                            .failures
+                            .first()
+                            .map(|f| format!("{}: {}", f.key, f.error));
+                        run.alert_budget(trip, first).await;
+                    }
                     trip = Some((threshold, report.failed, processed));
                 }
             }

@@ -2,8 +2,10 @@
 //!
 //! This module owns the record types and the rules that turn the end of a run into alert
 //! changes ([`AlertBook::run_ended`]): the streak of consecutive failed runs of a workflow, the
-//! alert it opens once per streak, and the "resolved" notice of the next success. The rules are
-//! plain functions over records, so every backend applies them inside the transaction that
+//! alert it opens once per streak, and the "resolved" notice of the next success; and the rules
+//! of alerts about one run ([`AlertBook::run_alert`]: a run past its `max_duration`, a tripped
+//! error budget), opened once per run and resolved when the run finishes or succeeds. The rules
+//! are plain functions over records, so every backend applies them inside the transaction that
 //! writes the run's end. It sends nothing: delivery lives in the engine.
 
 use super::RunId;
@@ -21,6 +23,12 @@ pub enum AlertKind {
     ConsecutiveFailures,
     /// A run stopped because a step's outcome is unknown; an operator must decide.
     NeedsAttention,
+    /// A run has not finished `max_duration` after it was created (queued, running or
+    /// sleeping); resolved when it finishes.
+    MaxDuration,
+    /// A units fan-out's error budget tripped in a run; resolved when the run succeeds (or is
+    /// cancelled).
+    ErrorBudget,
 }
 
 impl AlertKind {
@@ -29,7 +37,21 @@ impl AlertKind {
         match self {
             AlertKind::ConsecutiveFailures => "consecutive-failures",
             AlertKind::NeedsAttention => "needs-attention",
+            AlertKind::MaxDuration => "max-duration",
+            AlertKind::ErrorBudget => "error-budget",
         }
+    }
+
+    /// Whether a later event resolves an alert of this kind. Every kind so far does; an alert
+    /// of a kind that never resolves is pruned once delivered and old enough.
+    pub fn resolves(self) -> bool {
+        true
+    }
+
+    /// Whether an alert of this kind is about one run (its `run_ids[0]`): once that run is
+    /// deleted, nothing can resolve it any more.
+    pub fn is_per_run(self) -> bool {
+        !matches!(self, AlertKind::ConsecutiveFailures)
     }
 }
 
@@ -142,6 +164,65 @@ pub struct AlertRecord {
     pub resolved_by: Option<RunId>,
     /// Its notices, per sink, in the order they are sent.
     pub deliveries: Vec<Delivery>,
+    /// The figures of a max-duration or error-budget alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<AlertDetail>,
+}
+
+/// What an alert about one run adds to its record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum AlertDetail {
+    /// A run past its workflow's `max_duration`.
+    MaxDuration {
+        /// The limit, in ms.
+        max_duration_ms: u64,
+        /// When the run was created, ms since the epoch.
+        run_created_at_ms: u64,
+        /// Where the run stood when the alert opened (`queued`, `running`, `sleeping`).
+        status: super::RunStatus,
+    },
+    /// A tripped error budget of a units fan-out.
+    ErrorBudget(BudgetTrip),
+}
+
+/// The figures of a tripped error budget.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetTrip {
+    /// The threshold that tripped, such as `max_failures 3` or `max_failure_rate 5% after 50
+    /// units`.
+    pub threshold: String,
+    /// Failed units when it tripped.
+    pub failed: u64,
+    /// Finished units (succeeded and failed) when it tripped.
+    pub processed: u64,
+    /// The keys of the failed units (at most [`MAX_ALERT_UNITS`], the first ones).
+    pub failed_units: Vec<String>,
+}
+
+/// The most unit keys an error-budget alert keeps.
+pub const MAX_ALERT_UNITS: usize = 20;
+
+/// An alert about one run, to open unless one of its kind was opened for the run before
+/// ([`super::Write::RunAlert`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunAlert {
+    /// [`AlertKind::MaxDuration`] or [`AlertKind::ErrorBudget`].
+    pub kind: AlertKind,
+    /// The run's workflow.
+    pub workflow: String,
+    /// The run.
+    pub run_id: RunId,
+    /// The run's trace id.
+    pub trace_id: String,
+    /// What happened, in a sentence.
+    pub error: Option<String>,
+    /// The figures.
+    pub detail: Option<AlertDetail>,
+    /// The sinks configured in the process that opens it (`log` first).
+    pub sinks: Vec<String>,
+    /// Now, ms since the epoch.
+    pub at_ms: u64,
 }
 
 impl AlertRecord {
@@ -201,6 +282,27 @@ pub enum RunEndOutcome {
     Failed,
     /// Needs an operator: opens a needs-attention alert.
     NeedsAttention,
+    /// Cancelled: the run is over without an outcome; its own alerts resolve, the streak of
+    /// the workflow neither grows nor ends.
+    Cancelled,
+}
+
+impl RunEnd {
+    /// The end of a run cancelled by an operator while nobody executed it (a claim without an
+    /// owner): it resolves the run's own alerts and changes no streak.
+    pub fn cancelled(run: &super::RunRecord, at_ms: u64) -> RunEnd {
+        RunEnd {
+            workflow: run.workflow.clone(),
+            run_id: run.id.clone(),
+            outcome: RunEndOutcome::Cancelled,
+            error: None,
+            trace_id: run.trace_id.clone(),
+            alert_after: None,
+            cooldown_ms: 0,
+            sinks: Vec::new(),
+            at_ms,
+        }
+    }
 }
 
 /// Per workflow: the current streak of consecutive failed runs and the alerts open for it.
@@ -219,12 +321,30 @@ pub struct Streak {
     /// Open needs-attention alerts, by run id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attention: BTreeMap<String, String>,
+    /// Other open alerts about one run (max-duration, error-budget), by run id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub run_alerts: BTreeMap<String, Vec<String>>,
 }
 
 impl Streak {
     /// Whether the record says nothing (it can be deleted).
     pub fn is_empty(&self) -> bool {
-        self.failures == 0 && self.open_alert.is_none() && self.attention.is_empty()
+        self.failures == 0
+            && self.open_alert.is_none()
+            && self.attention.is_empty()
+            && self.run_alerts.is_empty()
+    }
+
+    /// Forgets alert `id` wherever the record names it (the alert is being deleted).
+    pub fn forget(&mut self, id: &str) {
+        if self.open_alert.as_deref() == Some(id) {
+            self.open_alert = None;
+        }
+        self.attention.retain(|_, a| a != id);
+        for ids in self.run_alerts.values_mut() {
+            ids.retain(|a| a != id);
+        }
+        self.run_alerts.retain(|_, ids| !ids.is_empty());
     }
 }
 
@@ -234,15 +354,22 @@ pub trait AlertBook {
     fn alert(&mut self, id: &str) -> Option<AlertRecord>;
     /// Inserts or replaces an alert.
     fn put_alert(&mut self, alert: AlertRecord);
+    /// The alert of `kind` opened for `run` before, if one was (kept as long as the alert).
+    fn run_alert_id(&mut self, run: &RunId, kind: AlertKind) -> Option<String>;
+    /// Records that alert `id` of `kind` was opened for `run`.
+    fn put_run_alert_id(&mut self, run: &RunId, kind: AlertKind, id: &str);
 
     /// Applies the end of a run to `streak` (the workflow's record, `Default` if it had none):
     /// a failure extends the streak and, when it reaches `alert_after` with no alert open and
     /// the cool-down over, opens an alert with a pending "fired" delivery per sink; a success
     /// ends the streak and gives the open alerts it concerns a pending "resolved" delivery per
     /// sink that received (or is to receive) the "fired"; a run that needs attention opens its
-    /// own alert.
+    /// own alert. The run's own alerts resolve as their kind says: a max-duration alert when
+    /// the run finishes in any way, an error-budget or needs-attention alert when it succeeds
+    /// or is cancelled.
     fn run_ended(&mut self, streak: &mut Streak, end: &RunEnd, new_id: impl FnOnce() -> String) {
         let now = end.at_ms;
+        self.resolve_run_alerts(streak, end);
         match end.outcome {
             RunEndOutcome::Failed => {
                 streak.failures = streak.failures.saturating_add(1);
@@ -275,11 +402,8 @@ pub trait AlertBook {
                         created_at_ms: now,
                         resolved_at_ms: None,
                         resolved_by: None,
-                        deliveries: end
-                            .sinks
-                            .iter()
-                            .map(|s| Delivery::pending(s, Notice::Fired, now))
-                            .collect(),
+                        deliveries: fired(&end.sinks, now),
+                        detail: None,
                     };
                     streak.open_alert = Some(alert.id.clone());
                     streak.last_fired_ms = Some(now);
@@ -289,15 +413,14 @@ pub trait AlertBook {
             RunEndOutcome::Succeeded => {
                 streak.failures = 0;
                 streak.run_ids.clear();
-                let mut open: Vec<String> = streak.open_alert.take().into_iter().collect();
-                open.extend(streak.attention.remove(end.run_id.as_str()));
-                for id in open {
+                if let Some(id) = streak.open_alert.take() {
                     if let Some(mut alert) = self.alert(&id) {
                         resolve(&mut alert, end);
                         self.put_alert(alert);
                     }
                 }
             }
+            RunEndOutcome::Cancelled => {}
             RunEndOutcome::NeedsAttention => {
                 if streak.attention.contains_key(end.run_id.as_str()) {
                     return;
@@ -314,11 +437,8 @@ pub trait AlertBook {
                     created_at_ms: now,
                     resolved_at_ms: None,
                     resolved_by: None,
-                    deliveries: end
-                        .sinks
-                        .iter()
-                        .map(|s| Delivery::pending(s, Notice::Fired, now))
-                        .collect(),
+                    deliveries: fired(&end.sinks, now),
+                    detail: None,
                 };
                 streak
                     .attention
@@ -327,6 +447,139 @@ pub trait AlertBook {
             }
         }
     }
+
+    /// Resolves the open alerts about the run that ended, as their kinds say (see
+    /// [`AlertBook::run_ended`]).
+    fn resolve_run_alerts(&mut self, streak: &mut Streak, end: &RunEnd) {
+        let run = end.run_id.as_str();
+        let (finished, over) = match end.outcome {
+            RunEndOutcome::Succeeded | RunEndOutcome::Cancelled => (true, true),
+            RunEndOutcome::Failed => (true, false),
+            RunEndOutcome::NeedsAttention => (false, false),
+        };
+        let mut resolved = Vec::new();
+        if over {
+            resolved.extend(streak.attention.remove(run));
+        }
+        if let Some(ids) = streak.run_alerts.remove(run) {
+            let mut kept = Vec::new();
+            for id in ids {
+                let Some(alert) = self.alert(&id) else {
+                    continue;
+                };
+                let resolves = match alert.kind {
+                    AlertKind::MaxDuration => finished,
+                    _ => over,
+                };
+                if resolves {
+                    resolved.push(id);
+                } else {
+                    kept.push(id);
+                }
+            }
+            if !kept.is_empty() {
+                streak.run_alerts.insert(run.to_owned(), kept);
+            }
+        }
+        for id in resolved {
+            if let Some(mut alert) = self.alert(&id) {
+                resolve(&mut alert, end);
+                self.put_alert(alert);
+            }
+        }
+    }
+
+    /// Opens the alert `request` describes, once per run and kind: nothing happens if an alert
+    /// of that kind was opened for the run before (by this process or any other), and a
+    /// max-duration alert opens only while the run is unfinished (`run_status` is the run's
+    /// status in the same transaction, `None` if it is gone). Returns the new alert's id.
+    fn run_alert(
+        &mut self,
+        streak: &mut Streak,
+        request: &RunAlert,
+        run_status: Option<super::RunStatus>,
+        new_id: impl FnOnce() -> String,
+    ) -> Option<String> {
+        if self.run_alert_id(&request.run_id, request.kind).is_some() {
+            return None;
+        }
+        let open = match request.kind {
+            AlertKind::MaxDuration => run_status.is_some_and(|s| {
+                matches!(
+                    s,
+                    super::RunStatus::Queued
+                        | super::RunStatus::Running
+                        | super::RunStatus::Sleeping
+                )
+            }),
+            _ => run_status.is_some(),
+        };
+        if !open {
+            return None;
+        }
+        let now = request.at_ms;
+        let alert = AlertRecord {
+            id: new_id(),
+            workflow: request.workflow.clone(),
+            kind: request.kind,
+            state: AlertState::Open,
+            run_ids: vec![request.run_id.clone()],
+            failures: 0,
+            last_error: request.error.clone(),
+            trace_id: request.trace_id.clone(),
+            created_at_ms: now,
+            resolved_at_ms: None,
+            resolved_by: None,
+            deliveries: fired(&request.sinks, now),
+            detail: request.detail.clone(),
+        };
+        let id = alert.id.clone();
+        self.put_run_alert_id(&request.run_id, request.kind, &id);
+        streak
+            .run_alerts
+            .entry(request.run_id.as_str().to_owned())
+            .or_default()
+            .push(id.clone());
+        self.put_alert(alert);
+        Some(id)
+    }
+}
+
+fn fired(sinks: &[String], now_ms: u64) -> Vec<Delivery> {
+    sinks
+        .iter()
+        .map(|s| Delivery::pending(s, Notice::Fired, now_ms))
+        .collect()
+}
+
+/// Whether `alert` may be deleted by a prune whose alert cutoff is `until_ms`: every notice is
+/// done (delivered or given up), nothing will resolve it any more (it is resolved, its kind
+/// never resolves, or its run is gone: `run_gone` says whether a run is, or is to be, deleted),
+/// and its last change is at or before the cutoff.
+pub fn alert_prunable(
+    alert: &AlertRecord,
+    until_ms: u64,
+    run_gone: impl FnOnce(&RunId) -> bool,
+) -> bool {
+    if alert
+        .deliveries
+        .iter()
+        .any(|d| d.state == DeliveryState::Pending)
+    {
+        return false;
+    }
+    let last = alert
+        .deliveries
+        .iter()
+        .flat_map(|d| d.delivered_at_ms.into_iter().chain([d.next_try_ms]))
+        .chain(alert.resolved_at_ms)
+        .fold(alert.created_at_ms, u64::max);
+    if last > until_ms {
+        return false;
+    }
+    alert.state == AlertState::Resolved
+        || !alert.kind.resolves()
+        || (alert.kind.is_per_run() && alert.run_ids.first().is_none_or(run_gone))
 }
 
 fn resolve(alert: &mut AlertRecord, end: &RunEnd) {
@@ -429,13 +682,22 @@ mod tests {
     use std::collections::HashMap;
 
     #[derive(Default)]
-    struct Book(HashMap<String, AlertRecord>);
+    struct Book(
+        HashMap<String, AlertRecord>,
+        HashMap<(RunId, AlertKind), String>,
+    );
     impl AlertBook for Book {
         fn alert(&mut self, id: &str) -> Option<AlertRecord> {
             self.0.get(id).cloned()
         }
         fn put_alert(&mut self, alert: AlertRecord) {
             self.0.insert(alert.id.clone(), alert);
+        }
+        fn run_alert_id(&mut self, run: &RunId, kind: AlertKind) -> Option<String> {
+            self.1.get(&(run.clone(), kind)).cloned()
+        }
+        fn put_run_alert_id(&mut self, run: &RunId, kind: AlertKind, id: &str) {
+            self.1.insert((run.clone(), kind), id.to_owned());
         }
     }
 
@@ -510,5 +772,143 @@ mod tests {
         );
         assert_eq!(book.0.len(), 2);
         assert_eq!(book.0["a2"].failures, 4);
+    }
+
+    fn overdue(run: &str, at_ms: u64) -> RunAlert {
+        RunAlert {
+            kind: AlertKind::MaxDuration,
+            workflow: "w".into(),
+            run_id: run.into(),
+            trace_id: "t".into(),
+            error: Some("late".into()),
+            detail: None,
+            sinks: vec!["log".into(), "webhook".into()],
+            at_ms,
+        }
+    }
+
+    #[test]
+    fn a_run_alert_opens_once_per_run_and_resolves_as_its_kind_says() {
+        use crate::store::RunStatus;
+        let mut book = Book::default();
+        let mut streak = Streak::default();
+        let running = Some(RunStatus::Running);
+        let id = book.run_alert(&mut streak, &overdue("r1", 5), running, || "a1".into());
+        assert_eq!(id.as_deref(), Some("a1"));
+        // A second worker, or the next pass, opens nothing
+        let again = book.run_alert(&mut streak, &overdue("r1", 6), running, || "a2".into());
+        assert_eq!(again, None);
+        // A finished or deleted run opens nothing
+        for status in [Some(RunStatus::Succeeded), None] {
+            let late = book.run_alert(&mut streak, &overdue("r2", 6), status, || "a3".into());
+            assert_eq!(late, None);
+        }
+        let budget = RunAlert {
+            kind: AlertKind::ErrorBudget,
+            ..overdue("r1", 7)
+        };
+        let b = book.run_alert(&mut streak, &budget, running, || "b1".into());
+        assert_eq!(b.as_deref(), Some("b1"));
+        assert_eq!(book.0.len(), 2);
+
+        // The run fails: the max-duration alert resolves, the error budget's stays open, and
+        // the failure counts in the streak as before
+        book.run_ended(&mut streak, &end("r1", RunEndOutcome::Failed, 10), || {
+            "c1".into()
+        });
+        assert_eq!(book.0["a1"].state, AlertState::Resolved);
+        assert_eq!(
+            book.0["a1"].resolved_by.as_ref().map(|r| r.as_str()),
+            Some("r1")
+        );
+        assert_eq!(book.0["b1"].state, AlertState::Open);
+        assert_eq!(streak.failures, 1);
+        assert_eq!(streak.run_alerts["r1"], vec!["b1".to_owned()]);
+        // Retried and succeeded: the error budget's alert resolves too
+        book.run_ended(
+            &mut streak,
+            &end("r1", RunEndOutcome::Succeeded, 20),
+            || "c2".into(),
+        );
+        assert_eq!(book.0["b1"].state, AlertState::Resolved);
+        assert!(streak.is_empty(), "{streak:?}");
+        let resolved = |id: &str| {
+            book.0[id]
+                .deliveries
+                .iter()
+                .filter(|d| d.notice == Notice::Resolved)
+                .count()
+        };
+        assert_eq!((resolved("a1"), resolved("b1")), (2, 2));
+        // Resolved once: the run's retry past its max duration opens nothing new
+        let retry = book.run_alert(&mut streak, &overdue("r1", 30), running, || "a9".into());
+        assert_eq!(retry, None);
+    }
+
+    #[test]
+    fn a_cancel_resolves_the_runs_alerts_and_leaves_the_streak() {
+        let mut book = Book::default();
+        let mut streak = Streak::default();
+        for run in ["r1", "r2"] {
+            book.run_ended(&mut streak, &end(run, RunEndOutcome::Failed, 1), || {
+                format!("f-{run}")
+            });
+        }
+        book.run_ended(
+            &mut streak,
+            &end("p", RunEndOutcome::NeedsAttention, 2),
+            || "n1".into(),
+        );
+        let mut record = crate::store::RunRecord::new(
+            "p".into(),
+            "w",
+            crate::store::RunStatus::Cancelled,
+            serde_json::Value::Null,
+            "t".into(),
+            0,
+        );
+        record.status = crate::store::RunStatus::Cancelled;
+        book.run_ended(&mut streak, &RunEnd::cancelled(&record, 3), || "x".into());
+        assert_eq!(book.0["n1"].state, AlertState::Resolved);
+        assert_eq!(
+            streak.failures, 2,
+            "a cancel neither extends nor ends a streak"
+        );
+        assert!(streak.attention.is_empty());
+    }
+
+    #[test]
+    fn an_alert_is_prunable_once_done_settled_and_old() {
+        let mut book = Book::default();
+        let mut streak = Streak::default();
+        book.run_alert(
+            &mut streak,
+            &overdue("r1", 100),
+            Some(crate::store::RunStatus::Running),
+            || "a1".into(),
+        );
+        let mut alert = book.0["a1"].clone();
+        let gone = |_: &RunId| false;
+        assert!(!alert_prunable(&alert, 1_000, gone), "deliveries pending");
+        for i in 0..alert.deliveries.len() {
+            record_delivery(&mut alert, i, &DeliveryOutcome::Delivered, 200);
+        }
+        assert!(!alert_prunable(&alert, 1_000, gone), "open, its run exists");
+        assert!(
+            alert_prunable(&alert, 1_000, |_| true),
+            "open, its run is gone"
+        );
+        assert!(
+            !alert_prunable(&alert, 150, |_| true),
+            "delivered after the cutoff"
+        );
+        alert.state = AlertState::Resolved;
+        alert.resolved_at_ms = Some(300);
+        assert!(alert_prunable(&alert, 300, gone));
+        assert!(!alert_prunable(&alert, 299, gone));
+        // A consecutive-failures alert is about its workflow, not a run: open, it stays
+        alert.kind = AlertKind::ConsecutiveFailures;
+        alert.state = AlertState::Open;
+        assert!(!alert_prunable(&alert, 1_000, |_| true));
     }
 }

@@ -13,8 +13,9 @@ mod redb_index;
 mod schedules;
 
 pub use self::alerts::{
-    record_delivery, AlertBook, AlertFilter, AlertKind, AlertRecord, AlertState, Delivery,
-    DeliveryOutcome, DeliveryState, Notice, RunEnd, RunEndOutcome, Streak, MAX_ALERT_RUNS,
+    alert_prunable, record_delivery, AlertBook, AlertDetail, AlertFilter, AlertKind, AlertRecord,
+    AlertState, BudgetTrip, Delivery, DeliveryOutcome, DeliveryState, Notice, RunAlert, RunEnd,
+    RunEndOutcome, Streak, MAX_ALERT_RUNS, MAX_ALERT_UNITS,
 };
 use self::owner::Liveness;
 pub use self::owner::Owner;
@@ -528,6 +529,9 @@ pub enum Write {
     /// A run ended: update its workflow's streak of failures and the alerts it opens or
     /// resolves (see [`AlertBook::run_ended`]), in the commit that writes the run's end.
     RunEnded(RunEnd),
+    /// Open an alert about one run (a run past its max duration, a tripped error budget)
+    /// unless one of its kind was opened for the run before; see [`AlertBook::run_alert`].
+    RunAlert(RunAlert),
     /// Record what became of delivery `index` of alert `alert_id`.
     AlertDelivery {
         /// The alert.
@@ -637,6 +641,21 @@ pub trait Store: Send + Sync + 'static {
             ))
         })
     }
+    /// The unfinished runs (queued, running or sleeping) of the workflows in `limits` (name,
+    /// max duration in ms) whose deadline (creation + max duration) is at or before `now_ms`
+    /// and that have no max-duration alert yet, at most `limit`; and the earliest deadline
+    /// after `now_ms` among the others. Found through the indexes of queued runs, timers and
+    /// held runs, never by reading every run; a run that is none of these (running with no
+    /// process, after `runs resolve`) is not found. Stores without alerts find none.
+    fn overdue_runs(
+        &self,
+        limits: &[(String, u64)],
+        now_ms: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<OverdueRuns, StoreError>> {
+        let _ = (limits, now_ms, limit);
+        Box::pin(async { Ok(OverdueRuns::default()) })
+    }
     /// Every schedule's record, by name. Stores without schedules report
     /// [`StoreError::Backend`].
     fn schedules(&self) -> BoxFuture<'_, Result<Vec<ScheduleRecord>, StoreError>> {
@@ -666,6 +685,16 @@ pub trait Store: Send + Sync + 'static {
         id: &RunId,
         rate_period: Option<std::time::Duration>,
     ) -> BoxFuture<'_, Result<Option<QueueStanding>, StoreError>>;
+}
+
+/// What [`Store::overdue_runs`] found.
+#[derive(Clone, Debug, Default)]
+pub struct OverdueRuns {
+    /// Runs past their deadline without a max-duration alert.
+    pub runs: Vec<RunRecord>,
+    /// The earliest deadline still ahead (ms since the epoch), or one at most that early for
+    /// runs not read; `now` when `limit` cut the list short.
+    pub next_deadline_ms: Option<u64>,
 }
 
 /// A worker's request to take queued runs ([`Store::take_queued`]).
@@ -729,6 +758,10 @@ pub struct PruneRequest {
     /// change (`updated_at_ms`) is at or before it is deleted. Statuses not listed are kept,
     /// and so are unfinished ones even if listed.
     pub updated_until_ms: Vec<(RunStatus, u64)>,
+    /// Also delete the alerts last changed at or before this (ms since the epoch) whose every
+    /// notice is done and that nothing will resolve any more ([`alert_prunable`]), with their
+    /// index entries. `None` keeps every alert.
+    pub alerts_until_ms: Option<u64>,
     /// Count what would be deleted and delete nothing.
     pub dry_run: bool,
 }
@@ -767,6 +800,8 @@ pub struct Pruned {
     pub failed: u64,
     /// Of the runs, those that were cancelled.
     pub cancelled: u64,
+    /// Alerts deleted.
+    pub alerts: u64,
 }
 
 impl Pruned {

@@ -1094,6 +1094,7 @@ enum Op {
         run: String,
     },
     RunEnded(super::RunEnd),
+    RunAlert(super::RunAlert),
     AlertDelivery {
         alert_id: String,
         index: usize,
@@ -1134,6 +1135,7 @@ impl Op {
                 run: run.as_str().to_owned(),
             },
             Write::RunEnded(end) => Op::RunEnded(end),
+            Write::RunAlert(alert) => Op::RunAlert(alert),
             Write::AlertDelivery {
                 alert_id,
                 index,
@@ -1543,6 +1545,15 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                                     let token =
                                         claims.get(id.as_str())?.map_or(0, |t| t.value()) + 1;
                                     claims.insert(id.as_str(), token)?;
+                                    // An operator's cancel of a run nobody executes ends it
+                                    // here: its own alerts resolve in this transaction
+                                    if run.status == RunStatus::Cancelled {
+                                        alerts::run_ended(
+                                            txn,
+                                            &mut streaks,
+                                            &super::RunEnd::cancelled(&run, *now_ms),
+                                        )?;
+                                    }
                                     Ok(ClaimOutcome::Claimed {
                                         claim: Claim {
                                             run_id: run.id.clone(),
@@ -1617,6 +1628,9 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                             cancels.remove(run.as_str())?;
                         }
                         Op::RunEnded(end) => alerts::run_ended(txn, &mut streaks, end)?,
+                        Op::RunAlert(alert) => {
+                            alerts::run_alert(txn, &runs, &mut streaks, alert)?;
+                        }
                         Op::AlertDelivery {
                             alert_id,
                             index,
@@ -1869,6 +1883,19 @@ impl Store for RedbStore {
         })
     }
 
+    fn overdue_runs(
+        &self,
+        limits: &[(String, u64)],
+        now_ms: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<super::OverdueRuns, StoreError>> {
+        let limits = limits.to_vec();
+        Box::pin(async move {
+            self.read(move |txn| alerts::overdue(txn, &limits, now_ms, limit))
+                .await
+        })
+    }
+
     fn held_runs(&self, limit: usize) -> BoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
         Box::pin(async move {
             self.read(move |txn| {
@@ -2114,11 +2141,24 @@ impl Store for RedbStore {
         let request = request.clone();
         Box::pin(async move {
             if request.dry_run {
-                return self.read(move |txn| prune::count(txn, &request)).await;
+                return self
+                    .read(move |txn| {
+                        let mut pruned = prune::count(txn, &request)?;
+                        pruned.alerts = alerts::count_prunable(txn, &request)?;
+                        Ok(pruned)
+                    })
+                    .await;
             }
             let db = self.writable.clone().ok_or(StoreError::Closed)?;
             let path = self.path.clone();
-            let work = move || prune::delete(&db, &request).map_err(|fault| fault.at(&path));
+            let work = move || {
+                let delete = || {
+                    let mut pruned = prune::delete(&db, &request)?;
+                    pruned.alerts = alerts::prune(&db, &request)?;
+                    Ok(pruned)
+                };
+                delete().map_err(|fault: Fault| fault.at(&path))
+            };
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => match runtime.spawn_blocking(work).await {
                     Ok(result) => result,

@@ -1,5 +1,6 @@
 //! The worker: a long-running loop that executes queued runs, wakes runs whose sleep or
-//! backoff is due, and resumes runs whose process died.
+//! backoff is due, resumes runs whose process died, and alerts about runs past their max
+//! duration.
 //!
 //! It holds no state of its own that matters after a crash: every decision is read from the
 //! store's indexes (queued runs, timers, runs held by a process) and every start is a claim in
@@ -18,6 +19,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
+
+/// The least and the most a worker waits between two looks for runs past their workflow's
+/// max duration; in between it waits for the next deadline the last look saw. An alert comes
+/// at most about a second after its run's deadline.
+const WATCH_AT_LEAST: Duration = Duration::from_secs(1);
+const WATCH_AT_MOST: Duration = Duration::from_secs(60);
 
 /// Executes queued, due and orphaned runs until stopped; made by [`Flow::worker`].
 ///
@@ -150,6 +157,7 @@ impl Worker {
             orphans: VecDeque::new(),
             next_recovery: Instant::now(),
             next_prune: Instant::now(),
+            next_watch: Instant::now(),
             skipped: HashSet::new(),
             report: WorkerReport::default(),
             next_schedule_check: 0,
@@ -224,6 +232,8 @@ struct Loop<'w> {
     orphans: VecDeque<RunRecord>,
     next_recovery: Instant,
     next_prune: Instant,
+    /// When to look for runs past their max duration next.
+    next_watch: Instant,
     /// Runs this worker cannot execute (a workflow it does not have); logged once.
     skipped: HashSet<RunId>,
     report: WorkerReport,
@@ -299,14 +309,31 @@ impl Loop<'_> {
         self.resume_orphans().await;
         self.wake_due().await;
         self.take_queued().await;
+        if Instant::now() >= self.next_watch {
+            // At the next deadline the pass saw, but at most once a second (deadlines of runs
+            // created at a steady rate follow each other closely); at least every minute, for
+            // runs that come back unfinished past theirs (a retried run)
+            let wait = match self.worker.flow.watch_max_durations().await {
+                Ok(pass) => pass.next_check_ms.map_or(WATCH_AT_MOST, |at| {
+                    Duration::from_millis(at.saturating_sub(now_ms()))
+                        .clamp(WATCH_AT_LEAST, WATCH_AT_MOST)
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not look for runs past their max duration");
+                    Duration::from_secs(1)
+                }
+            };
+            self.next_watch = Instant::now() + wait;
+        }
         if Instant::now() >= self.next_prune && !self.worker.retention.keeps_everything() {
             self.next_prune = Instant::now() + self.worker.prune_every;
             match self.worker.flow.prune(&self.worker.retention).await {
-                Ok(pruned) if pruned.runs > 0 => {
+                Ok(pruned) if pruned.runs > 0 || pruned.alerts > 0 => {
                     tracing::info!(
                         runs = pruned.runs,
                         steps = pruned.steps,
-                        "pruned finished runs past their retention"
+                        alerts = pruned.alerts,
+                        "pruned finished runs and settled alerts past their retention"
                     );
                 }
                 Ok(_) => {}

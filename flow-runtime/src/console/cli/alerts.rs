@@ -72,6 +72,7 @@ fn list(alerts: &[AlertRecord], output: OutputFormat) {
                 "created_at": time(a.created_at_ms),
                 "resolved_at": a.resolved_at_ms.map(time),
                 "resolved_by": a.resolved_by,
+                "detail": a.detail,
                 "deliveries": a.deliveries.iter().map(|d| json!({
                     "sink": d.sink,
                     "notice": d.notice.as_str(),

@@ -127,7 +127,8 @@ pub(crate) enum Command {
     /// List, inspect and operate runs in the store
     #[command(subcommand)]
     Runs(RunsCommand),
-    /// List alerts: repeated failures and runs that need attention, and their delivery
+    /// List alerts (repeated failures, runs that need attention, runs past their max
+    /// duration, tripped error budgets) and their delivery
     #[command(subcommand)]
     Alerts(AlertsCommand),
     /// List, pause, resume, trigger and backfill schedules (cron that fires runs)

@@ -355,7 +355,13 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
         }
         Command::Runbook { format } => {
             let schedules = super::schedules::for_runbook(settings).await;
-            super::runbook::print(app, format, &settings.retry_policies(), &schedules)
+            super::runbook::print(
+                app,
+                format,
+                &settings.retry_policies(),
+                &schedules,
+                &settings.alerts.sinks(),
+            )
         }
         Command::CheckConfig | Command::Completions { .. } => Exit::Success,
     }

@@ -1,4 +1,5 @@
-//! `runs prune`: deletes finished runs older than a retention, or counts them (`--dry-run`).
+//! `runs prune`: deletes finished runs older than a retention, and the settled alerts older
+//! than the failed runs' retention, or counts them (`--dry-run`).
 //!
 //! It decides which retention applies (the flags, else the settings' `flow.retention`) and
 //! prints what was deleted; the deleting is [`Flow::prune`]'s.
@@ -122,6 +123,8 @@ fn report(retention: &Retention, pruned: &Pruned, dry_run: bool, output: OutputF
                 "dry_run": dry_run,
                 "runs": pruned.runs,
                 "steps": pruned.steps,
+                "alerts": pruned.alerts,
+                "alerts_older_than": keep(RunStatus::Failed).map(|k| k.to_string()),
                 "by_status": by_status,
             });
             println!(
@@ -144,10 +147,13 @@ fn report(retention: &Retention, pruned: &Pruned, dry_run: bool, output: OutputF
                 |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
             let runs = plural(pruned.runs, "run");
             let steps = plural(pruned.steps, "step");
+            let alerts = plural(pruned.alerts, "settled alert");
             if dry_run {
-                println!("would delete {runs} and {steps}; nothing was deleted (dry run)");
+                println!(
+                    "would delete {runs}, {steps} and {alerts}; nothing was deleted (dry run)"
+                );
             } else {
-                println!("deleted {runs} and {steps}");
+                println!("deleted {runs}, {steps} and {alerts}");
             }
         }
     }

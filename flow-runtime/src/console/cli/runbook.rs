@@ -3,6 +3,7 @@
 
 use super::args::{RunbookFormat, EXIT_CODES};
 use super::{AppInfo, Exit};
+use crate::engine::alerts::AlertSinks;
 use crate::engine::registry::{self, DryRunSpec, RepeatSafety, RetrySpec, StepMeta, WorkflowMeta};
 use crate::engine::retry::RetryPolicies;
 use crate::engine::schedules::ScheduleView;
@@ -83,15 +84,73 @@ fn actions(app: &AppInfo, w: &WorkflowMeta) -> Vec<(&'static str, String)> {
             "running, but no process executes it",
             format!("The process died (crash, kill, reboot). `{bin} runs resume <id>` continues where it stopped, with the same trace id."),
         ),
-        (
-            "alerts",
-            match w.alert_after {
-                Some(n) => format!("An alert fires after {n} consecutive failed runs of `{name}`."),
-                None => format!("No alert threshold is set for `{name}` (`#[workflow(alert_after = N)]`)."),
-            },
-        ),
     ]);
     actions
+}
+
+/// What raises an alert about runs of `w`, one line each.
+fn alert_conditions(w: &WorkflowMeta, sinks: &AlertSinks) -> Vec<String> {
+    let mut conditions = Vec::new();
+    match w.alert_after {
+        Some(n) => conditions.push(format!(
+            "{n} consecutive failed runs (kind `consecutive-failures`; once per streak, no new one within the cool-down of {}; resolved by the next success)",
+            humantime::format_duration(sinks.cooldown_period())
+        )),
+        None => conditions.push(
+            "consecutive failures: no threshold set (`#[workflow(alert_after = N)]`)".to_owned(),
+        ),
+    }
+    let source = if sinks.overrides_max_duration(w.name) {
+        format!("set in settings: `[flow.alerts.max_duration]` `{}`", w.name)
+    } else {
+        format!(
+            "declared on the workflow; `[flow.alerts.max_duration]` `{} = \"...\"` or `\"off\"` overrides it",
+            w.name
+        )
+    };
+    match sinks.max_duration_of(w) {
+        Some(limit) => conditions.push(format!(
+            "a run not finished {} after it was created, queued, running or sleeping (kind `max-duration`, {source}; once per run, seen by a worker within a second; resolved when the run finishes)",
+            humantime::format_duration(limit),
+        )),
+        None if w.max_duration_ms.is_some() => conditions.push(format!(
+            "run duration: the declared max_duration is turned off in settings (`[flow.alerts.max_duration]` `{} = \"off\"`)",
+            w.name
+        )),
+        None => conditions.push(format!(
+            "run duration: no max_duration set (`[flow.alerts.max_duration]` `{} = \"2h\"`)",
+            w.name
+        )),
+    }
+    if w.units {
+        conditions.push(
+            "an error budget of a units fan-out tripped (kind `error-budget`; once per run, with the threshold, the counts and the failed units; resolved when the run succeeds)".to_owned(),
+        );
+    }
+    conditions.push(
+        "a run that needs attention (kind `needs-attention`; resolved when it succeeds or is cancelled)".to_owned(),
+    );
+    conditions
+}
+
+/// Where alerts go: the log always, then the webhook (its URL without credentials or query;
+/// the secret header by name only) and the command.
+fn alert_sinks(sinks: &AlertSinks) -> Vec<String> {
+    let mut out = vec!["the log (an `alert fired` error line)".to_owned()];
+    if let Some(url) = sinks.webhook_url() {
+        let header = sinks
+            .webhook_header_name()
+            .map(|h| format!(" with header `{h}` (its secret value is not shown)"))
+            .unwrap_or_default();
+        out.push(format!("webhook: POST {url}{header}"));
+    }
+    if let Some(argv) = sinks.command_argv() {
+        out.push(format!(
+            "command: `{}` (the notice's JSON on standard input)",
+            argv.join(" ")
+        ));
+    }
+    out
 }
 
 /// The schedules the runbook describes: their settings and, when the store could be read, their
@@ -139,6 +198,7 @@ pub(super) fn print(
     format: RunbookFormat,
     policies: &RetryPolicies,
     schedules: &Schedules,
+    sinks: &AlertSinks,
 ) -> Exit {
     let workflows = registry::workflows();
     let steps = registry::steps();
@@ -154,6 +214,11 @@ pub(super) fn print(
                     "params": w.params,
                     "units": w.units,
                     "alert_after": w.alert_after,
+                    "max_duration_ms": sinks.max_duration_of(w).map(|d| d.as_millis() as u64),
+                    "alerts": {
+                        "conditions": alert_conditions(w, sinks),
+                        "sinks": alert_sinks(sinks),
+                    },
                     "source": format!("{}:{}", w.file, w.line),
                     "actions": actions(app, w).into_iter().map(|(state, what)| (state.to_owned(), Value::String(what))).collect::<serde_json::Map<_, _>>(),
                 })).collect::<Vec<_>>(),
@@ -224,7 +289,16 @@ pub(super) fn print(
                 {
                     println!("  ({note})");
                 }
-                println!("- source: {}:{}\n", w.file, w.line);
+                println!("- source: {}:{}", w.file, w.line);
+                println!("- alerts on:");
+                for condition in alert_conditions(w, sinks) {
+                    println!("  - {condition}");
+                }
+                println!("- alerts go to:");
+                for sink in alert_sinks(sinks) {
+                    println!("  - {sink}");
+                }
+                println!();
                 println!("What to do when a run of `{}` is:\n", w.name);
                 for (state, what) in actions(app, w) {
                     println!("- **{state}**: {what}");

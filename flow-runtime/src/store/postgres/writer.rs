@@ -91,6 +91,11 @@ impl Op {
                 run: run.as_str().to_owned(),
             },
             Write::RunEnded(end) => Op::RunEnded(end),
+            // TODO(issue 11): the per-run alerts table on PostgreSQL
+            Write::RunAlert(_) => return Err(StoreError::Backend(
+                "alerts about one run (max-duration, error-budget) are not kept on PostgreSQL yet"
+                    .into(),
+            )),
             Write::AlertDelivery {
                 alert_id,
                 index,
@@ -450,6 +455,13 @@ impl AlertBook for Book {
         self.changed.insert(alert.id.clone());
         self.alerts.insert(alert.id.clone(), alert);
     }
+
+    // TODO(issue 11): the per-run alerts table on PostgreSQL
+    fn run_alert_id(&mut self, _run: &RunId, _kind: crate::store::AlertKind) -> Option<String> {
+        None
+    }
+
+    fn put_run_alert_id(&mut self, _run: &RunId, _kind: crate::store::AlertKind, _id: &str) {}
 }
 
 /// Applies the batch's run ends and alert deliveries in order.

@@ -5,6 +5,7 @@
 //! that finds the runs to delete. It never deletes an unfinished run, and it decides on the
 //! record as read in the transaction that deletes it.
 
+use super::alerts::ALERTS_BY_RUN;
 use super::{decode_run, read_table, Fault, CANCELS, CLAIMS, RUNS, RUNS_BY_CREATION, STEPS};
 use crate::store::redb_index::{Indexes, RunKeys};
 use crate::store::{PruneRequest, Pruned, RunRecord};
@@ -25,6 +26,7 @@ pub(super) struct RunTables<'txn> {
     steps: Table<'txn, (&'static str, &'static str), &'static [u8]>,
     cancels: Table<'txn, &'static str, u64>,
     claims: Table<'txn, &'static str, u64>,
+    alerts_by_run: Table<'txn, (&'static str, &'static str), &'static str>,
     index: Indexes<'txn>,
 }
 
@@ -35,6 +37,7 @@ impl<'txn> RunTables<'txn> {
             steps: txn.open_table(STEPS)?,
             cancels: txn.open_table(CANCELS)?,
             claims: txn.open_table(CLAIMS)?,
+            alerts_by_run: txn.open_table(ALERTS_BY_RUN)?,
             index: Indexes::open(txn)?,
         })
     }
@@ -64,6 +67,20 @@ impl<'txn> RunTables<'txn> {
         }
         for step in &keys {
             self.steps.remove((id, step.as_str()))?;
+        }
+        // Which alerts were opened for the run: a new run under the id may alert again (the
+        // alerts themselves are pruned on their own terms)
+        let mut kinds = Vec::new();
+        for entry in self.alerts_by_run.range((id, "")..)? {
+            let (key, _) = entry?;
+            let (key_run, kind) = key.value();
+            if key_run != id {
+                break;
+            }
+            kinds.push(kind.to_owned());
+        }
+        for kind in &kinds {
+            self.alerts_by_run.remove((id, kind.as_str()))?;
         }
         Ok(keys.len() as u64)
     }
@@ -247,6 +264,7 @@ mod tests {
             .into_iter()
             .map(|s| (s, until))
             .collect(),
+            alerts_until_ms: None,
             dry_run,
         }
     }
