@@ -4,7 +4,9 @@
 //! store file and schedule names; the runs and their outcomes are read back from the store.
 
 use flow_runtime as flow;
-use flow_runtime::store::{RunFilter, RunStatus, ScheduleRecord};
+use flow_runtime::store::{
+    AlertDetail, AlertFilter, AlertKind, RunFilter, RunId, RunStatus, ScheduleRecord,
+};
 use flow_runtime::{CatchUp, Flow, ManualClock, Overlap, ScheduleConfig, Sharing};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -220,7 +222,35 @@ async fn missed_ticks_follow_the_catch_up_policy() {
         );
         assert!(runs.iter().all(|r| r.2 == 1), "each run executed once");
         let record = record(&flow, name).await.expect("the record");
-        assert_eq!(record.skipped, 5 - expected.len() as u64, "{name}");
+        let missed = 5 - expected.len() as u64;
+        assert_eq!(record.skipped, missed, "{name}");
+        // Ticks left out open one missed-tick alert, naming the first and the count
+        let alerts = flow
+            .store()
+            .alerts(&AlertFilter::default())
+            .await
+            .expect("alerts");
+        let alerts: Vec<_> = alerts
+            .into_iter()
+            .filter(|a| a.kind == AlertKind::MissedTick)
+            .collect();
+        if missed == 0 {
+            assert!(alerts.is_empty(), "{name}: {alerts:?}");
+        } else {
+            assert_eq!(alerts.len(), 1, "{name}: {alerts:?}");
+            assert_eq!(
+                alerts[0].run_ids,
+                vec![RunId::from(format!("{name}@2026-11-28T01:00:00Z"))]
+            );
+            match &alerts[0].detail {
+                Some(AlertDetail::MissedTicks { count, .. }) => assert_eq!(*count, missed),
+                other => panic!("{name}: {other:?}"),
+            }
+            assert!(alerts[0]
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains(&format!("missed {missed} tick(s)"))));
+        }
     }
 }
 

@@ -316,6 +316,24 @@ pub fn notice_body(alert: &AlertRecord, notice: Notice, program: &str) -> serde_
             body["run_status"] = json!(status.as_str());
         }
         Some(AlertDetail::ErrorBudget(trip)) => body["budget"] = json!(trip),
+        Some(AlertDetail::MissedTicks {
+            schedule,
+            count,
+            first_ms,
+            last_ms,
+        }) => {
+            body["schedule"] = json!(schedule);
+            body["missed_ticks"] = json!(count);
+            body["first_missed_tick"] = json!(crate::store::format_tick(*first_ms));
+            body["last_missed_tick"] = json!(crate::store::format_tick(*last_ms));
+            // No run to show: the schedule's state, and the command that runs what was missed
+            body["inspect"] = json!(format!("{program} schedules list"));
+            body["backfill"] = json!(format!(
+                "{program} schedules backfill {schedule} --from {} --to {}",
+                crate::store::format_tick(*first_ms),
+                crate::store::format_tick(*last_ms)
+            ));
+        }
         None => {}
     }
     body

@@ -515,6 +515,11 @@ impl Flow {
                     .max()
                     .unwrap_or(through)
             };
+            let missed: Vec<u64> = skipped
+                .iter()
+                .filter(|(_, r)| *r == SkipReason::Missed)
+                .map(|(t, _)| *t)
+                .collect();
             for (tick, reason) in &skipped {
                 tracing::warn!(
                     schedule = %schedule.name,
@@ -545,12 +550,55 @@ impl Flow {
                 }))
                 .await?;
             log_outcome(schedule, &outcome);
+            if !outcome.stale {
+                self.alert_missed(schedule, &missed).await;
+            }
             created.extend(outcome.created);
         }
         if !created.is_empty() {
             self.inner.queue_changed.notify_waiters();
         }
         Ok(created)
+    }
+
+    /// Opens a missed-tick alert for ticks of `schedule` the catch-up policy or window left
+    /// out, once per pass that left some out (the pass's record move is the once: a second
+    /// worker's pass over the same ticks is stale and gets here with none). An alert that
+    /// cannot be stored is logged; the schedule goes on.
+    async fn alert_missed(&self, schedule: &Schedule, missed: &[u64]) {
+        let (Some(first), Some(last)) = (missed.first(), missed.last()) else {
+            return;
+        };
+        let error = format!(
+            "schedule {} missed {} tick(s) from {} to {} while no worker ran (catch_up = \"{}\", window {}); they did not run",
+            schedule.name,
+            missed.len(),
+            schedule.local(*first),
+            schedule.local(*last),
+            schedule.catch_up.as_str(),
+            humantime::format_duration(schedule.catch_up_window),
+        );
+        let write = crate::store::Write::RunAlert(crate::store::RunAlert {
+            kind: crate::store::AlertKind::MissedTick,
+            workflow: schedule.workflow.clone(),
+            run_id: tick_run_id(&schedule.name, *first),
+            trace_id: new_trace_id(),
+            error: Some(error),
+            detail: Some(crate::store::AlertDetail::MissedTicks {
+                schedule: schedule.name.clone(),
+                count: missed.len() as u64,
+                first_ms: *first,
+                last_ms: *last,
+            }),
+            sinks: self.inner.alerts.names(),
+            at_ms: crate::store::now_ms(),
+        });
+        match self.inner.store.commit(vec![write]).await {
+            Ok(()) => self.inner.alerts_changed.notify_one(),
+            Err(e) => {
+                tracing::error!(schedule = %schedule.name, error = %e, "could not store the missed-tick alert")
+            }
+        }
     }
 
     /// When the next tick of any enabled schedule is due, after `now_ms`.

@@ -29,6 +29,10 @@ pub enum AlertKind {
     /// A units fan-out's error budget tripped in a run; resolved when the run succeeds (or is
     /// cancelled).
     ErrorBudget,
+    /// A schedule's ticks passed while no worker ran and the catch-up policy or window left
+    /// them out. Its `run_ids[0]` is the id the first missed tick's run would have had; it never
+    /// resolves (a later tick firing does not bring the missed ones back).
+    MissedTick,
 }
 
 impl AlertKind {
@@ -39,13 +43,14 @@ impl AlertKind {
             AlertKind::NeedsAttention => "needs-attention",
             AlertKind::MaxDuration => "max-duration",
             AlertKind::ErrorBudget => "error-budget",
+            AlertKind::MissedTick => "missed-tick",
         }
     }
 
-    /// Whether a later event resolves an alert of this kind. Every kind so far does; an alert
-    /// of a kind that never resolves is pruned once delivered and old enough.
+    /// Whether a later event resolves an alert of this kind; an alert of a kind that never
+    /// resolves (a missed tick) is pruned once delivered and old enough.
     pub fn resolves(self) -> bool {
-        true
+        !matches!(self, AlertKind::MissedTick)
     }
 
     /// Whether an alert of this kind is about one run (its `run_ids[0]`): once that run is
@@ -184,6 +189,17 @@ pub enum AlertDetail {
     },
     /// A tripped error budget of a units fan-out.
     ErrorBudget(BudgetTrip),
+    /// Ticks of a schedule that did not run.
+    MissedTicks {
+        /// The schedule.
+        schedule: String,
+        /// How many ticks were left out.
+        count: u64,
+        /// The first and the last of them, ms since the epoch.
+        first_ms: u64,
+        /// The last.
+        last_ms: u64,
+    },
 }
 
 /// The figures of a tripped error budget.
@@ -512,6 +528,8 @@ pub trait AlertBook {
                         | super::RunStatus::Sleeping
                 )
             }),
+            // Its "run" is a tick that never ran: the alert is about the schedule
+            AlertKind::MissedTick => true,
             _ => run_status.is_some(),
         };
         if !open {

@@ -179,7 +179,7 @@ fn schedule_line(app: &AppInfo, v: &ScheduleView, window: std::time::Duration) -
         _ => "none".to_owned(),
     };
     format!(
-        "schedule `{}`: `{}` in {} (from {}); catch-up `{}` within {}, overlap `{}`, queue `{}`; next fire {next}; {}. Operate it with `{bin} schedules pause {0} --note '<why>'`, `{bin} schedules resume {0}`, `{bin} schedules trigger {0}` (one run now) and `{bin} schedules backfill {0} --from <time> --to <time>` (the runs of past ticks).",
+        "schedule `{}`: `{}` in {} (from {}); catch-up `{}` within {}, overlap `{}`, queue `{}`; next fire {next}; {}. Operate it with `{bin} schedules pause {0} --note '<why>'`, `{bin} schedules resume {0}`, `{bin} schedules trigger {0}` (one run now) and `{bin} schedules backfill {0} --from <time> --to <time>` (the runs of past ticks). Ticks that pass while no worker runs and that the catch-up leaves out raise an alert (kind `missed-tick`, once per worker pass that left ticks out, with the backfill command; it does not resolve).",
         v.name,
         v.cron,
         v.timezone,
