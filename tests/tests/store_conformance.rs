@@ -178,6 +178,7 @@ fn owner_of(pid: u32) -> Owner {
     let start_ticks = after_name.split(' ').nth(19).unwrap().parse().unwrap();
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     Owner {
+        machine_id: Owner::machine_id().unwrap(),
         pid,
         start_ticks,
         boot_id: boot_id.trim().to_owned(),
