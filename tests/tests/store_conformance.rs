@@ -129,6 +129,7 @@ conformance!(
     consecutive_failures_open_one_alert_and_a_success_resolves_it,
     overdue_runs_are_found_and_alerted_once_and_an_end_or_a_cancel_resolves_them,
     prune_deletes_delivered_alerts_of_gone_runs_and_frees_the_run_for_a_new_alert,
+    a_lease_is_renewed_only_by_the_latest_claim_and_holds_the_run_against_others,
 );
 
 const NOW: u64 = 1_700_000_000_000;
@@ -950,6 +951,101 @@ async fn prune_deletes_delivered_alerts_of_gone_runs_and_frees_the_run_for_a_new
     let alerts = store.alerts(&AlertFilter::default()).await.unwrap();
     assert_eq!(alerts.len(), 1);
     assert_ne!(alerts[0].id, alert.id);
+}
+
+/// A worker on another machine: this process cannot check it, only its lease holds its runs.
+fn elsewhere(pid: u32) -> Owner {
+    Owner {
+        machine_id: "another-machine".into(),
+        pid,
+        start_ticks: 1,
+        boot_id: "another-boot".into(),
+    }
+}
+
+fn claim_for(owner: Owner, lease: Duration) -> ClaimRequest {
+    ClaimRequest {
+        owner: Some(owner),
+        lease,
+        take: Box::new(|run: &mut RunRecord| {
+            run.executions += 1;
+            true
+        }),
+    }
+}
+
+async fn a_lease_is_renewed_only_by_the_latest_claim_and_holds_the_run_against_others(
+    store: Arc<dyn Store>,
+) {
+    let id = RunId::from("r");
+    create(&store, run("r", RunStatus::Running, NOW)).await;
+    // Worker A takes the run with a lease that is already over
+    let a = match store
+        .claim(&id, claim_for(elsewhere(10), Duration::ZERO))
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::Claimed { claim, .. } => claim,
+        other => panic!("{other:?}"),
+    };
+    let until = flow_runtime::store::now_ms() + 60_000;
+    store.renew_lease(a.clone(), until).await.unwrap();
+    let stored = store.run(&id).await.unwrap().unwrap();
+    assert_eq!(stored.lease_expires_at_ms, Some(until));
+    assert_eq!((stored.status, stored.executions), (RunStatus::Running, 1));
+    assert_eq!(stored.owner, Some(elsewhere(10)));
+    // A shorter renewal does not cut the lease
+    store.renew_lease(a.clone(), until - 1_000).await.unwrap();
+    let stored = store.run(&id).await.unwrap().unwrap();
+    assert_eq!(stored.lease_expires_at_ms, Some(until));
+    // The renewed lease holds the run against worker C
+    let c = store
+        .claim(&id, claim_for(elsewhere(30), Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(matches!(c, ClaimOutcome::Held(_)), "{c:?}");
+
+    // A pauses past its lease; worker B takes the run over
+    let mut expired = stored.clone();
+    expired.lease_expires_at_ms = Some(1);
+    store.commit(vec![Write::PutRun(expired)]).await.unwrap();
+    let b = match store
+        .claim(&id, claim_for(elsewhere(20), Duration::from_secs(30)))
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::Claimed { claim, .. } => claim,
+        other => panic!("{other:?}"),
+    };
+    assert!(b.token > a.token);
+    let taken = store.run(&id).await.unwrap().unwrap();
+    // A wakes up and renews: refused, and B's lease is left as it is
+    let refused = store.renew_lease(a, until + 60_000).await;
+    assert!(
+        matches!(refused, Err(StoreError::ClaimLost { ref run_id }) if run_id == &id),
+        "{refused:?}"
+    );
+    let stored = store.run(&id).await.unwrap().unwrap();
+    assert_eq!(stored, taken);
+    assert_eq!(stored.owner, Some(elsewhere(20)));
+    store.renew_lease(b.clone(), until + 1).await.unwrap();
+    let stored = store.run(&id).await.unwrap().unwrap();
+    assert_eq!(stored.lease_expires_at_ms, Some(until + 1));
+
+    // A renewal in the commit after the run's end changes nothing
+    let mut done = stored.clone();
+    done.status = RunStatus::Succeeded;
+    done.owner = None;
+    done.lease_expires_at_ms = None;
+    store
+        .commit(vec![
+            Write::CheckClaim(b.clone()),
+            Write::PutRun(done.clone()),
+        ])
+        .await
+        .unwrap();
+    store.renew_lease(b, until + 2).await.unwrap();
+    assert_eq!(store.run(&id).await.unwrap().unwrap(), done);
 }
 
 // ---- PostgreSQL only ----

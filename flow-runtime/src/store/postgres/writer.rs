@@ -63,6 +63,10 @@ pub(super) enum Op {
     },
     RunEnded(RunEnd),
     RunAlert(RunAlert),
+    RenewLease {
+        run: String,
+        until_ms: u64,
+    },
     AlertDelivery {
         alert_id: String,
         index: usize,
@@ -100,6 +104,10 @@ impl Op {
                 check_text(&"an alert's run id", alert.run_id.as_str())?;
                 Op::RunAlert(alert)
             }
+            Write::RenewLease { run_id, until_ms } => Op::RenewLease {
+                run: run_id.as_str().to_owned(),
+                until_ms,
+            },
             Write::AlertDelivery {
                 alert_id,
                 index,
@@ -268,6 +276,7 @@ async fn apply_on(
         .filter_map(|op| match op {
             Op::CheckClaim { run, .. } => Some(run.as_str()),
             Op::PutRun(row) => Some(row.id.as_str()),
+            Op::RenewLease { run, .. } => Some(run.as_str()),
             _ => None,
         })
         .collect();
@@ -290,6 +299,7 @@ async fn apply_on(
     let mut steps: HashMap<(&str, &str), Option<&str>> = HashMap::new();
     let mut cancels: HashMap<&str, Option<i64>> = HashMap::new();
     let mut alert_ops: Vec<&Op> = Vec::new();
+    let mut renewals: BTreeMap<&str, u64> = BTreeMap::new();
     for (ops, _) in commits {
         let stale = ops.iter().find_map(|op| match op {
             Op::CheckClaim { run, token } => {
@@ -320,6 +330,10 @@ async fn apply_on(
                 }
                 Op::ClearCancel { run } => {
                     cancels.insert(run, None);
+                }
+                Op::RenewLease { run, until_ms } => {
+                    let until = renewals.entry(run).or_default();
+                    *until = (*until).max(*until_ms);
                 }
                 Op::RunEnded(_) | Op::RunAlert(_) | Op::AlertDelivery { .. } => alert_ops.push(op),
             }
@@ -434,11 +448,42 @@ async fn apply_on(
         }
     }
 
+    if !renewals.is_empty() {
+        renew(client, &renewals).await?;
+    }
     if !alert_ops.is_empty() {
         alerts(client, &alert_ops).await?;
     }
     client.batch_execute("COMMIT").await?;
     Ok((created, committed))
+}
+
+/// Applies the batch's lease renewals to the records as the batch left them (the rows are
+/// locked since the batch began): a read and a write, in batches that renew leases only.
+async fn renew(
+    client: &deadpool_postgres::Object,
+    renewals: &BTreeMap<&str, u64>,
+) -> Result<(), Failure> {
+    let ids: Vec<&str> = renewals.keys().copied().collect();
+    let read = client.prepare_cached(EXISTING_RUNS).await?;
+    let mut rows = Vec::new();
+    for row in client.query(&read, &[&ids]).await? {
+        let id: &str = row.get(0);
+        // A record that does not decode is left as it is
+        let Ok(mut run) = decode_run(id, row.get(1)) else {
+            continue;
+        };
+        let until = renewals.get(id).copied().unwrap_or(0);
+        if run.renew_lease(until) {
+            rows.push(RunRow::of(&run)?);
+        }
+    }
+    if !rows.is_empty() {
+        let columns = RunColumns::of(&rows);
+        let put = client.prepare_cached(PUT_RUNS).await?;
+        client.execute(&put, &columns.params()).await?;
+    }
+    Ok(())
 }
 
 // ---- alerts ----
