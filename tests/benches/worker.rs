@@ -255,6 +255,7 @@ fn main() {
         // 3. recovery of 10,000 interrupted runs
         let (flow, store) = open(dir.path(), "recovery.redb");
         let gone = Owner {
+            machine_id: Owner::machine_id().unwrap_or_default(),
             pid: 0x3fff_fff0,
             start_ticks: 1,
             boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")

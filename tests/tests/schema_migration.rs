@@ -76,6 +76,7 @@ fn a_schema_2_store_is_indexed_and_upgraded_by_its_first_writer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flow.redb");
     let gone = Owner {
+        machine_id: String::new(),
         pid: 0x3fff_fff0,
         start_ticks: 1,
         boot_id: "another-boot".into(),

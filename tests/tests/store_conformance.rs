@@ -5,10 +5,10 @@
 //! another database (any URL the driver accepts; the user needs CREATE on the database).
 
 use flow_runtime::store::{
-    AlertFilter, Claim, ClaimOutcome, ClaimRequest, CreateRun, Owner, PgOptions, PgStore,
-    PruneRequest, QueueLimits, QueuePlace, QueueTake, RedbStore, RunEnd, RunEndOutcome, RunFilter,
-    RunId, RunRecord, RunStatus, ScheduleFire, ScheduleWrite, StepId, StepRecord, StepStatus,
-    Store, StoreError, Write,
+    AlertFilter, AlertKind, AlertState, Claim, ClaimOutcome, ClaimRequest, CreateRun,
+    DeliveryOutcome, Owner, PgOptions, PgStore, PruneRequest, QueueLimits, QueuePlace, QueueTake,
+    RedbStore, RunAlert, RunEnd, RunEndOutcome, RunFilter, RunId, RunRecord, RunStatus,
+    ScheduleFire, ScheduleWrite, StepId, StepRecord, StepStatus, Store, StoreError, Write,
 };
 use flow_runtime::Overlap;
 use serde_json::json;
@@ -127,6 +127,9 @@ conformance!(
     prune_deletes_only_selected_finished_runs_with_their_steps,
     a_schedule_tick_creates_its_run_once,
     consecutive_failures_open_one_alert_and_a_success_resolves_it,
+    overdue_runs_are_found_and_alerted_once_and_an_end_or_a_cancel_resolves_them,
+    prune_deletes_delivered_alerts_of_gone_runs_and_frees_the_run_for_a_new_alert,
+    a_lease_is_renewed_only_by_the_latest_claim_and_holds_the_run_against_others,
 );
 
 const NOW: u64 = 1_700_000_000_000;
@@ -165,13 +168,19 @@ fn step(run: &str, name: &str, key: &str, output: serde_json::Value) -> StepReco
 
 /// Another process that runs on this machine (pid 1), so its claim holds.
 fn remote_owner() -> Owner {
-    let stat = std::fs::read_to_string("/proc/1/stat").unwrap();
+    owner_of(1)
+}
+
+/// The process `pid` of this machine as an owner.
+fn owner_of(pid: u32) -> Owner {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after_name = &stat[stat.rfind(')').unwrap() + 2..];
     // Field 22 of /proc/PID/stat, the start time; fields after the name start at field 3
     let start_ticks = after_name.split(' ').nth(19).unwrap().parse().unwrap();
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     Owner {
-        pid: 1,
+        machine_id: Owner::machine_id().unwrap(),
+        pid,
         start_ticks,
         boot_id: boot_id.trim().to_owned(),
     }
@@ -719,7 +728,376 @@ async fn consecutive_failures_open_one_alert_and_a_success_resolves_it(store: Ar
     assert_eq!(alerts[0].state, flow_runtime::store::AlertState::Resolved);
 }
 
+fn run_alert(run: &str, at: u64) -> Write {
+    Write::RunAlert(RunAlert {
+        kind: AlertKind::MaxDuration,
+        workflow: "sync".into(),
+        run_id: RunId::from(run),
+        trace_id: "t".into(),
+        error: Some("over its max duration".into()),
+        detail: None,
+        sinks: vec!["log".into()],
+        at_ms: at,
+    })
+}
+
+/// The ids of `runs`, sorted.
+fn ids(runs: &[RunRecord]) -> Vec<String> {
+    let mut ids: Vec<String> = runs.iter().map(|r| r.id.to_string()).collect();
+    ids.sort();
+    ids
+}
+
+/// Cancels `id` as an operator does when nobody executes the run.
+fn cancel() -> ClaimRequest {
+    ClaimRequest {
+        owner: None,
+        lease: Duration::ZERO,
+        take: Box::new(|run: &mut RunRecord| {
+            run.status = RunStatus::Cancelled;
+            true
+        }),
+    }
+}
+
+/// Runs of `sync` past a 100 ms max duration at `NOW + 100`: one held by this process, one
+/// queued; not overdue: a younger queued run, a finished one, and one of another workflow.
+async fn overdue_fixture(store: &Arc<dyn Store>) {
+    let mut late = run("late", RunStatus::Running, NOW);
+    late.owner = Some(owner_of(std::process::id()));
+    let mut waiting = queued("waiting", 0, None, NOW);
+    waiting.workflow = "sync".into();
+    let mut young = queued("young", 0, None, NOW + 50);
+    young.workflow = "sync".into();
+    let mut other = queued("other", 0, None, NOW);
+    other.workflow = "report".into();
+    let done = run("done", RunStatus::Succeeded, NOW);
+    for record in [late, waiting, young, other, done] {
+        store.commit(vec![Write::PutRun(record)]).await.unwrap();
+    }
+}
+
+async fn overdue_runs_are_found_and_alerted_once_and_an_end_or_a_cancel_resolves_them(
+    store: Arc<dyn Store>,
+) {
+    overdue_fixture(&store).await;
+    let limits = vec![("sync".to_owned(), 100)];
+    let early = store.overdue_runs(&limits, NOW + 99, 10).await.unwrap();
+    assert!(early.runs.is_empty(), "{:?}", ids(&early.runs));
+    assert_eq!(
+        early.next_deadline_ms,
+        Some(NOW + 100),
+        "when to look again"
+    );
+    let due = store.overdue_runs(&limits, NOW + 100, 10).await.unwrap();
+    assert_eq!(ids(&due.runs), ["late", "waiting"]);
+    assert_eq!(
+        due.next_deadline_ms,
+        Some(NOW + 150),
+        "the young run's deadline"
+    );
+    let cut = store.overdue_runs(&limits, NOW + 100, 1).await.unwrap();
+    assert_eq!(cut.runs.len(), 1);
+    assert_eq!(
+        cut.next_deadline_ms,
+        Some(NOW + 100),
+        "cut short: look again now"
+    );
+    assert!(store
+        .overdue_runs(&[], NOW + 100, 10)
+        .await
+        .unwrap()
+        .runs
+        .is_empty());
+
+    // Three commits alert about the same run at once, one about a finished run: one alert
+    let (a, b, c) = futures::join!(
+        store.commit(vec![
+            run_alert("late", NOW + 100),
+            run_alert("done", NOW + 100)
+        ]),
+        store.commit(vec![run_alert("late", NOW + 101)]),
+        store.commit(vec![run_alert("late", NOW + 102)]),
+    );
+    a.unwrap();
+    b.unwrap();
+    c.unwrap();
+    store
+        .commit(vec![run_alert("late", NOW + 103)])
+        .await
+        .unwrap();
+    let alerts = store.alerts(&AlertFilter::default()).await.unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].kind, AlertKind::MaxDuration);
+    assert_eq!(alerts[0].run_ids, [RunId::from("late")]);
+    assert_eq!(alerts[0].state, AlertState::Open);
+    let later = store.overdue_runs(&limits, NOW + 200, 10).await.unwrap();
+    assert_eq!(
+        ids(&later.runs),
+        ["waiting", "young"],
+        "an alerted run is not overdue again"
+    );
+
+    // The queued run's alert resolves when the run fails (it is over)
+    store
+        .commit(vec![run_alert("waiting", NOW + 200)])
+        .await
+        .unwrap();
+    let mut failed = queued("waiting", 0, None, NOW);
+    failed.workflow = "sync".into();
+    failed.status = RunStatus::Failed;
+    store
+        .commit(vec![
+            Write::PutRun(failed),
+            ended("waiting", RunEndOutcome::Failed, NOW + 300),
+        ])
+        .await
+        .unwrap();
+    let alerts = store.alerts(&AlertFilter::default()).await.unwrap();
+    let waiting = alerts
+        .iter()
+        .find(|a| a.run_ids == [RunId::from("waiting")])
+        .unwrap();
+    assert_eq!(waiting.state, AlertState::Resolved);
+    assert_eq!(waiting.resolved_by, Some(RunId::from("waiting")));
+
+    // An operator cancels the held run while nobody executes it: the claim resolves its alert
+    let claimed = store.claim(&RunId::from("late"), cancel()).await.unwrap();
+    assert!(
+        matches!(claimed, ClaimOutcome::Claimed { .. }),
+        "{claimed:?}"
+    );
+    let alerts = store.alerts(&AlertFilter::default()).await.unwrap();
+    let late = alerts
+        .iter()
+        .find(|a| a.run_ids == [RunId::from("late")])
+        .unwrap();
+    assert_eq!(late.state, AlertState::Resolved);
+    assert_eq!(late.resolved_by, Some(RunId::from("late")));
+    assert_eq!(late.deliveries.len(), 2, "fired and resolved, to the log");
+    // Nothing of `sync` is watched any more but the young run
+    let end = store.overdue_runs(&limits, NOW + 400, 10).await.unwrap();
+    assert_eq!(ids(&end.runs), ["young"]);
+}
+
+async fn prune_deletes_delivered_alerts_of_gone_runs_and_frees_the_run_for_a_new_alert(
+    store: Arc<dyn Store>,
+) {
+    overdue_fixture(&store).await;
+    store
+        .commit(vec![run_alert("late", NOW + 100)])
+        .await
+        .unwrap();
+    let claimed = store.claim(&RunId::from("late"), cancel()).await.unwrap();
+    assert!(matches!(claimed, ClaimOutcome::Claimed { .. }));
+    let alert = store
+        .alerts(&AlertFilter::default())
+        .await
+        .unwrap()
+        .remove(0);
+    let far = flow_runtime::store::now_ms() + 60_000;
+    let request = PruneRequest {
+        updated_until_ms: vec![(RunStatus::Cancelled, far)],
+        alerts_until_ms: Some(far),
+        dry_run: true,
+    };
+    // Its notices are pending: the run may go, the alert stays
+    let counted = store.prune(&request).await.unwrap();
+    assert_eq!((counted.runs, counted.cancelled, counted.alerts), (1, 1, 0));
+    for index in 0..2 {
+        store
+            .commit(vec![Write::AlertDelivery {
+                alert_id: alert.id.clone(),
+                index,
+                outcome: DeliveryOutcome::Delivered,
+            }])
+            .await
+            .unwrap();
+    }
+    // Delivered and resolved, but created after an earlier cutoff: kept
+    let early = PruneRequest {
+        alerts_until_ms: Some(NOW),
+        ..request.clone()
+    };
+    assert_eq!(store.prune(&early).await.unwrap().alerts, 0);
+    let counted = store.prune(&request).await.unwrap();
+    assert_eq!((counted.runs, counted.alerts), (1, 1));
+    assert_eq!(
+        store.alerts(&AlertFilter::default()).await.unwrap().len(),
+        1
+    );
+    let pruned = store
+        .prune(&PruneRequest {
+            dry_run: false,
+            ..request.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(pruned, counted);
+    assert!(store
+        .alerts(&AlertFilter::default())
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.run(&RunId::from("late")).await.unwrap().is_none());
+    // A new run under the id may alert again: the old run's entry went with it
+    let mut again = run("late", RunStatus::Running, NOW);
+    again.owner = Some(owner_of(std::process::id()));
+    store.commit(vec![Write::PutRun(again)]).await.unwrap();
+    store
+        .commit(vec![run_alert("late", NOW + 100)])
+        .await
+        .unwrap();
+    let alerts = store.alerts(&AlertFilter::default()).await.unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_ne!(alerts[0].id, alert.id);
+}
+
+/// A worker on another machine: this process cannot check it, only its lease holds its runs.
+fn elsewhere(pid: u32) -> Owner {
+    Owner {
+        machine_id: "another-machine".into(),
+        pid,
+        start_ticks: 1,
+        boot_id: "another-boot".into(),
+    }
+}
+
+fn claim_for(owner: Owner, lease: Duration) -> ClaimRequest {
+    ClaimRequest {
+        owner: Some(owner),
+        lease,
+        take: Box::new(|run: &mut RunRecord| {
+            run.executions += 1;
+            true
+        }),
+    }
+}
+
+async fn a_lease_is_renewed_only_by_the_latest_claim_and_holds_the_run_against_others(
+    store: Arc<dyn Store>,
+) {
+    let id = RunId::from("r");
+    create(&store, run("r", RunStatus::Running, NOW)).await;
+    // Worker A takes the run with a lease that is already over
+    let a = match store
+        .claim(&id, claim_for(elsewhere(10), Duration::ZERO))
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::Claimed { claim, .. } => claim,
+        other => panic!("{other:?}"),
+    };
+    let until = flow_runtime::store::now_ms() + 60_000;
+    store.renew_lease(a.clone(), until).await.unwrap();
+    let stored = store.run(&id).await.unwrap().unwrap();
+    assert_eq!(stored.lease_expires_at_ms, Some(until));
+    assert_eq!((stored.status, stored.executions), (RunStatus::Running, 1));
+    assert_eq!(stored.owner, Some(elsewhere(10)));
+    // A shorter renewal does not cut the lease
+    store.renew_lease(a.clone(), until - 1_000).await.unwrap();
+    let stored = store.run(&id).await.unwrap().unwrap();
+    assert_eq!(stored.lease_expires_at_ms, Some(until));
+    // The renewed lease holds the run against worker C
+    let c = store
+        .claim(&id, claim_for(elsewhere(30), Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(matches!(c, ClaimOutcome::Held(_)), "{c:?}");
+
+    // A pauses past its lease; worker B takes the run over
+    let mut expired = stored.clone();
+    expired.lease_expires_at_ms = Some(1);
+    store.commit(vec![Write::PutRun(expired)]).await.unwrap();
+    let b = match store
+        .claim(&id, claim_for(elsewhere(20), Duration::from_secs(30)))
+        .await
+        .unwrap()
+    {
+        ClaimOutcome::Claimed { claim, .. } => claim,
+        other => panic!("{other:?}"),
+    };
+    assert!(b.token > a.token);
+    let taken = store.run(&id).await.unwrap().unwrap();
+    // A wakes up and renews: refused, and B's lease is left as it is
+    let refused = store.renew_lease(a, until + 60_000).await;
+    assert!(
+        matches!(refused, Err(StoreError::ClaimLost { ref run_id }) if run_id == &id),
+        "{refused:?}"
+    );
+    let stored = store.run(&id).await.unwrap().unwrap();
+    assert_eq!(stored, taken);
+    assert_eq!(stored.owner, Some(elsewhere(20)));
+    store.renew_lease(b.clone(), until + 1).await.unwrap();
+    let stored = store.run(&id).await.unwrap().unwrap();
+    assert_eq!(stored.lease_expires_at_ms, Some(until + 1));
+
+    // A renewal in the commit after the run's end changes nothing
+    let mut done = stored.clone();
+    done.status = RunStatus::Succeeded;
+    done.owner = None;
+    done.lease_expires_at_ms = None;
+    store
+        .commit(vec![
+            Write::CheckClaim(b.clone()),
+            Write::PutRun(done.clone()),
+        ])
+        .await
+        .unwrap();
+    store.renew_lease(b, until + 2).await.unwrap();
+    assert_eq!(store.run(&id).await.unwrap().unwrap(), done);
+}
+
 // ---- PostgreSQL only ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_processes_alerting_about_one_overdue_run_open_one_alert() {
+    let fixture = Fixture::postgres().await;
+    let options = || PgOptions {
+        schema: fixture.schema.clone().unwrap(),
+        pool_size: 4,
+    };
+    // Two handles, as two worker processes have: their writers batch apart
+    let one = PgStore::connect_with(&postgres_url(), options())
+        .await
+        .unwrap();
+    let two = PgStore::connect_with(&postgres_url(), options())
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let id = format!("late{i}");
+        let mut late = run(&id, RunStatus::Running, NOW);
+        late.owner = Some(owner_of(std::process::id()));
+        one.commit(vec![Write::PutRun(late)]).await.unwrap();
+        ids.push(id);
+    }
+    fn alert_all<'a>(
+        store: &'a PgStore,
+        ids: &[String],
+    ) -> futures::future::JoinAll<flow_runtime::store::BoxFuture<'a, Result<(), StoreError>>> {
+        let writes: Vec<_> = ids
+            .iter()
+            .map(|id| store.commit(vec![run_alert(id, NOW + 100)]))
+            .collect();
+        futures::future::join_all(writes)
+    }
+    let (a, b) = futures::join!(alert_all(&one, &ids), alert_all(&two, &ids));
+    for result in a.into_iter().chain(b) {
+        result.unwrap();
+    }
+    let alerts = two.alerts(&AlertFilter::default()).await.unwrap();
+    assert_eq!(alerts.len(), 20, "one alert per run");
+    let limits = vec![("sync".to_owned(), 100)];
+    assert!(one
+        .overdue_runs(&limits, NOW + 100, 100)
+        .await
+        .unwrap()
+        .runs
+        .is_empty());
+    drop((one, two));
+    fixture.finish().await;
+}
 
 #[tokio::test]
 async fn postgres_refuses_a_schema_written_by_a_newer_flow() {

@@ -347,6 +347,16 @@ impl RunRecord {
         }
     }
 
+    /// Applies [`Write::RenewLease`] to the record; returns whether it changed.
+    pub fn renew_lease(&mut self, until_ms: u64) -> bool {
+        let executing = matches!(self.status, RunStatus::Running | RunStatus::Sleeping);
+        if !executing || self.owner.is_none() || self.lease_expires_at_ms >= Some(until_ms) {
+            return false;
+        }
+        self.lease_expires_at_ms = Some(until_ms);
+        true
+    }
+
     /// Whether an execution holds this run now: it is running or sleeping, and its owner is
     /// another live process, or one whose liveness cannot be checked and whose lease has not
     /// expired. This process never holds a run against itself (the engine keeps its own table
@@ -532,6 +542,16 @@ pub enum Write {
     /// Open an alert about one run (a run past its max duration, a tripped error budget)
     /// unless one of its kind was opened for the run before; see [`AlertBook::run_alert`].
     RunAlert(RunAlert),
+    /// Extend the lease of the run's owner to `until_ms` (ms since the epoch), as stored when
+    /// the commit applies: nothing else of the record changes, and nothing happens if the run
+    /// is not executing with an owner or its lease already lasts longer. Carried with a
+    /// [`Write::CheckClaim`] ([`Store::renew_lease`]), so a run taken over is not renewed.
+    RenewLease {
+        /// The run.
+        run_id: RunId,
+        /// The new end of the lease.
+        until_ms: u64,
+    },
     /// Record what became of delivery `index` of alert `alert_id`.
     AlertDelivery {
         /// The alert.
@@ -602,6 +622,18 @@ pub trait Store: Send + Sync + 'static {
     /// window commit durably.
     fn commit_deferred(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {
         self.commit(writes)
+    }
+    /// Extends the lease of the run `claim` took to `until_ms`, in one durable commit checked
+    /// against the claim's fencing token: [`StoreError::ClaimLost`] if another execution took
+    /// the run since (its lease is left alone). A process executing runs renews each before it
+    /// expires, so a worker on another machine (which cannot see this process) does not take
+    /// them over while this one lives.
+    fn renew_lease(&self, claim: Claim, until_ms: u64) -> BoxFuture<'_, Result<(), StoreError>> {
+        let run_id = claim.run_id.clone();
+        self.commit(vec![
+            Write::CheckClaim(claim),
+            Write::RenewLease { run_id, until_ms },
+        ])
     }
     /// Makes every write sent so far durable.
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {

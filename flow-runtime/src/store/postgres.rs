@@ -13,6 +13,7 @@
 //! beside the columns that the store's queries filter and sort on. Key columns use the `C`
 //! collation, so ids and step keys sort by bytes, as on redb.
 
+mod alerts;
 mod claims;
 mod writer;
 
@@ -65,6 +66,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX runs_timers ON runs (timer_at, id) WHERE timer_at IS NOT NULL;
     CREATE INDEX runs_in_flight ON runs (queue, concurrency_key) WHERE in_flight;
     CREATE INDEX runs_held ON runs (id) WHERE held;
+    -- the runs a max-duration watch looks at (queued, waiting for a time, or held), by
+    -- workflow and age: the same runs the redb store finds through its three indexes
+    CREATE INDEX runs_watched ON runs (workflow, created_at, id)
+        WHERE queued OR timer_at IS NOT NULL OR held;
     CREATE TABLE steps (
         run_id text COLLATE "C" NOT NULL,
         step_key text COLLATE "C" NOT NULL,
@@ -85,6 +90,14 @@ const MIGRATIONS: &[&str] = &[
         record json NOT NULL
     );
     CREATE INDEX alerts_pending ON alerts (id) WHERE next_due IS NOT NULL;
+    -- (run, alert kind) -> the alert of that kind opened for the run: what makes a
+    -- max-duration or error-budget alert open once per run, whichever process sees it first
+    CREATE TABLE alerts_by_run (
+        run_id text COLLATE "C" NOT NULL,
+        kind text NOT NULL,
+        alert_id text COLLATE "C" NOT NULL,
+        PRIMARY KEY (run_id, kind)
+    );
     CREATE TABLE alert_streaks (workflow text COLLATE "C" PRIMARY KEY, record json NOT NULL);
     CREATE TABLE schedules (name text COLLATE "C" PRIMARY KEY, record json NOT NULL);
     "#,
@@ -755,7 +768,25 @@ impl Store for PgStore {
 
     fn prune(&self, request: &PruneRequest) -> BoxFuture<'_, Result<Pruned, StoreError>> {
         let request = request.clone();
-        Box::pin(async move { claims::prune(&self.inner, &request).await })
+        Box::pin(async move {
+            let mut pruned = claims::prune(&self.inner, &request).await?;
+            pruned.alerts = if request.dry_run {
+                alerts::count_prunable(&self.inner, &request).await?
+            } else {
+                alerts::prune(&self.inner, &request).await?
+            };
+            Ok(pruned)
+        })
+    }
+
+    fn overdue_runs(
+        &self,
+        limits: &[(String, u64)],
+        now_ms: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<super::OverdueRuns, StoreError>> {
+        let limits = limits.to_vec();
+        Box::pin(async move { alerts::overdue(&self.inner, &limits, now_ms, limit).await })
     }
 
     fn take_queued(&self, request: QueueTake) -> BoxFuture<'_, Result<Vec<Taken>, StoreError>> {

@@ -1095,6 +1095,10 @@ enum Op {
     },
     RunEnded(super::RunEnd),
     RunAlert(super::RunAlert),
+    RenewLease {
+        run: String,
+        until_ms: u64,
+    },
     AlertDelivery {
         alert_id: String,
         index: usize,
@@ -1136,6 +1140,10 @@ impl Op {
             },
             Write::RunEnded(end) => Op::RunEnded(end),
             Write::RunAlert(alert) => Op::RunAlert(alert),
+            Write::RenewLease { run_id, until_ms } => Op::RenewLease {
+                run: run_id.as_str().to_owned(),
+                until_ms,
+            },
             Write::AlertDelivery {
                 alert_id,
                 index,
@@ -1630,6 +1638,18 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                         Op::RunEnded(end) => alerts::run_ended(txn, &mut streaks, end)?,
                         Op::RunAlert(alert) => {
                             alerts::run_alert(txn, &runs, &mut streaks, alert)?;
+                        }
+                        Op::RenewLease { run, until_ms } => {
+                            let stored = runs.get(run.as_str())?.map(|v| v.value().to_vec());
+                            // A record that does not decode is left as it is
+                            if let Some(Ok(mut record)) = stored.map(|b| decode_run(run, &b)) {
+                                if record.renew_lease(*until_ms) {
+                                    if let Ok(json) = encode(format_args!("run {run}"), &record) {
+                                        let keys = RunKeys::of(&record);
+                                        put_run(&mut runs, index.get()?, run, &json, &keys)?;
+                                    }
+                                }
+                            }
                         }
                         Op::AlertDelivery {
                             alert_id,

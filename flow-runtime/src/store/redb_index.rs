@@ -261,6 +261,7 @@ mod tests {
             executions: 1,
             attention: None,
             owner: owner.then(|| Owner {
+                machine_id: String::new(),
                 pid: 1,
                 start_ticks: 2,
                 boot_id: "b".into(),

@@ -8,10 +8,11 @@
 //! name, because its counts must not move between reading and taking. The rules are the redb
 //! store's; this module must not add its own.
 
+use super::writer::{self, Failure, Op};
 use super::{decode_run, is_conflict, lock_key, ms, runs_of, RunColumns, RunRow, Shared, PUT_RUNS};
 use crate::store::{
     apply_fire, apply_pause, Claim, ClaimOutcome, ClaimRequest, PruneRequest, Pruned,
-    QueueStanding, QueueTake, RunId, RunRecord, RunStatus, ScheduleBook, ScheduleOutcome,
+    QueueStanding, QueueTake, RunEnd, RunId, RunRecord, RunStatus, ScheduleBook, ScheduleOutcome,
     ScheduleRecord, ScheduleWrite, StoreError, Taken,
 };
 use std::collections::HashMap;
@@ -53,7 +54,9 @@ macro_rules! transaction {
     }};
 }
 
-enum Fail {
+pub(super) use transaction;
+
+pub(super) enum Fail {
     Pg(tokio_postgres::Error),
     Store(StoreError),
 }
@@ -67,6 +70,15 @@ impl From<tokio_postgres::Error> for Fail {
 impl From<StoreError> for Fail {
     fn from(err: StoreError) -> Self {
         Fail::Store(err)
+    }
+}
+
+impl From<Failure> for Fail {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Conflict(err) | Failure::Other(err) => Fail::Pg(err),
+            Failure::Store(err) => Fail::Store(err),
+        }
     }
 }
 
@@ -137,6 +149,12 @@ pub(super) async fn claim(
         let row = RunRow::of(&run)?;
         let tokens = put_and_claim(&client, std::slice::from_ref(&row)).await?;
         let token = tokens.get(id.as_str()).copied().unwrap_or(0);
+        // An operator's cancel of a run nobody executes ends it here: its own alerts resolve
+        // in this transaction
+        if run.status == RunStatus::Cancelled {
+            let end = Op::RunEnded(RunEnd::cancelled(&run, now));
+            writer::alerts(&client, &[&end]).await?;
+        }
         Ok(ClaimOutcome::Claimed {
             claim: Claim {
                 run_id: run.id.clone(),
@@ -440,15 +458,19 @@ pub(super) async fn prune(shared: &Shared, request: &PruneRequest) -> Result<Pru
             if ids.is_empty() {
                 return Ok((0, batch));
             }
-            let (steps, cancels, runs) = futures::try_join!(
+            // Every table keyed by run; the alerts opened for a run go with its entries here
+            // (a new run under the id may alert again) and are pruned on their own terms
+            let (steps, cancels, by_run, runs) = futures::try_join!(
                 client.prepare_cached("DELETE FROM steps WHERE run_id = ANY($1)"),
                 client.prepare_cached("DELETE FROM cancels WHERE run_id = ANY($1)"),
+                client.prepare_cached("DELETE FROM alerts_by_run WHERE run_id = ANY($1)"),
                 client.prepare_cached("DELETE FROM runs WHERE id = ANY($1)"),
             )?;
             let by_id: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
-            let (steps, _, _) = futures::try_join!(
+            let (steps, _, _, _) = futures::try_join!(
                 client.execute(&steps, &by_id),
                 client.execute(&cancels, &by_id),
+                client.execute(&by_run, &by_id),
                 client.execute(&runs, &by_id),
             )?;
             for row in &rows {

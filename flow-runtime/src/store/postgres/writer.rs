@@ -13,8 +13,8 @@ use super::{
     check_text, decode_run, is_conflict, ms, step_key, RunColumns, RunRow, Shared, PUT_RUNS,
 };
 use crate::store::{
-    record_delivery, AlertBook, AlertRecord, Claim, CreateRun, DeliveryOutcome, RunEnd,
-    RunEndOutcome, RunId, StepRecord, StoreError, Streak, Write,
+    record_delivery, AlertBook, AlertKind, AlertRecord, Claim, CreateRun, DeliveryOutcome,
+    RunAlert, RunEnd, RunEndOutcome, RunId, RunStatus, StepRecord, StoreError, Streak, Write,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -62,6 +62,11 @@ pub(super) enum Op {
         run: String,
     },
     RunEnded(RunEnd),
+    RunAlert(RunAlert),
+    RenewLease {
+        run: String,
+        until_ms: u64,
+    },
     AlertDelivery {
         alert_id: String,
         index: usize,
@@ -91,11 +96,18 @@ impl Op {
                 run: run.as_str().to_owned(),
             },
             Write::RunEnded(end) => Op::RunEnded(end),
-            // TODO(issue 11): the per-run alerts table on PostgreSQL
-            Write::RunAlert(_) => return Err(StoreError::Backend(
-                "alerts about one run (max-duration, error-budget) are not kept on PostgreSQL yet"
-                    .into(),
-            )),
+            Write::RunAlert(alert) => {
+                check_text(
+                    &format_args!("alert about run {}", alert.run_id),
+                    &alert.workflow,
+                )?;
+                check_text(&"an alert's run id", alert.run_id.as_str())?;
+                Op::RunAlert(alert)
+            }
+            Write::RenewLease { run_id, until_ms } => Op::RenewLease {
+                run: run_id.as_str().to_owned(),
+                until_ms,
+            },
             Write::AlertDelivery {
                 alert_id,
                 index,
@@ -185,7 +197,7 @@ async fn write_batch(shared: &Shared, batch: Vec<Request>) {
     }
 }
 
-enum Failure {
+pub(super) enum Failure {
     Conflict(tokio_postgres::Error),
     Other(tokio_postgres::Error),
     Store(StoreError),
@@ -264,6 +276,7 @@ async fn apply_on(
         .filter_map(|op| match op {
             Op::CheckClaim { run, .. } => Some(run.as_str()),
             Op::PutRun(row) => Some(row.id.as_str()),
+            Op::RenewLease { run, .. } => Some(run.as_str()),
             _ => None,
         })
         .collect();
@@ -286,6 +299,7 @@ async fn apply_on(
     let mut steps: HashMap<(&str, &str), Option<&str>> = HashMap::new();
     let mut cancels: HashMap<&str, Option<i64>> = HashMap::new();
     let mut alert_ops: Vec<&Op> = Vec::new();
+    let mut renewals: BTreeMap<&str, u64> = BTreeMap::new();
     for (ops, _) in commits {
         let stale = ops.iter().find_map(|op| match op {
             Op::CheckClaim { run, token } => {
@@ -317,7 +331,11 @@ async fn apply_on(
                 Op::ClearCancel { run } => {
                     cancels.insert(run, None);
                 }
-                Op::RunEnded(_) | Op::AlertDelivery { .. } => alert_ops.push(op),
+                Op::RenewLease { run, until_ms } => {
+                    let until = renewals.entry(run).or_default();
+                    *until = (*until).max(*until_ms);
+                }
+                Op::RunEnded(_) | Op::RunAlert(_) | Op::AlertDelivery { .. } => alert_ops.push(op),
             }
         }
         committed.push(Ok(()));
@@ -430,11 +448,42 @@ async fn apply_on(
         }
     }
 
+    if !renewals.is_empty() {
+        renew(client, &renewals).await?;
+    }
     if !alert_ops.is_empty() {
         alerts(client, &alert_ops).await?;
     }
     client.batch_execute("COMMIT").await?;
     Ok((created, committed))
+}
+
+/// Applies the batch's lease renewals to the records as the batch left them (the rows are
+/// locked since the batch began): a read and a write, in batches that renew leases only.
+async fn renew(
+    client: &deadpool_postgres::Object,
+    renewals: &BTreeMap<&str, u64>,
+) -> Result<(), Failure> {
+    let ids: Vec<&str> = renewals.keys().copied().collect();
+    let read = client.prepare_cached(EXISTING_RUNS).await?;
+    let mut rows = Vec::new();
+    for row in client.query(&read, &[&ids]).await? {
+        let id: &str = row.get(0);
+        // A record that does not decode is left as it is
+        let Ok(mut run) = decode_run(id, row.get(1)) else {
+            continue;
+        };
+        let until = renewals.get(id).copied().unwrap_or(0);
+        if run.renew_lease(until) {
+            rows.push(RunRow::of(&run)?);
+        }
+    }
+    if !rows.is_empty() {
+        let columns = RunColumns::of(&rows);
+        let put = client.prepare_cached(PUT_RUNS).await?;
+        client.execute(&put, &columns.params()).await?;
+    }
+    Ok(())
 }
 
 // ---- alerts ----
@@ -444,6 +493,10 @@ async fn apply_on(
 struct Book {
     alerts: HashMap<String, AlertRecord>,
     changed: HashSet<String>,
+    /// (run id, alert kind) → alert id, for the runs the batch's [`Op::RunAlert`]s name.
+    by_run: HashMap<(String, String), String>,
+    /// The entries of `by_run` the rules added.
+    new_by_run: Vec<(String, &'static str, String)>,
 }
 
 impl AlertBook for Book {
@@ -456,17 +509,32 @@ impl AlertBook for Book {
         self.alerts.insert(alert.id.clone(), alert);
     }
 
-    // TODO(issue 11): the per-run alerts table on PostgreSQL
-    fn run_alert_id(&mut self, _run: &RunId, _kind: crate::store::AlertKind) -> Option<String> {
-        None
+    fn run_alert_id(&mut self, run: &RunId, kind: AlertKind) -> Option<String> {
+        self.by_run
+            .get(&(run.as_str().to_owned(), kind.as_str().to_owned()))
+            .cloned()
     }
 
-    fn put_run_alert_id(&mut self, _run: &RunId, _kind: crate::store::AlertKind, _id: &str) {}
+    fn put_run_alert_id(&mut self, run: &RunId, kind: AlertKind, id: &str) {
+        let key = (run.as_str().to_owned(), kind.as_str().to_owned());
+        self.by_run.insert(key, id.to_owned());
+        self.new_by_run
+            .push((run.as_str().to_owned(), kind.as_str(), id.to_owned()));
+    }
 }
 
-/// Applies the batch's run ends and alert deliveries in order.
-async fn alerts(client: &deadpool_postgres::Object, ops: &[&Op]) -> Result<(), Failure> {
-    // Streak rows locked in name order first; a missing row is made so it can be locked
+/// A run's status as the `status` column spells it.
+fn parse_status(text: &str) -> Option<RunStatus> {
+    RunStatus::ALL.into_iter().find(|s| s.as_str() == text)
+}
+
+/// Applies the batch's run ends, alerts about one run and alert deliveries in order, inside
+/// the caller's transaction, after its run writes (a [`Op::RunAlert`] sees the run's status as
+/// the batch leaves it). Locks run rows' streaks in workflow order, then alerts: the same
+/// order in every caller, so two transactions never wait for each other in a cycle.
+pub(super) async fn alerts(client: &deadpool_postgres::Object, ops: &[&Op]) -> Result<(), Failure> {
+    // Streak rows locked in name order first; a missing row is made so it can be locked (the
+    // lock is what makes two processes alerting about one run open one alert)
     let mut workflows: Vec<&str> = ops
         .iter()
         .filter_map(|op| match op {
@@ -475,6 +543,7 @@ async fn alerts(client: &deadpool_postgres::Object, ops: &[&Op]) -> Result<(), F
             {
                 Some(end.workflow.as_str())
             }
+            Op::RunAlert(alert) => Some(alert.workflow.as_str()),
             _ => None,
         })
         .collect();
@@ -495,6 +564,7 @@ async fn alerts(client: &deadpool_postgres::Object, ops: &[&Op]) -> Result<(), F
         .iter()
         .filter_map(|op| match op {
             Op::RunEnded(end) => Some(end.workflow.as_str()),
+            Op::RunAlert(alert) => Some(alert.workflow.as_str()),
             _ => None,
         })
         .collect();
@@ -510,7 +580,13 @@ async fn alerts(client: &deadpool_postgres::Object, ops: &[&Op]) -> Result<(), F
     // Every alert the streaks name, and those the deliveries change
     let mut ids: Vec<String> = streaks
         .values()
-        .flat_map(|s| s.open_alert.iter().chain(s.attention.values()).cloned())
+        .flat_map(|s| {
+            s.open_alert
+                .iter()
+                .chain(s.attention.values())
+                .chain(s.run_alerts.values().flatten())
+                .cloned()
+        })
         .collect();
     ids.extend(ops.iter().filter_map(|op| match op {
         Op::AlertDelivery { alert_id, .. } => Some(alert_id.clone()),
@@ -522,7 +598,35 @@ async fn alerts(client: &deadpool_postgres::Object, ops: &[&Op]) -> Result<(), F
     let mut book = Book {
         alerts: HashMap::new(),
         changed: HashSet::new(),
+        by_run: HashMap::new(),
+        new_by_run: Vec::new(),
     };
+    // The alerts opened before for the runs alerted about, and those runs' statuses (read
+    // after the streak locks: a process that opened one meanwhile has committed it)
+    let alerted: Vec<&str> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::RunAlert(alert) => Some(alert.run_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut statuses: HashMap<String, Option<RunStatus>> = HashMap::new();
+    if !alerted.is_empty() {
+        let by_run = client
+            .prepare_cached(
+                "SELECT run_id, kind, alert_id FROM alerts_by_run WHERE run_id = ANY($1)",
+            )
+            .await?;
+        for row in client.query(&by_run, &[&alerted]).await? {
+            book.by_run.insert((row.get(0), row.get(1)), row.get(2));
+        }
+        let status = client
+            .prepare_cached("SELECT id, status FROM runs WHERE id = ANY($1)")
+            .await?;
+        for row in client.query(&status, &[&alerted]).await? {
+            statuses.insert(row.get(0), parse_status(row.get(1)));
+        }
+    }
     for row in client.query(&load, &[&ids]).await? {
         let id: String = row.get(0);
         match serde_json::from_str(row.get(1)) {
@@ -544,6 +648,12 @@ async fn alerts(client: &deadpool_postgres::Object, ops: &[&Op]) -> Result<(), F
                 };
                 book.run_ended(streak, end, || uuid::Uuid::now_v7().to_string());
                 touched.insert(end.workflow.clone());
+            }
+            Op::RunAlert(request) => {
+                let streak = streaks.entry(request.workflow.clone()).or_default();
+                let status = statuses.get(request.run_id.as_str()).copied().flatten();
+                book.run_alert(streak, request, status, || uuid::Uuid::now_v7().to_string());
+                touched.insert(request.workflow.clone());
             }
             Op::AlertDelivery {
                 alert_id,
@@ -588,6 +698,22 @@ async fn alerts(client: &deadpool_postgres::Object, ops: &[&Op]) -> Result<(), F
     client
         .execute(&put, &[&put_id, &put_workflow, &put_due, &put_json])
         .await?;
+    if !book.new_by_run.is_empty() {
+        let (mut run, mut kind, mut alert) = (Vec::new(), Vec::new(), Vec::new());
+        for (r, k, a) in &book.new_by_run {
+            run.push(r.as_str());
+            kind.push(*k);
+            alert.push(a.as_str());
+        }
+        let put = client
+            .prepare_cached(
+                "INSERT INTO alerts_by_run (run_id, kind, alert_id)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])
+                 ON CONFLICT (run_id, kind) DO UPDATE SET alert_id = EXCLUDED.alert_id",
+            )
+            .await?;
+        client.execute(&put, &[&run, &kind, &alert]).await?;
+    }
     let (mut keep, mut keep_json, mut drop) = (Vec::new(), Vec::new(), Vec::new());
     for workflow in &touched {
         let Some(streak) = streaks.get(workflow) else {
