@@ -88,6 +88,17 @@ fn start_worker(flow: &Flow, clock: &Arc<ManualClock>) -> Running {
     }
 }
 
+/// Starts a worker and waits until it has seen schedule `name` (its first pass stores the
+/// schedule's record, starting it at the clock's time).
+async fn start_seeing(flow: &Flow, clock: &Arc<ManualClock>, name: &str) -> Running {
+    let worker = start_worker(flow, clock);
+    until("the worker sees the schedule", async || {
+        record(flow, name).await.is_some()
+    })
+    .await;
+    worker
+}
+
 impl Running {
     async fn stop(mut self) -> flow::WorkerReport {
         if let Some(stop) = self.stop.take() {
@@ -192,11 +203,7 @@ async fn missed_ticks_follow_the_catch_up_policy() {
             },
         );
         let clock = ManualClock::new(start);
-        let worker = start_worker(&flow, &clock);
-        until("the worker sees the schedule", async || {
-            record(&flow, name).await.is_some()
-        })
-        .await;
+        let worker = start_seeing(&flow, &clock, name).await;
         worker.stop().await;
         // Five hourly ticks pass with no worker running
         clock.set_ms(ms("2026-11-28T05:00:00Z") + late);
@@ -285,11 +292,7 @@ async fn a_tick_while_the_previous_run_runs_follows_the_overlap_policy() {
             },
         );
         let clock = ManualClock::new(ms("2026-11-28T00:00:30Z"));
-        let worker = start_worker(&flow, &clock);
-        until("the worker sees the schedule", async || {
-            record(&flow, name).await.is_some()
-        })
-        .await;
+        let worker = start_seeing(&flow, &clock, name).await;
         for minute in 1..=3u64 {
             clock.set_ms(ms("2026-11-28T00:00:30Z") + minute * 60_000);
             until("the worker passes over the tick", async || {
@@ -366,11 +369,7 @@ async fn daylight_saving_changes_neither_skip_nor_double_a_tick() {
             },
         );
         let clock = ManualClock::new(ms(from));
-        let worker = start_worker(&flow, &clock);
-        until("the worker sees the schedule", async || {
-            record(&flow, name).await.is_some()
-        })
-        .await;
+        let worker = start_seeing(&flow, &clock, name).await;
         for _ in 0..96 {
             clock.advance(Duration::from_secs(3600));
             tokio::time::sleep(Duration::from_millis(3)).await;

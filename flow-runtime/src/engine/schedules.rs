@@ -479,14 +479,7 @@ impl Flow {
         schedules: &[Schedule],
         now_ms: u64,
     ) -> Result<Vec<RunId>, Error> {
-        let records: BTreeMap<String, ScheduleRecord> = self
-            .inner
-            .store
-            .schedules()
-            .await?
-            .into_iter()
-            .map(|r| (r.name.clone(), r))
-            .collect();
+        let records = self.schedule_records().await?;
         let mut created = Vec::new();
         for schedule in schedules.iter().filter(|s| s.enabled) {
             let record = records.get(&schedule.name);
@@ -716,47 +709,65 @@ impl Flow {
     /// Every schedule with its stored state, for `schedules list`.
     pub async fn schedule_views(&self) -> Result<Vec<ScheduleView>, Error> {
         let schedules = self.schedules()?;
-        let records: BTreeMap<String, ScheduleRecord> = self
+        let records = self.schedule_records().await?;
+        let now = crate::store::now_ms();
+        let mut views = Vec::new();
+        for s in schedules {
+            let record = records.get(&s.name);
+            let last_status = match record.and_then(|r| r.last_run.as_ref()) {
+                Some(id) => self.inner.store.run(id).await?.map(|r| r.status),
+                None => None,
+            };
+            views.push(ScheduleView::of(s, record, last_status, now));
+        }
+        Ok(views)
+    }
+
+    /// The stored schedule records, by name.
+    async fn schedule_records(&self) -> Result<BTreeMap<String, ScheduleRecord>, Error> {
+        Ok(self
             .inner
             .store
             .schedules()
             .await?
             .into_iter()
             .map(|r| (r.name.clone(), r))
-            .collect();
-        let now = crate::store::now_ms();
-        let mut views = Vec::new();
-        for s in schedules {
-            let record = records.get(&s.name);
-            let paused = record.and_then(|r| r.paused.clone());
-            let next_ms = (s.enabled && paused.is_none())
-                .then(|| s.next_after(now))
-                .flatten();
-            let last_run = record.and_then(|r| r.last_run.clone());
-            let last_status = match &last_run {
-                Some(id) => self.inner.store.run(id).await?.map(|r| r.status),
-                None => None,
-            };
-            views.push(ScheduleView {
-                next_local: next_ms.map(|t| s.local(t)),
-                name: s.name,
-                workflow: s.workflow,
-                cron: s.cron,
-                timezone: s.timezone,
-                source: s.source.to_owned(),
-                enabled: s.enabled,
-                catch_up: s.catch_up,
-                overlap: s.overlap,
-                queue: s.queue,
-                next_ms,
-                paused,
-                last_run,
-                last_status,
-                buffered: record.map_or(0, |r| r.buffered.len()),
-                skipped: record.map_or(0, |r| r.skipped),
-            });
+            .collect())
+    }
+}
+
+impl ScheduleView {
+    /// `schedule` as `schedules list` shows it at `now_ms`, with its stored `record` (none
+    /// before a worker first saw it) and the status of its last run.
+    pub fn of(
+        schedule: Schedule,
+        record: Option<&ScheduleRecord>,
+        last_status: Option<RunStatus>,
+        now_ms: u64,
+    ) -> ScheduleView {
+        let s = schedule;
+        let paused = record.and_then(|r| r.paused.clone());
+        let next_ms = (s.enabled && paused.is_none())
+            .then(|| s.next_after(now_ms))
+            .flatten();
+        ScheduleView {
+            next_local: next_ms.map(|t| s.local(t)),
+            name: s.name,
+            workflow: s.workflow,
+            cron: s.cron,
+            timezone: s.timezone,
+            source: s.source.to_owned(),
+            enabled: s.enabled,
+            catch_up: s.catch_up,
+            overlap: s.overlap,
+            queue: s.queue,
+            next_ms,
+            paused,
+            last_run: record.and_then(|r| r.last_run.clone()),
+            last_status,
+            buffered: record.map_or(0, |r| r.buffered.len()),
+            skipped: record.map_or(0, |r| r.skipped),
         }
-        Ok(views)
     }
 }
 

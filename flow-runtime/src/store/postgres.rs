@@ -31,7 +31,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
 /// The schema version this build writes and reads in PostgreSQL (its own sequence, apart from
-/// redb's [`super::SCHEMA_VERSION`]). Migration `n` (1-based) of [`MIGRATIONS`] brings a schema
+/// redb's [`super::SCHEMA_VERSION`]). Migration `n` (1-based) of `MIGRATIONS` brings a schema
 /// from version `n - 1` to `n`.
 pub const PG_SCHEMA_VERSION: u32 = 1;
 

@@ -133,27 +133,7 @@ pub(super) fn stateless_views(settings: &FlowSettings) -> Result<Vec<ScheduleVie
     let now = crate::store::now_ms();
     Ok(resolved
         .into_iter()
-        .map(|s| {
-            let next_ms = s.enabled.then(|| s.next_after(now)).flatten();
-            ScheduleView {
-                next_local: next_ms.map(|t| s.local(t)),
-                name: s.name,
-                workflow: s.workflow,
-                cron: s.cron,
-                timezone: s.timezone,
-                source: s.source.to_owned(),
-                enabled: s.enabled,
-                catch_up: s.catch_up,
-                overlap: s.overlap,
-                queue: s.queue,
-                next_ms,
-                paused: None,
-                last_run: None,
-                last_status: None,
-                buffered: 0,
-                skipped: 0,
-            }
-        })
+        .map(|s| ScheduleView::of(s, None, None, now))
         .collect())
 }
 
