@@ -89,8 +89,13 @@ fn rate(r: Option<f64>) -> String {
     r.map_or("-".to_owned(), |r| format!("{:.1}%", r * 100.0))
 }
 
+/// A duration for people: ms below 10 s, then seconds with one decimal (JSON keeps ms).
 fn ms(v: Option<u64>) -> String {
-    v.map_or("-".to_owned(), |v| format!("{v} ms"))
+    match v {
+        None => "-".to_owned(),
+        Some(v) if v < 10_000 => format!("{v} ms"),
+        Some(v) => format!("{:.1} s", v as f64 / 1000.0),
+    }
 }
 
 fn errors(f: &Figures) -> String {
