@@ -2,18 +2,83 @@
 //! settings' level, `RUST_LOG`, `-v` and `-q`.
 //!
 //! Lines inside a run carry the `run` span's fields (workflow, run id, trace id) and, inside a
-//! step, the `step` span's (name, key, attempt): in JSON as `span` and `spans`, in pretty mode
-//! as the span prefix. The engine creates those spans at the `INFO` level (their true level, as
+//! step, the `step` span's (step, key, attempt): in JSON as `span` and `spans`, in pretty mode
+//! as the span prefix. No span field is called `name`: the JSON writer puts the span's own name
+//! under that key, and a field of the same name would make the key appear twice. The engine creates those spans at the `INFO` level (their true level, as
 //! an OpenTelemetry exporter will see it), and the filter always enables them, so that any
-//! enabled log line, whatever the level asked for, carries them. This module only installs the
-//! subscriber.
+//! enabled log line, whatever the level asked for, carries them.
+//!
+//! On a terminal, a progress display may be drawing on stderr: each log line is then written
+//! through [`share_screen`]'s bar, which clears its line, lets the log line out and draws itself
+//! again below it, so neither overwrites the other. This module installs the subscriber and
+//! owns that hand-over; it knows nothing of what the bar shows.
 
 use crate::console::settings::LogFormat;
-use std::io::IsTerminal;
+use indicatif::ProgressBar;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
 use tracing_subscriber::filter::{filter_fn, FilterExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+/// The progress display drawing on stderr now, if any.
+static SCREEN: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Routes log lines through `bar` until [`release_screen`]: each line is printed while the bar
+/// is cleared, then the bar is drawn again.
+pub(crate) fn share_screen(bar: &ProgressBar) {
+    *SCREEN.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+}
+
+/// Log lines go straight to stderr again (the bar is about to be cleared).
+pub(crate) fn release_screen() {
+    *SCREEN.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// Makes one [`LogLine`] per event.
+struct ScreenWriter;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ScreenWriter {
+    type Writer = LogLine;
+
+    fn make_writer(&'a self) -> LogLine {
+        LogLine(Vec::new())
+    }
+}
+
+/// One formatted event, written to stderr in one piece when dropped: around the progress bar
+/// if one is shown, so the bar's redraw never lands in the middle of the line.
+struct LogLine(Vec<u8>);
+
+impl Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        // The bar is cloned out so that the lock is not held while it redraws
+        let bar = SCREEN.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // A log line that cannot be written has nowhere else to go
+        let write = || {
+            let _ = std::io::stderr().lock().write_all(&self.0);
+        };
+        match bar {
+            Some(bar) if !bar.is_finished() => bar.suspend(write),
+            _ => write(),
+        }
+    }
+}
 
 /// flow's own `run` and `step` spans: enabled whatever the level, so `-q` lines keep their run.
 fn is_flow_span(meta: &tracing::Metadata<'_>) -> bool {
@@ -46,7 +111,7 @@ pub(crate) fn init(format: LogFormat, level: &str, verbosity: i8) {
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
     let filter = filter(level, verbosity).or(filter_fn(is_flow_span));
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = tracing_subscriber::fmt::layer().with_writer(ScreenWriter);
     let layer = if json {
         layer
             .json()

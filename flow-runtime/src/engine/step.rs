@@ -295,7 +295,8 @@ where
             }
         }
 
-        let span = tracing::info_span!("step", name = meta.name, key = %id.key, attempt);
+        // The field is `step`, not `name`: JSON logs put the span's own name under `name`
+        let span = tracing::info_span!("step", step = meta.name, key = %id.key, attempt);
         let frame = Frame::Step(Arc::new(StepFrame {
             run: run.clone(),
             key: declared_key.clone(),
@@ -387,15 +388,37 @@ where
                     attempt += 1;
                     continue;
                 }
-                let why = match class {
-                    None if meta.repeat == RepeatSafety::AtMostOnce => {
-                        "an at_most_once step is never retried"
-                    }
-                    None => "the step is not retried (retry = \"none\")",
-                    Some(ErrorClass::Permanent) => "the error is permanent, so it is not retried",
-                    Some(ErrorClass::Transient) => "the retry policy's attempts are used up",
-                };
-                tracing::error!(error = %message, class = %class_name, attempts = attempt, reason = why, "step failed");
+                // The error goes back to the workflow code, which may handle it (the run then
+                // succeeds) or return it (the run's end is logged at ERROR). So this is a WARN
+                // that says what happened and what the operator may need to do, not an ERROR.
+                match (class.is_none(), meta.repeat == RepeatSafety::AtMostOnce) {
+                    (true, true) => tracing::warn!(
+                        error = %message,
+                        attempts = attempt,
+                        "at_most_once step failed and was not retried (at_most_once steps never are: \
+                         its effect may have happened); the workflow got the error: if the run \
+                         fails, `runs show` has the step; if the run succeeds, the workflow carried \
+                         on without this step, so check whether its effect took place and redo it \
+                         by hand if it must"
+                    ),
+                    (true, false) => tracing::warn!(
+                        error = %message,
+                        attempts = attempt,
+                        "step failed and was not retried (retry = \"none\"); the workflow got the \
+                         error and decides whether the run fails"
+                    ),
+                    (false, _) => tracing::warn!(
+                        error = %message,
+                        class = %class_name,
+                        attempts = attempt,
+                        "step failed: {}; the workflow got the error and decides whether the run fails",
+                        if class_name == "permanent" {
+                            "the error is permanent, so it was not retried"
+                        } else {
+                            "the retry policy's attempts are used up"
+                        }
+                    ),
+                }
                 let mut failed = record(StepStatus::Failed, attempt);
                 failed.failure = replay.as_ref().and_then(|replay| (replay.encode)(&error));
                 failed.error = Some(message);

@@ -12,6 +12,7 @@
 mod client;
 pub(crate) mod open;
 mod server;
+pub(crate) mod stats;
 
 pub(crate) use client::Remote;
 pub(crate) use server::{serve, ServeHandle};
@@ -260,6 +261,10 @@ pub(crate) enum Request {
     },
     ResumeSchedule {
         name: String,
+    },
+    /// Per workflow and step figures of the runs created in a window.
+    Stats {
+        query: stats::StatsQuery,
     },
     /// One run of a schedule now.
     TriggerSchedule {
@@ -616,6 +621,20 @@ impl Operator {
                         from_ms,
                         to_ms,
                         overlap,
+                    })
+                    .await
+            }
+        }
+    }
+
+    /// The figures of the runs matching `query` (see [`stats`] for what it reads).
+    pub(crate) async fn stats(&self, query: &stats::StatsQuery) -> Result<stats::Stats, ApiError> {
+        match self {
+            Operator::Local(flow) => Ok(stats::compute(flow, query).await?),
+            Operator::Remote(remote) => {
+                remote
+                    .call(&Request::Stats {
+                        query: query.clone(),
                     })
                     .await
             }

@@ -193,7 +193,10 @@ async fn execute(flow: &Flow, runs: &Arc<Mutex<JoinSet<()>>>, request: Request) 
     let op = Operator::Local(flow.clone());
     let started = match request {
         // What an operator is told is durable: the deferred checkpoints are flushed first
-        Request::List { .. } | Request::Show { .. } | Request::Schedules
+        Request::List { .. }
+        | Request::Show { .. }
+        | Request::Schedules
+        | Request::Stats { .. }
             if flow.store().flush().await.is_err() =>
         {
             return reply::<()>(Err(ApiError::new(
@@ -239,6 +242,7 @@ async fn execute(flow: &Flow, runs: &Arc<Mutex<JoinSet<()>>>, request: Request) 
             return reply(enqueued);
         }
         Request::Schedules => return reply(op.schedules().await),
+        Request::Stats { query } => return reply(op.stats(&query).await),
         Request::PauseSchedule { name, note } => {
             return reply(op.pause_schedule(&name, true, note).await)
         }

@@ -138,6 +138,18 @@ pub(crate) enum Command {
     /// `NAME@<tick in UTC>`, so a tick runs once however many workers there are.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
+    /// Per workflow and step: runs, success rate, errors by class, p50/p95/p99 duration and
+    /// retries; with --compare, two windows side by side with what got worse marked
+    #[command(after_help = "\
+EXAMPLES:
+    app stats                                   # runs created in the last 24 hours
+    app stats --since 7d --workflow sync_records
+    app stats --from 2026-11-20 --to 2026-11-27 --output json
+    app stats --compare --before 2026-11-20..2026-11-27 --after 2026-11-27..
+
+A window A..B holds the runs created from A (included) to B (excluded); either end may be left
+out. Times are RFC 3339 (`2026-11-27T09:30:00Z`, `+01:00`) or dates (midnight UTC).")]
+    Stats(StatsArgs),
     /// Print the operator's runbook for this binary
     Runbook {
         #[arg(long, value_enum, default_value_t = RunbookFormat::Markdown)]
@@ -191,6 +203,7 @@ impl Command {
                     | RunsCommand::Fork { .. }
             ),
             Command::Runbook { .. }
+            | Command::Stats(_)
             | Command::Alerts(_)
             | Command::Schedules(_)
             | Command::CheckConfig
@@ -368,6 +381,61 @@ pub(crate) fn parse_instant(s: &str) -> Result<u64, String> {
     };
     u64::try_from(instant.as_millisecond())
         .map_err(|_| format!("{hint}; times before 1970 have no ticks"))
+}
+
+/// `stats`: which runs, and when a change is marked as worse.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StatsArgs {
+    /// Runs created this long ago or later, such as `24h`, `7d`
+    #[arg(long, value_parser = parse_duration, conflicts_with_all = ["from", "to", "compare"])]
+    pub since: Option<std::time::Duration>,
+    /// Runs created at or after this time [default: 24 hours ago, unless --to is given]
+    #[arg(long, value_parser = parse_instant, conflicts_with = "compare")]
+    pub from: Option<u64>,
+    /// Runs created before this time
+    #[arg(long, value_parser = parse_instant, conflicts_with = "compare")]
+    pub to: Option<u64>,
+    /// Only this workflow
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// Compare the --before window with the --after window
+    #[arg(long, requires_all = ["before", "after"])]
+    pub compare: bool,
+    /// The window to compare against, `A..B` (`2026-11-20..2026-11-27`)
+    #[arg(long, value_parser = parse_window, requires = "compare", value_name = "A..B")]
+    pub before: Option<(Option<u64>, Option<u64>)>,
+    /// The window under judgement, `C..D` or `C..` (until now)
+    #[arg(long, value_parser = parse_window, requires = "compare", value_name = "C..D")]
+    pub after: Option<(Option<u64>, Option<u64>)>,
+    /// Mark a p95 duration that grew by more than this share
+    #[arg(long, value_parser = parse_percent, default_value = "20%", value_name = "P%")]
+    pub latency_threshold: f64,
+    /// ... and by at least this much, so that 2 ms becoming 3 ms is not marked
+    #[arg(long, value_parser = parse_duration, default_value = "10ms", value_name = "DURATION")]
+    pub min_change: std::time::Duration,
+    /// Mark an error rate that grew by more than this many points
+    #[arg(long, value_parser = parse_percent, default_value = "5%", value_name = "P%")]
+    pub error_threshold: f64,
+}
+
+/// A window `A..B`, either end optional, as ms since the epoch.
+fn parse_window(s: &str) -> Result<(Option<u64>, Option<u64>), String> {
+    let Some((from, to)) = s.split_once("..") else {
+        return Err("expected a window `A..B`, such as `2026-11-20..2026-11-27` or `2026-11-27T09:00:00Z..` (until now)".to_owned());
+    };
+    let end = |t: &str| {
+        let t = t.trim();
+        (!t.is_empty()).then(|| parse_instant(t)).transpose()
+    };
+    let (from, to) = (end(from)?, end(to)?);
+    if let (Some(a), Some(b)) = (from, to) {
+        if a >= b {
+            return Err(
+                "the window ends before it starts: write the earlier time first".to_owned(),
+            );
+        }
+    }
+    Ok((from, to))
 }
 
 #[derive(Debug, Subcommand)]

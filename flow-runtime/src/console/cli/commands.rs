@@ -260,6 +260,7 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
         }
         Command::Runs(runs) => runs_command(app, settings, runs, output).await,
         Command::Alerts(alerts) => super::alerts::command(settings, alerts, output).await,
+        Command::Stats(stats) => super::stats::command(settings, stats, output).await,
         Command::Schedules(schedules) => {
             super::schedules::command(app, settings, schedules, output).await
         }

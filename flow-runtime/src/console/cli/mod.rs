@@ -23,6 +23,7 @@ mod queue;
 mod runbook;
 mod schedules;
 mod signals;
+mod stats;
 
 use crate::console::settings::{SettingProblem, SettingsSource};
 use crate::engine::state::AppState;

@@ -1,5 +1,6 @@
 //! The progress bar of `run` and `runs resume` on a terminal: steps done, the current step and
-//! retries, read from the store while the run executes (it never slows the run down).
+//! retries, read from the store while the run executes (it never slows the run down). While it
+//! is shown, log lines are written around it (`telemetry::share_screen`).
 
 use crate::engine::Flow;
 use crate::store::{RunId, StepStatus};
@@ -16,6 +17,7 @@ pub(super) struct Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.poller.abort();
+        crate::console::telemetry::release_screen();
         self.bar.finish_and_clear();
     }
 }
@@ -32,6 +34,8 @@ pub(super) fn start(flow: &Flow, id: &RunId) -> Option<Progress> {
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
+    // Log lines are printed above the bar from now on, instead of over it
+    crate::console::telemetry::share_screen(&bar);
     let (flow, id, shown) = (flow.clone(), id.clone(), bar.clone());
     let poller = tokio::spawn(async move {
         loop {

@@ -1,0 +1,232 @@
+//! `stats` through the real binary: exact figures of a window (counts, success rate, errors by
+//! class, retries), and `stats --compare` on a store where one step became slower between two
+//! windows, read through the operator API of a worker that owns the store.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn obs(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_obs_child"));
+    cmd.current_dir(dir)
+        .env("FLOW_STORE", dir.join("flow.redb"))
+        .env("FLOW_LOG_FORMAT", "json")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+fn report(dir: &Path, input: &str) {
+    let out = obs(dir)
+        .args(["run", "report", "--input", input])
+        .output()
+        .unwrap();
+    // A run whose render fails for good exits 1; every other one 0
+    let expected = if input.contains("render_fails") { 1 } else { 0 };
+    flow_tests::assert_exit(&out, expected);
+}
+
+fn stats_json(dir: &Path, args: &[&str]) -> Value {
+    let out: Output = obs(dir)
+        .arg("stats")
+        .args(args)
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    flow_tests::assert_exit(&out, 0);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stats printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+#[test]
+fn a_window_gives_counts_success_rate_errors_by_class_and_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = now_rfc3339();
+    report(dir.path(), r#"{"render_flaky": 2}"#); // 2 retries, succeeds
+    report(dir.path(), r#"{"render_flaky": 2}"#); // 2 retries, succeeds
+    report(dir.path(), r#"{"render_fails": "permanent"}"#); // no retry, fails
+    report(dir.path(), r#"{"render_fails": "transient"}"#); // 2 retries, attempts used up
+    let out = obs(dir.path()).args(["run", "notify"]).output().unwrap();
+    flow_tests::assert_exit(&out, 0);
+
+    let stats = stats_json(dir.path(), &["--from", &start]);
+    assert_eq!(stats["runs_read"], 5);
+    let workflows = stats["workflows"].as_array().unwrap();
+    assert_eq!(workflows.len(), 2, "{stats:#}");
+    let report = workflows
+        .iter()
+        .find(|w| w["workflow"] == "report")
+        .unwrap();
+    let runs = &report["runs"];
+    assert_eq!(runs["count"], 4);
+    assert_eq!(runs["succeeded"], 2);
+    assert_eq!(runs["success_rate"], 0.5);
+    assert_eq!(runs["errors"], serde_json::json!({"failed": 2}));
+    assert_eq!(runs["retries"], 6);
+    assert!(runs["p50_ms"].is_u64() && runs["p99_ms"].is_u64());
+
+    let step = |name: &str| {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == name)
+            .unwrap_or_else(|| panic!("no step {name}: {report:#}"))
+            .clone()
+    };
+    let render = step("obs_child::render");
+    assert_eq!(render["count"], 4);
+    assert_eq!(render["succeeded"], 2);
+    assert_eq!(
+        render["errors"],
+        serde_json::json!({"permanent": 1, "transient": 1})
+    );
+    assert_eq!(render["retries"], 6);
+    assert_eq!(render["error_rate"], 0.5);
+    let fetch = step("obs_child::fetch");
+    assert_eq!(fetch["count"], 4);
+    assert_eq!(fetch["success_rate"], 1.0);
+    assert_eq!(fetch["retries"], 0);
+
+    let notify = workflows
+        .iter()
+        .find(|w| w["workflow"] == "notify")
+        .unwrap();
+    assert_eq!(notify["runs"]["success_rate"], 1.0);
+    assert_eq!(
+        notify["steps"][0]["errors"],
+        serde_json::json!({"unclassified": 1})
+    );
+
+    // --workflow narrows it; a window before every run holds none
+    let only = stats_json(dir.path(), &["--from", &start, "--workflow", "notify"]);
+    assert_eq!(only["workflows"].as_array().unwrap().len(), 1);
+    assert_eq!(only["workflows"][0]["workflow"], "notify");
+    let empty = stats_json(dir.path(), &["--to", &start]);
+    assert_eq!(empty["workflows"], serde_json::json!([]));
+
+    // The table says the same, in words
+    let table = obs(dir.path())
+        .args(["stats", "--since", "1h"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("permanent 1, transient 1"), "{text}");
+    assert!(text.contains("step obs_child::render"), "{text}");
+}
+
+/// A worker owning the store, stopped when dropped.
+struct Worker(std::process::Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn compare_marks_exactly_the_step_that_became_slower() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = now_rfc3339();
+    for _ in 0..6 {
+        report(dir.path(), r#"{"fetch_ms": 20, "render_ms": 20}"#);
+    }
+    let middle = now_rfc3339();
+    for _ in 0..6 {
+        report(dir.path(), r#"{"fetch_ms": 20, "render_ms": 250}"#);
+    }
+
+    // A worker owns the store from now on: stats goes through its operator API
+    let worker = Worker(
+        obs(dir.path())
+            .args(["worker"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let socket = dir.path().join("flow.redb.sock");
+    flow_tests::wait_until(60, "the worker's socket", || socket.exists());
+
+    let before = format!("{start}..{middle}");
+    let after = format!("{middle}..");
+    let cmp = stats_json(
+        dir.path(),
+        &[
+            "--compare",
+            "--before",
+            &before,
+            "--after",
+            &after,
+            "--min-change",
+            "50ms",
+        ],
+    );
+    let rows = cmp["rows"].as_array().unwrap();
+    let marked: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["step"].is_string() && r["latency_worse"] == true)
+        .collect();
+    assert_eq!(marked.len(), 1, "{cmp:#}");
+    assert_eq!(marked[0]["step"], "obs_child::render");
+    assert!(marked[0]["before"]["p95_ms"].as_u64().unwrap() < 250);
+    assert!(marked[0]["after"]["p95_ms"].as_u64().unwrap() >= 250);
+    assert!(marked[0]["p95_change"].as_f64().unwrap() > 1.0, "{cmp:#}");
+    for r in rows {
+        assert_eq!(r["before"]["count"], 6, "{r:#}");
+        assert_eq!(r["after"]["count"], 6, "{r:#}");
+        assert_eq!(r["errors_worse"], false, "{r:#}");
+    }
+    // The workflow's own duration grew with it
+    let workflow = rows.iter().find(|r| r["step"].is_null()).unwrap();
+    assert_eq!(workflow["latency_worse"], true, "{cmp:#}");
+
+    // The table marks that row, and only it among the steps
+    let table = obs(dir.path())
+        .args(["stats", "--compare", "--before", &before, "--after", &after])
+        .args(["--min-change", "50ms"])
+        .output()
+        .unwrap();
+    flow_tests::assert_exit(&table, 0);
+    let text = String::from_utf8_lossy(&table.stdout);
+    let step_rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("step obs_child"))
+        .collect();
+    assert_eq!(step_rows.len(), 2, "{text}");
+    for line in step_rows {
+        assert_eq!(
+            line.contains("!! latency"),
+            line.contains("obs_child::render"),
+            "{text}"
+        );
+    }
+    drop(worker);
+}
+
+#[test]
+fn a_window_that_ends_before_it_starts_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = obs(dir.path())
+        .args([
+            "stats",
+            "--compare",
+            "--before",
+            "2026-11-27..2026-11-20",
+            "--after",
+            "2026-11-27..",
+        ])
+        .output()
+        .unwrap();
+    flow_tests::assert_exit(&out, 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the window ends before it starts"), "{err}");
+}
