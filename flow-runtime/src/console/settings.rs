@@ -220,6 +220,17 @@ fn duration(value: &str, _: &()) -> garde::Result {
     })
 }
 
+fn lease_setting(value: &str, _: &()) -> garde::Result {
+    duration(value, &())?;
+    let lease = humantime::parse_duration(value).unwrap_or_default();
+    if lease < std::time::Duration::from_millis(200) {
+        return Err(garde::Error::new(format!(
+            "`{value}` is shorter than the shortest lease, 200ms; choose a lease longer than the pauses a process may see (30s is the default)"
+        )));
+    }
+    Ok(())
+}
+
 /// A log filter in `RUST_LOG` syntax in which every directive names a level: `info`,
 /// `warn,my_app=debug`. `EnvFilter` alone accepts any word as a target (`nonsense` means
 /// "everything from the target `nonsense`"), which hides typos such as `inf` or `verbose`.
@@ -299,6 +310,11 @@ pub struct FlowSettings {
     /// and end are always durable first).
     #[garde(custom(durability_setting))]
     pub durability: String,
+    /// How long a process's claim of a run holds where other processes cannot check that it
+    /// lives (workers on other machines sharing a PostgreSQL store), such as `30s`; renewed
+    /// while the run executes. A process frozen or cut off longer than this loses its runs.
+    #[garde(custom(lease_setting))]
+    pub lease: String,
     /// Overrides of named retry policies, by name (`transient`).
     #[garde(dive)]
     pub retry: BTreeMap<String, RetryOverride>,
@@ -416,6 +432,7 @@ impl Default for FlowSettings {
             log_level: "info".into(),
             shutdown_grace: "10s".into(),
             durability: "5ms".into(),
+            lease: "30s".into(),
             retry: BTreeMap::new(),
             queues: BTreeMap::new(),
             max_input_size: ByteSize(16 << 20),
@@ -432,6 +449,11 @@ impl FlowSettings {
     pub fn shutdown_grace(&self) -> std::time::Duration {
         humantime::parse_duration(&self.shutdown_grace)
             .unwrap_or(std::time::Duration::from_secs(10))
+    }
+
+    /// [`FlowSettings::lease`] as a duration (validated when the settings load).
+    pub fn lease(&self) -> std::time::Duration {
+        humantime::parse_duration(&self.lease).unwrap_or(crate::engine::DEFAULT_LEASE)
     }
 
     /// [`FlowSettings::durability`] (validated when the settings load).

@@ -296,6 +296,34 @@ impl RunCtx {
         Some(run.clone())
     }
 
+    /// The end of this execution's lease as the kept record has it (ms since the epoch).
+    pub fn lease_expires_at_ms(&self) -> Option<u64> {
+        lock(&self.record).as_ref()?.lease_expires_at_ms
+    }
+
+    /// Moves the kept record's lease to `until_ms` (never back), so every run record this
+    /// execution writes from now on carries the renewed lease; returns the lease it had.
+    pub fn extend_lease(&self, until_ms: u64) -> Option<u64> {
+        let mut record = lock(&self.record);
+        let run = record.as_mut()?;
+        let before = run.lease_expires_at_ms;
+        if before < Some(until_ms) {
+            run.lease_expires_at_ms = Some(until_ms);
+        }
+        before
+    }
+
+    /// Puts back the lease [`RunCtx::extend_lease`] replaced, after the renewal failed, unless
+    /// a later renewal moved it on meanwhile.
+    pub fn restore_lease(&self, renewed_ms: u64, before: Option<u64>) {
+        let mut record = lock(&self.record);
+        if let Some(run) = record.as_mut() {
+            if run.lease_expires_at_ms == Some(renewed_ms) {
+                run.lease_expires_at_ms = before;
+            }
+        }
+    }
+
     /// The kept run record, if any.
     pub fn record(&self) -> Option<RunRecord> {
         lock(&self.record).clone()

@@ -64,6 +64,9 @@ struct Inner {
     state: AppState,
     active: Mutex<HashMap<RunId, Active>>,
     cancel_poll: Duration,
+    /// How long a claim of this process holds where its liveness cannot be checked; renewed
+    /// by the poller while the run executes.
+    lease: Duration,
     poller: Mutex<Option<tokio::task::JoinHandle<()>>>,
     queues: HashMap<String, queue::Queue>,
     /// Notified when this process enqueues a run, so that its worker looks at once.
@@ -91,8 +94,12 @@ struct Active {
 }
 
 /// How long a claim holds where the owner's liveness cannot be checked (see
-/// [`RunRecord::is_held`]); on Linux a live owner holds its runs whatever the lease.
-const LEASE: Duration = Duration::from_secs(30);
+/// [`RunRecord::is_held`]), unless [`FlowBuilder::lease`] says otherwise; on this machine a
+/// live owner holds its runs whatever the lease. The executing process renews it.
+pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// The shortest lease [`FlowBuilder::lease`] accepts: renewals go out every quarter of it.
+const MIN_LEASE: Duration = Duration::from_millis(200);
 
 /// A run id reserved in this process's table while it is being claimed, so two starts of one id
 /// in this process make one execution. Dropped without [`Flow::spawn`], it frees the id.
@@ -127,6 +134,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct FlowBuilder {
     policies: RetryPolicies,
     cancel_poll: Option<Duration>,
+    lease: Option<Duration>,
     sharing: Sharing,
     state: AppState,
     queues: HashMap<String, queue::Queue>,
@@ -199,6 +207,25 @@ impl FlowBuilder {
         self
     }
 
+    /// How long this process's claim of a run holds where other processes cannot check that it
+    /// lives: a worker on another machine sharing a PostgreSQL store (default 30 s, at least
+    /// 200 ms; setting `flow.lease`). While a run executes here its lease is renewed whenever
+    /// less than half of it is left, so a run may take any number of leases; a process that
+    /// stops renewing (frozen, cut off from the store) loses its runs once their lease
+    /// expires, and its later writes are refused.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), flow_runtime::Error> {
+    /// let flow = flow_runtime::Flow::builder()
+    ///     .lease(std::time::Duration::from_secs(10))
+    ///     .open("flow.redb")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease.max(MIN_LEASE));
+        self
+    }
+
     /// Whether other processes may open the store while this one runs workflows (default:
     /// [`Sharing::Shared`]). [`Sharing::Exclusive`] halves the fsyncs of every commit and locks
     /// operator commands out until this process closes the store.
@@ -244,6 +271,7 @@ impl FlowBuilder {
                 state: self.state,
                 active: Mutex::new(HashMap::new()),
                 cancel_poll: self.cancel_poll.unwrap_or(Duration::from_millis(500)),
+                lease: self.lease.unwrap_or(DEFAULT_LEASE),
                 poller: Mutex::new(None),
                 queues: self.queues,
                 queue_changed: tokio::sync::Notify::new(),
@@ -1022,7 +1050,7 @@ impl Flow {
         let fresh = RunRecord {
             executions: 1,
             owner: Owner::current(),
-            lease_expires_at_ms: Some(now + LEASE.as_millis() as u64),
+            lease_expires_at_ms: Some(now + self.inner.lease.as_millis() as u64),
             ..RunRecord::new(
                 id.clone(),
                 workflow,
@@ -1081,7 +1109,7 @@ impl Flow {
         let was_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let request = ClaimRequest {
             owner: Owner::current(),
-            lease: LEASE,
+            lease: self.inner.lease,
             take: Box::new({
                 let was_failed = was_failed.clone();
                 move |run: &mut RunRecord| {
@@ -1349,7 +1377,9 @@ impl Flow {
         }
         // The poller holds a weak reference so that dropping every `Flow` stops it.
         let weak = Arc::downgrade(&self.inner);
-        let every = self.inner.cancel_poll;
+        // Often enough that a lease is renewed well before it ends: it is renewed once less
+        // than half is left, and looked at every quarter.
+        let every = self.inner.cancel_poll.min(self.inner.lease / 4);
         *poller = Some(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
@@ -1357,6 +1387,13 @@ impl Flow {
                 let running: Vec<(RunId, Arc<RunCtx>)> = lock(&inner.active)
                     .iter()
                     .filter_map(|(id, a)| Some((id.clone(), a.ctx.clone()?)))
+                    .collect();
+                if running.is_empty() {
+                    continue;
+                }
+                renew_leases(&inner, &running).await;
+                let running: Vec<(RunId, Arc<RunCtx>)> = running
+                    .into_iter()
                     .filter(|(_, ctx)| !ctx.cancel_requested())
                     .collect();
                 if running.is_empty() {
@@ -1376,6 +1413,40 @@ impl Flow {
             }
         }));
     }
+}
+
+/// Renews the lease of every run in `running` that has less than half of it left, all at
+/// once (on PostgreSQL they share a group commit). The kept record takes the new lease before
+/// the renewal is sent, so a run record written meanwhile carries it too. A run whose claim
+/// was lost (another process took it after its lease expired: this one was frozen or cut off)
+/// stops as any refused write stops it; a store that failed is retried at the next look.
+async fn renew_leases(inner: &Inner, running: &[(RunId, Arc<RunCtx>)]) {
+    let now = now_ms();
+    let lease = inner.lease.as_millis() as u64;
+    let renewals = running.iter().filter_map(|(id, ctx)| {
+        let claim = ctx.claim()?.clone();
+        let expires = ctx.lease_expires_at_ms()?;
+        if expires.saturating_sub(now) >= lease / 2 {
+            return None;
+        }
+        let until = now + lease;
+        let before = ctx.extend_lease(until);
+        let store = inner.store.clone();
+        Some(async move {
+            match store.renew_lease(claim, until).await {
+                Ok(()) => {}
+                Err(e @ StoreError::ClaimLost { .. }) => {
+                    tracing::warn!(run_id = %id, error = %e, "lost the run's lease to another process; stopping this execution");
+                    ctx.stop(Abort::Store(e));
+                }
+                Err(e) => {
+                    ctx.restore_lease(until, before);
+                    tracing::warn!(run_id = %id, error = %e, "could not renew the run's lease; retrying");
+                }
+            }
+        })
+    });
+    futures::future::join_all(renewals).await;
 }
 
 /// Runs the workflow body in its own task (so a panic is contained) and turns whatever stopped

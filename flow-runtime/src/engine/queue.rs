@@ -6,7 +6,7 @@
 //! engine's side of both ends; how often a worker looks and how many it takes is the worker's.
 
 use super::registry::WorkflowMeta;
-use super::{find_workflow, new_trace_id, Error, Flow, NotBefore, RunOptions, LEASE};
+use super::{find_workflow, new_trace_id, Error, Flow, NotBefore, RunOptions};
 use crate::store::{now_ms, CreateRun, QueuePlace, RunId, RunRecord, RunStatus, Taken};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -204,6 +204,11 @@ impl Flow {
         queues
     }
 
+    /// The lease this process's claims carry ([`crate::FlowBuilder::lease`]).
+    pub(crate) fn lease(&self) -> Duration {
+        self.inner.lease
+    }
+
     /// Whether this process executes run `id` now.
     pub(crate) fn is_active(&self, id: &RunId) -> bool {
         super::lock(&self.inner.active).contains_key(id)
@@ -214,6 +219,3 @@ impl Flow {
         &self.inner.queue_changed
     }
 }
-
-/// The lease a worker's claims carry.
-pub(crate) const WORKER_LEASE: Duration = LEASE;

@@ -105,6 +105,10 @@ const MIGRATIONS: &[&str] = &[
 
 const FORMAT: &str = "flow";
 
+/// How long a session may sit in a transaction between two statements before the server ends
+/// it (`idle_in_transaction_session_timeout`): a frozen process then releases its locks.
+const IDLE_IN_TRANSACTION: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How to open a [`PgStore`].
 #[derive(Clone, Debug)]
 pub struct PgOptions {
@@ -189,8 +193,16 @@ impl PgStore {
             ))
         })?;
         let target = format!("{} schema={}", describe(&config), options.schema);
-        // Every statement names tables unqualified: the schema is the connection's search path
-        config.options(format!("-c search_path={}", options.schema));
+        // Every statement names tables unqualified: the schema is the connection's search path.
+        // A process frozen (SIGSTOP, a VM paused) inside a transaction would hold its row locks
+        // for as long as its connection lives, and every claim of those runs elsewhere would
+        // wait; the server ends such a session after a while, which releases them (flow's own
+        // transactions never wait that long between two statements).
+        config.options(format!(
+            "-c search_path={} -c idle_in_transaction_session_timeout={}",
+            options.schema,
+            IDLE_IN_TRANSACTION.as_millis()
+        ));
         if config.get_application_name().is_none() {
             config.application_name("flow");
         }

@@ -7,7 +7,6 @@
 //! the store, so any number of workers, restarted at any time, execute each run once. A
 //! sleeping run is a timer entry, not a task: the worker holds tasks only for runs it executes.
 
-use crate::engine::queue::WORKER_LEASE;
 use crate::engine::registry;
 use crate::engine::schedules::{Clock, Schedule, SystemClock};
 use crate::engine::{Error, Flow, RunOptions};
@@ -393,7 +392,7 @@ impl Loop<'_> {
                 &run.id,
                 ClaimRequest {
                     owner: None,
-                    lease: WORKER_LEASE,
+                    lease: self.worker.flow.lease(),
                     take: Box::new(|run: &mut RunRecord| {
                         let due = run.status == RunStatus::Queued && run.wake_at_ms.is_some();
                         run.wake_at_ms = None;
@@ -444,7 +443,7 @@ impl Loop<'_> {
             max: free,
             workflows: self.workflows.clone(),
             owner: Owner::current(),
-            lease: WORKER_LEASE,
+            lease: self.worker.flow.lease(),
             now_ms: now_ms(),
         };
         let taken = match self.worker.flow.store().take_queued(request).await {

@@ -121,12 +121,14 @@ pub(super) async fn open_store(
     let durability = settings.durability();
     let alerts = settings.alerts.sinks();
     let schedules = crate::console::schedule_settings::configs(settings);
+    let lease = settings.lease();
     let build = move |store: RedbStore| {
         store.set_durability(durability);
         let builder = schedules.iter().fold(Flow::builder(), |b, (name, config)| {
             b.schedule(name.clone(), config.clone())
         });
         builder
+            .lease(lease)
             .alerts(alerts.clone())
             .retry_policies(policies.clone())
             .queues(queues.clone())
