@@ -125,6 +125,7 @@ impl Cluster {
             let options = PgOptions {
                 schema: self.schema.clone(),
                 pool_size: 2,
+                password: None,
             };
             let store = PgStore::connect_with(&postgres_url(), options)
                 .await

@@ -50,6 +50,7 @@ impl Fixture {
         let options = PgOptions {
             schema: schema.clone(),
             pool_size: 4,
+            password: None,
         };
         let store = PgStore::connect_with(&postgres_url(), options)
             .await
@@ -1056,6 +1057,7 @@ async fn postgres_two_processes_alerting_about_one_overdue_run_open_one_alert() 
     let options = || PgOptions {
         schema: fixture.schema.clone().unwrap(),
         pool_size: 4,
+        password: None,
     };
     // Two handles, as two worker processes have: their writers batch apart
     let one = PgStore::connect_with(&postgres_url(), options())
@@ -1110,6 +1112,7 @@ async fn postgres_refuses_a_schema_written_by_a_newer_flow() {
     let options = PgOptions {
         schema: schema.clone(),
         pool_size: 2,
+        password: None,
     };
     let err = PgStore::connect_with(&postgres_url(), options)
         .await
@@ -1135,6 +1138,7 @@ async fn postgres_refuses_a_schema_it_did_not_create() {
     let options = PgOptions {
         schema: schema.clone(),
         pool_size: 2,
+        password: None,
     };
     let err = PgStore::connect_with(&postgres_url(), options)
         .await
@@ -1165,6 +1169,7 @@ async fn postgres_group_commit_writes_many_runs_checkpoints_in_few_transactions(
     let options = PgOptions {
         schema: fixture.schema.clone().unwrap(),
         pool_size: 4,
+        password: None,
     };
     let store = PgStore::connect_with(&postgres_url(), options)
         .await

@@ -289,9 +289,13 @@ fn is_level(word: &str) -> bool {
 #[derive(Clone, Debug, Serialize, Deserialize, Validate)]
 #[serde(default)]
 pub struct FlowSettings {
-    /// The store file.
+    /// The store: a redb file, or a PostgreSQL database given by a `postgres://` or
+    /// `postgresql://` URL (`postgres://user@host:5432/db`; see [`FlowSettings::postgres`]).
     #[garde(custom(non_empty_path))]
     pub store: PathBuf,
+    /// How the PostgreSQL store is reached when `store` is a URL (`[flow.postgres]`).
+    #[garde(dive)]
+    pub postgres: PostgresSettings,
     /// Whether operator processes may open the store while runs execute.
     #[garde(skip)]
     pub sharing: SharingSetting,
@@ -427,6 +431,7 @@ impl Default for FlowSettings {
     fn default() -> Self {
         FlowSettings {
             store: PathBuf::from("flow.redb"),
+            postgres: PostgresSettings::default(),
             sharing: SharingSetting::Exclusive,
             log_format: LogFormat::Auto,
             log_level: "info".into(),
@@ -444,7 +449,53 @@ impl Default for FlowSettings {
     }
 }
 
+/// `[flow.postgres]`: the PostgreSQL store's pool, schema and password.
+#[derive(Clone, Debug, Serialize, Deserialize, Validate)]
+#[serde(default)]
+pub struct PostgresSettings {
+    /// Connections in the pool, the group-commit writer's included.
+    #[garde(range(min = 2, max = 1000))]
+    pub pool_size: u32,
+    /// The schema holding flow's tables: ASCII letters, digits and `_`, not starting with a
+    /// digit, at most 63 characters. Several stores can share a database, each in a schema.
+    #[garde(custom(schema_name))]
+    pub schema: String,
+    /// The password, where the URL has none (`FLOW_POSTGRES__PASSWORD`).
+    #[garde(skip)]
+    pub password: Option<Secret>,
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        PostgresSettings {
+            pool_size: 16,
+            schema: "flow".into(),
+            password: None,
+        }
+    }
+}
+
+fn schema_name(name: &str, _: &()) -> garde::Result {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if valid {
+        return Ok(());
+    }
+    Err(garde::Error::new(format!(
+        "`{name}` is not a schema name flow accepts: use ASCII letters, digits and `_`, not starting with a digit, at most 63 characters (such as `flow` or `flow_staging`)"
+    )))
+}
+
 impl FlowSettings {
+    /// The PostgreSQL URL, when `store` is one (`postgres://` or `postgresql://`); `None`
+    /// for a redb file.
+    pub(crate) fn postgres_url(&self) -> Option<&str> {
+        let text = self.store.to_str()?;
+        (text.starts_with("postgres://") || text.starts_with("postgresql://")).then_some(text)
+    }
+
     /// [`FlowSettings::shutdown_grace`] as a duration (validated when the settings load).
     pub fn shutdown_grace(&self) -> std::time::Duration {
         humantime::parse_duration(&self.shutdown_grace)

@@ -118,6 +118,9 @@ pub struct PgOptions {
     pub schema: String,
     /// Connections in the pool, the group-commit writer's included. Default 16.
     pub pool_size: usize,
+    /// The password, if the URL has none (a `flow::Secret` setting): kept out of the URL so
+    /// that the URL can be printed. Default `None`.
+    pub password: Option<String>,
 }
 
 impl Default for PgOptions {
@@ -125,6 +128,7 @@ impl Default for PgOptions {
         PgOptions {
             schema: "flow".into(),
             pool_size: 16,
+            password: None,
         }
     }
 }
@@ -192,6 +196,9 @@ impl PgStore {
                 "the PostgreSQL URL is invalid ({err}); expected postgres://user:password@host:port/database"
             ))
         })?;
+        if let Some(password) = &options.password {
+            config.password(password.as_bytes());
+        }
         let target = format!("{} schema={}", describe(&config), options.schema);
         // Every statement names tables unqualified: the schema is the connection's search path.
         // A process frozen (SIGSTOP, a VM paused) inside a transaction would hold its row locks

@@ -52,6 +52,7 @@ fn main() {
         let options = PgOptions {
             schema: env("LEASE_SCHEMA"),
             pool_size: 4,
+            password: None,
         };
         let store = PgStore::connect_with(&env("LEASE_PG"), options)
             .await

@@ -157,6 +157,8 @@ out. Times are RFC 3339 (`2026-11-27T09:30:00Z`, `+01:00`) or dates (midnight UT
     },
     /// Print the effective settings, secrets redacted, with the source of each value
     CheckConfig,
+    /// Apply the store's schema migrations (ahead of a deploy) and print its schema version
+    Migrate,
     /// Print a shell completion script
     Completions {
         /// The shell
@@ -207,6 +209,7 @@ impl Command {
             | Command::Alerts(_)
             | Command::Schedules(_)
             | Command::CheckConfig
+            | Command::Migrate
             | Command::Completions { .. }
             | Command::Enqueue { .. } => false,
         }

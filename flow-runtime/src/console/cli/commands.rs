@@ -116,26 +116,119 @@ pub(super) async fn open_store(
     settings: &FlowSettings,
     access: Access,
 ) -> Result<Opened, ApiError> {
-    let policies = settings.retry_policies();
-    let queues = settings.queues();
+    if settings.postgres_url().is_some() {
+        // Every process talks to the database; claims keep executions apart, so there is no
+        // owner and no socket.
+        let store = open_postgres(settings).await?;
+        return Ok(Opened {
+            operator: Operator::Local(flow_builder(settings).store(store)),
+            server: None,
+        });
+    }
     let durability = settings.durability();
-    let alerts = settings.alerts.sinks();
-    let schedules = crate::console::schedule_settings::configs(settings);
-    let lease = settings.lease();
+    let settings_here = settings.clone();
     let build = move |store: RedbStore| {
         store.set_durability(durability);
-        let builder = schedules.iter().fold(Flow::builder(), |b, (name, config)| {
-            b.schedule(name.clone(), config.clone())
-        });
-        builder
-            .lease(lease)
-            .alerts(alerts.clone())
-            .retry_policies(policies.clone())
-            .queues(queues.clone())
-            .app_state(super::setup_state())
-            .store(Arc::new(store))
+        flow_builder(&settings_here).store(Arc::new(store))
     };
     open::open(&settings.store, sharing(settings), access, &build).await
+}
+
+/// A builder with everything the settings and the app's setup give, but the store.
+fn flow_builder(settings: &FlowSettings) -> crate::engine::FlowBuilder {
+    let schedules = crate::console::schedule_settings::configs(settings);
+    let builder = schedules.iter().fold(Flow::builder(), |b, (name, config)| {
+        b.schedule(name.clone(), config.clone())
+    });
+    builder
+        .lease(settings.lease())
+        .alerts(settings.alerts.sinks())
+        .retry_policies(settings.retry_policies())
+        .queues(settings.queues())
+        .app_state(super::setup_state())
+}
+
+/// Connects to the PostgreSQL store `flow.store` names, applying its migrations.
+#[cfg(feature = "postgres")]
+pub(super) async fn open_postgres(
+    settings: &FlowSettings,
+) -> Result<Arc<dyn crate::store::Store>, ApiError> {
+    let store = connect_postgres(settings).await?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(feature = "postgres")]
+pub(super) async fn connect_postgres(
+    settings: &FlowSettings,
+) -> Result<crate::store::PgStore, ApiError> {
+    let url = settings.postgres_url().unwrap_or_default();
+    let options = crate::store::PgOptions {
+        schema: settings.postgres.schema.clone(),
+        pool_size: settings.postgres.pool_size as usize,
+        password: settings
+            .postgres
+            .password
+            .as_ref()
+            .map(|p| p.expose().to_owned()),
+    };
+    crate::store::PgStore::connect_with(url, options)
+        .await
+        .map_err(|e| {
+            let kind = match e {
+                crate::store::StoreError::Unavailable { .. } => ErrorKind::Unavailable,
+                crate::store::StoreError::Backend(_) => ErrorKind::Config,
+                _ => ErrorKind::Store,
+            };
+            ApiError::new(kind, e.to_string())
+        })
+}
+
+#[cfg(not(feature = "postgres"))]
+pub(super) async fn open_postgres(
+    _settings: &FlowSettings,
+) -> Result<Arc<dyn crate::store::Store>, ApiError> {
+    Err(ApiError::new(
+        ErrorKind::Config,
+        "flow.store is a PostgreSQL URL, but this binary was built without flow-runtime's `postgres` feature; enable it, or give a redb file path",
+    ))
+}
+
+/// `migrate`: applies the store's schema migrations ahead of a deploy and prints the version.
+pub(super) async fn migrate(settings: &FlowSettings) -> Exit {
+    if settings.postgres_url().is_some() {
+        #[cfg(feature = "postgres")]
+        {
+            return match connect_postgres(settings).await {
+                Ok(store) => {
+                    say(format!(
+                        "{}: schema version {} (up to date)",
+                        store.target(),
+                        crate::store::PG_SCHEMA_VERSION
+                    ));
+                    Exit::Success
+                }
+                Err(e) => fail_api(&e),
+            };
+        }
+        #[cfg(not(feature = "postgres"))]
+        return match open_postgres(settings).await {
+            Ok(_) => Exit::Success,
+            Err(e) => fail_api(&e),
+        };
+    }
+    // A redb file is upgraded by the first process that opens it for writing.
+    match open_store(settings, Access::Write).await {
+        Ok(Opened { server, .. }) => {
+            say(format!(
+                "{}: schema version {} (up to date)",
+                settings.store.display(),
+                crate::store::SCHEMA_VERSION
+            ));
+            release(server).await;
+            Exit::Success
+        }
+        Err(e) => fail_api(&e),
+    }
 }
 
 /// How long a command keeps trying when the store's owner went away while it answered.
@@ -366,6 +459,7 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
                 &settings.alerts.sinks(),
             )
         }
+        Command::Migrate => migrate(settings).await,
         Command::CheckConfig | Command::Completions { .. } => Exit::Success,
     }
 }

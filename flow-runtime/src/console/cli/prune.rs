@@ -36,6 +36,13 @@ pub(super) async fn command(
             return Exit::Usage;
         }
     };
+    if settings.postgres_url().is_some() {
+        let flow = match super::commands::open_postgres(settings).await {
+            Ok(store) => Flow::builder().store(store),
+            Err(e) => return super::commands::fail_api(&e),
+        };
+        return prune_with(&flow, &retention, dry_run, output).await;
+    }
     // A dry run only reads: it opens the store read-only, as `runs list` does
     let store = if dry_run {
         RedbStore::open_read_only(&settings.store)
@@ -52,14 +59,23 @@ pub(super) async fn command(
             };
         }
     };
+    prune_with(&flow, &retention, dry_run, output).await
+}
+
+async fn prune_with(
+    flow: &Flow,
+    retention: &Retention,
+    dry_run: bool,
+    output: OutputFormat,
+) -> Exit {
     let pruned = if dry_run {
-        flow.prune_dry_run(&retention).await
+        flow.prune_dry_run(retention).await
     } else {
-        flow.prune(&retention).await
+        flow.prune(retention).await
     };
     match pruned {
         Ok(pruned) => {
-            report(&retention, &pruned, dry_run, output);
+            report(retention, &pruned, dry_run, output);
             Exit::Success
         }
         Err(e) => {

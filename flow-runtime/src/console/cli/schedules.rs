@@ -76,7 +76,7 @@ pub(super) async fn command(
 
 async fn list_command(app: &AppInfo, settings: &FlowSettings, output: OutputFormat) -> Exit {
     // Before the first worker or run there is no store: the schedules are still worth seeing
-    if !settings.store.exists() {
+    if settings.postgres_url().is_none() && !settings.store.exists() {
         return match stateless_views(settings) {
             Ok(views) => {
                 eprintln!(
@@ -505,7 +505,7 @@ pub(super) async fn for_runbook(settings: &FlowSettings) -> super::runbook::Sche
     if stateless.is_empty() {
         return super::runbook::Schedules::default();
     }
-    let (views, note) = if !settings.store.exists() {
+    let (views, note) = if settings.postgres_url().is_none() && !settings.store.exists() {
         (
             stateless,
             Some("no store yet, so nothing is paused and nothing has fired".to_owned()),
