@@ -195,3 +195,28 @@ fn an_unreachable_server_is_a_clear_error_with_the_store_exit_code() {
     }
     assert!(!app.dir.path().join("flow.redb").exists());
 }
+
+#[test]
+fn bad_postgres_and_lease_settings_stop_the_process_before_it_connects() {
+    let app = App::new("settings");
+    let out = app
+        .command(&["runs", "list"])
+        .env("FLOW_POSTGRES__SCHEMA", "1-bad")
+        .env("FLOW_POSTGRES__POOL_SIZE", "0")
+        .env("FLOW_LEASE", "50ms")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    for field in [
+        "flow.postgres.schema",
+        "flow.postgres.pool_size",
+        "flow.lease",
+    ] {
+        assert!(stderr.contains(field), "{field}: {stderr}");
+    }
+    assert!(
+        stderr.contains("shorter than the shortest lease, 200ms"),
+        "{stderr}"
+    );
+}
