@@ -126,6 +126,7 @@ impl Flow {
                 concurrency_key: options.concurrency_key.clone(),
             }),
             wake_at_ms: not_before_ms.filter(|at| *at > now),
+            app_version: self.inner.app_version.clone(),
             ..RunRecord::new(
                 id.clone(),
                 meta.name,

@@ -1739,6 +1739,9 @@ fn take_queued_in(
             run.status = RunStatus::Running;
             run.executions += 1;
             run.owner = request.owner.clone();
+            if request.app_version.is_some() {
+                run.app_version = request.app_version.clone();
+            }
             run.lease_expires_at_ms = request
                 .owner
                 .as_ref()
@@ -2232,6 +2235,7 @@ mod tests {
             queue: None,
             wake_at_ms: None,
             scheduled: None,
+            app_version: None,
         }
     }
 

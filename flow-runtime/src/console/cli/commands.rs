@@ -40,7 +40,7 @@ pub(super) fn say(text: impl std::fmt::Display) {
 }
 
 /// Prints an error message, escaped.
-fn error(text: impl std::fmt::Display) {
+pub(super) fn error(text: impl std::fmt::Display) {
     eprintln!("error: {}", escape(&text.to_string()));
 }
 
@@ -121,11 +121,15 @@ pub(super) async fn open_store(
     let durability = settings.durability();
     let alerts = settings.alerts.sinks();
     let schedules = crate::console::schedule_settings::configs(settings);
+    let app_version = settings.app_version.clone();
     let build = move |store: RedbStore| {
         store.set_durability(durability);
-        let builder = schedules.iter().fold(Flow::builder(), |b, (name, config)| {
+        let mut builder = schedules.iter().fold(Flow::builder(), |b, (name, config)| {
             b.schedule(name.clone(), config.clone())
         });
+        if let Some(version) = &app_version {
+            builder = builder.app_version(version.clone());
+        }
         builder
             .alerts(alerts.clone())
             .retry_policies(policies.clone())
@@ -1182,6 +1186,9 @@ async fn show(app: &AppInfo, op: &Operator, id: &RunId, output: OutputFormat) ->
             say(format!("created:    {}", time(run.created_at_ms)));
             say(format!("updated:    {}", time(run.updated_at_ms)));
             say(format!("executions: {}", run.executions));
+            if let Some(version) = &run.app_version {
+                say(format!("version:    {version}"));
+            }
             if let Some(e) = &run.error {
                 say(format!("error:      {e}"));
             }
