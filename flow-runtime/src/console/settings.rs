@@ -328,6 +328,29 @@ pub struct FlowSettings {
     #[garde(custom(version_label))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app_version: Option<String>,
+    /// Prometheus metrics (`[flow.metrics]`).
+    #[garde(dive)]
+    pub metrics: MetricsSettings,
+}
+
+/// `[flow.metrics]`: where a worker serves `GET /metrics` over HTTP.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// The address to listen on, such as `127.0.0.1:9464`; unset (the default), no listener
+    /// (the metrics are still served through the worker's operator socket: `app metrics`).
+    #[garde(custom(listen_address))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+fn listen_address(value: &Option<String>, _: &()) -> garde::Result {
+    match value {
+        Some(text) if text.parse::<std::net::SocketAddr>().is_err() => Err(garde::Error::new(
+            format!("`{text}` is not an address and port such as `127.0.0.1:9464` (or `0.0.0.0:9464` to accept scrapes from other machines)"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A version as runs record it: a short label of printable characters, without spaces.
@@ -457,6 +480,7 @@ impl Default for FlowSettings {
             alerts: Default::default(),
             schedules: BTreeMap::new(),
             app_version: None,
+            metrics: MetricsSettings::default(),
         }
     }
 }

@@ -1270,6 +1270,7 @@ impl Flow {
         let span = tracing::info_span!("run", workflow = %run.workflow, run_id = %run.id, trace_id = %run.trace_id);
         async {
             tracing::info!(execution = run.executions, "run started");
+            crate::metrics::run_started(&run.workflow);
             let end = body_outcome(&ctx, run.input.clone(), invoke).await;
             if let Some(latest) = ctx.record() {
                 run = latest;
@@ -1320,6 +1321,7 @@ impl Flow {
                 tracing::error!(error = %e, "could not record the end of the run; it can be resumed");
                 return (run.id.clone(), Final::Interrupted(e.to_string()));
             }
+            crate::metrics::run_finished(&run.workflow, run.status);
             if alerted {
                 self.inner.alerts_changed.notify_one();
             }

@@ -214,6 +214,15 @@ impl Flow {
     pub(crate) fn queue_changed(&self) -> &tokio::sync::Notify {
         &self.inner.queue_changed
     }
+
+    /// The declared queues and `default`.
+    pub(crate) fn queue_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.inner.queues.keys().cloned().collect();
+        if !self.inner.queues.contains_key(DEFAULT_QUEUE) {
+            names.push(DEFAULT_QUEUE.to_owned());
+        }
+        names
+    }
 }
 
 /// The lease a worker's claims carry.

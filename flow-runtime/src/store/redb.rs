@@ -1363,9 +1363,11 @@ impl Writer {
             );
             return false;
         }
+        let started = std::time::Instant::now();
         let applied = catch_unwind(AssertUnwindSafe(|| apply(&self.db, &mut batch, durable)));
         let outcomes = match applied {
             Ok(Ok(outcomes)) => {
+                crate::metrics::store_commit(batch.len(), started.elapsed().as_secs_f64());
                 if durable {
                     self.stats.commits.fetch_add(1, Ordering::Relaxed);
                 } else {

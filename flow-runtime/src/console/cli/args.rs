@@ -154,6 +154,13 @@ out. Times are RFC 3339 (`2026-11-27T09:30:00Z`, `+01:00`) or dates (midnight UT
 version is the app version that last executed it (`runs show` prints it): the package version,
 or `flow.app_version` in settings.")]
     Stats(StatsArgs),
+    /// Print the Prometheus metrics of the worker that owns the store, through its socket
+    ///
+    /// Runs started and finished, step durations, attempts and retries by error class, queue
+    /// depth, schedule lag, alerts fired and store commits, in the Prometheus text format.
+    /// Scrapers use the worker's HTTP listener instead (flow.metrics.listen =
+    /// "127.0.0.1:9464").
+    Metrics,
     /// Print the operator's runbook for this binary
     Runbook {
         #[arg(long, value_enum, default_value_t = RunbookFormat::Markdown)]
@@ -208,6 +215,7 @@ impl Command {
             ),
             Command::Runbook { .. }
             | Command::Stats(_)
+            | Command::Metrics
             | Command::Alerts(_)
             | Command::Schedules(_)
             | Command::CheckConfig

@@ -265,6 +265,29 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
         Command::Runs(runs) => runs_command(app, settings, runs, output).await,
         Command::Alerts(alerts) => super::alerts::command(settings, alerts, output).await,
         Command::Stats(stats) => super::stats::command(settings, stats, output).await,
+        Command::Metrics => {
+            let opened = match open_operator(settings, Access::Read).await {
+                Ok(opened) => opened,
+                Err(exit) => return exit,
+            };
+            let exit = match opened.operator.metrics().await {
+                Ok(Some(text)) => {
+                    super::output::raw(text.as_bytes());
+                    Exit::Success
+                }
+                Ok(None) => {
+                    error(format!(
+                        "no worker owns the store {}, and metrics are counted by the process that executes workflows; start one with `{}`, or scrape its flow.metrics.listen address",
+                        settings.store.display(),
+                        cmd(app, &["worker"])
+                    ));
+                    Exit::Usage
+                }
+                Err(e) => fail_api(&e),
+            };
+            release(opened.server).await;
+            exit
+        }
         Command::Schedules(schedules) => {
             super::schedules::command(app, settings, schedules, output).await
         }
