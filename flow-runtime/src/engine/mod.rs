@@ -717,6 +717,16 @@ impl Flow {
         FlowBuilder::default()
     }
 
+    /// This process's metrics in the OpenMetrics text format that Prometheus scrapes (content
+    /// type `application/openmetrics-text; version=1.0.0; charset=utf-8`): runs started and
+    /// finished, step durations, attempts and retries by error class, queue depth and age
+    /// (read from the store now), schedule lag, alerts fired, store commits. For an app that
+    /// embeds flow and serves its own `/metrics`; a `#[flow::main]` worker serves them itself
+    /// (`flow.metrics.listen`).
+    pub async fn prometheus_metrics(&self) -> Result<String, Error> {
+        crate::metrics::encode(self).await
+    }
+
     /// The app version recorded on runs ([`FlowBuilder::app_version`]).
     pub fn app_version(&self) -> Option<&str> {
         self.inner.app_version.as_deref()
