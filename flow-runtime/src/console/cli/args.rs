@@ -139,7 +139,8 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Schedules(SchedulesCommand),
     /// Per workflow and step: runs, success rate, errors by class, p50/p95/p99 duration and
-    /// retries; with --compare, two windows side by side with what got worse marked
+    /// retries; with --compare, two windows or two app versions side by side with what got
+    /// worse marked
     #[command(after_help = "\
 EXAMPLES:
     app stats                                   # runs created in the last 24 hours
