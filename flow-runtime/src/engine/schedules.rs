@@ -563,6 +563,7 @@ impl Flow {
                 Overlap::Skip | Overlap::BufferOne if fire.len() > 1 => Overlap::BufferAll,
                 overlap => overlap,
             };
+            let ticks = fire.clone();
             let outcome = self
                 .inner
                 .store
@@ -581,6 +582,11 @@ impl Flow {
             log_outcome(schedule, &outcome);
             if !outcome.stale {
                 self.alert_missed(schedule, &missed).await;
+            }
+            for tick in ticks {
+                if outcome.created.contains(&tick_run_id(&schedule.name, tick)) {
+                    crate::metrics::schedule_fired(&schedule.name, now_ms.saturating_sub(tick));
+                }
             }
             created.extend(outcome.created);
         }
