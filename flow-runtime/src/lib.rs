@@ -23,6 +23,7 @@
 // what an operator meets (the generated main and its CLI, settings, logging).
 mod console;
 mod engine;
+mod metrics;
 pub mod store;
 mod worker;
 

@@ -380,6 +380,7 @@ async fn listing(path: &Path) -> Result<Vec<Listed>, Box<dyn std::error::Error>>
                     queue: None,
                     wake_at_ms: None,
                     scheduled: None,
+                    app_version: None,
                 })
             })
             .collect();

@@ -56,6 +56,7 @@ fn old_run(id: &str, status: RunStatus, at_ms: u64) -> RunRecord {
         queue: None,
         wake_at_ms: None,
         scheduled: None,
+        app_version: None,
     }
 }
 

@@ -46,6 +46,7 @@ fn run(i: u64, created_at_ms: u64) -> RunRecord {
         queue: None,
         wake_at_ms: None,
         scheduled: None,
+        app_version: None,
     }
 }
 

@@ -27,6 +27,7 @@ fn run(id: &str, status: RunStatus, owner: Option<Owner>, wake_at_ms: Option<u64
         queue: None,
         wake_at_ms,
         scheduled: None,
+        app_version: None,
     }
 }
 

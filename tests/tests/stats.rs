@@ -230,3 +230,240 @@ fn a_window_that_ends_before_it_starts_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the window ends before it starts"), "{err}");
 }
+
+fn show_json(dir: &Path, id: &str) -> Value {
+    let out = obs(dir)
+        .args(["runs", "show", id, "--output", "json"])
+        .output()
+        .unwrap();
+    flow_tests::assert_exit(&out, 0);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs record the version of the binary that executed them: the package version by
+/// default, `flow.app_version` from settings (file or environment) instead; `runs show` prints
+/// it, and `stats --compare` sets two versions side by side.
+#[test]
+fn runs_record_the_app_version_and_compare_sets_two_versions_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |id: &str, version: Option<&str>, input: &str| {
+        let mut cmd = obs(dir.path());
+        if let Some(version) = version {
+            cmd.env("FLOW_APP_VERSION", version);
+        }
+        let out = cmd
+            .args(["run", "report", "--id", id, "--input", input])
+            .output()
+            .unwrap();
+        flow_tests::assert_exit(&out, 0);
+    };
+
+    // No setting: the package version of the binary
+    run("plain", None, r#"{"fetch_ms": 1, "render_ms": 1}"#);
+    let shown = show_json(dir.path(), "plain");
+    assert_eq!(shown["run"]["app_version"], env!("CARGO_PKG_VERSION"));
+    let table = obs(dir.path())
+        .args(["runs", "show", "plain"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains(&format!("version:    {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+
+    // 1.0.0 from the environment, fast; 1.1.0 from flow.toml, with a slow render
+    for i in 0..6 {
+        run(
+            &format!("old-{i}"),
+            Some("1.0.0"),
+            r#"{"fetch_ms": 20, "render_ms": 20}"#,
+        );
+    }
+    std::fs::write(
+        dir.path().join("flow.toml"),
+        "[flow]\napp_version = \"1.1.0\"\n",
+    )
+    .unwrap();
+    for i in 0..6 {
+        run(
+            &format!("new-{i}"),
+            None,
+            r#"{"fetch_ms": 20, "render_ms": 250}"#,
+        );
+    }
+    assert_eq!(
+        show_json(dir.path(), "old-0")["run"]["app_version"],
+        "1.0.0"
+    );
+    assert_eq!(
+        show_json(dir.path(), "new-5")["run"]["app_version"],
+        "1.1.0"
+    );
+    // check-config says where the version comes from
+    let config = obs(dir.path())
+        .args(["check-config", "--output", "json"])
+        .output()
+        .unwrap();
+    let rows: Value = serde_json::from_slice(&config.stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "flow.app_version")
+        .unwrap_or_else(|| panic!("no flow.app_version: {rows:#}"));
+    assert_eq!(row["value"], "1.1.0");
+    assert!(
+        row["source"].as_str().unwrap().contains("flow.toml"),
+        "{row}"
+    );
+
+    let cmp = stats_json(
+        dir.path(),
+        &[
+            "--compare",
+            "--before-version",
+            "1.0.0",
+            "--after-version",
+            "1.1.0",
+            "--min-change",
+            "50ms",
+        ],
+    );
+    assert_eq!(cmp["before"]["app_version"], "1.0.0");
+    assert_eq!(cmp["after"]["app_version"], "1.1.0");
+    let rows = cmp["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "the workflow and its two steps: {cmp:#}");
+    for r in rows {
+        // The run of the package version is on neither side
+        assert_eq!(r["before"]["count"], 6, "{r:#}");
+        assert_eq!(r["after"]["count"], 6, "{r:#}");
+        let render = r["step"] == "obs_child::render";
+        let fetch = r["step"] == "obs_child::fetch";
+        assert_eq!(r["latency_worse"], !fetch, "{r:#}");
+        assert!(!render || r["p95_change"].as_f64().unwrap() > 1.0, "{r:#}");
+    }
+
+    // A window narrows a side further: 1.1.0 before any run of it holds nothing
+    let first = show_json(dir.path(), "plain")["run"]["created_at_ms"]
+        .as_u64()
+        .unwrap();
+    let early = jiff::Timestamp::from_millisecond(first as i64)
+        .unwrap()
+        .to_string();
+    let narrowed = stats_json(
+        dir.path(),
+        &[
+            "--compare",
+            "--before-version",
+            "1.0.0",
+            "--after-version",
+            "1.1.0",
+            "--after",
+            &format!("..{early}"),
+        ],
+    );
+    for r in narrowed["rows"].as_array().unwrap() {
+        assert!(r["after"].is_null(), "{r:#}");
+    }
+
+    // One version alone
+    let one = stats_json(dir.path(), &["--since", "1h", "--app-version", "1.0.0"]);
+    assert_eq!(one["workflows"][0]["runs"]["count"], 6, "{one:#}");
+    let table = obs(dir.path())
+        .args([
+            "stats",
+            "--compare",
+            "--before-version",
+            "1.0.0",
+            "--after-version",
+            "1.1.0",
+        ])
+        .output()
+        .unwrap();
+    flow_tests::assert_exit(&table, 0);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("before: runs created the first run .. now of version 1.0.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("after:  runs created the first run .. now of version 1.1.0"),
+        "{text}"
+    );
+}
+
+/// A queued run records the version of the worker that executed it, not the enqueuer's.
+#[test]
+fn a_queued_run_records_the_version_of_the_worker_that_executed_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = obs(dir.path())
+        .env("FLOW_APP_VERSION", "1.0.0")
+        .args(["enqueue", "report", "--id", "queued", "--input", "{}"])
+        .output()
+        .unwrap();
+    flow_tests::assert_exit(&out, 0);
+    assert_eq!(
+        show_json(dir.path(), "queued")["run"]["app_version"],
+        "1.0.0"
+    );
+    let worker = Worker(
+        obs(dir.path())
+            .env("FLOW_APP_VERSION", "2.0.0-rc.1+9f3c2ab")
+            .args(["worker"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Read through the worker's operator API: it owns the store
+    flow_tests::wait_until(60, "the queued run to succeed", || {
+        show_json(dir.path(), "queued")["run"]["status"] == "succeeded"
+    });
+    let shown = show_json(dir.path(), "queued");
+    assert_eq!(shown["run"]["app_version"], "2.0.0-rc.1+9f3c2ab");
+    drop(worker);
+}
+
+#[test]
+fn a_version_with_spaces_or_a_side_without_its_pair_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = obs(dir.path())
+        .env("FLOW_APP_VERSION", "1.0 beta")
+        .args(["run", "report", "--input", "{}"])
+        .output()
+        .unwrap();
+    flow_tests::assert_exit(&out, 3);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("flow.app_version"), "{err}");
+    assert!(err.contains("a version has no spaces"), "{err}");
+    assert!(!dir.path().join("flow.redb").exists(), "nothing ran");
+
+    for args in [
+        &["stats", "--compare", "--before-version", "1.0.0"][..],
+        &["stats", "--compare", "--after", "2026-11-27.."][..],
+        &[
+            "stats",
+            "--before-version",
+            "1.0.0",
+            "--after-version",
+            "1.1.0",
+        ][..],
+        &["stats", "--compare"][..],
+    ] {
+        let out = obs(dir.path()).args(args).output().unwrap();
+        flow_tests::assert_exit(&out, 2);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("required"), "{args:?}: {err}");
+    }
+    let out = obs(dir.path())
+        .args(["stats", "--compare", "--before", "2026-11-20..2026-11-27"])
+        .output()
+        .unwrap();
+    flow_tests::assert_exit(&out, 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`--compare --before` needs the other window too"),
+        "{err}"
+    );
+}

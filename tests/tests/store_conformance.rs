@@ -428,6 +428,7 @@ async fn runs_are_listed_newest_first_by_status_and_workflow(store: Arc<dyn Stor
 
 fn queued(id: &str, priority: i32, key: Option<&str>, at: u64) -> RunRecord {
     let mut r = run(id, RunStatus::Queued, at);
+    r.app_version = Some("1.0.0".into());
     r.queue = Some(QueuePlace {
         name: "q".into(),
         priority,
@@ -458,6 +459,7 @@ async fn queued_runs_are_taken_in_priority_order_within_the_queue_limits(store: 
         owner: Some(remote_owner()),
         lease: Duration::from_secs(60),
         now_ms: NOW + 10,
+        app_version: Some("2.0.0".into()),
     };
     let standing = store
         .queue_standing(&RunId::from("low"), None)
@@ -474,6 +476,8 @@ async fn queued_runs_are_taken_in_priority_order_within_the_queue_limits(store: 
         assert_eq!(t.claim.token, 2);
         assert_eq!(t.run.status, RunStatus::Running);
         assert_eq!(t.run.executions, 1);
+        // The taking worker's version replaces the enqueuer's
+        assert_eq!(t.run.app_version.as_deref(), Some("2.0.0"));
         let stored = store.run(&t.run.id).await.unwrap().unwrap();
         assert_eq!(stored, t.run);
     }
@@ -561,6 +565,7 @@ async fn due_runs_and_held_runs_come_from_the_records(store: Arc<dyn Store>) {
         owner: None,
         lease: Duration::from_secs(1),
         now_ms: NOW + 1000,
+        app_version: None,
     };
     assert!(store.take_queued(take).await.unwrap().is_empty());
     let held: Vec<String> = store

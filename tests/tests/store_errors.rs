@@ -31,6 +31,7 @@ fn run(id: &str) -> RunRecord {
         queue: None,
         wake_at_ms: None,
         scheduled: None,
+        app_version: None,
     }
 }
 

@@ -343,6 +343,62 @@ pub struct FlowSettings {
     /// Schedules declared or overridden, by name (`[flow.schedules.nightly]`).
     #[garde(dive, custom(super::schedule_settings::schedule_names))]
     pub schedules: BTreeMap<String, super::schedule_settings::ScheduleSetting>,
+    /// The app's version recorded on each run (`1.4.2`, a commit id), for `stats --compare
+    /// --before-version A --after-version B`; the package version of the binary when unset.
+    #[garde(custom(version_label))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
+    /// Prometheus metrics (`[flow.metrics]`).
+    #[garde(dive)]
+    pub metrics: MetricsSettings,
+}
+
+/// `[flow.metrics]`: where a worker serves `GET /metrics` over HTTP.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// The address to listen on, such as `127.0.0.1:9464`; unset (the default), no listener
+    /// (the metrics are still served through the worker's operator socket: `app metrics`).
+    #[garde(custom(listen_address))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+fn listen_address(value: &Option<String>, _: &()) -> garde::Result {
+    match value {
+        Some(text) if text.parse::<std::net::SocketAddr>().is_err() => Err(garde::Error::new(
+            format!("`{text}` is not an address and port such as `127.0.0.1:9464` (or `0.0.0.0:9464` to accept scrapes from other machines)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A version as runs record it: a short label of printable characters, without spaces.
+fn version_label(value: &Option<String>, _: &()) -> garde::Result {
+    let Some(value) = value else {
+        return Ok(());
+    };
+    if value.is_empty() {
+        return Err(garde::Error::new(
+            "must not be empty; leave it out to record the package version",
+        ));
+    }
+    if value.chars().count() > 64 {
+        return Err(garde::Error::new(
+            "is longer than 64 characters; use a release number or a commit id such as `1.4.2` or `9f3c2ab`",
+        ));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        let what = if c == ' ' {
+            "a space".to_owned()
+        } else {
+            format!("the character {c:?}")
+        };
+        return Err(garde::Error::new(format!(
+            "holds {what}; a version has no spaces or control characters, such as `1.4.2` or `9f3c2ab`"
+        )));
+    }
+    Ok(())
 }
 
 /// A size in bytes, written in settings as `16MiB`, `512 KiB`, `10MB` or a plain number of bytes:
@@ -445,6 +501,8 @@ impl Default for FlowSettings {
             worker: serde_json::Value::Object(Default::default()),
             alerts: Default::default(),
             schedules: BTreeMap::new(),
+            app_version: None,
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -1161,7 +1219,11 @@ impl<S: Serialize> Loaded<S> {
         }
         rows.into_iter()
             .map(|(key, value)| {
-                let source = self.source.source_of(&key);
+                let mut source = self.source.source_of(&key);
+                // Unset in every source, it is filled in from the binary (`main_entry`)
+                if key == "flow.app_version" && source == "default" {
+                    source = "the package version (Cargo.toml)".into();
+                }
                 (key, value, source)
             })
             .collect()

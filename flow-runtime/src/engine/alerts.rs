@@ -418,6 +418,10 @@ impl Flow {
                 let sent = match d.sink.as_str() {
                     "log" => {
                         log_notice(&alert, notice, &body);
+                        // Every alert has the log sink, which fires it once
+                        if notice == Notice::Fired {
+                            crate::metrics::alert_fired(alert.kind.as_str());
+                        }
                         Ok(())
                     }
                     "webhook" => match &sinks.webhook {

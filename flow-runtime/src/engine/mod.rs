@@ -77,6 +77,8 @@ struct Inner {
     alerts_changed: tokio::sync::Notify,
     /// Schedules declared or overridden in settings, by name.
     schedules: std::collections::BTreeMap<String, schedules::ScheduleConfig>,
+    /// The app's version, recorded on the runs this process creates and executes.
+    app_version: Option<String>,
 }
 
 impl Drop for Inner {
@@ -141,9 +143,19 @@ pub struct FlowBuilder {
     durability: Option<crate::store::Durability>,
     alerts: Option<alerts::AlertSinks>,
     schedules: std::collections::BTreeMap<String, schedules::ScheduleConfig>,
+    app_version: Option<String>,
 }
 
 impl FlowBuilder {
+    /// The app's version (`1.4.2`, a commit id), recorded on every run this `Flow` creates or
+    /// executes ([`RunRecord::app_version`]) so that `stats --compare --before-version A
+    /// --after-version B` can set two versions side by side. `#[flow::main]` sets the package
+    /// version, or `flow.app_version` from settings; without it runs record none.
+    pub fn app_version(mut self, version: impl Into<String>) -> Self {
+        self.app_version = Some(version.into());
+        self
+    }
+
     /// Where alerts go (default: the log only; see [`alerts::AlertSinks`]). Runs of a workflow
     /// with `alert_after = N` open an alert after N consecutive failures, and every run that
     /// needs attention opens one; [`Flow::deliver_alerts`] and the worker send them.
@@ -278,6 +290,7 @@ impl FlowBuilder {
                 alerts: self.alerts.unwrap_or_default(),
                 alerts_changed: tokio::sync::Notify::new(),
                 schedules: self.schedules,
+                app_version: self.app_version,
             }),
         }
     }
@@ -732,6 +745,21 @@ impl Flow {
         FlowBuilder::default()
     }
 
+    /// This process's metrics in the OpenMetrics text format that Prometheus scrapes (content
+    /// type `application/openmetrics-text; version=1.0.0; charset=utf-8`): runs started and
+    /// finished, step durations, attempts and retries by error class, queue depth and age
+    /// (read from the store now), schedule lag, alerts fired, store commits. For an app that
+    /// embeds flow and serves its own `/metrics`; a `#[flow::main]` worker serves them itself
+    /// (`flow.metrics.listen`).
+    pub async fn prometheus_metrics(&self) -> Result<String, Error> {
+        crate::metrics::encode(self).await
+    }
+
+    /// The app version recorded on runs ([`FlowBuilder::app_version`]).
+    pub fn app_version(&self) -> Option<&str> {
+        self.inner.app_version.as_deref()
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
@@ -1049,6 +1077,7 @@ impl Flow {
         let now = now_ms();
         let fresh = RunRecord {
             executions: 1,
+            app_version: self.inner.app_version.clone(),
             owner: Owner::current(),
             lease_expires_at_ms: Some(now + self.inner.lease.as_millis() as u64),
             ..RunRecord::new(
@@ -1107,6 +1136,7 @@ impl Flow {
         T: DeserializeOwned,
     {
         let was_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let app_version = self.inner.app_version.clone();
         let request = ClaimRequest {
             owner: Owner::current(),
             lease: self.inner.lease,
@@ -1125,6 +1155,9 @@ impl Flow {
                     run.error = None;
                     run.attention = None;
                     run.wake_at_ms = None;
+                    if app_version.is_some() {
+                        run.app_version = app_version.clone();
+                    }
                     true
                 }
             }),
@@ -1275,6 +1308,7 @@ impl Flow {
         let span = tracing::info_span!("run", workflow = %run.workflow, run_id = %run.id, trace_id = %run.trace_id);
         async {
             tracing::info!(execution = run.executions, "run started");
+            crate::metrics::run_started(&run.workflow);
             let end = body_outcome(&ctx, run.input.clone(), invoke).await;
             if let Some(latest) = ctx.record() {
                 run = latest;
@@ -1325,6 +1359,7 @@ impl Flow {
                 tracing::error!(error = %e, "could not record the end of the run; it can be resumed");
                 return (run.id.clone(), Final::Interrupted(e.to_string()));
             }
+            crate::metrics::run_finished(&run.workflow, run.status);
             if alerted {
                 self.inner.alerts_changed.notify_one();
             }

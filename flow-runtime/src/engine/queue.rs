@@ -126,6 +126,7 @@ impl Flow {
                 concurrency_key: options.concurrency_key.clone(),
             }),
             wake_at_ms: not_before_ms.filter(|at| *at > now),
+            app_version: self.inner.app_version.clone(),
             ..RunRecord::new(
                 id.clone(),
                 meta.name,
@@ -217,5 +218,14 @@ impl Flow {
     /// Wakes a worker of this process that waits for work.
     pub(crate) fn queue_changed(&self) -> &tokio::sync::Notify {
         &self.inner.queue_changed
+    }
+
+    /// The declared queues and `default`.
+    pub(crate) fn queue_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.inner.queues.keys().cloned().collect();
+        if !self.inner.queues.contains_key(DEFAULT_QUEUE) {
+            names.push(DEFAULT_QUEUE.to_owned());
+        }
+        names
     }
 }

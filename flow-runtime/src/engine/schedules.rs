@@ -237,29 +237,74 @@ impl Schedule {
         }
     }
 
+    /// The last tick at or before `at_ms`, if the expression has one.
+    pub fn last_at_or_before(&self, at_ms: u64) -> Option<u64> {
+        let at = jiff::Timestamp::from_millisecond(i64::try_from(at_ms).ok()?)
+            .ok()?
+            .to_zoned(self.zone.clone());
+        let last = self.parsed.find_previous_occurrence(&at, true).ok()?;
+        u64::try_from(last.timestamp().as_millisecond()).ok()
+    }
+
     /// What a pass at `now_ms` over a record handled through `through_ms` does: the ticks to
-    /// fire and those the catch-up policy or window leaves out.
-    fn plan(&self, through_ms: u64, now_ms: u64) -> (Vec<u64>, Vec<(u64, SkipReason)>) {
-        let due = self.ticks(through_ms, now_ms, MAX_TICKS);
+    /// fire, those the catch-up policy or window leaves out (at most [`MAX_TICKS`] listed), and
+    /// how far the record is then handled. Never walks more than [`MAX_TICKS`] ticks, however
+    /// long no worker ran: `latest` and `skip` look up the last tick directly, and `all` goes on
+    /// in the next pass when more than that many ticks are due.
+    fn plan(&self, through_ms: u64, now_ms: u64, paused: bool) -> Plan {
+        let mut plan = Plan {
+            fire: Vec::new(),
+            skipped: Vec::new(),
+            through_ms,
+        };
+        let Some(last) = self.last_at_or_before(now_ms).filter(|l| *l > through_ms) else {
+            return plan;
+        };
+        plan.through_ms = last;
+        let missed = |from: u64, to: u64, reason: SkipReason| -> Vec<(u64, SkipReason)> {
+            self.ticks(from, to, MAX_TICKS)
+                .into_iter()
+                .map(|t| (t, reason))
+                .collect()
+        };
+        if paused {
+            plan.skipped = missed(through_ms, last, SkipReason::Paused);
+            return plan;
+        }
         let window_start = now_ms.saturating_sub(self.catch_up_window.as_millis() as u64);
-        let on_time = now_ms.saturating_sub(ON_TIME.as_millis() as u64);
-        let (mut fire, mut skipped) = (Vec::new(), Vec::new());
-        let last = due.last().copied();
-        for tick in due {
-            let keep = match self.catch_up {
-                _ if tick < window_start => false,
-                CatchUp::All => true,
-                CatchUp::Latest => Some(tick) == last,
-                CatchUp::Skip => Some(tick) == last && tick >= on_time,
-            };
-            if keep {
-                fire.push(tick);
-            } else {
-                skipped.push((tick, SkipReason::Missed));
+        match self.catch_up {
+            CatchUp::All => {
+                let from = through_ms.max(window_start.saturating_sub(1));
+                if from > through_ms {
+                    plan.skipped = missed(through_ms, from, SkipReason::Missed);
+                }
+                plan.fire = self.ticks(from, now_ms, MAX_TICKS);
+                if plan.fire.len() == MAX_TICKS {
+                    // The rest in the next pass
+                    plan.through_ms = plan.fire.last().copied().unwrap_or(last);
+                }
+            }
+            CatchUp::Latest | CatchUp::Skip => {
+                let on_time = now_ms.saturating_sub(ON_TIME.as_millis() as u64);
+                let keep =
+                    last >= window_start && (self.catch_up == CatchUp::Latest || last >= on_time);
+                plan.skipped = missed(through_ms, last - 1, SkipReason::Missed);
+                if keep {
+                    plan.fire.push(last);
+                } else if plan.skipped.len() < MAX_TICKS {
+                    plan.skipped.push((last, SkipReason::Missed));
+                }
             }
         }
-        (fire, skipped)
+        plan
     }
+}
+
+/// What one pass does with one schedule ([`Schedule::plan`]).
+struct Plan {
+    fire: Vec<u64>,
+    skipped: Vec<(u64, SkipReason)>,
+    through_ms: u64,
 }
 
 /// Resolves the schedules declared on workflows (`declared`: registry entries) with the
@@ -490,35 +535,26 @@ impl Flow {
                 continue;
             }
             let paused = record.is_some_and(|r| r.paused.is_some());
-            let (fire, skipped) = if paused {
-                let ticks = schedule.ticks(through, now_ms, MAX_TICKS);
-                (
-                    Vec::new(),
-                    ticks.into_iter().map(|t| (t, SkipReason::Paused)).collect(),
-                )
-            } else {
-                schedule.plan(through, now_ms)
-            };
+            let plan = schedule.plan(through, now_ms, paused);
+            let (fire, skipped) = (plan.fire, plan.skipped);
             let new_through = if record.is_none() {
                 now_ms
             } else {
-                fire.iter()
-                    .chain(skipped.iter().map(|(t, _)| t))
-                    .copied()
-                    .max()
-                    .unwrap_or(through)
+                plan.through_ms
             };
             let missed: Vec<u64> = skipped
                 .iter()
                 .filter(|(_, r)| *r == SkipReason::Missed)
                 .map(|(t, _)| *t)
                 .collect();
-            for (tick, reason) in &skipped {
+            if let (Some((first, reason)), Some((last, _))) = (skipped.first(), skipped.last()) {
                 tracing::warn!(
                     schedule = %schedule.name,
-                    tick = %format_tick(*tick),
+                    ticks = skipped.len(),
+                    first = %format_tick(*first),
+                    last = %format_tick(*last),
                     reason = reason.as_str(),
-                    "a schedule tick was skipped"
+                    "schedule ticks were skipped"
                 );
             }
             // Ticks caught up together run one after another (or side by side with `allow`):
@@ -527,6 +563,7 @@ impl Flow {
                 Overlap::Skip | Overlap::BufferOne if fire.len() > 1 => Overlap::BufferAll,
                 overlap => overlap,
             };
+            let ticks = fire.clone();
             let outcome = self
                 .inner
                 .store
@@ -545,6 +582,11 @@ impl Flow {
             log_outcome(schedule, &outcome);
             if !outcome.stale {
                 self.alert_missed(schedule, &missed).await;
+            }
+            for tick in ticks {
+                if outcome.created.contains(&tick_run_id(&schedule.name, tick)) {
+                    crate::metrics::schedule_fired(&schedule.name, now_ms.saturating_sub(tick));
+                }
             }
             created.extend(outcome.created);
         }
@@ -842,27 +884,55 @@ mod tests {
     }
 
     #[test]
+    fn a_long_outage_fires_one_latest_tick_without_walking_every_missed_one() {
+        let mut s = schedule("* * * * * *", "UTC");
+        let through = ms("2026-11-20T00:00:00Z");
+        let now = ms("2026-11-28T00:00:00.500Z");
+        let plan = s.plan(through, now, false);
+        assert_eq!(plan.fire, vec![ms("2026-11-28T00:00:00Z")]);
+        assert_eq!(plan.through_ms, ms("2026-11-28T00:00:00Z"));
+        assert_eq!(plan.skipped.len(), MAX_TICKS, "listed up to the cap");
+        // `all` fires the window's ticks, MAX_TICKS a pass, and goes on from there
+        s.catch_up = CatchUp::All;
+        let plan = s.plan(through, now, false);
+        assert_eq!(plan.fire.len(), MAX_TICKS);
+        assert_eq!(
+            plan.fire[0],
+            ms("2026-11-27T00:00:01Z"),
+            "the window's first tick"
+        );
+        assert_eq!(plan.through_ms, *plan.fire.last().expect("ticks"));
+        let next = s.plan(plan.through_ms, now, false);
+        assert_eq!(next.fire[0], plan.through_ms + 1000);
+        assert!(next.skipped.is_empty());
+        // Paused: every tick skipped, the record moves to the last
+        let plan = s.plan(through, now, true);
+        assert!(plan.fire.is_empty());
+        assert_eq!(plan.through_ms, ms("2026-11-28T00:00:00Z"));
+    }
+
+    #[test]
     fn catch_up_policies_choose_among_missed_ticks() {
         let mut s = schedule("0 * * * *", "UTC");
         let through = ms("2026-11-28T00:00:00Z");
         let now = ms("2026-11-28T05:00:30Z");
         s.catch_up = CatchUp::All;
-        let (fire, skipped) = s.plan(through, now);
+        let Plan { fire, skipped, .. } = s.plan(through, now, false);
         assert_eq!((fire.len(), skipped.len()), (5, 0));
         s.catch_up = CatchUp::Latest;
-        let (fire, skipped) = s.plan(through, now);
+        let Plan { fire, skipped, .. } = s.plan(through, now, false);
         assert_eq!(fire, vec![ms("2026-11-28T05:00:00Z")]);
         assert_eq!(skipped.len(), 4);
         s.catch_up = CatchUp::Skip;
         // The 05:00 tick is 30 s old: on time, it fires; the rest were missed
-        let (fire, skipped) = s.plan(through, now);
+        let Plan { fire, skipped, .. } = s.plan(through, now, false);
         assert_eq!((fire.len(), skipped.len()), (1, 4));
-        let (fire, skipped) = s.plan(through, now + 120_000);
+        let Plan { fire, skipped, .. } = s.plan(through, now + 120_000, false);
         assert_eq!((fire.len(), skipped.len()), (0, 5));
         // Outside the window, nothing is caught up
         s.catch_up = CatchUp::All;
         s.catch_up_window = Duration::from_secs(2 * 3600 + 60);
-        let (fire, skipped) = s.plan(through, now);
+        let Plan { fire, skipped, .. } = s.plan(through, now, false);
         assert_eq!((fire.len(), skipped.len()), (3, 2));
     }
 }

@@ -346,6 +346,12 @@ where
                     drop(in_flight);
                     return run.abort(reason).await;
                 }
+                crate::metrics::step_attempt(meta.name, "succeeded");
+                crate::metrics::step_finished(
+                    meta.name,
+                    "succeeded",
+                    now_ms().saturating_sub(started_at_ms),
+                );
                 return Ok(value);
             }
             Err(error) => {
@@ -384,6 +390,8 @@ where
                         drop(in_flight);
                         return run.abort(reason).await;
                     }
+                    crate::metrics::step_attempt(meta.name, &class_name);
+                    crate::metrics::step_retried(meta.name, &class_name);
                     not_before = Some(delay);
                     attempt += 1;
                     continue;
@@ -434,6 +442,12 @@ where
                     drop(in_flight);
                     return run.abort(reason).await;
                 }
+                crate::metrics::step_attempt(meta.name, &class_name);
+                crate::metrics::step_finished(
+                    meta.name,
+                    "failed",
+                    now_ms().saturating_sub(started_at_ms),
+                );
                 return Err(error);
             }
         }

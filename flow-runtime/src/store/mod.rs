@@ -284,6 +284,11 @@ pub struct RunRecord {
     /// The schedule and tick this run was fired for, if a schedule fired it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled: Option<ScheduledTick>,
+    /// The version of the app that last executed the run (or created it, until one does):
+    /// the package version of a `#[flow::main]` binary, or `flow.app_version` in settings.
+    /// `stats --compare --before-version A --after-version B` compares two of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
 }
 
 /// The schedule tick behind a run ([`RunRecord::scheduled`]).
@@ -344,6 +349,7 @@ impl RunRecord {
             queue: None,
             wake_at_ms: None,
             scheduled: None,
+            app_version: None,
         }
     }
 
@@ -744,6 +750,9 @@ pub struct QueueTake {
     pub lease: std::time::Duration,
     /// Now, ms since the epoch.
     pub now_ms: u64,
+    /// The version of the app that will execute the runs, recorded on each
+    /// ([`RunRecord::app_version`]); `None` keeps what the record holds.
+    pub app_version: Option<String>,
 }
 
 /// One queue's limits, and how many runs of it a worker can start now.

@@ -1363,9 +1363,11 @@ impl Writer {
             );
             return false;
         }
+        let started = std::time::Instant::now();
         let applied = catch_unwind(AssertUnwindSafe(|| apply(&self.db, &mut batch, durable)));
         let outcomes = match applied {
             Ok(Ok(outcomes)) => {
+                crate::metrics::store_commit(batch.len(), started.elapsed().as_secs_f64());
                 if durable {
                     self.stats.commits.fetch_add(1, Ordering::Relaxed);
                 } else {
@@ -1739,6 +1741,9 @@ fn take_queued_in(
             run.status = RunStatus::Running;
             run.executions += 1;
             run.owner = request.owner.clone();
+            if request.app_version.is_some() {
+                run.app_version = request.app_version.clone();
+            }
             run.lease_expires_at_ms = request
                 .owner
                 .as_ref()
@@ -2232,6 +2237,7 @@ mod tests {
             queue: None,
             wake_at_ms: None,
             scheduled: None,
+            app_version: None,
         }
     }
 

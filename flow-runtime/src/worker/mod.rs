@@ -445,6 +445,7 @@ impl Loop<'_> {
             owner: Owner::current(),
             lease: self.worker.flow.lease(),
             now_ms: now_ms(),
+            app_version: self.worker.flow.app_version().map(str::to_owned),
         };
         let taken = match self.worker.flow.store().take_queued(request).await {
             Ok(taken) => taken,

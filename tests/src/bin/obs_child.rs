@@ -85,6 +85,18 @@ async fn report(input: ReportInput) -> Result<u64, flow::Failure> {
     Ok(fetched + rendered)
 }
 
-/// Test binary for logs, the progress display and `stats`.
+/// Fails for good, every time.
+#[flow::step(idempotent)]
+async fn break_down() -> Result<(), flow::Failure> {
+    Err(flow::Failure::permanent(std::io::Error::other("broken")))
+}
+
+/// Fails every run; alerts on the first failure (for the metrics of alerts).
+#[flow::workflow(alert_after = 1)]
+async fn fragile() -> Result<(), flow::Failure> {
+    break_down().await
+}
+
+/// Test binary for logs, the progress display, `stats` and metrics.
 #[flow::main(env_prefix = "OBS_")]
 async fn main(_settings: Settings) {}

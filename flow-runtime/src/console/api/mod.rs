@@ -266,6 +266,8 @@ pub(crate) enum Request {
     Stats {
         query: stats::StatsQuery,
     },
+    /// The owner's Prometheus metrics, in the text format.
+    Metrics,
     /// One run of a schedule now.
     TriggerSchedule {
         name: String,
@@ -638,6 +640,16 @@ impl Operator {
                     })
                     .await
             }
+        }
+    }
+
+    /// The Prometheus metrics (text format) of the process that executes workflows: the
+    /// owner's through its socket; `None` when the store was opened here, since this process
+    /// executed nothing.
+    pub(crate) async fn metrics(&self) -> Result<Option<String>, ApiError> {
+        match self {
+            Operator::Local(_) => Ok(None),
+            Operator::Remote(remote) => remote.call(&Request::Metrics).await.map(Some),
         }
     }
 

@@ -243,6 +243,9 @@ async fn execute(flow: &Flow, runs: &Arc<Mutex<JoinSet<()>>>, request: Request) 
         }
         Request::Schedules => return reply(op.schedules().await),
         Request::Stats { query } => return reply(op.stats(&query).await),
+        Request::Metrics => {
+            return reply(crate::metrics::encode(flow).await.map_err(ApiError::from))
+        }
         Request::PauseSchedule { name, note } => {
             return reply(op.pause_schedule(&name, true, note).await)
         }

@@ -13,12 +13,16 @@ use crate::store::{ErrorClass, RunFilter, RunRecord, RunStatus, StepRecord, Step
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Which runs a figure is computed over: created in `[from_ms, to_ms)`, of one workflow.
+/// Which runs a figure is computed over: created in `[from_ms, to_ms)`, of one workflow, last
+/// executed by one app version.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct StatsQuery {
     pub from_ms: Option<u64>,
     pub to_ms: Option<u64>,
     pub workflow: Option<String>,
+    /// Only runs whose record holds this version ([`RunRecord::app_version`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
 }
 
 impl StatsQuery {
@@ -26,6 +30,10 @@ impl StatsQuery {
         self.from_ms.is_none_or(|from| run.created_at_ms >= from)
             && self.to_ms.is_none_or(|to| run.created_at_ms < to)
             && self.workflow.as_deref().is_none_or(|w| w == run.workflow)
+            && self
+                .app_version
+                .as_deref()
+                .is_none_or(|v| run.app_version.as_deref() == Some(v))
     }
 }
 

@@ -139,17 +139,29 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Schedules(SchedulesCommand),
     /// Per workflow and step: runs, success rate, errors by class, p50/p95/p99 duration and
-    /// retries; with --compare, two windows side by side with what got worse marked
+    /// retries; with --compare, two windows or two app versions side by side with what got
+    /// worse marked
     #[command(after_help = "\
 EXAMPLES:
     app stats                                   # runs created in the last 24 hours
     app stats --since 7d --workflow sync_records
     app stats --from 2026-11-20 --to 2026-11-27 --output json
     app stats --compare --before 2026-11-20..2026-11-27 --after 2026-11-27..
+    app stats --compare --before-version 1.4.2 --after-version 1.5.0
+    app stats --compare --before-version 1.4.2 --after-version 1.5.0 --after 2026-11-27..
 
 A window A..B holds the runs created from A (included) to B (excluded); either end may be left
-out. Times are RFC 3339 (`2026-11-27T09:30:00Z`, `+01:00`) or dates (midnight UTC).")]
+out. Times are RFC 3339 (`2026-11-27T09:30:00Z`, `+01:00`) or dates (midnight UTC). A run's
+version is the app version that last executed it (`runs show` prints it): the package version,
+or `flow.app_version` in settings.")]
     Stats(StatsArgs),
+    /// Print the Prometheus metrics of the worker that owns the store, through its socket
+    ///
+    /// Runs started and finished, step durations, attempts and retries by error class, queue
+    /// depth, schedule lag, alerts fired and store commits, in the Prometheus text format.
+    /// Scrapers use the worker's HTTP listener instead (flow.metrics.listen =
+    /// "127.0.0.1:9464").
+    Metrics,
     /// Print the operator's runbook for this binary
     Runbook {
         #[arg(long, value_enum, default_value_t = RunbookFormat::Markdown)]
@@ -206,6 +218,7 @@ impl Command {
             ),
             Command::Runbook { .. }
             | Command::Stats(_)
+            | Command::Metrics
             | Command::Alerts(_)
             | Command::Schedules(_)
             | Command::CheckConfig
@@ -388,6 +401,7 @@ pub(crate) fn parse_instant(s: &str) -> Result<u64, String> {
 
 /// `stats`: which runs, and when a change is marked as worse.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("sides").args(["before", "before_version"]).multiple(true)))]
 pub(crate) struct StatsArgs {
     /// Runs created this long ago or later, such as `24h`, `7d`
     #[arg(long, value_parser = parse_duration, conflicts_with_all = ["from", "to", "compare"])]
@@ -401,15 +415,26 @@ pub(crate) struct StatsArgs {
     /// Only this workflow
     #[arg(long)]
     pub workflow: Option<String>,
-    /// Compare the --before window with the --after window
-    #[arg(long, requires_all = ["before", "after"])]
+    /// Only runs of this app version
+    #[arg(long, value_name = "VERSION", conflicts_with = "compare")]
+    pub app_version: Option<String>,
+    /// Compare two sides: the --before window with the --after window, the
+    /// --before-version with the --after-version, or both
+    #[arg(long, requires = "sides")]
     pub compare: bool,
-    /// The window to compare against, `A..B` (`2026-11-20..2026-11-27`)
+    /// The window to compare against, `A..B` (`2026-11-20..2026-11-27`); with versions, a
+    /// window narrows its side (every run otherwise)
     #[arg(long, value_parser = parse_window, requires = "compare", value_name = "A..B")]
     pub before: Option<(Option<u64>, Option<u64>)>,
     /// The window under judgement, `C..D` or `C..` (until now)
     #[arg(long, value_parser = parse_window, requires = "compare", value_name = "C..D")]
     pub after: Option<(Option<u64>, Option<u64>)>,
+    /// The app version to compare against (runs it executed)
+    #[arg(long, requires_all = ["compare", "after_version"], value_name = "VERSION")]
+    pub before_version: Option<String>,
+    /// The app version under judgement
+    #[arg(long, requires_all = ["compare", "before_version"], value_name = "VERSION")]
+    pub after_version: Option<String>,
     /// Mark a p95 duration that grew by more than this share
     #[arg(long, value_parser = parse_percent, default_value = "20%", value_name = "P%")]
     pub latency_threshold: f64,

@@ -40,7 +40,7 @@ pub(super) fn say(text: impl std::fmt::Display) {
 }
 
 /// Prints an error message, escaped.
-fn error(text: impl std::fmt::Display) {
+pub(super) fn error(text: impl std::fmt::Display) {
     eprintln!("error: {}", escape(&text.to_string()));
 }
 
@@ -137,9 +137,12 @@ pub(super) async fn open_store(
 /// A builder with everything the settings and the app's setup give, but the store.
 fn flow_builder(settings: &FlowSettings) -> crate::engine::FlowBuilder {
     let schedules = crate::console::schedule_settings::configs(settings);
-    let builder = schedules.iter().fold(Flow::builder(), |b, (name, config)| {
+    let mut builder = schedules.iter().fold(Flow::builder(), |b, (name, config)| {
         b.schedule(name.clone(), config.clone())
     });
+    if let Some(version) = &settings.app_version {
+        builder = builder.app_version(version.clone());
+    }
     builder
         .lease(settings.lease())
         .alerts(settings.alerts.sinks())
@@ -356,6 +359,34 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
         Command::Runs(runs) => runs_command(app, settings, runs, output).await,
         Command::Alerts(alerts) => super::alerts::command(settings, alerts, output).await,
         Command::Stats(stats) => super::stats::command(settings, stats, output).await,
+        Command::Metrics => {
+            let opened = match open_operator(settings, Access::Read).await {
+                Ok(opened) => opened,
+                Err(exit) => return exit,
+            };
+            let exit = match opened.operator.metrics().await {
+                Ok(Some(text)) => {
+                    super::output::raw(text.as_bytes());
+                    Exit::Success
+                }
+                Ok(None) if settings.postgres_url().is_some() => {
+                    // No process owns a PostgreSQL store (and its URL may hold a password)
+                    error("on PostgreSQL every worker counts its own metrics and none owns the store: scrape each worker's flow.metrics.listen address");
+                    Exit::Usage
+                }
+                Ok(None) => {
+                    error(format!(
+                        "no worker owns the store {}, and metrics are counted by the process that executes workflows; start one with `{}`, or scrape its flow.metrics.listen address",
+                        settings.store.display(),
+                        cmd(app, &["worker"])
+                    ));
+                    Exit::Usage
+                }
+                Err(e) => fail_api(&e),
+            };
+            release(opened.server).await;
+            exit
+        }
         Command::Schedules(schedules) => {
             super::schedules::command(app, settings, schedules, output).await
         }
@@ -1278,6 +1309,9 @@ async fn show(app: &AppInfo, op: &Operator, id: &RunId, output: OutputFormat) ->
             say(format!("created:    {}", time(run.created_at_ms)));
             say(format!("updated:    {}", time(run.updated_at_ms)));
             say(format!("executions: {}", run.executions));
+            if let Some(version) = &run.app_version {
+                say(format!("version:    {version}"));
+            }
             if let Some(e) = &run.error {
                 say(format!("error:      {e}"));
             }

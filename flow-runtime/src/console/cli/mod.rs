@@ -212,7 +212,7 @@ where
     }
     let loaded = SettingsSource::new(&config, required, &app.env_prefix(), &overrides)
         .and_then(SettingsSource::load::<S>);
-    let loaded = match loaded {
+    let mut loaded = match loaded {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 eprintln!("warning: {warning}");
@@ -224,6 +224,10 @@ where
             return Exit::Config.into();
         }
     };
+    // Runs record the package version unless settings name another
+    if loaded.flow.app_version.is_none() {
+        loaded.flow.app_version = Some(app.version.to_owned());
+    }
     // Schedules name workflows and queues: checked against this binary before any command,
     // so that a typo stops a deploy instead of a worker that never fires
     let problems =

@@ -25,13 +25,34 @@ pub(super) async fn worker(
     if !queues.is_empty() {
         worker = worker.queues(queues);
     }
-    let report = match worker
+    let metrics = match &settings.metrics.listen {
+        Some(address) => match tokio::net::TcpListener::bind(address.as_str()).await {
+            Ok(listener) => {
+                let at = listener
+                    .local_addr()
+                    .map_or(address.clone(), |a| a.to_string());
+                tracing::info!(address = %at, "serving metrics at http://{at}/metrics");
+                Some(crate::metrics::serve_http(flow.clone(), listener))
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: cannot listen for metrics on {address} (flow.metrics.listen): {e}; choose a free port or leave the setting out"
+                );
+                return Exit::Config;
+            }
+        },
+        None => None,
+    };
+    let report = worker
         .run_until(async {
             let signal = super::signals::first_signal().await;
             tracing::warn!(signal = signal.name(), "stop signal: the worker stops");
         })
-        .await
-    {
+        .await;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
+    let report = match report {
         Ok(report) => report,
         Err(e) => return fail(&e),
     };

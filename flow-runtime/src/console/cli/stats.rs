@@ -4,7 +4,9 @@
 //! prints.
 
 use super::args::{OutputFormat, StatsArgs};
-use super::commands::{add_row, fail_api, open_operator, print_json, release, table, time};
+use super::commands::{
+    add_row, error, fail_api, open_operator, print_json, release, say, table, time,
+};
 use super::Exit;
 use crate::console::api::open::Access;
 use crate::console::api::stats::{compare, Change, Figures, Stats, StatsQuery, Thresholds};
@@ -25,64 +27,85 @@ pub(super) async fn command(
     args: StatsArgs,
     output: OutputFormat,
 ) -> Exit {
+    // clap pairs the versions and asks for a window or a version on each side; two windows
+    // are compared only together
+    let versions = args.before_version.is_some();
+    if args.compare && !versions && (args.before.is_none() || args.after.is_none()) {
+        let given = if args.before.is_some() {
+            "--before"
+        } else {
+            "--after"
+        };
+        error(format!(
+            "`--compare {given}` needs the other window too: `--before A..B --after C..D`; or compare two versions with `--before-version A --after-version B`"
+        ));
+        return Exit::Usage;
+    }
     let opened = match open_operator(settings, Access::Read).await {
         Ok(opened) => opened,
         Err(exit) => return exit,
     };
-    let query = |(from_ms, to_ms): (Option<u64>, Option<u64>)| StatsQuery {
-        from_ms,
-        to_ms,
-        workflow: args.workflow.clone(),
-    };
+    let query =
+        |(from_ms, to_ms): (Option<u64>, Option<u64>), app_version: Option<String>| StatsQuery {
+            from_ms,
+            to_ms,
+            workflow: args.workflow.clone(),
+            app_version,
+        };
     let op = &opened.operator;
-    let exit = match (args.compare, args.before, args.after) {
-        (true, Some(before), Some(after)) => {
-            let stats = match op.stats(&query(before)).await {
-                Ok(b) => op.stats(&query(after)).await.map(|a| (b, a)),
-                Err(e) => Err(e),
-            };
-            match stats {
-                Ok((before, after)) => {
-                    let limits = Thresholds {
-                        latency: args.latency_threshold / 100.0,
-                        min_change_ms: args.min_change.as_millis() as u64,
-                        error_rate: args.error_threshold / 100.0,
-                    };
-                    print_comparison(&before, &after, limits, output);
-                    Exit::Success
-                }
-                Err(e) => fail_api(&e),
+    let exit = if args.compare {
+        // A side without a window (comparing versions) spans every run
+        let before = query(args.before.unwrap_or_default(), args.before_version);
+        let after = query(args.after.unwrap_or_default(), args.after_version);
+        let stats = match op.stats(&before).await {
+            Ok(b) => op.stats(&after).await.map(|a| (b, a)),
+            Err(e) => Err(e),
+        };
+        match stats {
+            Ok((before, after)) => {
+                let limits = Thresholds {
+                    latency: args.latency_threshold / 100.0,
+                    min_change_ms: args.min_change.as_millis() as u64,
+                    error_rate: args.error_threshold / 100.0,
+                };
+                print_comparison(&before, &after, limits, output);
+                Exit::Success
             }
+            Err(e) => fail_api(&e),
         }
-        _ => {
-            let window = match (args.since, args.from, args.to) {
-                (Some(since), _, _) => {
-                    let since = since.as_millis().min(u128::from(u64::MAX)) as u64;
-                    (Some(now_ms().saturating_sub(since)), None)
-                }
-                (None, None, None) => (Some(now_ms().saturating_sub(DAY.as_millis() as u64)), None),
-                (None, from, to) => (from, to),
-            };
-            match op.stats(&query(window)).await {
-                Ok(stats) => {
-                    print_one(&stats, output);
-                    Exit::Success
-                }
-                Err(e) => fail_api(&e),
+    } else {
+        let window = match (args.since, args.from, args.to) {
+            (Some(since), _, _) => {
+                let since = since.as_millis().min(u128::from(u64::MAX)) as u64;
+                (Some(now_ms().saturating_sub(since)), None)
             }
+            (None, None, None) => (Some(now_ms().saturating_sub(DAY.as_millis() as u64)), None),
+            (None, from, to) => (from, to),
+        };
+        match op.stats(&query(window, args.app_version.clone())).await {
+            Ok(stats) => {
+                print_one(&stats, output);
+                Exit::Success
+            }
+            Err(e) => fail_api(&e),
         }
     };
     release(opened.server).await;
     exit
 }
 
+/// Which runs a figure covers, for people: `runs created A .. B`, and `of version V`.
 fn window(query: &StatsQuery) -> String {
     let end = |t: Option<u64>, open: &str| t.map_or(open.to_owned(), time);
-    format!(
-        "{} .. {}",
+    let mut text = format!(
+        "runs created {} .. {}",
         end(query.from_ms, "the first run"),
         end(query.to_ms, "now")
-    )
+    );
+    if let Some(version) = &query.app_version {
+        text.push_str(&format!(" of version {version}"));
+    }
+    text
 }
 
 fn rate(r: Option<f64>) -> String {
@@ -129,6 +152,7 @@ fn query_json(q: &StatsQuery) -> Value {
         "from": q.from_ms.map(time),
         "to": q.to_ms.map(time),
         "workflow": q.workflow,
+        "app_version": q.app_version,
     })
 }
 
@@ -154,14 +178,19 @@ fn print_one(stats: &Stats, output: OutputFormat) {
             })).collect::<Vec<_>>(),
         })),
         OutputFormat::Table => {
-            println!(
-                "runs created {}: {} runs read, {} steps read",
+            say(format!(
+                "{}: {} runs read, {} steps read",
                 window(&stats.query),
                 stats.runs_read,
                 stats.steps_read
-            );
+            ));
             if stats.workflows.is_empty() {
-                println!("no run was created in this window");
+                match &stats.query.app_version {
+                    Some(version) => say(format!(
+                        "no run of version {version} was created in this window"
+                    )),
+                    None => println!("no run was created in this window"),
+                }
                 return;
             }
             let mut t = table(&[
@@ -233,8 +262,8 @@ fn print_comparison(before: &Stats, after: &Stats, limits: Thresholds, output: O
             })).collect::<Vec<_>>(),
         })),
         OutputFormat::Table => {
-            println!("before: runs created {}", window(&before.query));
-            println!("after:  runs created {}", window(&after.query));
+            say(format!("before: {}", window(&before.query)));
+            say(format!("after:  {}", window(&after.query)));
             let mut t = table(&[
                 "WORKFLOW / STEP",
                 "COUNT",

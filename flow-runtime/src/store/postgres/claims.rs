@@ -277,6 +277,9 @@ pub(super) async fn take_queued(
                 run.status = RunStatus::Running;
                 run.executions += 1;
                 run.owner = request.owner.clone();
+                if request.app_version.is_some() {
+                    run.app_version = request.app_version.clone();
+                }
                 run.lease_expires_at_ms = request
                     .owner
                     .as_ref()

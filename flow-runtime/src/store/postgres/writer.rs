@@ -159,6 +159,7 @@ async fn write_batch(shared: &Shared, batch: Vec<Request>) {
         }
     }
     let requests = (creates.len() + commits.len()) as u64;
+    let started = std::time::Instant::now();
     // A deadlock or serialization failure rolled everything back: once more, then report it
     let mut attempt = 0;
     let result = loop {
@@ -172,6 +173,7 @@ async fn write_batch(shared: &Shared, batch: Vec<Request>) {
     };
     match result {
         Ok((created, committed)) => {
+            crate::metrics::store_commit(requests as usize, started.elapsed().as_secs_f64());
             shared.stats.commits.fetch_add(1, Ordering::Relaxed);
             shared.stats.writes.fetch_add(requests, Ordering::Relaxed);
             for ((_, reply), outcome) in creates.into_iter().zip(created) {

@@ -230,6 +230,7 @@ mod tests {
             queue: None,
             wake_at_ms: None,
             scheduled: None,
+            app_version: None,
         }
     }
 
