@@ -220,3 +220,28 @@ fn bad_postgres_and_lease_settings_stop_the_process_before_it_connects() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_config_never_prints_the_password_of_the_store_url() {
+    let mut app = App::new("config");
+    app.store = "postgres://flow:hunter2@127.0.0.1:5432/test".into();
+    let out = app
+        .command(&["check-config"])
+        .env("FLOW_POSTGRES__PASSWORD", "swordfish")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("postgres://flow:[redacted]@127.0.0.1:5432/test"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("hunter2") && !stdout.contains("swordfish"),
+        "{stdout}"
+    );
+}

@@ -1220,6 +1220,13 @@ impl<S: Serialize> Loaded<S> {
         rows.into_iter()
             .map(|(key, value)| {
                 let mut source = self.source.source_of(&key);
+                // A PostgreSQL URL may carry the password: printed settings never show it
+                let value = match (key.as_str(), &value) {
+                    ("flow.store", serde_json::Value::String(url)) => {
+                        serde_json::Value::String(redact_url_password(url))
+                    }
+                    _ => value,
+                };
                 // Unset in every source, it is filled in from the binary (`main_entry`)
                 if key == "flow.app_version" && source == "default" {
                     source = "the package version (Cargo.toml)".into();
@@ -1227,6 +1234,23 @@ impl<S: Serialize> Loaded<S> {
                 (key, value, source)
             })
             .collect()
+    }
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:[redacted]@host/db`; anything else
+/// (a file path, a URL without a password) unchanged.
+fn redact_url_password(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return text.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:{REDACTED}@{host}{path}"),
+        None => text.to_owned(),
     }
 }
 
@@ -1244,6 +1268,19 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde
 #[cfg(test)]
 mod secret_tests {
     use super::Secret;
+
+    #[test]
+    fn a_password_in_a_store_url_is_redacted() {
+        use super::redact_url_password as r;
+        assert_eq!(
+            r("postgres://flow:s3cr:et@db.internal:5432/prod"),
+            "postgres://flow:[redacted]@db.internal:5432/prod"
+        );
+        assert_eq!(r("postgresql://flow:x@h"), "postgresql://flow:[redacted]@h");
+        assert_eq!(r("postgres://flow@h/db"), "postgres://flow@h/db");
+        assert_eq!(r("data/flow.redb"), "data/flow.redb");
+        assert_eq!(r("postgres://h/db?user=a@b"), "postgres://h/db?user=a@b");
+    }
 
     #[test]
     fn a_secret_never_round_trips_through_its_placeholder() {
