@@ -323,6 +323,60 @@ pub struct FlowSettings {
     /// Schedules declared or overridden, by name (`[flow.schedules.nightly]`).
     #[garde(dive, custom(super::schedule_settings::schedule_names))]
     pub schedules: BTreeMap<String, super::schedule_settings::ScheduleSetting>,
+    /// The web console (`[flow.ui]`): off unless `listen` is set.
+    #[garde(dive)]
+    pub ui: UiSettings,
+}
+
+/// `[flow.ui]`: the web console that `worker` serves beside its work (and `ui` alone).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiSettings {
+    /// Where the worker serves the console, such as `127.0.0.1:8080`; off when absent. Any
+    /// address other than a loopback one requires `token`.
+    #[garde(custom(listen_setting))]
+    pub listen: Option<String>,
+    /// The bearer token every request must carry (`Authorization: Bearer ...`) when the
+    /// console listens beyond loopback; better given as FLOW_UI__TOKEN than in the file.
+    #[garde(custom(token_setting))]
+    pub token: Option<Secret>,
+    /// A trace viewer's URL with `{trace_id}` in it, such as
+    /// `http://jaeger:16686/trace/{trace_id}`: the run page links the trace id there.
+    #[garde(custom(trace_url_setting))]
+    pub trace_url: Option<String>,
+}
+
+fn listen_setting(value: &Option<String>, _: &()) -> garde::Result {
+    match value {
+        Some(v) if v.parse::<std::net::SocketAddr>().is_err() => Err(garde::Error::new(format!(
+            "`{v}` is not an address and port such as `127.0.0.1:8080`"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn token_setting(value: &Option<Secret>, _: &()) -> garde::Result {
+    match value {
+        Some(t) if t.expose().len() < 16 => Err(garde::Error::new(
+            "is shorter than 16 characters; use a long random value (`openssl rand -hex 32`)",
+        )),
+        Some(t) if !t.expose().bytes().all(|b| b.is_ascii_graphic()) => Err(garde::Error::new(
+            "must be printable ASCII without spaces (it travels in an HTTP header)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn trace_url_setting(value: &Option<String>, _: &()) -> garde::Result {
+    match value {
+        Some(v) if !(v.starts_with("http://") || v.starts_with("https://")) => Err(
+            garde::Error::new(format!("`{v}` must start with http:// or https://")),
+        ),
+        Some(v) if !v.contains("{trace_id}") => Err(garde::Error::new(format!(
+            "`{v}` must contain `{{trace_id}}`, where the run's trace id goes"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// A size in bytes, written in settings as `16MiB`, `512 KiB`, `10MB` or a plain number of bytes:
@@ -423,6 +477,7 @@ impl Default for FlowSettings {
             worker: serde_json::Value::Object(Default::default()),
             alerts: Default::default(),
             schedules: BTreeMap::new(),
+            ui: UiSettings::default(),
         }
     }
 }
