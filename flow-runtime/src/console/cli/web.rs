@@ -145,7 +145,9 @@ async fn guard(State(console): State<Arc<Console>>, request: Request, next: Next
         };
         let local = matches!(name, "localhost" | "127.0.0.1" | "[::1]")
             || name == console.addr.ip().to_string()
-            || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
         if !local {
             return error_page(
                 StatusCode::FORBIDDEN,
@@ -247,11 +249,7 @@ fn page(title: &str, refresh: Option<u32>, body: &str) -> Response {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">{meta}<title>{} · flow</title><style>{STYLE}</style></head><body><header><nav><a href=\"/runs\">Runs</a></nav></header><main>{body}</main></body></html>",
         esc(title)
     );
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        html,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
 }
 
 fn error_page(code: StatusCode, title: &str, message: &str) -> Response {
@@ -444,20 +442,18 @@ struct RunQuery {
     refresh: Option<u32>,
 }
 
-fn parse_id(id: &str) -> Result<RunId, Response> {
-    RunId::new(id).map_err(|e| {
-        error_page(
-            StatusCode::BAD_REQUEST,
-            "Invalid run id",
-            &format!("not a run id: {e}"),
-        )
-    })
+fn parse_id(id: &str) -> Result<RunId, String> {
+    RunId::new(id).map_err(|e| format!("not a run id: {e}"))
+}
+
+fn invalid_id(message: &str) -> Response {
+    error_page(StatusCode::BAD_REQUEST, "Invalid run id", message)
 }
 
 async fn run_page(State(console): State<Arc<Console>>, Query(query): Query<RunQuery>) -> Response {
     let id = match parse_id(&query.id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(m) => return invalid_id(&m),
     };
     let opened = match open_store(&console.settings, Access::Read).await {
         Ok(opened) => opened,
@@ -560,7 +556,10 @@ async fn run_page(State(console): State<Arc<Console>>, Query(query): Query<RunQu
     let _ = write!(b, "<h2>Timeline</h2>");
     timeline(&mut b, &run, &steps);
     if failed_units > 0 {
-        let _ = write!(b, "<h3>Failed units ({failed_units})</h3><ul id=\"failed-units\">");
+        let _ = write!(
+            b,
+            "<h3>Failed units ({failed_units})</h3><ul id=\"failed-units\">"
+        );
         for s in steps
             .iter()
             .filter(|s| s.id.name == UNIT_STEP && s.status == StepStatus::Failed)
@@ -661,12 +660,7 @@ fn rows(steps: &[StepRecord], now: u64) -> (Vec<Row>, usize) {
         if s.id.occurrence > 0 {
             let _ = write!(label, " #{}", s.id.occurrence);
         }
-        let mut detail = format!(
-            "{}: {}, attempt {}",
-            label,
-            state_of(s.status),
-            s.attempt
-        );
+        let mut detail = format!("{}: {}, attempt {}", label, state_of(s.status), s.attempt);
         if let Some(e) = &s.error {
             let _ = write!(detail, ", error: {e}");
         }
@@ -847,7 +841,7 @@ async fn confirm_page(
     };
     let id = match parse_id(&query.id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(m) => return invalid_id(&m),
     };
     let body = format!(
         "<h1>{label} run <code>{0}</code>?</h1><p>{what}</p><form method=\"post\" action=\"/run/{action}\"><input type=\"hidden\" name=\"id\" value=\"{0}\"><button type=\"submit\" class=\"danger\" id=\"confirm\">{label}</button> <a href=\"/run?id={1}\">Back</a></form>",
@@ -870,7 +864,7 @@ async fn act(
     }
     let id = match parse_id(&form.id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(m) => return invalid_id(&m),
     };
     let who = if console.token.is_some() {
         format!("token holder at {peer}")
@@ -917,8 +911,12 @@ async fn act(
         },
     };
     match &result {
-        Ok(()) => tracing::info!(action = %action, run = %id, who = %who, user_agent = %agent, "web console action"),
-        Err(e) => tracing::warn!(action = %action, run = %id, who = %who, user_agent = %agent, error = %e.message, "web console action failed"),
+        Ok(()) => {
+            tracing::info!(action = %action, run = %id, who = %who, user_agent = %agent, "web console action")
+        }
+        Err(e) => {
+            tracing::warn!(action = %action, run = %id, who = %who, user_agent = %agent, error = %e.message, "web console action failed")
+        }
     }
     match result {
         Ok(()) => Redirect::to(&format!("/run?id={}", url_value(id.as_str()))).into_response(),

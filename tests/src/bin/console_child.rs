@@ -1,0 +1,64 @@
+//! A `#[flow::main]` binary for the web console tests (`tests/tests/web_console.rs`): a run
+//! that fails with an error built from its input (the XSS check), a slow run to watch and
+//! cancel, and a fan-out whose units fail where their number is a multiple of `fail_every`.
+
+use flow_runtime as flow;
+use std::time::Duration;
+
+/// Fails at once with an error that quotes `text`.
+#[flow::step(idempotent, retry = "none")]
+async fn explode(text: String) -> Result<(), flow::Failure> {
+    Err(flow::Failure::permanent(format!("exploded on {text}")))
+}
+
+/// One step that fails with `text` in its error.
+#[flow::workflow]
+async fn boom(text: String) -> Result<(), flow::Failure> {
+    explode(text).await
+}
+
+/// Waits `ms`.
+#[flow::step(idempotent, retry = "none")]
+async fn pause(i: u32, ms: u64) -> Result<u32, flow::Failure> {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Ok(i)
+}
+
+/// `steps` steps of `ms` each.
+#[flow::workflow]
+async fn slow(steps: u32, ms: u64) -> Result<u32, flow::Failure> {
+    for i in 0..steps {
+        pause(i, ms).await?;
+    }
+    Ok(steps)
+}
+
+/// One unit's work: fails when `i` is a multiple of `fail_every` (0: never).
+#[flow::step(idempotent, retry = "none")]
+async fn item(i: u64, fail_every: u64) -> Result<u64, flow::Failure> {
+    if fail_every > 0 && i.is_multiple_of(fail_every) {
+        return Err(flow::Failure::permanent(format!("item {i} refused")));
+    }
+    Ok(i)
+}
+
+/// `n` units, each one `item` step.
+#[flow::workflow]
+async fn fanout(n: u64, fail_every: u64) -> Result<u64, flow::Failure> {
+    let report = flow::units(0..n, |i| format!("u{i}"))
+        .concurrency(64)
+        .run(|i| async move { item(i, fail_every).await })
+        .await
+        .map_err(flow::Failure::permanent)?;
+    if report.failed > 0 {
+        return Err(flow::Failure::permanent(format!(
+            "{} units failed",
+            report.failed
+        )));
+    }
+    Ok(report.succeeded)
+}
+
+/// Test binary for the web console tests.
+#[flow::main]
+async fn main() {}
