@@ -460,6 +460,9 @@ async fn a_worker_serves_the_console_and_its_cancel_button_stops_a_live_run() {
     );
     assert!(page.contains("http-equiv=\"refresh\""), "{page}");
     assert!(page.contains("href=\"/run/cancel?id=live-1\""), "{page}");
+    // The worker executes it: no Resume, and the advice says who runs it
+    assert!(!page.contains("action-resume"), "{page}");
+    assert!(page.contains("next: executing in process"), "{page}");
 
     let (code, confirm) = get(&format!("{base}/run/cancel?id=live-1")).await;
     assert_eq!(code, 200);

@@ -1192,10 +1192,8 @@ pub(super) fn next_steps(app: &AppInfo, run: &RunRecord, steps: &[StepRecord]) -
             next
         }
         RunStatus::Running | RunStatus::Sleeping => {
-            let live = run
-                .owner
-                .as_ref()
-                .is_some_and(|o| o.is_another_live_process());
+            // This process too: the web console of a worker shows the worker's runs
+            let live = run.owner.as_ref().is_some_and(|o| o.is_live_process());
             let mut next = Vec::new();
             if let Some(b) = steps.iter().find(|s| s.status == StepStatus::Backoff) {
                 next.push(format!(

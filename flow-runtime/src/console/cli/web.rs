@@ -238,6 +238,9 @@ button.danger{background:#b71c1c;color:#fff;border:0}
 label{margin-right:.3rem}
 .next li{font-family:monospace}
 .error{color:#b71c1c}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}dd{margin:0}
+a.action{display:inline-block;padding:.3rem .8rem;border:1px solid #0b57d0;border-radius:3px;text-decoration:none;margin-right:.5rem}
+a:focus,button:focus,input:focus,select:focus{outline:3px solid #f9a825;outline-offset:1px}
 ";
 
 fn page(title: &str, refresh: Option<u32>, body: &str) -> Response {
@@ -532,10 +535,7 @@ async fn run_page(State(console): State<Arc<Console>>, Query(query): Query<RunQu
     if !run.status.is_finished() || run.status == RunStatus::Paused {
         actions.push(("cancel", "Cancel"));
     }
-    let live = run
-        .owner
-        .as_ref()
-        .is_some_and(|o| o.is_another_live_process());
+    let live = run.owner.as_ref().is_some_and(|o| o.is_live_process());
     match run.status {
         RunStatus::Failed if failed_units > 0 => actions.push(("resume", "Retry failed units")),
         RunStatus::Failed | RunStatus::NeedsAttention => actions.push(("resume", "Resume")),
@@ -547,7 +547,7 @@ async fn run_page(State(console): State<Arc<Console>>, Query(query): Query<RunQu
         for (action, label) in actions {
             let _ = write!(
                 b,
-                "<a role=\"button\" id=\"action-{action}\" href=\"/run/{action}?id={id_value}\">{label}</a> "
+                "<a class=\"action\" id=\"action-{action}\" href=\"/run/{action}?id={id_value}\">{label}</a> "
             );
         }
         let _ = write!(b, "</p>");
@@ -653,14 +653,30 @@ fn rows(steps: &[StepRecord], now: u64) -> (Vec<Row>, usize) {
             hidden += 1;
             continue;
         }
-        let mut label = s.id.name.clone();
+        // The step's own name (not its module path) and the start of its key; both whole in
+        // the bar's title
+        let short = s.id.name.rsplit("::").next().unwrap_or(&s.id.name);
+        let mut label = short.to_owned();
         if !s.id.key.is_empty() {
-            let _ = write!(label, " [{}]", s.id.key);
+            let key: String = s.id.key.chars().take(12).collect();
+            let more = if key.len() < s.id.key.len() {
+                "…"
+            } else {
+                ""
+            };
+            let _ = write!(label, " [{key}{more}]");
         }
         if s.id.occurrence > 0 {
             let _ = write!(label, " #{}", s.id.occurrence);
         }
-        let mut detail = format!("{}: {}, attempt {}", label, state_of(s.status), s.attempt);
+        let mut detail = format!(
+            "{} [{}] #{}: {}, attempt {}",
+            s.id.name,
+            s.id.key,
+            s.id.occurrence,
+            state_of(s.status),
+            s.attempt
+        );
         if let Some(e) = &s.error {
             let _ = write!(detail, ", error: {e}");
         }
