@@ -503,3 +503,37 @@ async fn a_worker_serves_the_console_and_its_cancel_button_stops_a_live_run() {
         "{logged}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_ten_thousand_units_draws_a_few_aggregated_bars() {
+    let dir = tempfile::tempdir().unwrap();
+    run(
+        dir.path(),
+        &[
+            "run",
+            "fanout",
+            "--input",
+            r#"{"n": 10000, "fail_every": 97}"#,
+            "--id",
+            "big-1",
+        ],
+        1,
+    );
+    let server = ui(dir.path(), &["--port", "0"], &[]);
+    let (code, page) = get(&format!("{}/run?id=big-1", server.base)).await;
+    assert_eq!(code, 200);
+    // Two bars (the units, the step inside them), not 20,000
+    assert_eq!(page.matches("class=\"bar ").count(), 2, "{page}");
+    assert!(
+        page.contains("units (10000): 104 failed, 9896 succeeded"),
+        "{page}"
+    );
+    assert!(page.contains("Failed units (104)"), "{page}");
+    assert_eq!(page.matches("refused</span></li>").count(), 20, "{page}");
+    assert!(page.contains("and 84 more"), "{page}");
+    assert!(
+        page.len() < 64 * 1024,
+        "the page stays small: {} bytes",
+        page.len()
+    );
+}
