@@ -537,3 +537,24 @@ async fn a_run_of_ten_thousand_units_draws_a_few_aggregated_bars() {
         page.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_name_with_many_records_gets_one_bar_and_a_few_get_one_each() {
+    let dir = tempfile::tempdir().unwrap();
+    run(
+        dir.path(),
+        &["run", "many", "--input", "150", "--id", "many-1"],
+        0,
+    );
+    run(
+        dir.path(),
+        &["run", "many", "--input", "40", "--id", "few-1"],
+        0,
+    );
+    let server = ui(dir.path(), &["--port", "0"], &[]);
+    let (_, many) = get(&format!("{}/run?id=many-1", server.base)).await;
+    assert_eq!(many.matches("class=\"bar ").count(), 1, "{many}");
+    assert!(many.contains("pause ×150"), "{many}");
+    let (_, few) = get(&format!("{}/run?id=few-1", server.base)).await;
+    assert_eq!(few.matches("class=\"bar succeeded\"").count(), 40, "{few}");
+}

@@ -33,6 +33,15 @@ async fn slow(steps: u32, ms: u64) -> Result<u32, flow::Failure> {
     Ok(steps)
 }
 
+/// `n` instant steps of one name, outside units.
+#[flow::workflow]
+async fn many(n: u32) -> Result<u32, flow::Failure> {
+    for i in 0..n {
+        pause(i, 0).await?;
+    }
+    Ok(n)
+}
+
 /// One unit's work: fails when `i` is a multiple of `fail_every` (0: never).
 #[flow::step(idempotent, retry = "none")]
 async fn item(i: u64, fail_every: u64) -> Result<u64, flow::Failure> {

@@ -33,6 +33,8 @@ use std::sync::Arc;
 const RUNS_SHOWN: usize = 200;
 /// The most step rows the timeline draws; the steps inside units are aggregated anyway.
 const STEP_ROWS: usize = 500;
+/// A step name with more records than this gets one aggregated bar, not one bar per record.
+const PER_NAME: usize = 100;
 /// Failed units listed by key on the run page.
 const FAILED_UNITS_SHOWN: usize = 20;
 
@@ -635,8 +637,17 @@ fn rows(steps: &[StepRecord], now: u64) -> (Vec<Row>, usize) {
         .filter(|s| s.id.name == UNIT_STEP)
         .map(|s| s.id.key.as_str())
         .collect();
+    // A step keyed by its own idempotency key inside a unit does not carry the unit's key:
+    // a step name with more records than PER_NAME is aggregated like the steps of units
+    let mut per_name: std::collections::HashMap<&str, usize> = Default::default();
+    for s in steps {
+        *per_name.entry(s.id.name.as_str()).or_default() += 1;
+    }
     let in_unit = |s: &StepRecord| {
         s.id.name == UNIT_STEP
+            || per_name
+                .get(s.id.name.as_str())
+                .is_some_and(|n| *n > PER_NAME)
             || s.id
                 .key
                 .split_once('/')
@@ -719,14 +730,20 @@ fn rows(steps: &[StepRecord], now: u64) -> (Vec<Row>, usize) {
             .into_iter()
             .find(|st| g.counts.contains_key(st))
             .unwrap_or("succeeded");
+        let short = name.rsplit("::").next().unwrap_or(name);
         let label = if name == UNIT_STEP {
             format!("units ({total})")
         } else {
-            format!("{name} in units ({total})")
+            format!("{short} ×{total}")
         };
         let counts: Vec<String> = g.counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
         rows.push(Row {
-            detail: format!("{label}: {}, {} attempts", counts.join(", "), g.attempts),
+            detail: format!(
+                "{} ({total}): {}, {} attempts",
+                if name == UNIT_STEP { "units" } else { name },
+                counts.join(", "),
+                g.attempts
+            ),
             label,
             start: g.start,
             end: g.end,
