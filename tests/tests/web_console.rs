@@ -558,3 +558,13 @@ async fn a_step_name_with_many_records_gets_one_bar_and_a_few_get_one_each() {
     let (_, few) = get(&format!("{}/run?id=few-1", server.base)).await;
     assert_eq!(few.matches("class=\"bar succeeded\"").count(), 40, "{few}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_step_shows_its_attempts_beside_its_bar() {
+    let dir = tempfile::tempdir().unwrap();
+    run(dir.path(), &["run", "retried", "--id", "retried-1"], 0);
+    let server = ui(dir.path(), &["--port", "0"], &[]);
+    let (_, page) = get(&format!("{}/run?id=retried-1", server.base)).await;
+    assert_eq!(page.matches("class=\"bar succeeded\"").count(), 1, "{page}");
+    assert!(page.contains(" ms · 3 attempts</text>"), "{page}");
+}

@@ -42,6 +42,23 @@ async fn many(n: u32) -> Result<u32, flow::Failure> {
     Ok(n)
 }
 
+static TRIES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Fails transiently on its first two attempts.
+#[flow::step(idempotent, retry(attempts = 5, initial = "10ms"))]
+async fn flaky() -> Result<(), flow::Failure> {
+    if TRIES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+        return Err(flow::Failure::transient("not yet"));
+    }
+    Ok(())
+}
+
+/// One step that succeeds on its third attempt.
+#[flow::workflow]
+async fn retried() -> Result<(), flow::Failure> {
+    flaky().await
+}
+
 /// One unit's work: fails when `i` is a multiple of `fail_every` (0: never).
 #[flow::step(idempotent, retry = "none")]
 async fn item(i: u64, fail_every: u64) -> Result<u64, flow::Failure> {

@@ -618,6 +618,8 @@ struct Row {
     /// `succeeded`, `failed`, `backoff` or `running`: the bar's class and colour.
     state: &'static str,
     detail: String,
+    /// Shown after the duration: retries (`3 attempts`), a backoff.
+    note: String,
 }
 
 fn state_of(status: StepStatus) -> &'static str {
@@ -700,6 +702,11 @@ fn rows(steps: &[StepRecord], now: u64) -> (Vec<Row>, usize) {
             end: end_of(s),
             state: state_of(s.status),
             detail,
+            note: match (s.status, s.attempt) {
+                (StepStatus::Backoff, n) => format!(" · attempt {n} failed, backing off"),
+                (_, n) if n > 1 => format!(" · {n} attempts"),
+                _ => String::new(),
+            },
         });
     }
     // Steps in units, by name (the units themselves under `unit`)
@@ -738,6 +745,11 @@ fn rows(steps: &[StepRecord], now: u64) -> (Vec<Row>, usize) {
         };
         let counts: Vec<String> = g.counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
         rows.push(Row {
+            note: if g.attempts > total as u64 {
+                format!(" · {} retries", g.attempts - total as u64)
+            } else {
+                String::new()
+            },
             detail: format!(
                 "{} ({total}): {}, {} attempts",
                 if name == UNIT_STEP { "units" } else { name },
@@ -806,7 +818,7 @@ fn timeline(b: &mut String, run: &RunRecord, steps: &[StepRecord]) {
         };
         let _ = write!(
             b,
-            "<g><title>{}</title><text x=\"0\" y=\"{}\">{}</text><rect class=\"bar {}\" x=\"{x:.1}\" y=\"{}\" width=\"{w:.1}\" height=\"{}\" fill=\"{fill}\"/><text x=\"{:.1}\" y=\"{}\">{} ms</text></g>",
+            "<g><title>{}</title><text x=\"0\" y=\"{}\">{}</text><rect class=\"bar {}\" x=\"{x:.1}\" y=\"{}\" width=\"{w:.1}\" height=\"{}\" fill=\"{fill}\"/><text x=\"{:.1}\" y=\"{}\">{} ms{}</text></g>",
             esc(&r.detail),
             y + 15.0,
             esc(&label),
@@ -815,7 +827,8 @@ fn timeline(b: &mut String, run: &RunRecord, steps: &[StepRecord]) {
             ROW - 6.0,
             x + w + 4.0,
             y + 15.0,
-            r.end.saturating_sub(r.start)
+            r.end.saturating_sub(r.start),
+            esc(&r.note)
         );
     }
     let axis = ROW * rows.len() as f64 + 16.0;
