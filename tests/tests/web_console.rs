@@ -399,6 +399,65 @@ async fn beyond_loopback_every_request_needs_the_token() {
     let logged = wait_for(&server.stderr, "the action in the log", |l| {
         (l.contains("web console action") && l.contains("queued-1")).then(|| l.to_owned())
     });
+
+    // A browser signs in with a form: a wrong token is refused, the right one sets a cookie
+    // (a digest of the token, not the token) that opens the pages
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (code, login) = {
+        let r = plain.get(format!("{base}/login")).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    assert_eq!(code, 200);
+    assert!(login.contains("<label for=\"token\">"), "{login}");
+    let wrong = plain
+        .post(format!("{base}/login"))
+        .form(&[("token", "not-the-token-at-all")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    let right = plain
+        .post(format!("{base}/login"))
+        .form(&[("token", TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status().as_u16(), 303);
+    let cookie = right
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains(TOKEN),
+        "the cookie holds a digest: {cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let page = plain
+        .get(format!("{base}/runs"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("queued-1"));
+    let forged = plain
+        .get(format!("{base}/runs"))
+        .header("Cookie", "flow_ui=0000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 401);
     assert!(
         logged.contains("cancel") && logged.contains("token holder at 127.0.0.1"),
         "{logged}"
@@ -567,4 +626,51 @@ async fn a_retried_step_shows_its_attempts_beside_its_bar() {
     let (_, page) = get(&format!("{}/run?id=retried-1", server.base)).await;
     assert_eq!(page.matches("class=\"bar succeeded\"").count(), 1, "{page}");
     assert!(page.contains(" ms · 3 attempts</text>"), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trace_id_links_to_the_trace_viewer_of_the_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    run(
+        dir.path(),
+        &[
+            "run",
+            "slow",
+            "--input",
+            r#"{"steps": 1, "ms": 1}"#,
+            "--id",
+            "traced-1",
+        ],
+        0,
+    );
+    let server = ui(
+        dir.path(),
+        &["--port", "0"],
+        &[(
+            "FLOW_UI__TRACE_URL",
+            "http://traces.invalid/trace/{trace_id}?a=1&b=2",
+        )],
+    );
+    let trace = stored(&dir.path().join("flow.redb"), "traced-1")
+        .await
+        .trace_id;
+    let (_, page) = get(&format!("{}/run?id=traced-1", server.base)).await;
+    assert!(
+        page.contains(&format!(
+            "<a href=\"http://traces.invalid/trace/{trace}?a=1&amp;b=2\">{trace}</a>"
+        )),
+        "{page}"
+    );
+    // A template without the placeholder is refused when the settings load
+    let out = child(dir.path())
+        .args(["ui", "--port", "0"])
+        .env("FLOW_UI__TRACE_URL", "http://traces.invalid/")
+        .output()
+        .unwrap();
+    flow_tests::assert_exit(&out, 3);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("flow.ui.trace_url") && stderr.contains("{trace_id}"),
+        "{stderr}"
+    );
 }

@@ -98,6 +98,7 @@ pub(super) async fn serve(bound: Bound, stop: impl Future<Output = ()> + Send + 
         .route("/runs", get(runs_page))
         .route("/run", get(run_page))
         .route("/run/{action}", get(confirm_page).post(act))
+        .route("/login", get(login_page).post(login))
         .layer(axum::middleware::from_fn_with_state(console.clone(), guard))
         .with_state(console);
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -114,6 +115,68 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The name of the cookie that carries a signed-in browser's proof of the token.
+const SESSION: &str = "flow_ui";
+
+/// The cookie's value for `token`: a digest, so the token itself is not stored in browsers.
+fn session_value(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(format!("flow web console session\n{token}").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(SESSION)?.strip_prefix('='))
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+fn login_form(message: Option<&str>) -> String {
+    format!(
+        "<h1>Sign in</h1>{}<form method=\"post\" action=\"/login\"><label for=\"token\">Token (flow.ui.token)</label> <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required> <button type=\"submit\">Sign in</button></form>",
+        message.map_or(String::new(), |m| format!("<p class=\"error\">{}</p>", esc(m)))
+    )
+}
+
+async fn login_page() -> Response {
+    page("Sign in", None, &login_form(None))
+}
+
+async fn login(
+    State(console): State<Arc<Console>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let Some(token) = &console.token else {
+        return Redirect::to("/runs").into_response();
+    };
+    if !same(form.token.trim().as_bytes(), token.as_bytes()) {
+        tracing::warn!(who = %peer, "web console sign-in with a wrong token");
+        let mut response = page("Sign in", None, &login_form(Some("That is not the token.")));
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return response;
+    }
+    tracing::info!(who = %peer, "web console sign-in");
+    let mut response = Redirect::to("/runs").into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&format!(
+        "{SESSION}={}; HttpOnly; SameSite=Strict; Path=/",
+        session_value(token)
+    )) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
 /// Checks every request: the bearer token when one is configured; without one (loopback only)
 /// the Host header must name this machine, so a web page cannot reach the console through a
 /// DNS name it controls. A form post must come from the console's own pages.
@@ -124,11 +187,16 @@ async fn guard(State(console): State<Arc<Console>>, request: Request, next: Next
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| same(g.trim().as_bytes(), token.as_bytes())) {
+        let by_header = given.is_some_and(|g| same(g.trim().as_bytes(), token.as_bytes()));
+        let by_cookie = session_cookie(headers)
+            .is_some_and(|c| same(c.as_bytes(), session_value(token).as_bytes()));
+        // The login page itself checks the token it is given
+        let login = request.uri().path() == "/login";
+        if !(by_header || by_cookie || login) {
             let mut response = error_page(
                 StatusCode::UNAUTHORIZED,
                 "Token required",
-                "This console requires the bearer token of its settings (flow.ui.token) in an `Authorization: Bearer ...` header.",
+                "This console requires the token of its settings (flow.ui.token): sign in on /login, or send it in an `Authorization: Bearer ...` header.",
             );
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -913,7 +981,12 @@ async fn act(
         Err(m) => return invalid_id(&m),
     };
     let who = if console.token.is_some() {
-        format!("token holder at {peer}")
+        let how = if session_cookie(&headers).is_some() {
+            "signed in"
+        } else {
+            "token holder"
+        };
+        format!("{how} at {peer}")
     } else {
         format!("{peer}")
     };
