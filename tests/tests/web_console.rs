@@ -674,3 +674,75 @@ async fn the_trace_id_links_to_the_trace_viewer_of_the_settings() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stats_page_gives_each_workflows_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    run(
+        dir.path(),
+        &[
+            "run",
+            "slow",
+            "--input",
+            r#"{"steps": 2, "ms": 5}"#,
+            "--id",
+            "s-1",
+        ],
+        0,
+    );
+    run(
+        dir.path(),
+        &[
+            "run",
+            "slow",
+            "--input",
+            r#"{"steps": 2, "ms": 5}"#,
+            "--id",
+            "s-2",
+        ],
+        0,
+    );
+    run(
+        dir.path(),
+        &["run", "boom", "--input", "\"x\"", "--id", "b-1"],
+        1,
+    );
+    let server = ui(dir.path(), &["--port", "0"], &[]);
+    let (code, page) = get(&format!("{}/stats", server.base)).await;
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("3 runs and 5 steps read"), "{page}");
+    assert!(
+        page.contains("<h2>slow</h2>") && page.contains("<h2>boom</h2>"),
+        "{page}"
+    );
+    // slow: 2 runs, all succeeded; boom: 1 run, failed
+    assert!(
+        page.contains("<tr><td>runs</td><td>2</td><td>100.0%</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<tr><td>runs</td><td>1</td><td>0.0%</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td>console_child::pause</td><td>4</td><td>100.0%</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("1 permanent") || page.contains("1 unclassified"),
+        "{page}"
+    );
+    assert!(page.matches("class=\"p95\"").count() >= 4, "{page}");
+
+    let (_, only) = get(&format!("{}/stats?workflow=boom", server.base)).await;
+    assert!(
+        only.contains("<h2>boom</h2>") && !only.contains("<h2>slow</h2>"),
+        "{only}"
+    );
+    let (code, bad) = get(&format!("{}/stats?since=%3Cb%3Eyesterday", server.base)).await;
+    assert_eq!(code, 400);
+    assert!(
+        bad.contains("`&lt;b&gt;yesterday` is not a duration"),
+        "{bad}"
+    );
+}

@@ -98,6 +98,7 @@ pub(super) async fn serve(bound: Bound, stop: impl Future<Output = ()> + Send + 
         .route("/runs", get(runs_page))
         .route("/run", get(run_page))
         .route("/run/{action}", get(confirm_page).post(act))
+        .route("/stats", get(stats_page))
         .route("/login", get(login_page).post(login))
         .layer(axum::middleware::from_fn_with_state(console.clone(), guard))
         .with_state(console);
@@ -319,7 +320,7 @@ fn page(title: &str, refresh: Option<u32>, body: &str) -> Response {
         _ => String::new(),
     };
     let html = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">{meta}<title>{} · flow</title><style>{STYLE}</style></head><body><header><nav><a href=\"/runs\">Runs</a></nav></header><main>{body}</main></body></html>",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">{meta}<title>{} · flow</title><style>{STYLE}</style></head><body><header><nav><a href=\"/runs\">Runs</a><a href=\"/stats\">Stats</a></nav></header><main>{body}</main></body></html>",
         esc(title)
     );
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
@@ -1041,4 +1042,110 @@ async fn act(
         Ok(()) => Redirect::to(&format!("/run?id={}", url_value(id.as_str()))).into_response(),
         Err(e) => api_error(&e),
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StatsPageQuery {
+    workflow: Option<String>,
+    /// How far back the window reaches, such as `24h` or `7d`.
+    since: Option<String>,
+}
+
+fn percent(rate: Option<f64>) -> String {
+    rate.map_or("-".to_owned(), |r| format!("{:.1}%", r * 100.0))
+}
+
+fn ms(value: Option<u64>) -> String {
+    value.map_or("-".to_owned(), |v| format!("{v} ms"))
+}
+
+/// One row of figures, with a bar of its p95 against the page's longest.
+fn figures_row(b: &mut String, name: &str, f: &crate::console::api::stats::Figures, max_p95: u64) {
+    let errors: Vec<String> = f.errors.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let width = f
+        .p95_ms
+        .map_or(0.0, |p| 200.0 * p as f64 / max_p95.max(1) as f64);
+    let _ = write!(
+        b,
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><svg width=\"204\" height=\"12\" aria-hidden=\"true\"><rect class=\"p95\" x=\"0\" y=\"1\" width=\"{width:.1}\" height=\"10\" fill=\"#1565c0\"/></svg></td><td>{}</td><td>{}</td><td class=\"error\">{}</td></tr>",
+        esc(name),
+        f.count,
+        percent(f.success_rate()),
+        ms(f.p50_ms),
+        ms(f.p95_ms),
+        ms(f.p99_ms),
+        f.retries,
+        percent(f.error_rate()),
+        esc(&errors.join(", "))
+    );
+}
+
+async fn stats_page(
+    State(console): State<Arc<Console>>,
+    Query(query): Query<StatsPageQuery>,
+) -> Response {
+    let since_text = query
+        .since
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "24h".to_owned());
+    let since = match humantime::parse_duration(&since_text) {
+        Ok(d) => d,
+        Err(e) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Invalid window",
+                &format!("`{since_text}` is not a duration such as `24h` or `7d`: {e}"),
+            )
+        }
+    };
+    let workflow = query.workflow.clone().filter(|w| !w.is_empty());
+    let now = crate::store::now_ms();
+    let stats_query = crate::console::api::stats::StatsQuery {
+        from_ms: Some(now.saturating_sub(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))),
+        to_ms: None,
+        workflow: workflow.clone(),
+    };
+    let opened = match open_store(&console.settings, Access::Read).await {
+        Ok(opened) => opened,
+        Err(e) => return api_error(&e),
+    };
+    let computed = opened.operator.stats(&stats_query).await;
+    release(opened.server).await;
+    let stats = match computed {
+        Ok(stats) => stats,
+        Err(e) => return api_error(&e),
+    };
+    let mut b = String::new();
+    let _ = write!(
+        b,
+        "<h1>Stats</h1><form method=\"get\" action=\"/stats\"><label for=\"workflow\">Workflow</label><input id=\"workflow\" name=\"workflow\" value=\"{}\"> <label for=\"since\">Runs created in the last</label><input id=\"since\" name=\"since\" size=\"6\" value=\"{}\"> <button type=\"submit\">Show</button></form><p>{} runs and {} steps read. The bar is each row's p95 against the longest on the page; <code>stats --compare</code> gives a before and after.</p>",
+        esc(workflow.as_deref().unwrap_or("")),
+        esc(&since_text),
+        stats.runs_read,
+        stats.steps_read
+    );
+    if stats.workflows.is_empty() {
+        let _ = write!(b, "<p>No runs in this window.</p>");
+    }
+    let max_p95 = stats
+        .workflows
+        .iter()
+        .flat_map(|w| std::iter::once(&w.runs).chain(w.steps.values()))
+        .filter_map(|f| f.p95_ms)
+        .max()
+        .unwrap_or(1);
+    for w in &stats.workflows {
+        let _ = write!(
+            b,
+            "<h2>{}</h2><table class=\"stats\"><thead><tr><th scope=\"col\">Runs / step</th><th scope=\"col\">Count</th><th scope=\"col\">Success</th><th scope=\"col\">p50</th><th scope=\"col\">p95</th><th scope=\"col\">p99</th><th scope=\"col\">p95 bar</th><th scope=\"col\">Retries</th><th scope=\"col\">Error rate</th><th scope=\"col\">Errors</th></tr></thead><tbody>",
+            esc(&w.workflow)
+        );
+        figures_row(&mut b, "runs", &w.runs, max_p95);
+        for (step, f) in &w.steps {
+            figures_row(&mut b, step, f, max_p95);
+        }
+        let _ = write!(b, "</tbody></table>");
+    }
+    page("Stats", None, &b)
 }
