@@ -746,3 +746,73 @@ async fn the_stats_page_gives_each_workflows_figures() {
         "{bad}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_in_doubt_is_resolved_from_its_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let crash = dir.path().join("crash");
+    std::fs::write(&crash, "").unwrap();
+    let input = serde_json::to_string(&crash).unwrap();
+    let out = child(dir.path())
+        .args(["run", "pay", "--id", "pay-1", "--input", &input])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the step crashed the process");
+    std::fs::remove_file(&crash).unwrap();
+    run(dir.path(), &["runs", "resume", "pay-1"], 4);
+
+    let server = ui(dir.path(), &["--port", "0"], &[]);
+    let base = &server.base;
+    let (_, page) = get(&format!("{base}/run?id=pay-1")).await;
+    assert!(page.contains("s-needs-attention"), "{page}");
+    assert!(page.contains("href=\"/run/resolve?id=pay-1\""), "{page}");
+    let (code, form) = get(&format!("{base}/run/resolve?id=pay-1")).await;
+    assert_eq!(code, 200, "{form}");
+    assert!(
+        form.contains("console_child::charge"),
+        "the step in doubt: {form}"
+    );
+    assert!(form.contains("<pre id=\"args\">"), "its call: {form}");
+
+    // Not JSON: refused, nothing settled
+    let response = client()
+        .post(format!("{base}/run/resolve"))
+        .form(&[("id", "pay-1"), ("settle", "done"), ("output", "{oops")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(response.text().await.unwrap().contains("not JSON"));
+    let response = client()
+        .post(format!("{base}/run/resolve"))
+        .form(&[("id", "pay-1"), ("settle", "done"), ("output", "7")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.url().path(), "/run");
+    drop(server);
+
+    // The step is settled with that output: a resume finishes the run without calling it
+    let store = dir.path().join("flow.redb");
+    let steps = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || flow_tests::read_steps(&store, "pay-1"))
+            .await
+            .unwrap()
+    };
+    let charge = steps
+        .iter()
+        .find(|s| s.id.name.ends_with("charge"))
+        .unwrap();
+    assert_eq!(charge.output, Some(serde_json::json!(7)), "{charge:?}");
+    let out = child(dir.path())
+        .args(["runs", "resume", "pay-1"])
+        .output()
+        .unwrap();
+    flow_tests::assert_exit(&out, 0);
+    assert_eq!(
+        stored(&store, "pay-1").await.output,
+        Some(serde_json::json!(7))
+    );
+}

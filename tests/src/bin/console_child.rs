@@ -59,6 +59,21 @@ async fn retried() -> Result<(), flow::Failure> {
     flaky().await
 }
 
+/// Crashes the process while the file `crash` exists, as a kill during the call would.
+#[flow::step(at_most_once)]
+async fn charge(crash: String) -> Result<u32, flow::Failure> {
+    if std::path::Path::new(&crash).exists() {
+        std::process::abort();
+    }
+    Ok(7)
+}
+
+/// One `at_most_once` step: a crash during it leaves the run needing attention.
+#[flow::workflow]
+async fn pay(crash: String) -> Result<u32, flow::Failure> {
+    charge(crash).await
+}
+
 /// One unit's work: fails when `i` is a multiple of `fail_every` (0: never).
 #[flow::step(idempotent, retry = "none")]
 async fn item(i: u64, fail_every: u64) -> Result<u64, flow::Failure> {

@@ -97,6 +97,7 @@ pub(super) async fn serve(bound: Bound, stop: impl Future<Output = ()> + Send + 
         .route("/", get(runs_page))
         .route("/runs", get(runs_page))
         .route("/run", get(run_page))
+        .route("/run/resolve", get(resolve_page).post(resolve))
         .route("/run/{action}", get(confirm_page).post(act))
         .route("/stats", get(stats_page))
         .route("/login", get(login_page).post(login))
@@ -609,6 +610,10 @@ async fn run_page(State(console): State<Arc<Console>>, Query(query): Query<RunQu
     let live = run.owner.as_ref().is_some_and(|o| o.is_live_process());
     match run.status {
         RunStatus::Failed if failed_units > 0 => actions.push(("resume", "Retry failed units")),
+        RunStatus::NeedsAttention if run.attention.is_some() => {
+            actions.push(("resolve", "Resolve the step in doubt"));
+            actions.push(("resume", "Resume"));
+        }
         RunStatus::Failed | RunStatus::NeedsAttention => actions.push(("resume", "Resume")),
         RunStatus::Running | RunStatus::Sleeping if !live => actions.push(("resume", "Resume")),
         _ => {}
@@ -1148,4 +1153,114 @@ async fn stats_page(
         let _ = write!(b, "</tbody></table>");
     }
     page("Stats", None, &b)
+}
+
+/// The step in doubt of a run that needs attention, with how it was called.
+async fn attention_of(console: &Console, id: &RunId) -> Result<crate::store::Attention, Response> {
+    let opened = open_store(&console.settings, Access::Read)
+        .await
+        .map_err(|e| api_error(&e))?;
+    let shown = opened.operator.show(id).await;
+    release(opened.server).await;
+    let view = shown.map_err(|e| api_error(&e))?;
+    match (view.run.status, view.run.attention) {
+        (RunStatus::NeedsAttention, Some(a)) => Ok(a),
+        (status, _) => Err(error_page(
+            StatusCode::BAD_REQUEST,
+            "Nothing to resolve",
+            &format!("run {id} is {status}: only a run that needs attention has a step in doubt"),
+        )),
+    }
+}
+
+async fn resolve_page(
+    State(console): State<Arc<Console>>,
+    Query(query): Query<ActionQuery>,
+) -> Response {
+    let id = match parse_id(&query.id) {
+        Ok(id) => id,
+        Err(m) => return invalid_id(&m),
+    };
+    let attention = match attention_of(&console, &id).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let args = attention
+        .args
+        .as_ref()
+        .map(|a| {
+            format!(
+                "<h2>Its call</h2><pre id=\"args\">{}</pre>",
+                esc(&pretty(a))
+            )
+        })
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>Resolve step <code>{step}</code> of run <code>{id}</code></h1><p>{reason}</p>{args}<p>Check whether its effect happened, then say so. The run stays as it is until it is resumed.</p><form method=\"post\" action=\"/run/resolve\"><input type=\"hidden\" name=\"id\" value=\"{id}\"><input type=\"hidden\" name=\"settle\" value=\"done\"><h2>It happened</h2><p><label for=\"output\">The step&#39;s output, as JSON</label></p><textarea id=\"output\" name=\"output\" rows=\"4\" cols=\"60\">null</textarea><p><button type=\"submit\" id=\"confirm-done\">Mark it done</button></p></form><form method=\"post\" action=\"/run/resolve\"><input type=\"hidden\" name=\"id\" value=\"{id}\"><input type=\"hidden\" name=\"settle\" value=\"rerun\"><h2>It did not happen</h2><p><button type=\"submit\" class=\"danger\" id=\"confirm-rerun\">Run it again on resume</button></p></form><p><a href=\"/run?id={href}\">Back</a></p>",
+        step = esc(&attention.step.to_string()),
+        id = esc(id.as_str()),
+        reason = esc(&attention.reason),
+        href = esc(&url_value(id.as_str())),
+    );
+    page(&format!("Resolve {id}"), None, &body)
+}
+
+#[derive(Debug, Deserialize)]
+struct ResolveForm {
+    id: String,
+    settle: String,
+    output: Option<String>,
+}
+
+async fn resolve(
+    State(console): State<Arc<Console>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(form): Form<ResolveForm>,
+) -> Response {
+    let id = match parse_id(&form.id) {
+        Ok(id) => id,
+        Err(m) => return invalid_id(&m),
+    };
+    let settle = match form.settle.as_str() {
+        "rerun" => crate::console::api::Settle::Rerun,
+        "done" => match serde_json::from_str(form.output.as_deref().unwrap_or("null")) {
+            Ok(v) => crate::console::api::Settle::Done(v),
+            Err(e) => {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid output",
+                    &format!("the step's output is not JSON: {e}"),
+                )
+            }
+        },
+        other => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Invalid settlement",
+                &format!("`{other}` is neither `done` nor `rerun`"),
+            )
+        }
+    };
+    let attention = match attention_of(&console, &id).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let opened = match open_store(&console.settings, Access::Write).await {
+        Ok(opened) => opened,
+        Err(e) => return api_error(&e),
+    };
+    let result = opened.operator.resolve(&id, &attention.step, settle).await;
+    release(opened.server).await;
+    match &result {
+        Ok(()) => {
+            tracing::info!(action = "resolve", settle = %form.settle, run = %id, step = %attention.step, who = %peer, "web console action")
+        }
+        Err(e) => {
+            tracing::warn!(action = "resolve", settle = %form.settle, run = %id, step = %attention.step, who = %peer, error = %e.message, "web console action failed")
+        }
+    }
+    match result {
+        Ok(()) => Redirect::to(&format!("/run?id={}", url_value(id.as_str()))).into_response(),
+        Err(e) => api_error(&e),
+    }
 }
