@@ -184,6 +184,20 @@ async fn the_runs_page_counts_and_filters_and_a_run_page_draws_its_timeline() {
     assert!(by_workflow.contains("/run?id=slow-1") && !by_workflow.contains("/run?id=boom-1"));
     let (_, by_text) = get(&format!("{base}/runs?q=an-")).await;
     assert!(by_text.contains("/run?id=fan-1") && !by_text.contains("/run?id=slow-1"));
+    // Created in the last hour: all three; in the last 0 s: none
+    let (_, recent) = get(&format!("{base}/runs?since=1h")).await;
+    assert_eq!(
+        count(&recent, "failed") + count(&recent, "succeeded"),
+        3,
+        "{recent}"
+    );
+    let (_, none) = get(&format!("{base}/runs?since=0s")).await;
+    assert!(
+        none.contains("No runs match") && none.contains("<strong>0</strong> runs"),
+        "{none}"
+    );
+    let (code, _) = get(&format!("{base}/runs?since=lately")).await;
+    assert_eq!(code, 400);
     let (code, bad) = get(&format!("{base}/runs?status=exploded")).await;
     assert_eq!(code, 400);
     assert!(bad.contains("not a run status"), "{bad}");

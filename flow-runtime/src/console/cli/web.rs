@@ -374,6 +374,8 @@ struct RunsQuery {
     q: Option<String>,
     /// Seconds between refreshes; 0 turns it off.
     refresh: Option<u32>,
+    /// Only runs created within this long, such as `1h` or `7d`.
+    since: Option<String>,
 }
 
 async fn runs_page(
@@ -398,6 +400,23 @@ async fn runs_page(
         },
     };
     let text = query.q.clone().unwrap_or_default();
+    let since_text = query.since.clone().unwrap_or_default();
+    let since = match since_text.trim() {
+        "" => None,
+        t => match humantime::parse_duration(t) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid window",
+                    &format!("`{t}` is not a duration such as `1h` or `7d`: {e}"),
+                )
+            }
+        },
+    };
+    let created_after = since.map_or(0, |d| {
+        crate::store::now_ms().saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    });
     let refresh = query.refresh.unwrap_or(5).min(3600);
     let opened = match open_store(&console.settings, Access::Read).await {
         Ok(opened) => opened,
@@ -416,6 +435,10 @@ async fn runs_page(
         Ok(runs) => runs,
         Err(e) => return api_error(&e),
     };
+    let runs: Vec<RunRecord> = runs
+        .into_iter()
+        .filter(|r| r.created_at_ms >= created_after)
+        .collect();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     let mut workflows: Vec<&str> = Vec::new();
     for r in &runs {
@@ -476,8 +499,9 @@ async fn runs_page(
     }
     let _ = write!(
         b,
-        "</select> <label for=\"q\">Run id contains</label><input id=\"q\" name=\"q\" value=\"{}\"> <label for=\"refresh\">Refresh (s, 0 = off)</label><input id=\"refresh\" name=\"refresh\" type=\"number\" min=\"0\" max=\"3600\" size=\"4\" value=\"{refresh}\"> <button type=\"submit\">Filter</button></form>",
-        esc(&text)
+        "</select> <label for=\"q\">Run id contains</label><input id=\"q\" name=\"q\" value=\"{}\"> <label for=\"since\">Created in the last</label><input id=\"since\" name=\"since\" size=\"6\" placeholder=\"7d\" value=\"{}\"> <label for=\"refresh\">Refresh (s, 0 = off)</label><input id=\"refresh\" name=\"refresh\" type=\"number\" min=\"0\" max=\"3600\" size=\"4\" value=\"{refresh}\"> <button type=\"submit\">Filter</button></form>",
+        esc(&text),
+        esc(&since_text)
     );
     if shown.is_empty() {
         let _ = write!(b, "<p>No runs match.</p>");
