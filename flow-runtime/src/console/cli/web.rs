@@ -350,9 +350,16 @@ fn api_error(e: &ApiError) -> Response {
     error_page(code, "The operation failed", &e.message)
 }
 
+/// A time in RFC 3339; past the year 9999 (a damaged record), the number of ms itself, since
+/// humantime cannot write it and `to_string` would panic.
 fn time(ms: u64) -> String {
-    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-        .to_string()
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    match write!(out, "{}", humantime::format_rfc3339_millis(at)) {
+        Ok(()) => out,
+        Err(_) => format!("{ms} ms after 1970"),
+    }
 }
 
 fn status_span(status: RunStatus) -> String {
@@ -1070,6 +1077,24 @@ async fn act(
     match result {
         Ok(()) => Redirect::to(&format!("/run?id={}", url_value(id.as_str()))).into_response(),
         Err(e) => api_error(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_past_year_9999_are_written_as_numbers() {
+        assert_eq!(super::time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::time(u64::MAX), format!("{} ms after 1970", u64::MAX));
+    }
+
+    #[test]
+    fn escaping_covers_markup_and_both_quotes() {
+        assert_eq!(
+            super::esc(r#"<a href="x" title='y'>&</a>"#),
+            "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
+        );
+        assert_eq!(super::url_value("a b/ü&"), "a%20b%2F%C3%BC%26");
     }
 }
 
