@@ -351,6 +351,9 @@ pub struct FlowSettings {
     /// Prometheus metrics (`[flow.metrics]`).
     #[garde(dive)]
     pub metrics: MetricsSettings,
+    /// The web console (`[flow.ui]`): off unless `listen` is set.
+    #[garde(dive)]
+    pub ui: UiSettings,
 }
 
 /// `[flow.metrics]`: where a worker serves `GET /metrics` over HTTP.
@@ -368,6 +371,45 @@ fn listen_address(value: &Option<String>, _: &()) -> garde::Result {
     match value {
         Some(text) if text.parse::<std::net::SocketAddr>().is_err() => Err(garde::Error::new(
             format!("`{text}` is not an address and port such as `127.0.0.1:9464` (or `0.0.0.0:9464` to accept scrapes from other machines)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `[flow.ui]`: the web console that `worker` serves beside its work (and `ui` alone).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiSettings {
+    /// Where the worker serves the console, such as `127.0.0.1:8080`; off when absent. Any
+    /// address other than a loopback one requires `token`.
+    #[garde(custom(listen_setting))]
+    pub listen: Option<String>,
+    /// The bearer token every request must carry (`Authorization: Bearer ...`) when the
+    /// console listens beyond loopback; better given as FLOW_UI__TOKEN than in the file.
+    #[garde(custom(token_setting))]
+    pub token: Option<Secret>,
+    /// A trace viewer's URL with `{trace_id}` in it, such as
+    /// `http://jaeger:16686/trace/{trace_id}`: the run page links the trace id there.
+    #[garde(custom(trace_url_setting))]
+    pub trace_url: Option<String>,
+}
+
+fn listen_setting(value: &Option<String>, _: &()) -> garde::Result {
+    match value {
+        Some(v) if v.parse::<std::net::SocketAddr>().is_err() => Err(garde::Error::new(format!(
+            "`{v}` is not an address and port such as `127.0.0.1:8080`"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn token_setting(value: &Option<Secret>, _: &()) -> garde::Result {
+    match value {
+        Some(t) if t.expose().len() < 16 => Err(garde::Error::new(
+            "is shorter than 16 characters; use a long random value (`openssl rand -hex 32`)",
+        )),
+        Some(t) if !t.expose().bytes().all(|b| b.is_ascii_graphic()) => Err(garde::Error::new(
+            "must be printable ASCII without spaces (it travels in an HTTP header)",
         )),
         _ => Ok(()),
     }
@@ -399,6 +441,18 @@ fn version_label(value: &Option<String>, _: &()) -> garde::Result {
         )));
     }
     Ok(())
+}
+
+fn trace_url_setting(value: &Option<String>, _: &()) -> garde::Result {
+    match value {
+        Some(v) if !(v.starts_with("http://") || v.starts_with("https://")) => Err(
+            garde::Error::new(format!("`{v}` must start with http:// or https://")),
+        ),
+        Some(v) if !v.contains("{trace_id}") => Err(garde::Error::new(format!(
+            "`{v}` must contain `{{trace_id}}`, where the run's trace id goes"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// A size in bytes, written in settings as `16MiB`, `512 KiB`, `10MB` or a plain number of bytes:
@@ -503,6 +557,7 @@ impl Default for FlowSettings {
             schedules: BTreeMap::new(),
             app_version: None,
             metrics: MetricsSettings::default(),
+            ui: UiSettings::default(),
         }
     }
 }

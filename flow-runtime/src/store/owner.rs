@@ -96,6 +96,12 @@ impl Owner {
             .clone()
     }
 
+    /// Whether this owner is a process that is still running, this one included (the web
+    /// console of a worker shows the worker's own runs).
+    pub(crate) fn is_live_process(&self) -> bool {
+        Owner::current().as_ref() == Some(self) || self.is_another_live_process()
+    }
+
     /// Whether this owner is another process that is still running.
     pub(crate) fn is_another_live_process(&self) -> bool {
         self.liveness() == Liveness::Alive

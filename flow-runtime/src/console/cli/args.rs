@@ -124,6 +124,19 @@ pub(crate) enum Command {
         #[arg(long, value_delimiter = ',')]
         queues: Vec<String>,
     },
+    /// Serve the web console (runs, timelines, actions) without a worker, until SIGTERM or SIGINT
+    ///
+    /// Listens on 127.0.0.1 unless --listen or flow.ui.listen say otherwise; any other address
+    /// requires flow.ui.token, which every request must then carry as `Authorization: Bearer`.
+    /// A worker serves the same console when flow.ui.listen is set.
+    Ui {
+        /// The port, on the address of flow.ui.listen or 127.0.0.1 [default: 8080]
+        #[arg(long)]
+        port: Option<u16>,
+        /// The address and port, such as `0.0.0.0:8080`
+        #[arg(long, conflicts_with = "port")]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// List, inspect and operate runs in the store
     #[command(subcommand)]
     Runs(RunsCommand),
@@ -208,7 +221,8 @@ impl Command {
     /// Whether the command may execute workflow code (and so needs the app's setup).
     pub fn executes_workflows(&self) -> bool {
         match self {
-            Command::Run { .. } | Command::Worker { .. } => true,
+            // `ui` resumes runs for its Resume button when no worker owns the store
+            Command::Run { .. } | Command::Worker { .. } | Command::Ui { .. } => true,
             Command::Runs(runs) => matches!(
                 runs,
                 RunsCommand::Resume { .. }

@@ -398,6 +398,35 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
                 Ok(opened) => opened,
                 Err(exit) => return exit,
             };
+            // The web console beside the work, when flow.ui.listen asks for it
+            let console = match &settings.ui.listen {
+                Some(listen) if matches!(operator, Operator::Local(_)) => {
+                    let listen = match listen.parse() {
+                        Ok(listen) => listen,
+                        Err(_) => {
+                            error(format!("flow.ui.listen `{listen}` is not an address and port such as `127.0.0.1:8080`"));
+                            release(server).await;
+                            return Exit::Config;
+                        }
+                    };
+                    match super::web::bind(*app, settings, listen).await {
+                        Ok(bound) => {
+                            tracing::info!(url = %format!("http://{}/", bound.addr()), "serving the web console");
+                            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                            let task = tokio::spawn(super::web::serve(bound, async move {
+                                let _ = stopped.await;
+                            }));
+                            Some((stop, task))
+                        }
+                        Err(message) => {
+                            error(message);
+                            release(server).await;
+                            return Exit::Config;
+                        }
+                    }
+                }
+                _ => None,
+            };
             let exit = match &operator {
                 Operator::Local(flow) => {
                     super::queue::worker(flow, concurrency, queues, settings, output).await
@@ -407,8 +436,41 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
                     Exit::Store
                 }
             };
+            if let Some((stop, task)) = console {
+                let _ = stop.send(());
+                let _ = task.await;
+            }
             release(server).await;
             exit
+        }
+        Command::Ui { port, listen } => {
+            let configured: Option<std::net::SocketAddr> =
+                settings.ui.listen.as_deref().and_then(|l| l.parse().ok());
+            let listen = match (listen, port, configured) {
+                (Some(listen), _, _) => listen,
+                (None, Some(port), Some(mut configured)) => {
+                    configured.set_port(port);
+                    configured
+                }
+                (None, None, Some(configured)) => configured,
+                (None, port, None) => {
+                    std::net::SocketAddr::from(([127, 0, 0, 1], port.unwrap_or(8080)))
+                }
+            };
+            let bound = match super::web::bind(*app, settings, listen).await {
+                Ok(bound) => bound,
+                Err(message) => {
+                    error(message);
+                    return Exit::Config;
+                }
+            };
+            say(format!("web console: http://{}/", bound.addr()));
+            super::web::serve(bound, async {
+                let signal = super::signals::first_signal().await;
+                tracing::info!(signal = signal.name(), "stop signal: the web console stops");
+            })
+            .await;
+            Exit::Success
         }
         Command::Enqueue {
             workflow,
@@ -1206,7 +1268,7 @@ fn list(runs: &[RunRecord], output: OutputFormat) {
 }
 
 /// What an operator can do next with a run, as commands for this binary.
-fn next_steps(app: &AppInfo, run: &RunRecord, steps: &[StepRecord]) -> Vec<String> {
+pub(super) fn next_steps(app: &AppInfo, run: &RunRecord, steps: &[StepRecord]) -> Vec<String> {
     let id = run.id.as_str();
     match run.status {
         RunStatus::NeedsAttention => match &run.attention {
@@ -1257,10 +1319,8 @@ fn next_steps(app: &AppInfo, run: &RunRecord, steps: &[StepRecord]) -> Vec<Strin
             next
         }
         RunStatus::Running | RunStatus::Sleeping => {
-            let live = run
-                .owner
-                .as_ref()
-                .is_some_and(|o| o.is_another_live_process());
+            // This process too: the web console of a worker shows the worker's runs
+            let live = run.owner.as_ref().is_some_and(|o| o.is_live_process());
             let mut next = Vec::new();
             if let Some(b) = steps.iter().find(|s| s.status == StepStatus::Backoff) {
                 next.push(format!(
@@ -1389,7 +1449,7 @@ async fn show(app: &AppInfo, op: &Operator, id: &RunId, output: OutputFormat) ->
 
 /// Orders steps for display: by start time, each unit's record directly followed by the steps
 /// keyed under it (a unit and its first step often start in the same millisecond).
-fn timeline_order(steps: &mut [StepRecord]) {
+pub(super) fn timeline_order(steps: &mut [StepRecord]) {
     let unit_starts: std::collections::HashMap<String, u64> = steps
         .iter()
         .filter(|s| s.id.name == crate::engine::units::UNIT_STEP)

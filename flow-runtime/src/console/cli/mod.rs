@@ -24,6 +24,7 @@ mod runbook;
 mod schedules;
 mod signals;
 mod stats;
+mod web;
 
 use crate::console::settings::{SettingProblem, SettingsSource};
 use crate::engine::state::AppState;
