@@ -363,6 +363,16 @@ impl RunRecord {
         true
     }
 
+    /// Records `owner` as the process executing the run from `now_ms`, with a lease of `lease`
+    /// from then (no lease without an owner): what every claim and queue take writes.
+    pub fn hold(&mut self, owner: Option<Owner>, lease: std::time::Duration, now_ms: u64) {
+        self.lease_expires_at_ms = owner
+            .as_ref()
+            .map(|_| now_ms.saturating_add(lease.as_millis() as u64));
+        self.owner = owner;
+        self.updated_at_ms = now_ms;
+    }
+
     /// Whether an execution holds this run now: it is running or sleeping, and its owner is
     /// another live process, or one whose liveness cannot be checked and whose lease has not
     /// expired. This process never holds a run against itself (the engine keeps its own table
@@ -753,6 +763,19 @@ pub struct QueueTake {
     /// The version of the app that will execute the runs, recorded on each
     /// ([`RunRecord::app_version`]); `None` keeps what the record holds.
     pub app_version: Option<String>,
+}
+
+impl QueueTake {
+    /// Starts a queued run this take selected: running, one more execution, held by the
+    /// taking worker (its owner, lease and app version).
+    pub fn start(&self, run: &mut RunRecord) {
+        run.status = RunStatus::Running;
+        run.executions += 1;
+        if self.app_version.is_some() {
+            run.app_version = self.app_version.clone();
+        }
+        run.hold(self.owner.clone(), self.lease, self.now_ms);
+    }
 }
 
 /// One queue's limits, and how many runs of it a worker can start now.

@@ -1537,12 +1537,7 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                     Some(Ok(run)) if run.is_held(*now_ms) => Ok(ClaimOutcome::Held(run)),
                     Some(Ok(mut run)) => {
                         if take(&mut run) {
-                            run.owner = request.owner.clone();
-                            run.lease_expires_at_ms = request
-                                .owner
-                                .as_ref()
-                                .map(|_| *now_ms + request.lease.as_millis() as u64);
-                            run.updated_at_ms = *now_ms;
+                            run.hold(request.owner.clone(), request.lease, *now_ms);
                             match encode(format_args!("run {id}"), &run) {
                                 Ok(json) => {
                                     put_run(
@@ -1738,17 +1733,7 @@ fn take_queued_in(
                     continue;
                 }
             }
-            run.status = RunStatus::Running;
-            run.executions += 1;
-            run.owner = request.owner.clone();
-            if request.app_version.is_some() {
-                run.app_version = request.app_version.clone();
-            }
-            run.lease_expires_at_ms = request
-                .owner
-                .as_ref()
-                .map(|_| now + request.lease.as_millis() as u64);
-            run.updated_at_ms = now;
+            request.start(&mut run);
             let Ok(json) = encode(format_args!("run {id}"), &run) else {
                 continue;
             };

@@ -143,9 +143,7 @@ pub(super) async fn claim(
         if !take(&mut run) {
             return Ok(ClaimOutcome::Refused(run));
         }
-        run.owner = owner.clone();
-        run.lease_expires_at_ms = owner.as_ref().map(|_| now + lease.as_millis() as u64);
-        run.updated_at_ms = now;
+        run.hold(owner.clone(), lease, now);
         let row = RunRow::of(&run)?;
         let tokens = put_and_claim(&client, std::slice::from_ref(&row)).await?;
         let token = tokens.get(id.as_str()).copied().unwrap_or(0);
@@ -274,17 +272,7 @@ pub(super) async fn take_queued(
                         continue;
                     }
                 }
-                run.status = RunStatus::Running;
-                run.executions += 1;
-                run.owner = request.owner.clone();
-                if request.app_version.is_some() {
-                    run.app_version = request.app_version.clone();
-                }
-                run.lease_expires_at_ms = request
-                    .owner
-                    .as_ref()
-                    .map(|_| now + request.lease.as_millis() as u64);
-                run.updated_at_ms = now;
+                request.start(&mut run);
                 in_flight += 1;
                 starts += 1;
                 if let Some(key) = key {
