@@ -671,6 +671,26 @@ impl fmt::Display for SettingProblem {
     }
 }
 
+/// The settings variables whose value figment's parser cannot read: it slices a quoted value
+/// at a backslash by character count, not byte offset, and panics when a non-ASCII character
+/// comes before the backslash (figment 0.10). Such a value is refused with the variable's name
+/// (never its value, which may be a secret) instead of reaching the parser.
+fn unreadable_env_values(app_prefix: &str) -> Vec<SettingProblem> {
+    let breaks_parser = |value: &str| value.find('\\').is_some_and(|at| !value[..at].is_ascii());
+    std::env::vars_os()
+        .filter_map(|(name, value)| {
+            let name = name.to_str()?.to_owned();
+            let ours = name.starts_with("FLOW_")
+                || (!app_prefix.is_empty() && name.starts_with(app_prefix));
+            (ours && value.to_str().is_some_and(breaks_parser)).then(|| SettingProblem {
+                key: name.clone(),
+                problem: "holds a non-ASCII character before a backslash, which the settings parser cannot read; write the backslash as part of a TOML file value instead, or remove it".into(),
+                source: format!("environment variable {name}"),
+            })
+        })
+        .collect()
+}
+
 /// The retry policies that steps can name, so the only ones settings can tune.
 const RETRY_POLICY_NAMES: [&str; 2] = ["transient", "none"];
 
@@ -727,6 +747,10 @@ impl SettingsSource {
         } else {
             None
         };
+        let unreadable = unreadable_env_values(app_prefix);
+        if !unreadable.is_empty() {
+            return Err(unreadable);
+        }
         let mut figment = Figment::new()
             .merge(Serialized::default("flow", FlowSettings::default()))
             .merge(Serialized::default("app", serde_json::json!({})));
