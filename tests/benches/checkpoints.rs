@@ -92,17 +92,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .prefix("bench-checkpoints-")
         .tempdir_in(base)?;
 
-    // `-- profile`: only 256 runs in flight, windowed, for a profiler (see BENCHMARKS.md)
+    // `-- profile`: only 256 runs in flight (`FLOW_PROFILE_RUNS` for another level), windowed,
+    // for a profiler (see BENCHMARKS.md)
     if std::env::args().any(|arg| arg == "profile") {
+        let runs: u32 = std::env::var("FLOW_PROFILE_RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
         let window = flow::Durability::Window(Duration::from_millis(5));
         let path = dir.path().join("profile.redb");
-        let level =
-            runtime.block_on(flow_level(&path, flow::Sharing::Exclusive, window, 256, 60))?;
-        let steps = 256.0 * 60.0 * f64::from(STEPS);
-        println!("{:.0} steps/s", steps / level.took.as_secs_f64());
+        let level = runtime.block_on(flow_level(
+            &path,
+            flow::Sharing::Exclusive,
+            window,
+            runs,
+            15_360 / runs,
+        ))?;
+        let steps = f64::from(runs * (15_360 / runs) * STEPS);
+        println!(
+            "{runs} runs in flight: {:.0} steps/s, {} durable and {} deferred commits",
+            steps / level.took.as_secs_f64(),
+            level.commits,
+            level.deferred
+        );
         return Ok(());
     }
 
@@ -553,6 +568,8 @@ struct Level {
     took: Duration,
     /// Durable commits the store made during the level.
     commits: u64,
+    /// Commits without an fsync (a durability window).
+    deferred: u64,
 }
 
 /// `waves` waves of `concurrency` runs started together, in a fresh store at `path`.
@@ -583,8 +600,12 @@ async fn flow_level(
         }
     }
     let took = start.elapsed();
-    let commits = store.stats().commits - before.commits;
-    Ok(Level { took, commits })
+    let after = store.stats();
+    Ok(Level {
+        took,
+        commits: after.commits - before.commits,
+        deferred: after.deferred_commits - before.deferred_commits,
+    })
 }
 
 /// One run of `many_noops(steps)` in a fresh exclusive store: (wall time from the start to
