@@ -93,9 +93,16 @@ impl Env {
 
     /// A worker whose log lines go to `worker-N.log`.
     fn worker(&self, n: u32) -> Worker {
+        self.worker_with(n, &[])
+    }
+
+    /// [`Env::worker`] with more arguments to `worker`.
+    fn worker_with(&self, n: u32, args: &[&str]) -> Worker {
         let log = std::fs::File::create(self.worker_log(n)).unwrap();
+        let mut all = vec!["worker"];
+        all.extend_from_slice(args);
         Worker(
-            self.command(&["worker"])
+            self.command(&all)
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -438,6 +445,87 @@ input = "today"
     assert_eq!(shown["run"]["workflow"], "tick_job");
     assert_eq!(shown["run"]["scheduled"]["schedule"], "on_demand");
     assert_eq!(shown["run"]["scheduled"]["tick_ms"], tick);
+}
+
+/// A schedule's `queue` setting puts its runs on that queue: a worker serving only `default`
+/// leaves them queued, one serving the schedule's queue runs them. `trigger --overlap allow`
+/// creates a run beside an unfinished one, which `skip` (the default) refuses.
+#[test]
+fn a_schedules_runs_go_to_its_queue_and_trigger_overlap_allow_adds_a_run() {
+    let env = env(r#"
+[flow.queues.reports]
+concurrency = 1
+
+[flow.schedules.nightly_report]
+workflow = "report"
+cron = "0 3 29 2 *"
+input = "night"
+queue = "reports"
+
+[flow.schedules.on_demand]
+workflow = "tick_job"
+cron = "0 3 29 2 *"
+"#);
+    let first = env.json(&["schedules", "trigger", "nightly_report"]);
+    let first = first["created"][0].as_str().unwrap().to_owned();
+    // Still queued: skip refuses, allow adds one
+    let refused = env.json(&["schedules", "trigger", "nightly_report"]);
+    assert_eq!(
+        refused["created"].as_array().map(Vec::len),
+        Some(0),
+        "{refused}"
+    );
+    let allowed = env.json(&[
+        "schedules",
+        "trigger",
+        "nightly_report",
+        "--overlap",
+        "allow",
+    ]);
+    let second = allowed["created"][0].as_str().unwrap().to_owned();
+    assert_ne!(first, second, "{allowed}");
+    for id in [&first, &second] {
+        let shown = env.json(&["runs", "show", id]);
+        assert_eq!(shown["queue"]["name"], "reports", "{shown}");
+        assert_eq!(shown["run"]["status"], "queued", "{shown}");
+    }
+    env.ok(&["schedules", "trigger", "on_demand"]);
+
+    // A worker of `default` runs the on-demand tick, never the reports
+    let worker = env.worker_with(1, &["--queues", "default"]);
+    env.wait_for("the default queue's run", |ran| {
+        ran.iter().any(|r| r.run.starts_with("on_demand@"))
+    });
+    worker.stop();
+    let ran = env.ran();
+    assert!(
+        !ran.iter().any(|r| r.run.starts_with("nightly_report@")),
+        "a worker of `default` ran a run of `reports`: {ran:?}"
+    );
+
+    let worker = env.worker_with(2, &["--queues", "reports"]);
+    env.wait_for("both report runs", |ran| {
+        ran.iter()
+            .filter(|r| r.run.starts_with("nightly_report@"))
+            .count()
+            >= 2
+    });
+    worker.stop();
+    let reports: Vec<Ran> = env
+        .ran()
+        .into_iter()
+        .filter(|r| r.run.starts_with("nightly_report@"))
+        .collect();
+    assert_eq!(reports.len(), 2, "each report run once: {reports:?}");
+    assert!(
+        reports.iter().all(|r| r.what == "report-night"),
+        "{reports:?}"
+    );
+    let ids: Vec<&str> = reports.iter().map(|r| r.run.as_str()).collect();
+    assert!(
+        ids.contains(&first.as_str()) && ids.contains(&second.as_str()),
+        "{ids:?}"
+    );
 }
 
 /// `backfill` creates one run per tick in the range, each with its tick's id (a daylight-saving
