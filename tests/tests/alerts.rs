@@ -27,6 +27,8 @@ struct Receiver {
     url: String,
     got: Arc<Mutex<Vec<Received>>>,
     failing: Arc<AtomicU32>,
+    /// How long it takes to answer, in ms (a slow receiver).
+    delay_ms: Arc<AtomicU32>,
 }
 
 impl Receiver {
@@ -62,22 +64,31 @@ impl Receiver {
         let url = format!("{scheme}://{}/hook", listener.local_addr().unwrap());
         let got = Arc::new(Mutex::new(Vec::new()));
         let failing = Arc::new(AtomicU32::new(0));
-        let (g, f) = (got.clone(), failing.clone());
+        let delay_ms = Arc::new(AtomicU32::new(0));
+        let (g, f, d) = (got.clone(), failing.clone(), delay_ms.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                match &tls {
-                    None => answer(stream, &g, &f),
+                let (g, f, d) = (g.clone(), f.clone(), d.clone());
+                let tls = tls.clone();
+                // One thread per request: a slow answer keeps no other sender waiting
+                std::thread::spawn(move || match &tls {
+                    None => answer(stream, &g, &f, &d),
                     Some(config) => {
                         let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
-                            continue;
+                            return;
                         };
-                        answer(rustls::StreamOwned::new(conn, stream), &g, &f);
+                        answer(rustls::StreamOwned::new(conn, stream), &g, &f, &d);
                     }
-                }
+                });
             }
         });
-        Receiver { url, got, failing }
+        Receiver {
+            url,
+            got,
+            failing,
+            delay_ms,
+        }
     }
 
     fn got(&self) -> Vec<Received> {
@@ -96,7 +107,12 @@ impl Receiver {
 
 /// Reads one request from `stream`, records it, and answers 500 while `failing` counts down,
 /// 200 after.
-fn answer(mut stream: impl Read + Write, got: &Mutex<Vec<Received>>, failing: &AtomicU32) {
+fn answer(
+    mut stream: impl Read + Write,
+    got: &Mutex<Vec<Received>>,
+    failing: &AtomicU32,
+    delay_ms: &AtomicU32,
+) {
     let mut reader = BufReader::new(&mut stream);
     let mut length = 0;
     let mut token = None;
@@ -132,6 +148,9 @@ fn answer(mut stream: impl Read + Write, got: &Mutex<Vec<Received>>, failing: &A
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         status,
     });
+    std::thread::sleep(std::time::Duration::from_millis(u64::from(
+        delay_ms.load(Ordering::SeqCst),
+    )));
     let reason = if fail { "Internal Server Error" } else { "OK" };
     let _ = write!(
         stream,
@@ -663,9 +682,13 @@ fn a_run_past_its_max_duration_alerts_once_whether_running_queued_or_sleeping_an
         .all(|a| a["detail"]["max_duration_ms"] == 1000 && a["detail"]["kind"] == "max-duration"));
 }
 
+/// Two workers see each alert: one opens it, and one sends each notice, even to a receiver so
+/// slow that the other worker's next delivery pass comes while the first is still sending (the
+/// claim of [`flow::store::DeliveryOutcome::Claimed`]).
 #[test]
 fn two_workers_on_one_store_open_one_max_duration_alert_per_run() {
     let receiver = Receiver::start();
+    receiver.delay_ms.store(1500, Ordering::SeqCst);
     let env = env(&receiver, "[flow.alerts.max_duration]\nslow = \"1s\"\n");
     let (hold, held) = env.file("hold", true);
     let shared = |mut cmd: Command| {
@@ -719,6 +742,18 @@ fn two_workers_on_one_store_open_one_max_duration_alert_per_run() {
         4,
         "the receiver saw four alerts, whoever delivered them"
     );
+    assert_eq!(
+        fired(&receiver, "max-duration").len(),
+        4,
+        "each alert's notice was sent once: {:?}",
+        receiver.got()
+    );
+    for alert in &alerts {
+        let sent = deliveries(alert, "webhook", "fired");
+        assert_eq!(sent[0]["state"], "delivered", "{alert}");
+        assert_eq!(sent[0]["attempts"], 1, "{alert}");
+        assert!(sent[0].get("claimed_by").is_none(), "{alert}");
+    }
     std::fs::remove_file(&hold).unwrap();
 }
 

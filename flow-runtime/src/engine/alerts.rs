@@ -222,6 +222,19 @@ impl AlertSinks {
         names
     }
 
+    /// How long a claim to send a notice holds ([`DeliveryOutcome::Claimed`]): the longest
+    /// attempt here and a margin. A process that dies while sending leaves its notices to
+    /// others after that.
+    fn delivery_lease(&self) -> Duration {
+        let webhook = self.webhook.as_ref().map_or(Duration::ZERO, |w| w.timeout);
+        let command = if self.command.is_some() {
+            COMMAND_TIMEOUT
+        } else {
+            Duration::ZERO
+        };
+        webhook.max(command) + Duration::from_secs(5)
+    }
+
     fn retry_after(&self, attempts: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
         self.backoff.saturating_mul(factor).min(MAX_BACKOFF)
@@ -387,24 +400,71 @@ impl Flow {
     /// records each outcome in the store. A notice for a sink not configured here stays pending
     /// for a process that has it. The worker calls this continuously; `run` once at its end.
     pub async fn deliver_alerts(&self) -> Result<DeliveryPass, Error> {
+        let mut total = DeliveryPass::default();
+        loop {
+            let pass = self.deliver_claimed().await?;
+            total.delivered += pass.delivered;
+            total.failed += pass.failed;
+            total.next_due_ms = pass.next_due_ms;
+            // A "resolved" notice waits for its "fired" one: it is due once that one is sent
+            if pass.delivered == 0 || pass.next_due_ms.is_none_or(|due| due > now_ms()) {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One pass of [`Flow::deliver_alerts`]: claims the notices due now, sends them and
+    /// records each outcome.
+    async fn deliver_claimed(&self) -> Result<DeliveryPass, Error> {
         let sinks = self.inner.alerts.clone();
         let filter = AlertFilter {
             pending: true,
             ..AlertFilter::default()
         };
-        let alerts = self.inner.store.alerts(&filter).await?;
         let known = sinks.names();
+        // Claim what is due first, in one write: of the processes that see the same pending
+        // notice, the store lets one claim it, and only that one sends it
+        let token = format!(
+            "pid {} ({})",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let now = now_ms();
+        let lease = sinks.delivery_lease().as_millis() as u64;
+        let mut alerts = self.inner.store.alerts(&filter).await?;
+        let claims: Vec<Write> = alerts
+            .iter()
+            .flat_map(|alert| {
+                (0..alert.deliveries.len())
+                    .filter(|&i| {
+                        known.contains(&alert.deliveries[i].sink) && alert.sendable(i, now)
+                    })
+                    .map(|index| Write::AlertDelivery {
+                        alert_id: alert.id.clone(),
+                        index,
+                        outcome: DeliveryOutcome::Claimed {
+                            by: token.clone(),
+                            until_ms: now + lease,
+                        },
+                    })
+            })
+            .collect();
+        if !claims.is_empty() {
+            self.inner.store.commit(claims).await?;
+            alerts = self.inner.store.alerts(&filter).await?;
+        }
         let program = program();
         let mut pass = DeliveryPass::default();
         let mut client = None;
         for mut alert in alerts.into_iter().rev() {
             for index in 0..alert.deliveries.len() {
-                let now = now_ms();
                 let d = &alert.deliveries[index];
                 if !known.contains(&d.sink) {
                     continue;
                 }
-                if !alert.sendable(index, now) {
+                let ours = d.state == crate::store::DeliveryState::Pending
+                    && d.claimed_by.as_deref() == Some(token.as_str());
+                if !ours {
                     if d.state == crate::store::DeliveryState::Pending {
                         pass.next_due_ms = Some(
                             pass.next_due_ms

@@ -121,6 +121,9 @@ pub struct Delivery {
     /// When the sink accepted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_at_ms: Option<u64>,
+    /// The process sending it now ([`DeliveryOutcome::Claimed`]), until `next_try_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<String>,
 }
 
 impl Delivery {
@@ -133,6 +136,7 @@ impl Delivery {
             next_try_ms: now_ms,
             last_error: None,
             delivered_at_ms: None,
+            claimed_by: None,
         }
     }
 }
@@ -634,6 +638,15 @@ fn push_capped(ids: &mut Vec<RunId>, id: RunId) {
 /// What became of one delivery attempt ([`super::Write::AlertDelivery`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeliveryOutcome {
+    /// A process takes it to send it, until `until_ms` (ms since the epoch): of processes that
+    /// claim a due delivery at once, the store lets one win, and no other sends it until the
+    /// claim ends with an outcome or expires. Not an attempt.
+    Claimed {
+        /// Who claims it (unique per delivery pass).
+        by: String,
+        /// When the claim expires if no outcome follows (the claimant died).
+        until_ms: u64,
+    },
     /// The sink accepted it.
     Delivered,
     /// It failed; try again then (ms since the epoch).
@@ -664,8 +677,22 @@ pub fn record_delivery(
     if d.state != DeliveryState::Pending {
         return;
     }
+    if let DeliveryOutcome::Claimed { by, until_ms } = outcome {
+        // Only a due delivery: one claimed by another process is due again when its claim
+        // expires
+        if d.next_try_ms <= now_ms {
+            d.claimed_by = Some(by.clone());
+            d.next_try_ms = *until_ms;
+        }
+        return;
+    }
     d.attempts = d.attempts.saturating_add(1);
+    // The claim's expiry is no due time: the attempt was made now
+    if d.claimed_by.take().is_some() {
+        d.next_try_ms = now_ms;
+    }
     match outcome {
+        DeliveryOutcome::Claimed { .. } => {}
         DeliveryOutcome::Delivered => {
             d.state = DeliveryState::Delivered;
             d.delivered_at_ms = Some(now_ms);
@@ -928,5 +955,40 @@ mod tests {
         alert.kind = AlertKind::ConsecutiveFailures;
         alert.state = AlertState::Open;
         assert!(!alert_prunable(&alert, 1_000, |_| true));
+    }
+
+    #[test]
+    fn one_claim_of_a_due_delivery_wins_until_it_ends_or_expires() {
+        let mut book = Book::default();
+        book.run_alert(
+            &mut Streak::default(),
+            &overdue("r1", 100),
+            Some(crate::store::RunStatus::Running),
+            || "a1".into(),
+        );
+        let mut alert = book.0["a1"].clone();
+        let claim = |by: &str, until_ms| DeliveryOutcome::Claimed {
+            by: by.into(),
+            until_ms,
+        };
+        let due = alert.deliveries[0].next_try_ms;
+        record_delivery(&mut alert, 0, &claim("a", due + 1_000), due);
+        // Applied after the first in the same store: no longer due, so it changes nothing
+        record_delivery(&mut alert, 0, &claim("b", due + 1_000), due);
+        let d = &alert.deliveries[0];
+        assert_eq!(d.claimed_by.as_deref(), Some("a"));
+        assert_eq!((d.attempts, d.next_try_ms), (0, due + 1_000));
+        assert!(
+            !alert.sendable(0, due + 999),
+            "claimed: nobody else sends it"
+        );
+        // The claimant died: once the claim expires another takes it
+        record_delivery(&mut alert, 0, &claim("b", due + 5_000), due + 1_000);
+        assert_eq!(alert.deliveries[0].claimed_by.as_deref(), Some("b"));
+        record_delivery(&mut alert, 0, &DeliveryOutcome::Delivered, due + 1_200);
+        let d = &alert.deliveries[0];
+        assert_eq!(d.state, DeliveryState::Delivered);
+        assert_eq!((d.claimed_by.as_deref(), d.attempts), (None, 1));
+        assert_eq!(d.next_try_ms, due + 1_200, "the claim's expiry is gone");
     }
 }
