@@ -2,7 +2,8 @@
 //! `chromedriver` (package `chromium-driver`, which `.ci/run` installs) with fantoccini. A
 //! worker serves the console; the test opens the runs page during a live run, follows the
 //! run's link, sees the timeline's bars appear as steps finish, cancels the run through its
-//! button and confirmation, and checks the store. Screenshots go to `target/web-console/`.
+//! button and confirmation, and checks the store; then it looks at the stats page's charts and
+//! pauses a schedule from the keyboard. Screenshots go to `target/web-console/`.
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::io::{BufRead, BufReader};
@@ -128,6 +129,12 @@ fn stored_status(dir: &Path, id: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follow_a_live_run_see_its_bars_and_cancel_it_with_the_button() {
     let dir = tempfile::tempdir().unwrap();
+    // A schedule for the schedules page; it fires at 02:00 in Berlin only
+    std::fs::write(
+        dir.path().join("flow.toml"),
+        "[flow.schedules.nightly]\nworkflow = \"slow\"\ncron = \"0 2 * * *\"\ntimezone = \"Europe/Berlin\"\ninput = { steps = 1, ms = 1 }\n",
+    )
+    .unwrap();
     let mut killed = Killed(Vec::new());
     let mut worker = child(dir.path())
         .arg("worker")
@@ -247,5 +254,59 @@ async fn follow_a_live_run_see_its_bars_and_cancel_it_with_the_button() {
     })
     .await;
     shot(&browser, "run-cancelled.png").await;
+
+    // The stats page draws its charts
+    browser.goto(&format!("{base}/stats")).await.unwrap();
+    let charts = browser
+        .find_all(Locator::Css("svg.chart[data-workflow='slow']"))
+        .await
+        .unwrap();
+    assert!(charts.len() >= 2, "{} charts", charts.len());
+    shot(&browser, "stats.png").await;
+
+    // The schedules page, used from the keyboard: Enter on the Pause link, a note typed into
+    // its labelled field, then the confirmation; the worker's store says paused
+    browser.goto(&format!("{base}/schedules")).await.unwrap();
+    shot(&browser, "schedules.png").await;
+    browser
+        .find(Locator::Id("pause-nightly"))
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    eventually(10, "the pause confirmation", || async {
+        browser
+            .current_url()
+            .await
+            .is_ok_and(|u| u.path() == "/schedules/pause")
+    })
+    .await;
+    browser
+        .find(Locator::Id("note"))
+        .await
+        .unwrap()
+        .send_keys("paused from the browser")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually(10, "the schedule paused in the store", || {
+        let out = child(dir.path())
+            .args(["schedules", "list", "--json"])
+            .output()
+            .unwrap();
+        let list: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        let paused = list[0]["paused_note"] == "paused from the browser";
+        async move { paused }
+    })
+    .await;
+    shot(&browser, "schedules-paused.png").await;
     browser.close().await.unwrap();
 }

@@ -48,7 +48,7 @@ fn state(alert: &AlertRecord) -> &'static str {
     }
 }
 
-fn delivery_state(state: DeliveryState) -> &'static str {
+pub(super) fn delivery_state(state: DeliveryState) -> &'static str {
     match state {
         DeliveryState::Pending => "pending",
         DeliveryState::Delivered => "delivered",
