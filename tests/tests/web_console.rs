@@ -634,7 +634,11 @@ async fn a_run_of_ten_thousand_units_draws_a_few_aggregated_bars() {
         page.contains("<a href=\"/run?id=big-1&amp;page=2#units\" rel=\"next\">"),
         "{page}"
     );
-    let get_page = |query: &str| get(&format!("{}/run?id=big-1&{query}", server.base));
+    let base = server.base.clone();
+    let get_page = |query: &str| {
+        let url = format!("{base}/run?id=big-1&{query}");
+        async move { get(&url).await }
+    };
     let (code, last) = get_page("page=50").await;
     assert_eq!(code, 200);
     assert!(last.contains("units 9801–10000 of 10000, page 50 of 50"), "{last}");
@@ -1150,7 +1154,7 @@ async fn the_alerts_page_shows_an_alert_with_links_to_its_runs_until_it_resolves
     for id in ["d-1", "d-2"] {
         run(
             dir.path(),
-            &["run", "doomed", "--input", r#"{"fail": true}"#, "--id", id],
+            &["run", "doomed", "--input", "true", "--id", id],
             1,
         );
     }
@@ -1176,7 +1180,7 @@ async fn the_alerts_page_shows_an_alert_with_links_to_its_runs_until_it_resolves
     // A run that succeeds resolves it
     run(
         dir.path(),
-        &["run", "doomed", "--input", r#"{"fail": false}"#, "--id", "d-3"],
+        &["run", "doomed", "--input", "false", "--id", "d-3"],
         0,
     );
     let (_, page) = get(&format!("{base}/alerts?state=resolved")).await;
