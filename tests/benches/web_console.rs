@@ -147,7 +147,10 @@ fn main() {
     let pages = [
         ("run page, first page of units", "/run?id=big-1"),
         ("run page, last page of units", "/run?id=big-1&page=50"),
-        ("run page, the 104 failed units", "/run?id=big-1&units=failed"),
+        (
+            "run page, the 104 failed units",
+            "/run?id=big-1&units=failed",
+        ),
         ("runs page", "/runs"),
         ("stats page (24 h, hourly charts)", "/stats"),
     ];

@@ -616,7 +616,11 @@ async fn a_run_of_ten_thousand_units_draws_a_few_aggregated_bars() {
             && page.contains("data-state=\"succeeded\">succeeded <span class=\"n\">9896</span>"),
         "{page}"
     );
-    assert_eq!(page.matches("<details class=\"units\"").count(), 4, "{page}");
+    assert_eq!(
+        page.matches("<details class=\"units\"").count(),
+        4,
+        "{page}"
+    );
     assert_eq!(page.matches("<tr><td><code>u").count(), 200, "{page}");
     assert!(page.contains("page 1 of 50, in groups of 50"), "{page}");
     // A group is open exactly when it holds a failed unit, which its summary counts
@@ -641,13 +645,19 @@ async fn a_run_of_ten_thousand_units_draws_a_few_aggregated_bars() {
     };
     let (code, last) = get_page("page=50").await;
     assert_eq!(code, 200);
-    assert!(last.contains("units 9801–10000 of 10000, page 50 of 50"), "{last}");
+    assert!(
+        last.contains("units 9801–10000 of 10000, page 50 of 50"),
+        "{last}"
+    );
     assert_eq!(last.matches("<tr><td><code>u").count(), 200);
     // Only the failed units: 104 on one page, every group open
     let (_, failed) = get_page("units=failed").await;
     assert_eq!(failed.matches("<tr><td><code>u").count(), 104, "{failed}");
     assert_eq!(failed.matches("<details class=\"units\" open>").count(), 3);
-    assert_eq!(failed.matches("class=\"s-failed\">failed</td>").count(), 104);
+    assert_eq!(
+        failed.matches("class=\"s-failed\">failed</td>").count(),
+        104
+    );
     assert!(failed.contains("u9991</code>") && failed.contains("item 9991 refused"));
     assert!(failed.len() < 64 * 1024, "{} bytes", failed.len());
     for (query, message) in [
@@ -896,11 +906,13 @@ fn chart<'a>(page: &'a str, workflow: &str, step: &str, figure: &str) -> &'a str
 /// The points of one series of a chart.
 fn points(chart: &str, series: &str) -> usize {
     let marker = format!("<g class=\"series\" data-series=\"{series}\">");
-    chart
-        .split_once(&marker)
-        .map_or(0, |(_, rest)| {
-            rest.split_once("</g>").unwrap().0.matches("class=\"pt\"").count()
-        })
+    chart.split_once(&marker).map_or(0, |(_, rest)| {
+        rest.split_once("</g>")
+            .unwrap()
+            .0
+            .matches("class=\"pt\"")
+            .count()
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -964,7 +976,10 @@ async fn the_stats_page_charts_latency_and_errors_per_bucket_and_compares_two_ve
     let (_, page) = get(&format!("{base}/stats?since=10m&bucket=1s")).await;
     let boom = chart(&page, "boom", "", "errors");
     assert_eq!(points(boom, "error rate"), 1, "{boom}");
-    assert!(boom.contains("error rate 100.0% (1 of 1 finished)"), "{boom}");
+    assert!(
+        boom.contains("error rate 100.0% (1 of 1 finished)"),
+        "{boom}"
+    );
     // Without a bucket, one is chosen from the window: hourly over a day
     let (_, day) = get(&format!("{base}/stats")).await;
     assert!(day.contains("one point per bucket of 1h"), "{day}");
@@ -1080,15 +1095,22 @@ async fn the_schedules_page_shows_next_fire_times_and_its_form_pauses_and_resume
         row.contains(&format!("<td class=\"next-utc\">{expected}</td>")),
         "{row}"
     );
-    assert!(row.contains("<code>0 2 * * *</code> Europe/Berlin"), "{row}");
+    assert!(
+        row.contains("<code>0 2 * * *</code> Europe/Berlin"),
+        "{row}"
+    );
     assert!(row.contains("<td class=\"state\">active</td>"), "{row}");
-    assert!(row.contains("href=\"/schedules/pause?name=nightly\""), "{row}");
+    assert!(
+        row.contains("href=\"/schedules/pause?name=nightly\""),
+        "{row}"
+    );
 
     // The button leads to a confirmation with a labelled note; its form pauses it in the store
     let (code, confirm) = get(&format!("{base}/schedules/pause?name=nightly")).await;
     assert_eq!(code, 200, "{confirm}");
     assert!(
-        confirm.contains("<label for=\"note\">") && confirm.contains("id=\"confirm\">Pause</button>"),
+        confirm.contains("<label for=\"note\">")
+            && confirm.contains("id=\"confirm\">Pause</button>"),
         "{confirm}"
     );
     let response = client()
@@ -1100,8 +1122,14 @@ async fn the_schedules_page_shows_next_fire_times_and_its_form_pauses_and_resume
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(response.url().path(), "/schedules");
     let page = response.text().await.unwrap();
-    assert!(page.contains("paused: db &lt;migration&gt; (since "), "{page}");
-    assert!(page.contains("href=\"/schedules/resume?name=nightly\""), "{page}");
+    assert!(
+        page.contains("paused: db &lt;migration&gt; (since "),
+        "{page}"
+    );
+    assert!(
+        page.contains("href=\"/schedules/resume?name=nightly\""),
+        "{page}"
+    );
     let stored = listed(dir.path(), "nightly");
     assert_eq!(stored["paused"], true, "{stored}");
     assert_eq!(stored["paused_note"], "db <migration>", "{stored}");

@@ -105,7 +105,10 @@ pub(super) async fn serve(bound: Bound, stop: impl Future<Output = ()> + Send + 
         .route("/run/{action}", get(confirm_page).post(act))
         .route("/stats", get(stats::stats_page))
         .route("/schedules", get(schedules::schedules_page))
-        .route("/schedules/{action}", get(schedules::confirm_page).post(schedules::act))
+        .route(
+            "/schedules/{action}",
+            get(schedules::confirm_page).post(schedules::act),
+        )
         .route("/alerts", get(schedules::alerts_page))
         .route("/login", get(login_page).post(login))
         .layer(axum::middleware::from_fn_with_state(console.clone(), guard))
@@ -353,6 +356,30 @@ fn error_page(code: StatusCode, title: &str, message: &str) -> Response {
     response
 }
 
+/// A request refused, with what the page will say: the error of the helpers that read a
+/// request (a [`Response`] itself is too large to return in a `Result`).
+struct Refused {
+    code: StatusCode,
+    title: &'static str,
+    message: String,
+}
+
+impl Refused {
+    fn bad_request(title: &'static str, message: impl Into<String>) -> Refused {
+        Refused {
+            code: StatusCode::BAD_REQUEST,
+            title,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        error_page(self.code, self.title, &self.message)
+    }
+}
+
 fn api_error(e: &ApiError) -> Response {
     let code = match e.kind {
         ErrorKind::Usage | ErrorKind::Input | ErrorKind::InProgress => StatusCode::BAD_REQUEST,
@@ -579,7 +606,7 @@ async fn run_page(State(console): State<Arc<Console>>, Query(query): Query<RunQu
     };
     let units_shown = match units::shown(query.units.as_deref(), query.page.as_deref()) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let opened = match open_store(&console.settings, Access::Read).await {
         Ok(opened) => opened,
@@ -709,7 +736,7 @@ async fn run_page(State(console): State<Arc<Console>>, Query(query): Query<RunQu
         }
     }
     if let Err(r) = units::section(&mut b, run.id.as_str(), &steps, &units_shown) {
-        return r;
+        return r.into_response();
     }
     if !next.is_empty() {
         let _ = write!(b, "<h2>Next</h2><ul class=\"next\" id=\"next\">");

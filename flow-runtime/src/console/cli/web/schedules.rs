@@ -30,13 +30,8 @@ const ALERT_RUNS_SHOWN: usize = 5;
 async fn views(console: &Console) -> Result<Vec<ScheduleView>, Response> {
     let settings = &console.settings;
     if settings.postgres_url().is_none() && !settings.store.exists() {
-        return stateless_views(settings).map_err(|m| {
-            error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Invalid schedules",
-                &m,
-            )
-        });
+        return stateless_views(settings)
+            .map_err(|m| error_page(StatusCode::INTERNAL_SERVER_ERROR, "Invalid schedules", &m));
     }
     let opened = open_store(settings, Access::Read)
         .await
@@ -330,7 +325,10 @@ pub(super) async fn alerts_page(
             if wanted == Some(s) { " selected" } else { "" }
         );
     }
-    let _ = write!(b, "</select> <button type=\"submit\">Filter</button></form>");
+    let _ = write!(
+        b,
+        "</select> <button type=\"submit\">Filter</button></form>"
+    );
     let shown: Vec<&AlertRecord> = alerts
         .iter()
         .filter(|a| wanted.is_none_or(|s| a.state == s))

@@ -6,7 +6,7 @@
 //! [`StatsQuery::bucket_ms`]); this module only chooses the windows and draws. Charts are
 //! inline SVG written here: no script, no chart library, nothing fetched (see docs/DESIGN.md).
 
-use super::{api_error, error_page, esc, page, time, Console};
+use super::{api_error, error_page, esc, page, time, Console, Refused};
 use crate::console::api::open::Access;
 use crate::console::api::stats::{compare, Figures, Stats, StatsQuery, Thresholds};
 use crate::console::cli::args::parse_window;
@@ -14,7 +14,7 @@ use crate::console::cli::commands::{open_store, release};
 use crate::console::cli::stats::{comparison_cells, ms, rate, window, COMPARE_HEADERS};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -64,14 +64,13 @@ fn given(value: &Option<String>) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn duration(text: &str, what: &str, example: &str) -> Result<u64, Response> {
+fn duration(text: &str, title: &'static str, example: &str) -> Result<u64, Refused> {
     humantime::parse_duration(text)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .map_err(|e| {
-            error_page(
-                StatusCode::BAD_REQUEST,
-                &format!("Invalid {what}"),
-                &format!("`{text}` is not a duration such as `{example}`: {e}"),
+            Refused::bad_request(
+                title,
+                format!("`{text}` is not a duration such as `{example}`: {e}"),
             )
         })
 }
@@ -80,23 +79,18 @@ fn duration(text: &str, what: &str, example: &str) -> Result<u64, Response> {
 fn sides(
     query: &StatsPageQuery,
     workflow: &Option<String>,
-) -> Result<Option<(StatsQuery, StatsQuery)>, Response> {
+) -> Result<Option<(StatsQuery, StatsQuery)>, Refused> {
     let (before, after) = (given(&query.before), given(&query.after));
     let (before_version, after_version) =
         (given(&query.before_version), given(&query.after_version));
-    if before.is_none() && after.is_none() && before_version.is_none() && after_version.is_none()
-    {
+    if before.is_none() && after.is_none() && before_version.is_none() && after_version.is_none() {
         return Ok(None);
     }
-    let refuse = |message: &str| {
-        Err(error_page(
-            StatusCode::BAD_REQUEST,
-            "Invalid comparison",
-            message,
-        ))
-    };
+    let refuse = |message: &str| Err(Refused::bad_request("Invalid comparison", message));
     if before_version.is_some() != after_version.is_some() {
-        return refuse("compare two versions by giving both: the version before and the version after");
+        return refuse(
+            "compare two versions by giving both: the version before and the version after",
+        );
     }
     if before_version.is_none() && (before.is_none() || after.is_none()) {
         return refuse("compare two windows by giving both, such as `2026-11-20..2026-11-27` before and `2026-11-27..` after; or give two versions");
@@ -104,10 +98,9 @@ fn sides(
     let window = |text: Option<String>, side: &str| match text {
         None => Ok((None, None)),
         Some(t) => parse_window(&t).map_err(|e| {
-            error_page(
-                StatusCode::BAD_REQUEST,
+            Refused::bad_request(
                 "Invalid comparison",
-                &format!("the {side} window `{t}`: {e}"),
+                format!("the {side} window `{t}`: {e}"),
             )
         }),
     };
@@ -127,17 +120,23 @@ pub(super) async fn stats_page(
     Query(query): Query<StatsPageQuery>,
 ) -> Response {
     let since_text = given(&query.since).unwrap_or_else(|| "24h".to_owned());
-    let since = match duration(&since_text, "window", "24h") {
+    let since = match duration(&since_text, "Invalid window", "24h") {
         Ok(ms) => ms.max(1),
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let bucket_text = given(&query.bucket);
     let width = match &bucket_text {
         None => width_for(since),
-        Some(t) => match duration(t, "bucket", "1h") {
-            Ok(0) => return error_page(StatusCode::BAD_REQUEST, "Invalid bucket", "a bucket of 0 s holds nothing: give a width such as `1h`"),
+        Some(t) => match duration(t, "Invalid bucket", "1h") {
+            Ok(0) => {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid bucket",
+                    "a bucket of 0 s holds nothing: give a width such as `1h`",
+                )
+            }
             Ok(w) => w,
-            Err(r) => return r,
+            Err(r) => return r.into_response(),
         },
     };
     if since.div_ceil(width) > MAX_BUCKETS {
@@ -153,7 +152,7 @@ pub(super) async fn stats_page(
     let workflow = given(&query.workflow);
     let comparison = match sides(&query, &workflow) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let now = crate::store::now_ms();
     let from = now.saturating_sub(since);
@@ -345,7 +344,12 @@ fn charts(b: &mut String, stats: &Stats, axis: &Axis, workflow: &str, step: Opti
                 series.points.push((
                     from,
                     v as f64,
-                    format!("{}: {} {v} ms ({} finished)", span(from), series.name, f.finished),
+                    format!(
+                        "{}: {} {v} ms ({} finished)",
+                        span(from),
+                        series.name,
+                        f.finished
+                    ),
                 ));
             }
         }
@@ -552,7 +556,10 @@ fn comparison_section(b: &mut String, query: &StatsPageQuery, compared: Option<&
     for h in COMPARE_HEADERS {
         let _ = write!(b, "<th scope=\"col\">{}</th>", esc(&h.to_lowercase()));
     }
-    let _ = write!(b, "<th scope=\"col\">p95 before / after</th></tr></thead><tbody>");
+    let _ = write!(
+        b,
+        "<th scope=\"col\">p95 before / after</th></tr></thead><tbody>"
+    );
     let top = rows
         .iter()
         .flat_map(|c| [&c.before, &c.after])
@@ -562,11 +569,7 @@ fn comparison_section(b: &mut String, query: &StatsPageQuery, compared: Option<&
         .max(1) as f64;
     for c in &rows {
         let worse = c.latency_worse || c.errors_worse;
-        let _ = write!(
-            b,
-            "<tr{}>",
-            if worse { " class=\"worse\"" } else { "" }
-        );
+        let _ = write!(b, "<tr{}>", if worse { " class=\"worse\"" } else { "" });
         for cell in comparison_cells(c) {
             let _ = write!(b, "<td>{}</td>", esc(cell.trim()));
         }

@@ -2,11 +2,9 @@
 //! `<details>`, each summarised by its counts), a page of groups at a time, so a run of 10,000
 //! units gives a page of a few hundred rows with links to the others.
 
-use super::{error_page, esc, state_of, url_value};
+use super::{esc, state_of, url_value, Refused};
 use crate::engine::units::UNIT_STEP;
 use crate::store::{StepRecord, StepStatus};
-use axum::http::StatusCode;
-use axum::response::Response;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -25,14 +23,13 @@ pub(super) struct Shown {
 const STATES: [&str; 4] = ["failed", "backoff", "running", "succeeded"];
 
 /// Reads the `units` and `page` query values; refuses what they cannot mean.
-pub(super) fn shown(state: Option<&str>, page: Option<&str>) -> Result<Shown, Response> {
+pub(super) fn shown(state: Option<&str>, page: Option<&str>) -> Result<Shown, Refused> {
     let state = match state.map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(STATES.into_iter().find(|st| *st == s).ok_or_else(|| {
-            error_page(
-                StatusCode::BAD_REQUEST,
+            Refused::bad_request(
                 "Unknown unit state",
-                &format!("`{s}` is not a unit state; one of: {}", STATES.join(", ")),
+                format!("`{s}` is not a unit state; one of: {}", STATES.join(", ")),
             )
         })?),
     };
@@ -41,10 +38,9 @@ pub(super) fn shown(state: Option<&str>, page: Option<&str>) -> Result<Shown, Re
         Some(p) => match p.parse::<usize>() {
             Ok(n) if n >= 1 => n,
             _ => {
-                return Err(error_page(
-                    StatusCode::BAD_REQUEST,
+                return Err(Refused::bad_request(
                     "Invalid page",
-                    &format!("`{p}` is not a page number: pages count from 1"),
+                    format!("`{p}` is not a page number: pages count from 1"),
                 ))
             }
         },
@@ -79,7 +75,7 @@ pub(super) fn section(
     id: &str,
     steps: &[StepRecord],
     shown: &Shown,
-) -> Result<(), Response> {
+) -> Result<(), Refused> {
     let units: Vec<&StepRecord> = steps.iter().filter(|s| s.id.name == UNIT_STEP).collect();
     if units.is_empty() {
         return Ok(());
@@ -95,10 +91,9 @@ pub(super) fn section(
         .collect();
     let pages = listed.len().div_ceil(PAGE).max(1);
     if shown.page > pages {
-        return Err(error_page(
-            StatusCode::BAD_REQUEST,
+        return Err(Refused::bad_request(
             "Invalid page",
-            &format!(
+            format!(
                 "page {} is past the last page of these units, {pages}",
                 shown.page
             ),
