@@ -594,3 +594,33 @@ fn comparison_section(b: &mut String, query: &StatsPageQuery, compared: Option<&
         limits.error_rate * 100.0
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{nice_ceiling, short_time, width_for};
+
+    #[test]
+    fn the_bucket_follows_the_window() {
+        const H: u64 = 3_600_000;
+        assert_eq!(width_for(H), 5 * 60_000);
+        assert_eq!(width_for(24 * H), H);
+        assert_eq!(width_for(7 * 24 * H), 6 * H);
+        assert_eq!(width_for(30 * 24 * H), 24 * H);
+        assert_eq!(width_for(3650 * 24 * H), 7 * 24 * H);
+    }
+
+    #[test]
+    fn axes_end_on_round_numbers() {
+        assert_eq!(nice_ceiling(0.0), 1.0);
+        assert_eq!(nice_ceiling(4177.0), 5000.0);
+        assert_eq!(nice_ceiling(100.0), 100.0);
+        assert_eq!(nice_ceiling(101.0), 200.0);
+        assert_eq!(nice_ceiling(0.3), 0.5);
+    }
+
+    #[test]
+    fn axis_times_are_minutes_in_utc() {
+        assert_eq!(short_time(90_061_000), "1970-01-02 01:01Z");
+        assert_eq!(short_time(u64::MAX), format!("{} ms after 1970", u64::MAX));
+    }
+}
