@@ -273,8 +273,11 @@ struct Axis {
 /// A time for an axis or a point's title: minutes, in UTC.
 fn short_time(ms: u64) -> String {
     let t = time(ms);
+    // `time` writes RFC 3339 (`1970-01-02T01:01:01.000Z`), or a number past the year 9999
     match t.get(..16) {
-        Some(minutes) if t.len() > 16 => format!("{}Z", minutes.replacen('T', " ", 1)),
+        Some(minutes) if t.as_bytes().get(10) == Some(&b'T') => {
+            format!("{}Z", minutes.replacen('T', " ", 1))
+        }
         _ => t,
     }
 }
