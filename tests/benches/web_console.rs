@@ -21,14 +21,7 @@ const UNITS: u64 = 10_000;
 const REQUESTS: usize = 20;
 
 fn child(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir)
-        .env("FLOW_STORE", dir.join("flow.redb"))
-        .env("FLOW_LOG_FORMAT", "json")
-        .env_remove("RUST_LOG")
-        .env_remove("FLOW_UI__TOKEN")
-        .env_remove("FLOW_UI__LISTEN");
-    cmd
+    flow_tests::console_command(BIN, dir)
 }
 
 /// A child process killed when the bench ends.
@@ -79,10 +72,8 @@ fn worker(dir: &Path) -> (Killed, String) {
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if !sent && line.contains("serving the web console") {
-                let url = line.split_once("\"url\":\"").unwrap().1;
-                let url = url.split_once('"').unwrap().0.trim_end_matches('/');
-                let _ = tx.send(url.to_owned());
+            if let Some(url) = flow_tests::console_url(&line).filter(|_| !sent) {
+                let _ = tx.send(url);
                 sent = true;
             }
         }

@@ -129,3 +129,27 @@ pub fn report<T: std::fmt::Display>(
         }
     }
 }
+
+/// A command of the web console's test binary (`bin`: `env!("CARGO_BIN_EXE_console_child")`)
+/// run in `dir`, with its store there, JSON logs, and none of the console's settings taken
+/// from the environment.
+pub fn console_command(bin: &str, dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.current_dir(dir)
+        .env("FLOW_STORE", dir.join("flow.redb"))
+        .env("FLOW_LOG_FORMAT", "json")
+        .env_remove("RUST_LOG")
+        .env_remove("FLOW_UI__TOKEN")
+        .env_remove("FLOW_UI__LISTEN");
+    cmd
+}
+
+/// The console's address in a worker's JSON log line `serving the web console`, without the
+/// trailing slash; `None` for any other line.
+pub fn console_url(log_line: &str) -> Option<String> {
+    if !log_line.contains("serving the web console") {
+        return None;
+    }
+    let (_, rest) = log_line.split_once("\"url\":\"")?;
+    Some(rest.split_once('"')?.0.trim_end_matches('/').to_owned())
+}

@@ -21,14 +21,7 @@ async fn stored(store: &Path, id: &str) -> flow_runtime::store::RunRecord {
 }
 
 fn child(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_console_child"));
-    cmd.current_dir(dir)
-        .env("FLOW_STORE", dir.join("flow.redb"))
-        .env("FLOW_LOG_FORMAT", "json")
-        .env_remove("RUST_LOG")
-        .env_remove("FLOW_UI__TOKEN")
-        .env_remove("FLOW_UI__LISTEN");
-    cmd
+    flow_tests::console_command(env!("CARGO_BIN_EXE_console_child"), dir)
 }
 
 fn run(dir: &Path, args: &[&str], code: i32) {
@@ -488,16 +481,11 @@ async fn a_worker_serves_the_console_and_its_cancel_button_stops_a_live_run() {
         .stderr(Stdio::piped());
     let mut worker = cmd.spawn().unwrap();
     let stderr = lines_of(worker.stderr.take().unwrap());
-    let url = wait_for(&stderr, "the console's address in the log", |l| {
-        l.contains("serving the web console").then(|| {
-            let (_, rest) = l.split_once("\"url\":\"").unwrap();
-            rest.split_once('"')
-                .unwrap()
-                .0
-                .trim_end_matches('/')
-                .to_owned()
-        })
-    });
+    let url = wait_for(
+        &stderr,
+        "the console's address in the log",
+        flow_tests::console_url,
+    );
     let server = Server {
         child: worker,
         base: url,

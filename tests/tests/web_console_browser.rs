@@ -13,13 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 fn child(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_console_child"));
-    cmd.current_dir(dir)
-        .env("FLOW_STORE", dir.join("flow.redb"))
-        .env("FLOW_LOG_FORMAT", "json")
-        .env_remove("RUST_LOG")
-        .env_remove("FLOW_UI__TOKEN");
-    cmd
+    flow_tests::console_command(env!("CARGO_BIN_EXE_console_child"), dir)
 }
 
 /// Child processes killed when the test ends, whatever happens.
@@ -157,14 +151,8 @@ async fn follow_a_live_run_see_its_bars_and_cancel_it_with_the_button() {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("the worker logs the console's address");
-        if line.contains("serving the web console") {
-            let (_, rest) = line.split_once("\"url\":\"").unwrap();
-            break rest
-                .split_once('"')
-                .unwrap()
-                .0
-                .trim_end_matches('/')
-                .to_owned();
+        if let Some(url) = flow_tests::console_url(&line) {
+            break url;
         }
     };
     let out = child(dir.path())

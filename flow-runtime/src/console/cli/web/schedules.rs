@@ -7,7 +7,7 @@
 
 use super::{api_error, error_page, esc, page, status_span, time, url_value, who, Console};
 use crate::console::api::open::Access;
-use crate::console::cli::alerts::delivery_state;
+use crate::console::cli::alerts::deliveries;
 use crate::console::cli::commands::{open_store, release};
 use crate::console::cli::schedules::{state, stateless_views};
 use crate::engine::schedules::ScheduleView;
@@ -361,19 +361,6 @@ pub(super) async fn alerts_page(
             .map(run_link)
             .collect();
         let more = a.run_ids.len().saturating_sub(ALERT_RUNS_SHOWN);
-        let deliveries: Vec<String> = a
-            .deliveries
-            .iter()
-            .map(|d| {
-                format!(
-                    "{} {}: {} ({} attempts)",
-                    d.sink,
-                    d.notice.as_str(),
-                    delivery_state(d.state),
-                    d.attempts
-                )
-            })
-            .collect();
         let mut what = about(a);
         if let Some(e) = &a.last_error {
             if !what.is_empty() {
@@ -395,7 +382,7 @@ pub(super) async fn alerts_page(
                 String::new()
             },
             esc(&what),
-            esc(&deliveries.join("; "))
+            esc(&deliveries(a))
         );
     }
     let _ = write!(b, "</tbody></table>");
