@@ -58,28 +58,11 @@ fn ui(dir: &Path) -> (Killed, String) {
     (Killed(c), base)
 }
 
-fn worker(dir: &Path) -> (Killed, String) {
-    let mut c = child(dir)
-        .arg("worker")
-        .env("FLOW_UI__LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = c.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Keep reading the log, so the worker never blocks on a full pipe
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if let Some(url) = flow_tests::console_url(&line).filter(|_| !sent) {
-                let _ = tx.send(url);
-                sent = true;
-            }
-        }
-    });
-    let base = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    (Killed(c), base)
+/// A worker serving the console, and the receiver of its log lines (kept so that the thread
+/// reading them goes on).
+fn worker(dir: &Path) -> (Killed, String, std::sync::mpsc::Receiver<String>) {
+    let (c, base, log) = flow_tests::console_worker(BIN, dir);
+    (Killed(c), base, log)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -150,10 +133,12 @@ fn main() {
         let http = reqwest::Client::new();
         for server in ["ui", "worker's console"] {
             // One at a time: with a worker alive, `ui` would read through its socket
-            let (killed, base) = if server == "ui" {
-                ui(dir.path())
+            let (killed, base, _log) = if server == "ui" {
+                let (killed, base) = ui(dir.path());
+                (killed, base, None)
             } else {
-                worker(dir.path())
+                let (killed, base, log) = worker(dir.path());
+                (killed, base, Some(log))
             };
             for (page, path) in pages {
                 let (times, size) = measure(&http, &format!("{base}{path}")).await;

@@ -474,18 +474,8 @@ async fn beyond_loopback_every_request_needs_the_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_serves_the_console_and_its_cancel_button_stops_a_live_run() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = child(dir.path());
-    cmd.args(["worker"])
-        .env("FLOW_UI__LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut worker = cmd.spawn().unwrap();
-    let stderr = lines_of(worker.stderr.take().unwrap());
-    let url = wait_for(
-        &stderr,
-        "the console's address in the log",
-        flow_tests::console_url,
-    );
+    let (worker, url, stderr) =
+        flow_tests::console_worker(env!("CARGO_BIN_EXE_console_child"), dir.path());
     let server = Server {
         child: worker,
         base: url,

@@ -6,10 +6,8 @@
 //! pauses a schedule from the keyboard. Screenshots go to `target/web-console/`.
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 fn child(dir: &Path) -> Command {
@@ -105,6 +103,17 @@ where
     }
 }
 
+/// Types `text` into the element with this id, as a keyboard would.
+async fn keys(browser: &Client, id: &str, text: &str) {
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
 async fn bars(browser: &Client, class: &str) -> usize {
     browser
         .find_all(Locator::Css(&format!("svg#timeline rect.bar.{class}")))
@@ -130,31 +139,9 @@ async fn follow_a_live_run_see_its_bars_and_cancel_it_with_the_button() {
     )
     .unwrap();
     let mut killed = Killed(Vec::new());
-    let mut worker = child(dir.path())
-        .arg("worker")
-        .env("FLOW_UI__LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = worker.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (worker, base, _log) =
+        flow_tests::console_worker(env!("CARGO_BIN_EXE_console_child"), dir.path());
     killed.0.push(worker);
-    let base = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the worker logs the console's address");
-        if let Some(url) = flow_tests::console_url(&line) {
-            break url;
-        }
-    };
     let out = child(dir.path())
         .args([
             "enqueue",
@@ -256,13 +243,8 @@ async fn follow_a_live_run_see_its_bars_and_cancel_it_with_the_button() {
     // its labelled field, then the confirmation; the worker's store says paused
     browser.goto(&format!("{base}/schedules")).await.unwrap();
     shot(&browser, "schedules.png").await;
-    browser
-        .find(Locator::Id("pause-nightly"))
-        .await
-        .unwrap()
-        .send_keys("\u{E007}")
-        .await
-        .unwrap();
+    // U+E007 is WebDriver's Enter key
+    keys(&browser, "pause-nightly", "\u{E007}").await;
     eventually(10, "the pause confirmation", || async {
         browser
             .current_url()
@@ -270,13 +252,7 @@ async fn follow_a_live_run_see_its_bars_and_cancel_it_with_the_button() {
             .is_ok_and(|u| u.path() == "/schedules/pause")
     })
     .await;
-    browser
-        .find(Locator::Id("note"))
-        .await
-        .unwrap()
-        .send_keys("paused from the browser")
-        .await
-        .unwrap();
+    keys(&browser, "note", "paused from the browser").await;
     browser
         .find(Locator::Id("confirm"))
         .await
