@@ -374,6 +374,25 @@ async fn beyond_loopback_every_request_needs_the_token() {
             post = post.bearer_auth(t);
         }
         assert_eq!(post.send().await.unwrap().status().as_u16(), 401);
+        // The other pages and forms alike
+        for path in ["/stats", "/schedules", "/alerts"] {
+            let mut request = http.get(format!("{base}{path}"));
+            if let Some(t) = token {
+                request = request.bearer_auth(t);
+            }
+            assert_eq!(
+                request.send().await.unwrap().status().as_u16(),
+                401,
+                "{path}"
+            );
+        }
+        let mut post = http
+            .post(format!("{base}/schedules/pause"))
+            .form(&[("name", "nightly")]);
+        if let Some(t) = token {
+            post = post.bearer_auth(t);
+        }
+        assert_eq!(post.send().await.unwrap().status().as_u16(), 401);
     }
     let store = dir.path().join("flow.redb");
     assert_eq!(
