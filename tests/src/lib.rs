@@ -129,3 +129,77 @@ pub fn report<T: std::fmt::Display>(
         }
     }
 }
+
+/// A command of the web console's test binary (`bin`: `env!("CARGO_BIN_EXE_console_child")`)
+/// run in `dir`, with its store there, JSON logs, and none of the console's settings taken
+/// from the environment.
+pub fn console_command(bin: &str, dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.current_dir(dir)
+        .env("FLOW_STORE", dir.join("flow.redb"))
+        .env("FLOW_LOG_FORMAT", "json")
+        .env_remove("RUST_LOG")
+        .env_remove("FLOW_UI__TOKEN")
+        .env_remove("FLOW_UI__LISTEN");
+    cmd
+}
+
+/// Starts `bin worker` in `dir` (see [`console_command`]) serving the web console on a free
+/// port of 127.0.0.1: the child, the console's address (without the trailing slash) and the
+/// lines of its stderr, read on a thread as they come so the worker never blocks on a full
+/// pipe. Panics if the address is not logged within 30 s.
+pub fn console_worker(
+    bin: &str,
+    dir: &std::path::Path,
+) -> (
+    std::process::Child,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
+    use std::io::BufRead;
+    let mut child = console_command(bin, dir)
+        .arg("worker")
+        .env("FLOW_UI__LISTEN", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the worker starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(url) = console_url(&line) {
+                    return (child, url, rx);
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the worker did not log the console's address within 30 s");
+            }
+        }
+    }
+}
+
+/// The console's address in a worker's JSON log line `serving the web console`, without the
+/// trailing slash; `None` for any other line.
+pub fn console_url(log_line: &str) -> Option<String> {
+    if !log_line.contains("serving the web console") {
+        return None;
+    }
+    let (_, rest) = log_line.split_once("\"url\":\"")?;
+    Some(rest.split_once('"')?.0.trim_end_matches('/').to_owned())
+}

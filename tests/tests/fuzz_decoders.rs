@@ -36,7 +36,12 @@ fn runner() -> TestRunner {
 fn real_records() -> Vec<(String, Vec<u8>)> {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("flow.redb");
-    let out = Command::new(env!("CARGO_BIN_EXE_cli_child"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cli_child"));
+    // The settings fuzz test in this binary sets these in the process meanwhile
+    for name in ENV_NAMES {
+        cmd.env_remove(name);
+    }
+    let out = cmd
         .args(["run", "busy", "--id", "seed"])
         .env("FLOW_STORE", &store)
         .env("FLOW_LOG_FORMAT", "json")

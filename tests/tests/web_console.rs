@@ -21,14 +21,7 @@ async fn stored(store: &Path, id: &str) -> flow_runtime::store::RunRecord {
 }
 
 fn child(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_console_child"));
-    cmd.current_dir(dir)
-        .env("FLOW_STORE", dir.join("flow.redb"))
-        .env("FLOW_LOG_FORMAT", "json")
-        .env_remove("RUST_LOG")
-        .env_remove("FLOW_UI__TOKEN")
-        .env_remove("FLOW_UI__LISTEN");
-    cmd
+    flow_tests::console_command(env!("CARGO_BIN_EXE_console_child"), dir)
 }
 
 fn run(dir: &Path, args: &[&str], code: i32) {
@@ -381,6 +374,25 @@ async fn beyond_loopback_every_request_needs_the_token() {
             post = post.bearer_auth(t);
         }
         assert_eq!(post.send().await.unwrap().status().as_u16(), 401);
+        // The other pages and forms alike
+        for path in ["/stats", "/schedules", "/alerts"] {
+            let mut request = http.get(format!("{base}{path}"));
+            if let Some(t) = token {
+                request = request.bearer_auth(t);
+            }
+            assert_eq!(
+                request.send().await.unwrap().status().as_u16(),
+                401,
+                "{path}"
+            );
+        }
+        let mut post = http
+            .post(format!("{base}/schedules/pause"))
+            .form(&[("name", "nightly")]);
+        if let Some(t) = token {
+            post = post.bearer_auth(t);
+        }
+        assert_eq!(post.send().await.unwrap().status().as_u16(), 401);
     }
     let store = dir.path().join("flow.redb");
     assert_eq!(
@@ -481,23 +493,8 @@ async fn beyond_loopback_every_request_needs_the_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_serves_the_console_and_its_cancel_button_stops_a_live_run() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = child(dir.path());
-    cmd.args(["worker"])
-        .env("FLOW_UI__LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut worker = cmd.spawn().unwrap();
-    let stderr = lines_of(worker.stderr.take().unwrap());
-    let url = wait_for(&stderr, "the console's address in the log", |l| {
-        l.contains("serving the web console").then(|| {
-            let (_, rest) = l.split_once("\"url\":\"").unwrap();
-            rest.split_once('"')
-                .unwrap()
-                .0
-                .trim_end_matches('/')
-                .to_owned()
-        })
-    });
+    let (worker, url, stderr) =
+        flow_tests::console_worker(env!("CARGO_BIN_EXE_console_child"), dir.path());
     let server = Server {
         child: worker,
         base: url,
@@ -609,6 +606,66 @@ async fn a_run_of_ten_thousand_units_draws_a_few_aggregated_bars() {
         "the page stays small: {} bytes",
         page.len()
     );
+    // The units: counted by state, then 200 a page in groups of 50, each summarised by its
+    // counts; a group with a failure is open
+    assert!(
+        page.contains("data-state=\"failed\">failed <span class=\"n\">104</span>")
+            && page.contains("data-state=\"succeeded\">succeeded <span class=\"n\">9896</span>"),
+        "{page}"
+    );
+    assert_eq!(
+        page.matches("<details class=\"units\"").count(),
+        4,
+        "{page}"
+    );
+    assert_eq!(page.matches("<tr><td><code>u").count(), 200, "{page}");
+    assert!(page.contains("page 1 of 50, in groups of 50"), "{page}");
+    // A group is open exactly when it holds a failed unit, which its summary counts
+    for group in page.split("<details class=\"units\"").skip(1) {
+        let summary = group.split_once("</summary>").unwrap().0;
+        assert_eq!(
+            group.starts_with(" open>"),
+            summary.contains(" failed"),
+            "{summary}"
+        );
+        assert!(summary.contains(" succeeded"), "{summary}");
+    }
+    assert!(page.contains("<summary>Units 1–50: "), "{page}");
+    assert!(
+        page.contains("<a href=\"/run?id=big-1&amp;page=2#units\" rel=\"next\">"),
+        "{page}"
+    );
+    let base = server.base.clone();
+    let get_page = |query: &str| {
+        let url = format!("{base}/run?id=big-1&{query}");
+        async move { get(&url).await }
+    };
+    let (code, last) = get_page("page=50").await;
+    assert_eq!(code, 200);
+    assert!(
+        last.contains("units 9801–10000 of 10000, page 50 of 50"),
+        "{last}"
+    );
+    assert_eq!(last.matches("<tr><td><code>u").count(), 200);
+    // Only the failed units: 104 on one page, every group open
+    let (_, failed) = get_page("units=failed").await;
+    assert_eq!(failed.matches("<tr><td><code>u").count(), 104, "{failed}");
+    assert_eq!(failed.matches("<details class=\"units\" open>").count(), 3);
+    assert_eq!(
+        failed.matches("class=\"s-failed\">failed</td>").count(),
+        104
+    );
+    assert!(failed.contains("u9991</code>") && failed.contains("item 9991 refused"));
+    assert!(failed.len() < 64 * 1024, "{} bytes", failed.len());
+    for (query, message) in [
+        ("page=51", "past the last page of these units, 50"),
+        ("page=zero", "is not a page number"),
+        ("units=exploded", "is not a unit state"),
+    ] {
+        let (code, page) = get_page(query).await;
+        assert_eq!(code, 400, "{query}");
+        assert!(page.contains(message), "{query}: {page}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -829,4 +886,335 @@ async fn a_step_in_doubt_is_resolved_from_its_page() {
         stored(&store, "pay-1").await.output,
         Some(serde_json::json!(7))
     );
+}
+
+/// The `<svg class="chart" ...>` element of the stats page with these data attributes.
+fn chart<'a>(page: &'a str, workflow: &str, step: &str, figure: &str) -> &'a str {
+    let marker = format!(
+        "<svg class=\"chart\" data-workflow=\"{workflow}\" data-step=\"{step}\" data-figure=\"{figure}\""
+    );
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no chart {marker}: {page}"));
+    let end = page[start..].find("</svg>").unwrap() + start;
+    &page[start..end]
+}
+
+/// The points of one series of a chart.
+fn points(chart: &str, series: &str) -> usize {
+    let marker = format!("<g class=\"series\" data-series=\"{series}\">");
+    chart.split_once(&marker).map_or(0, |(_, rest)| {
+        rest.split_once("</g>")
+            .unwrap()
+            .0
+            .matches("class=\"pt\"")
+            .count()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stats_page_charts_latency_and_errors_per_bucket_and_compares_two_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = |id: &str, ms: u32, version: &str| {
+        let out = child(dir.path())
+            .args([
+                "run",
+                "slow",
+                "--input",
+                &format!(r#"{{"steps": 2, "ms": {ms}}}"#),
+                "--id",
+                id,
+            ])
+            .env("FLOW_APP_VERSION", version)
+            .output()
+            .unwrap();
+        flow_tests::assert_exit(&out, 0);
+    };
+    // Version 1: two fast runs more than a second apart, so in two buckets of one second;
+    // version 2: two slow ones, in one more bucket (or two); and a failed run
+    slow("s-1", 1, "1.0.0");
+    std::thread::sleep(Duration::from_millis(1100));
+    slow("s-2", 1, "1.0.0");
+    std::thread::sleep(Duration::from_millis(1100));
+    run(
+        dir.path(),
+        &["run", "boom", "--input", "\"x\"", "--id", "b-1"],
+        1,
+    );
+    let server = ui(dir.path(), &["--port", "0"], &[]);
+    let base = &server.base;
+
+    let (code, page) = get(&format!("{base}/stats?since=10m&bucket=1s&workflow=slow")).await;
+    assert_eq!(code, 200, "{page}");
+    // Two buckets hold runs: two points in each latency series, two error-rate points
+    let runs = chart(&page, "slow", "", "latency");
+    for series in ["p50", "p95", "p99"] {
+        assert_eq!(points(runs, series), 2, "{series}: {runs}");
+    }
+    let errors = chart(&page, "slow", "", "errors");
+    assert_eq!(points(errors, "error rate"), 2, "{errors}");
+    assert_eq!(
+        errors.matches("error rate 0.0% (0 of 1 finished)").count(),
+        2,
+        "{errors}"
+    );
+    // Each step has its own charts: two calls of pause per run, so each point has two
+    let step = chart(&page, "slow", "console_child::pause", "latency");
+    assert_eq!(points(step, "p95"), 2, "{step}");
+    assert_eq!(step.matches("(2 finished)").count(), 6, "{step}");
+    assert!(!page.contains("data-workflow=\"boom\""), "{page}");
+    // The charts are described for screen readers and as a table
+    assert!(
+        runs.contains("role=\"img\"") && runs.contains("aria-label=\"Duration of runs of slow"),
+        "{runs}"
+    );
+
+    // The failed run: one bucket, an error rate of 100%
+    let (_, page) = get(&format!("{base}/stats?since=10m&bucket=1s")).await;
+    let boom = chart(&page, "boom", "", "errors");
+    assert_eq!(points(boom, "error rate"), 1, "{boom}");
+    assert!(
+        boom.contains("error rate 100.0% (1 of 1 finished)"),
+        "{boom}"
+    );
+    // Without a bucket, one is chosen from the window: hourly over a day
+    let (_, day) = get(&format!("{base}/stats")).await;
+    assert!(day.contains("one point per bucket of 1h"), "{day}");
+    let (code, tiny) = get(&format!("{base}/stats?since=30d&bucket=1s")).await;
+    assert_eq!(code, 400);
+    assert!(tiny.contains("choose a wider bucket"), "{tiny}");
+
+    // Version 2 is slower: the comparison marks its p95 as worse, as `stats --compare` does
+    slow("s-3", 80, "2.0.0");
+    slow("s-4", 80, "2.0.0");
+    let (code, page) = get(&format!(
+        "{base}/stats?workflow=slow&before_version=1.0.0&after_version=2.0.0"
+    ))
+    .await;
+    assert_eq!(code, 200, "{page}");
+    let table = page.split_once("<table id=\"comparison\">").unwrap().1;
+    let row = table
+        .split("<tr")
+        .find(|r| r.contains("<td>slow</td>"))
+        .unwrap();
+    assert!(row.starts_with(" class=\"worse\""), "{row}");
+    assert!(row.contains("<td>2 -&gt; 2</td>"), "{row}");
+    assert!(row.contains("!! latency"), "{row}");
+    assert!(
+        page.contains("Before: runs created the first run .. now of version 1.0.0."),
+        "{page}"
+    );
+    let out = child(dir.path())
+        .args([
+            "stats",
+            "--workflow",
+            "slow",
+            "--compare",
+            "--before-version",
+            "1.0.0",
+            "--after-version",
+            "2.0.0",
+        ])
+        .output()
+        .unwrap();
+    let cli = String::from_utf8_lossy(&out.stdout);
+    assert!(cli.contains("!! latency"), "the CLI agrees: {cli}");
+    // One side alone is refused with the fix
+    let (code, one) = get(&format!("{base}/stats?before_version=1.0.0")).await;
+    assert_eq!(code, 400);
+    assert!(one.contains("giving both"), "{one}");
+    let (code, bad) = get(&format!("{base}/stats?before=yesterday&after=today")).await;
+    assert_eq!(code, 400);
+    assert!(bad.contains("the before window `yesterday`"), "{bad}");
+}
+
+/// The next 02:00 in Berlin, in UTC as the console writes it.
+fn next_two_in_berlin() -> String {
+    let tz = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+    let now = jiff::Zoned::now().with_time_zone(tz.clone());
+    let today = now.date().at(2, 0, 0, 0).to_zoned(tz.clone()).unwrap();
+    let next = if today > now {
+        today
+    } else {
+        now.date()
+            .tomorrow()
+            .unwrap()
+            .at(2, 0, 0, 0)
+            .to_zoned(tz)
+            .unwrap()
+    };
+    format!("{:.0}", next.timestamp())
+}
+
+/// The `schedules list --json` entry of `name`.
+fn listed(dir: &Path, name: &str) -> serde_json::Value {
+    let out = child(dir)
+        .args(["schedules", "list", "--json"])
+        .output()
+        .unwrap();
+    flow_tests::assert_exit(&out, 0);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedules_page_shows_next_fire_times_and_its_form_pauses_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("flow.toml"),
+        "[flow.schedules.nightly]\nworkflow = \"slow\"\ncron = \"0 2 * * *\"\ntimezone = \"Europe/Berlin\"\ninput = { steps = 1, ms = 1 }\n",
+    )
+    .unwrap();
+    run(
+        dir.path(),
+        &["run", "slow", "--input", r#"{"steps": 1, "ms": 1}"#],
+        0,
+    );
+    let server = ui(dir.path(), &["--port", "0"], &[]);
+    let base = &server.base;
+    let expected = next_two_in_berlin();
+
+    let (code, page) = get(&format!("{base}/schedules")).await;
+    assert_eq!(code, 200, "{page}");
+    let row = page
+        .split_once("<tr data-schedule=\"nightly\">")
+        .unwrap()
+        .1
+        .split_once("</tr>")
+        .unwrap()
+        .0;
+    assert!(
+        row.contains(&format!("<td class=\"next-utc\">{expected}</td>")),
+        "{row}"
+    );
+    assert!(
+        row.contains("<code>0 2 * * *</code> Europe/Berlin"),
+        "{row}"
+    );
+    assert!(row.contains("<td class=\"state\">active</td>"), "{row}");
+    assert!(
+        row.contains("href=\"/schedules/pause?name=nightly\""),
+        "{row}"
+    );
+
+    // The button leads to a confirmation with a labelled note; its form pauses it in the store
+    let (code, confirm) = get(&format!("{base}/schedules/pause?name=nightly")).await;
+    assert_eq!(code, 200, "{confirm}");
+    assert!(
+        confirm.contains("<label for=\"note\">")
+            && confirm.contains("id=\"confirm\">Pause</button>"),
+        "{confirm}"
+    );
+    let response = client()
+        .post(format!("{base}/schedules/pause"))
+        .form(&[("name", "nightly"), ("note", "db <migration>")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.url().path(), "/schedules");
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("paused: db &lt;migration&gt; (since "),
+        "{page}"
+    );
+    assert!(
+        page.contains("href=\"/schedules/resume?name=nightly\""),
+        "{page}"
+    );
+    let stored = listed(dir.path(), "nightly");
+    assert_eq!(stored["paused"], true, "{stored}");
+    assert_eq!(stored["paused_note"], "db <migration>", "{stored}");
+    assert_eq!(stored["next_fire"], serde_json::Value::Null, "{stored}");
+    let logged = wait_for(&server.stderr, "the pause in the log", |l| {
+        (l.contains("web console action") && l.contains("nightly")).then(|| l.to_owned())
+    });
+    assert!(
+        logged.contains("\"action\":\"pause\"") && logged.contains("127.0.0.1"),
+        "{logged}"
+    );
+
+    // An unknown schedule or action is refused, and nothing changes
+    let response = client()
+        .post(format!("{base}/schedules/resume"))
+        .form(&[("name", "nighty")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("the schedules are: nightly"));
+    let response = client()
+        .post(format!("{base}/schedules/delete"))
+        .form(&[("name", "nightly")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    assert_eq!(listed(dir.path(), "nightly")["paused"], true);
+
+    let response = client()
+        .post(format!("{base}/schedules/resume"))
+        .form(&[("name", "nightly")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let stored = listed(dir.path(), "nightly");
+    assert_eq!(stored["paused"], false, "{stored}");
+    assert_eq!(stored["next_fire"], expected.as_str(), "{stored}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alerts_page_shows_an_alert_with_links_to_its_runs_until_it_resolves() {
+    let dir = tempfile::tempdir().unwrap();
+    for id in ["d-1", "d-2"] {
+        run(
+            dir.path(),
+            &["run", "doomed", "--input", "true", "--id", id],
+            1,
+        );
+    }
+    let server = ui(dir.path(), &["--port", "0"], &[]);
+    let base = &server.base;
+    let (code, page) = get(&format!("{base}/alerts")).await;
+    assert_eq!(code, 200, "{page}");
+    let rows: Vec<&str> = page.split("<tr data-alert=").skip(1).collect();
+    assert_eq!(rows.len(), 1, "one alert: {page}");
+    let row = rows[0];
+    for part in [
+        "<td>doomed</td>",
+        "<td>consecutive-failures</td>",
+        "<span class=\"alert-open\">open</span>",
+        "<a href=\"/run?id=d-2\">d-2</a> <a href=\"/run?id=d-1\">d-1</a>",
+        "2 failed runs in a row; exploded on the upstream",
+    ] {
+        assert!(row.contains(part), "{part}: {row}");
+    }
+    let (_, resolved) = get(&format!("{base}/alerts?state=resolved")).await;
+    assert!(resolved.contains("No alerts match"), "{resolved}");
+
+    // A run that succeeds resolves it
+    run(
+        dir.path(),
+        &["run", "doomed", "--input", "false", "--id", "d-3"],
+        0,
+    );
+    let (_, page) = get(&format!("{base}/alerts?state=resolved")).await;
+    let row = page.split_once("<tr data-alert=").unwrap().1;
+    assert!(
+        row.contains("<span class=\"alert-resolved\">resolved</span> at ")
+            && row.contains(" by <a href=\"/run?id=d-3\">d-3</a>"),
+        "{row}"
+    );
+    let (code, _) = get(&format!("{base}/alerts?state=sideways")).await;
+    assert_eq!(code, 400);
 }

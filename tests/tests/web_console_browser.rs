@@ -2,23 +2,16 @@
 //! `chromedriver` (package `chromium-driver`, which `.ci/run` installs) with fantoccini. A
 //! worker serves the console; the test opens the runs page during a live run, follows the
 //! run's link, sees the timeline's bars appear as steps finish, cancels the run through its
-//! button and confirmation, and checks the store. Screenshots go to `target/web-console/`.
+//! button and confirmation, and checks the store; then it looks at the stats page's charts and
+//! pauses a schedule from the keyboard. Screenshots go to `target/web-console/`.
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 fn child(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_console_child"));
-    cmd.current_dir(dir)
-        .env("FLOW_STORE", dir.join("flow.redb"))
-        .env("FLOW_LOG_FORMAT", "json")
-        .env_remove("RUST_LOG")
-        .env_remove("FLOW_UI__TOKEN");
-    cmd
+    flow_tests::console_command(env!("CARGO_BIN_EXE_console_child"), dir)
 }
 
 /// Child processes killed when the test ends, whatever happens.
@@ -110,6 +103,17 @@ where
     }
 }
 
+/// Types `text` into the element with this id, as a keyboard would.
+async fn keys(browser: &Client, id: &str, text: &str) {
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
 async fn bars(browser: &Client, class: &str) -> usize {
     browser
         .find_all(Locator::Css(&format!("svg#timeline rect.bar.{class}")))
@@ -128,38 +132,16 @@ fn stored_status(dir: &Path, id: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follow_a_live_run_see_its_bars_and_cancel_it_with_the_button() {
     let dir = tempfile::tempdir().unwrap();
+    // A schedule for the schedules page; it fires at 02:00 in Berlin only
+    std::fs::write(
+        dir.path().join("flow.toml"),
+        "[flow.schedules.nightly]\nworkflow = \"slow\"\ncron = \"0 2 * * *\"\ntimezone = \"Europe/Berlin\"\ninput = { steps = 1, ms = 1 }\n",
+    )
+    .unwrap();
     let mut killed = Killed(Vec::new());
-    let mut worker = child(dir.path())
-        .arg("worker")
-        .env("FLOW_UI__LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = worker.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (worker, base, _log) =
+        flow_tests::console_worker(env!("CARGO_BIN_EXE_console_child"), dir.path());
     killed.0.push(worker);
-    let base = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the worker logs the console's address");
-        if line.contains("serving the web console") {
-            let (_, rest) = line.split_once("\"url\":\"").unwrap();
-            break rest
-                .split_once('"')
-                .unwrap()
-                .0
-                .trim_end_matches('/')
-                .to_owned();
-        }
-    };
     let out = child(dir.path())
         .args([
             "enqueue",
@@ -247,5 +229,48 @@ async fn follow_a_live_run_see_its_bars_and_cancel_it_with_the_button() {
     })
     .await;
     shot(&browser, "run-cancelled.png").await;
+
+    // The stats page draws its charts
+    browser.goto(&format!("{base}/stats")).await.unwrap();
+    let charts = browser
+        .find_all(Locator::Css("svg.chart[data-workflow='slow']"))
+        .await
+        .unwrap();
+    assert!(charts.len() >= 2, "{} charts", charts.len());
+    shot(&browser, "stats.png").await;
+
+    // The schedules page, used from the keyboard: Enter on the Pause link, a note typed into
+    // its labelled field, then the confirmation; the worker's store says paused
+    browser.goto(&format!("{base}/schedules")).await.unwrap();
+    shot(&browser, "schedules.png").await;
+    // U+E007 is WebDriver's Enter key
+    keys(&browser, "pause-nightly", "\u{E007}").await;
+    eventually(10, "the pause confirmation", || async {
+        browser
+            .current_url()
+            .await
+            .is_ok_and(|u| u.path() == "/schedules/pause")
+    })
+    .await;
+    keys(&browser, "note", "paused from the browser").await;
+    browser
+        .find(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually(10, "the schedule paused in the store", || {
+        let out = child(dir.path())
+            .args(["schedules", "list", "--json"])
+            .output()
+            .unwrap();
+        let list: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        let paused = list[0]["paused_note"] == "paused from the browser";
+        async move { paused }
+    })
+    .await;
+    shot(&browser, "schedules-paused.png").await;
     browser.close().await.unwrap();
 }

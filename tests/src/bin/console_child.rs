@@ -1,6 +1,7 @@
 //! A `#[flow::main]` binary for the web console tests (`tests/tests/web_console.rs`): a run
 //! that fails with an error built from its input (the XSS check), a slow run to watch and
-//! cancel, and a fan-out whose units fail where their number is a multiple of `fail_every`.
+//! cancel, a fan-out whose units fail where their number is a multiple of `fail_every`, and a
+//! workflow that alerts after two failed runs in a row.
 
 use flow_runtime as flow;
 use std::time::Duration;
@@ -31,6 +32,15 @@ async fn slow(steps: u32, ms: u64) -> Result<u32, flow::Failure> {
         pause(i, ms).await?;
     }
     Ok(steps)
+}
+
+/// Fails when told to; alerts after two failed runs in a row.
+#[flow::workflow(alert_after = 2)]
+async fn doomed(fail: bool) -> Result<(), flow::Failure> {
+    if fail {
+        return explode("the upstream".into()).await;
+    }
+    Ok(())
 }
 
 /// `n` instant steps of one name, outside units.

@@ -23,6 +23,9 @@ pub(crate) struct StatsQuery {
     /// Only runs whose record holds this version ([`RunRecord::app_version`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_version: Option<String>,
+    /// Also compute the figures per bucket of this many ms ([`Stats::series`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_ms: Option<u64>,
 }
 
 impl StatsQuery {
@@ -102,6 +105,18 @@ pub(crate) struct Stats {
     /// What the query read: every run record, and the steps of the runs in the window.
     pub runs_read: u64,
     pub steps_read: u64,
+    /// With [`StatsQuery::bucket_ms`]: the buckets that hold runs, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<Bucket>,
+}
+
+/// The figures of the runs created in one bucket of time.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Bucket {
+    /// Where it starts (ms since the epoch); it ends [`StatsQuery::bucket_ms`] later.
+    pub from_ms: u64,
+    /// By workflow name, as in [`Stats::workflows`].
+    pub workflows: Vec<WorkflowStats>,
 }
 
 /// Computes the figures of the runs matching `query`.
@@ -115,6 +130,8 @@ pub(crate) async fn compute(flow: &Flow, query: &StatsQuery) -> Result<Stats, cr
     let runs_read = all.len() as u64;
     let mut steps_read = 0;
     let mut by_workflow: BTreeMap<String, Collect> = BTreeMap::new();
+    let width = query.bucket_ms.filter(|w| *w > 0);
+    let mut by_bucket: BTreeMap<u64, BTreeMap<String, Collect>> = BTreeMap::new();
     for run in all.iter().filter(|run| query.matches(run)) {
         let steps = flow.steps(&run.id).await?;
         steps_read += steps.len() as u64;
@@ -122,15 +139,33 @@ pub(crate) async fn compute(flow: &Flow, query: &StatsQuery) -> Result<Stats, cr
             .entry(run.workflow.clone())
             .or_default()
             .add(run, &steps);
+        if let Some(width) = width {
+            by_bucket
+                .entry(run.created_at_ms - run.created_at_ms % width)
+                .or_default()
+                .entry(run.workflow.clone())
+                .or_default()
+                .add(run, &steps);
+        }
     }
-    Ok(Stats {
-        query: query.clone(),
-        workflows: by_workflow
+    let finish = |collected: BTreeMap<String, Collect>| {
+        collected
             .into_iter()
             .map(|(workflow, collect)| collect.finish(workflow))
-            .collect(),
+            .collect()
+    };
+    Ok(Stats {
+        query: query.clone(),
+        workflows: finish(by_workflow),
         runs_read,
         steps_read,
+        series: by_bucket
+            .into_iter()
+            .map(|(from_ms, collected)| Bucket {
+                from_ms,
+                workflows: finish(collected),
+            })
+            .collect(),
     })
 }
 
@@ -220,6 +255,16 @@ pub(crate) struct Thresholds {
     pub min_change_ms: u64,
     /// The error rate grew by more than this many points (0.05: 5 points).
     pub error_rate: f64,
+}
+
+impl Thresholds {
+    /// The defaults of `stats --compare` (`--latency-threshold 20% --min-change 10ms
+    /// --error-threshold 5%`), which the web console's comparison uses too.
+    pub(crate) const DEFAULT: Thresholds = Thresholds {
+        latency: 0.2,
+        min_change_ms: 10,
+        error_rate: 0.05,
+    };
 }
 
 /// How a figure moved from one window to the other.

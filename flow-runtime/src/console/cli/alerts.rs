@@ -48,6 +48,24 @@ fn state(alert: &AlertRecord) -> &'static str {
     }
 }
 
+/// Each notice of `alert` per sink and where its delivery stands, in a line.
+pub(super) fn deliveries(alert: &AlertRecord) -> String {
+    alert
+        .deliveries
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {}: {} ({} attempts)",
+                d.sink,
+                d.notice.as_str(),
+                delivery_state(d.state),
+                d.attempts
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn delivery_state(state: DeliveryState) -> &'static str {
     match state {
         DeliveryState::Pending => "pending",
@@ -95,20 +113,7 @@ fn list(alerts: &[AlertRecord], output: OutputFormat) {
                 "DELIVERIES",
             ]);
             for a in alerts {
-                let deliveries = a
-                    .deliveries
-                    .iter()
-                    .map(|d| {
-                        format!(
-                            "{} {}: {} ({} attempts)",
-                            d.sink,
-                            d.notice.as_str(),
-                            delivery_state(d.state),
-                            d.attempts
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let deliveries = deliveries(a);
                 add_row(
                     &mut t,
                     [

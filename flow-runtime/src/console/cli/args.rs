@@ -461,7 +461,7 @@ pub(crate) struct StatsArgs {
 }
 
 /// A window `A..B`, either end optional, as ms since the epoch.
-fn parse_window(s: &str) -> Result<(Option<u64>, Option<u64>), String> {
+pub(crate) fn parse_window(s: &str) -> Result<(Option<u64>, Option<u64>), String> {
     let Some((from, to)) = s.split_once("..") else {
         return Err("expected a window `A..B`, such as `2026-11-20..2026-11-27` or `2026-11-27T09:00:00Z..` (until now)".to_owned());
     };

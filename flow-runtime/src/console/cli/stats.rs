@@ -51,6 +51,7 @@ pub(super) async fn command(
             to_ms,
             workflow: args.workflow.clone(),
             app_version,
+            bucket_ms: None,
         };
     let op = &opened.operator;
     let exit = if args.compare {
@@ -95,7 +96,7 @@ pub(super) async fn command(
 }
 
 /// Which runs a figure covers, for people: `runs created A .. B`, and `of version V`.
-fn window(query: &StatsQuery) -> String {
+pub(super) fn window(query: &StatsQuery) -> String {
     let end = |t: Option<u64>, open: &str| t.map_or(open.to_owned(), time);
     let mut text = format!(
         "runs created {} .. {}",
@@ -108,12 +109,12 @@ fn window(query: &StatsQuery) -> String {
     text
 }
 
-fn rate(r: Option<f64>) -> String {
+pub(super) fn rate(r: Option<f64>) -> String {
     r.map_or("-".to_owned(), |r| format!("{:.1}%", r * 100.0))
 }
 
 /// A duration for people: ms below 10 s, then seconds with one decimal (JSON keeps ms).
-fn ms(v: Option<u64>) -> String {
+pub(super) fn ms(v: Option<u64>) -> String {
     match v {
         None => "-".to_owned(),
         Some(v) if v < 10_000 => format!("{v} ms"),
@@ -237,6 +238,60 @@ fn side<T>(f: Option<&Figures>, get: impl Fn(&Figures) -> T, show: impl Fn(T) ->
     f.map_or("-".to_owned(), |f| show(get(f)))
 }
 
+/// The columns of a comparison, in the table of `stats --compare` and on the web console.
+pub(super) const COMPARE_HEADERS: [&str; 9] = [
+    "WORKFLOW / STEP",
+    "COUNT",
+    "SUCCESS",
+    "P50",
+    "P95",
+    "P99",
+    "ERROR RATE",
+    "RETRIES",
+    "WORSE",
+];
+
+/// One row of a comparison: each figure `before -> after`, with the change of p95 and of the
+/// error rate, and `!! latency, errors` where it got worse.
+pub(super) fn comparison_cells(c: &Change) -> [String; 9] {
+    let (b, a) = (c.before.as_ref(), c.after.as_ref());
+    let pair = |get: &dyn Fn(&Figures) -> String| {
+        format!(
+            "{} -> {}",
+            b.map_or("-".to_owned(), get),
+            a.map_or("-".to_owned(), get)
+        )
+    };
+    let mut worse = Vec::new();
+    if c.latency_worse {
+        worse.push("latency");
+    }
+    if c.errors_worse {
+        worse.push("errors");
+    }
+    [
+        c.step.as_deref().map_or(c.workflow.clone(), step_label),
+        pair(&|f| f.count.to_string()),
+        pair(&|f| rate(f.success_rate())),
+        pair(&|f| ms(f.p50_ms)),
+        pair(&|f| ms(f.p95_ms)) + &change_pct(c.p95_change),
+        pair(&|f| ms(f.p99_ms)),
+        format!(
+            "{} -> {}{}",
+            side(b, Figures::error_rate, rate),
+            side(a, Figures::error_rate, rate),
+            c.error_rate_change
+                .map_or(String::new(), |d| format!(" ({:+.1} pts)", d * 100.0))
+        ),
+        pair(&|f| f.retries.to_string()),
+        if worse.is_empty() {
+            String::new()
+        } else {
+            format!("!! {}", worse.join(", "))
+        },
+    ]
+}
+
 fn print_comparison(before: &Stats, after: &Stats, limits: Thresholds, output: OutputFormat) {
     let rows = compare(before, after, limits);
     match output {
@@ -264,57 +319,9 @@ fn print_comparison(before: &Stats, after: &Stats, limits: Thresholds, output: O
         OutputFormat::Table => {
             say(format!("before: {}", window(&before.query)));
             say(format!("after:  {}", window(&after.query)));
-            let mut t = table(&[
-                "WORKFLOW / STEP",
-                "COUNT",
-                "SUCCESS",
-                "P50",
-                "P95",
-                "P99",
-                "ERROR RATE",
-                "RETRIES",
-                "WORSE",
-            ]);
+            let mut t = table(&COMPARE_HEADERS);
             for c in &rows {
-                let (b, a) = (c.before.as_ref(), c.after.as_ref());
-                let pair = |get: &dyn Fn(&Figures) -> String| {
-                    format!(
-                        "{} -> {}",
-                        b.map_or("-".to_owned(), get),
-                        a.map_or("-".to_owned(), get)
-                    )
-                };
-                let mut worse = Vec::new();
-                if c.latency_worse {
-                    worse.push("latency");
-                }
-                if c.errors_worse {
-                    worse.push("errors");
-                }
-                add_row(
-                    &mut t,
-                    [
-                        c.step.as_deref().map_or(c.workflow.clone(), step_label),
-                        pair(&|f| f.count.to_string()),
-                        pair(&|f| rate(f.success_rate())),
-                        pair(&|f| ms(f.p50_ms)),
-                        pair(&|f| ms(f.p95_ms)) + &change_pct(c.p95_change),
-                        pair(&|f| ms(f.p99_ms)),
-                        format!(
-                            "{} -> {}{}",
-                            side(b, Figures::error_rate, rate),
-                            side(a, Figures::error_rate, rate),
-                            c.error_rate_change
-                                .map_or(String::new(), |d| format!(" ({:+.1} pts)", d * 100.0))
-                        ),
-                        pair(&|f| f.retries.to_string()),
-                        if worse.is_empty() {
-                            String::new()
-                        } else {
-                            format!("!! {}", worse.join(", "))
-                        },
-                    ],
-                );
+                add_row(&mut t, comparison_cells(c));
             }
             println!("{t}");
             println!(

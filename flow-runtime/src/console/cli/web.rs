@@ -29,6 +29,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+mod schedules;
+mod stats;
+mod units;
+
 /// The most runs the runs page lists at once (newest first); the counts cover all of them.
 const RUNS_SHOWN: usize = 200;
 /// The most step rows the timeline draws; the steps inside units are aggregated anyway.
@@ -99,7 +103,13 @@ pub(super) async fn serve(bound: Bound, stop: impl Future<Output = ()> + Send + 
         .route("/run", get(run_page))
         .route("/run/resolve", get(resolve_page).post(resolve))
         .route("/run/{action}", get(confirm_page).post(act))
-        .route("/stats", get(stats_page))
+        .route("/stats", get(stats::stats_page))
+        .route("/schedules", get(schedules::schedules_page))
+        .route(
+            "/schedules/{action}",
+            get(schedules::confirm_page).post(schedules::act),
+        )
+        .route("/alerts", get(schedules::alerts_page))
         .route("/login", get(login_page).post(login))
         .layer(axum::middleware::from_fn_with_state(console.clone(), guard))
         .with_state(console);
@@ -312,7 +322,12 @@ label{margin-right:.3rem}
 .error{color:#b71c1c}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}dd{margin:0}
 a.action{display:inline-block;padding:.3rem .8rem;border:1px solid #0b57d0;border-radius:3px;text-decoration:none;margin-right:.5rem}
-a:focus,button:focus,input:focus,select:focus{outline:3px solid #f9a825;outline-offset:1px}
+a:focus,button:focus,input:focus,select:focus,textarea:focus,summary:focus{outline:3px solid #f9a825;outline-offset:1px}
+details.units{margin:.3rem 0}details.units>summary,details.step-charts>summary{cursor:pointer;padding:.2rem 0}
+.pager a,.pager span{margin-right:.6rem}
+.charts{display:flex;flex-wrap:wrap;gap:1rem;margin:.5rem 0}
+tr.worse td{background:#fdecea}tr.worse td:nth-child(9){color:#b71c1c;font-weight:600}
+.alert-open{color:#b71c1c;font-weight:600}.alert-resolved{color:#1b5e20}
 ";
 
 fn page(title: &str, refresh: Option<u32>, body: &str) -> Response {
@@ -321,7 +336,7 @@ fn page(title: &str, refresh: Option<u32>, body: &str) -> Response {
         _ => String::new(),
     };
     let html = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">{meta}<title>{} · flow</title><style>{STYLE}</style></head><body><header><nav><a href=\"/runs\">Runs</a><a href=\"/stats\">Stats</a></nav></header><main>{body}</main></body></html>",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">{meta}<title>{} · flow</title><style>{STYLE}</style></head><body><header><nav aria-label=\"Pages\"><a href=\"/runs\">Runs</a><a href=\"/stats\">Stats</a><a href=\"/schedules\">Schedules</a><a href=\"/alerts\">Alerts</a></nav></header><main>{body}</main></body></html>",
         esc(title)
     );
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
@@ -339,6 +354,30 @@ fn error_page(code: StatusCode, title: &str, message: &str) -> Response {
     );
     *response.status_mut() = code;
     response
+}
+
+/// A request refused, with what the page will say: the error of the helpers that read a
+/// request (a [`Response`] itself is too large to return in a `Result`).
+struct Refused {
+    code: StatusCode,
+    title: &'static str,
+    message: String,
+}
+
+impl Refused {
+    fn bad_request(title: &'static str, message: impl Into<String>) -> Refused {
+        Refused {
+            code: StatusCode::BAD_REQUEST,
+            title,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        error_page(self.code, self.title, &self.message)
+    }
 }
 
 fn api_error(e: &ApiError) -> Response {
@@ -546,6 +585,10 @@ async fn runs_page(
 struct RunQuery {
     id: String,
     refresh: Option<u32>,
+    /// Only the units in this state (`failed`, `succeeded`, ...).
+    units: Option<String>,
+    /// The page of units, from 1.
+    page: Option<String>,
 }
 
 fn parse_id(id: &str) -> Result<RunId, String> {
@@ -560,6 +603,10 @@ async fn run_page(State(console): State<Arc<Console>>, Query(query): Query<RunQu
     let id = match parse_id(&query.id) {
         Ok(id) => id,
         Err(m) => return invalid_id(&m),
+    };
+    let units_shown = match units::shown(query.units.as_deref(), query.page.as_deref()) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
     };
     let opened = match open_store(&console.settings, Access::Read).await {
         Ok(opened) => opened,
@@ -683,10 +730,13 @@ async fn run_page(State(console): State<Arc<Console>>, Query(query): Query<RunQu
         if failed_units > FAILED_UNITS_SHOWN {
             let _ = write!(
                 b,
-                "<p>and {} more (`runs show --output json` lists them)</p>",
+                "<p>and {} more: <a href=\"/run?id={id_value}&amp;units=failed#units\">all failed units</a></p>",
                 failed_units - FAILED_UNITS_SHOWN
             );
         }
+    }
+    if let Err(r) = units::section(&mut b, run.id.as_str(), &steps, &units_shown) {
+        return r.into_response();
     }
     if !next.is_empty() {
         let _ = write!(b, "<h2>Next</h2><ul class=\"next\" id=\"next\">");
@@ -1003,6 +1053,27 @@ async fn confirm_page(
     page(&format!("{label} {id}"), None, &body)
 }
 
+/// Who asked for an action, for the log: how they proved the token, and from where; and the
+/// user agent.
+fn who(console: &Console, peer: SocketAddr, headers: &HeaderMap) -> (String, String) {
+    let who = if console.token.is_some() {
+        let how = if session_cookie(headers).is_some() {
+            "signed in"
+        } else {
+            "token holder"
+        };
+        format!("{how} at {peer}")
+    } else {
+        format!("{peer}")
+    };
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (who, agent)
+}
+
 async fn act(
     State(console): State<Arc<Console>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -1017,21 +1088,7 @@ async fn act(
         Ok(id) => id,
         Err(m) => return invalid_id(&m),
     };
-    let who = if console.token.is_some() {
-        let how = if session_cookie(&headers).is_some() {
-            "signed in"
-        } else {
-            "token holder"
-        };
-        format!("{how} at {peer}")
-    } else {
-        format!("{peer}")
-    };
-    let agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let (who, agent) = who(&console, peer, &headers);
     let access = if action == "cancel" {
         Access::Write
     } else {
@@ -1096,113 +1153,6 @@ mod tests {
         );
         assert_eq!(super::url_value("a b/ü&"), "a%20b%2F%C3%BC%26");
     }
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct StatsPageQuery {
-    workflow: Option<String>,
-    /// How far back the window reaches, such as `24h` or `7d`.
-    since: Option<String>,
-}
-
-fn percent(rate: Option<f64>) -> String {
-    rate.map_or("-".to_owned(), |r| format!("{:.1}%", r * 100.0))
-}
-
-fn ms(value: Option<u64>) -> String {
-    value.map_or("-".to_owned(), |v| format!("{v} ms"))
-}
-
-/// One row of figures, with a bar of its p95 against the page's longest.
-fn figures_row(b: &mut String, name: &str, f: &crate::console::api::stats::Figures, max_p95: u64) {
-    let errors: Vec<String> = f.errors.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    let width = f
-        .p95_ms
-        .map_or(0.0, |p| 200.0 * p as f64 / max_p95.max(1) as f64);
-    let _ = write!(
-        b,
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><svg width=\"204\" height=\"12\" aria-hidden=\"true\"><rect class=\"p95\" x=\"0\" y=\"1\" width=\"{width:.1}\" height=\"10\" fill=\"#1565c0\"/></svg></td><td>{}</td><td>{}</td><td class=\"error\">{}</td></tr>",
-        esc(name),
-        f.count,
-        percent(f.success_rate()),
-        ms(f.p50_ms),
-        ms(f.p95_ms),
-        ms(f.p99_ms),
-        f.retries,
-        percent(f.error_rate()),
-        esc(&errors.join(", "))
-    );
-}
-
-async fn stats_page(
-    State(console): State<Arc<Console>>,
-    Query(query): Query<StatsPageQuery>,
-) -> Response {
-    let since_text = query
-        .since
-        .clone()
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| "24h".to_owned());
-    let since = match humantime::parse_duration(&since_text) {
-        Ok(d) => d,
-        Err(e) => {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Invalid window",
-                &format!("`{since_text}` is not a duration such as `24h` or `7d`: {e}"),
-            )
-        }
-    };
-    let workflow = query.workflow.clone().filter(|w| !w.is_empty());
-    let now = crate::store::now_ms();
-    let stats_query = crate::console::api::stats::StatsQuery {
-        from_ms: Some(now.saturating_sub(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))),
-        to_ms: None,
-        workflow: workflow.clone(),
-        app_version: None,
-    };
-    let opened = match open_store(&console.settings, Access::Read).await {
-        Ok(opened) => opened,
-        Err(e) => return api_error(&e),
-    };
-    let computed = opened.operator.stats(&stats_query).await;
-    release(opened.server).await;
-    let stats = match computed {
-        Ok(stats) => stats,
-        Err(e) => return api_error(&e),
-    };
-    let mut b = String::new();
-    let _ = write!(
-        b,
-        "<h1>Stats</h1><form method=\"get\" action=\"/stats\"><label for=\"workflow\">Workflow</label><input id=\"workflow\" name=\"workflow\" value=\"{}\"> <label for=\"since\">Runs created in the last</label><input id=\"since\" name=\"since\" size=\"6\" value=\"{}\"> <button type=\"submit\">Show</button></form><p>{} runs and {} steps read. The bar is each row's p95 against the longest on the page; <code>stats --compare</code> gives a before and after.</p>",
-        esc(workflow.as_deref().unwrap_or("")),
-        esc(&since_text),
-        stats.runs_read,
-        stats.steps_read
-    );
-    if stats.workflows.is_empty() {
-        let _ = write!(b, "<p>No runs in this window.</p>");
-    }
-    let max_p95 = stats
-        .workflows
-        .iter()
-        .flat_map(|w| std::iter::once(&w.runs).chain(w.steps.values()))
-        .filter_map(|f| f.p95_ms)
-        .max()
-        .unwrap_or(1);
-    for w in &stats.workflows {
-        let _ = write!(
-            b,
-            "<h2>{}</h2><table class=\"stats\"><thead><tr><th scope=\"col\">Runs / step</th><th scope=\"col\">Count</th><th scope=\"col\">Success</th><th scope=\"col\">p50</th><th scope=\"col\">p95</th><th scope=\"col\">p99</th><th scope=\"col\">p95 bar</th><th scope=\"col\">Retries</th><th scope=\"col\">Error rate</th><th scope=\"col\">Errors</th></tr></thead><tbody>",
-            esc(&w.workflow)
-        );
-        figures_row(&mut b, "runs", &w.runs, max_p95);
-        for (step, f) in &w.steps {
-            figures_row(&mut b, step, f, max_p95);
-        }
-        let _ = write!(b, "</tbody></table>");
-    }
-    page("Stats", None, &b)
 }
 
 /// The step in doubt of a run that needs attention, with how it was called.
