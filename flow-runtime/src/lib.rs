@@ -24,6 +24,7 @@
 mod console;
 mod engine;
 mod metrics;
+mod trace;
 pub mod store;
 mod worker;
 

@@ -77,6 +77,11 @@ pub(crate) enum Command {
         /// input instead of refusing
         #[arg(long)]
         use_stored_input: bool,
+        /// Make the run part of the caller's trace: its W3C traceparent
+        /// (`00-<trace id>-<parent span id>-<flags>`); the run keeps that trace id and, with
+        /// OpenTelemetry export on, its spans are children of that span
+        #[arg(long, env = "TRACEPARENT", value_name = "TRACEPARENT", value_parser = parse_traceparent)]
+        traceparent: Option<String>,
     },
     /// Enqueue a run for a worker and print its id at once
     ///
@@ -111,6 +116,11 @@ pub(crate) enum Command {
         /// Runs with the same key share the queue's per-key concurrency limit
         #[arg(long, value_name = "KEY")]
         concurrency_key: Option<String>,
+        /// Make the run part of the caller's trace: its W3C traceparent
+        /// (`00-<trace id>-<parent span id>-<flags>`); the run keeps that trace id and, with
+        /// OpenTelemetry export on, its spans are children of that span
+        #[arg(long, env = "TRACEPARENT", value_name = "TRACEPARENT", value_parser = parse_traceparent)]
+        traceparent: Option<String>,
     },
     /// Execute queued runs, wake sleeping runs when due, resume runs whose process died
     ///
@@ -628,4 +638,9 @@ mod tests {
             assert!(parse_percent(text).is_err(), "{text:?} was accepted");
         }
     }
+}
+
+/// A W3C traceparent, normalized (lowercase flags `00` or `01`).
+fn parse_traceparent(value: &str) -> Result<String, String> {
+    crate::trace::TraceParent::parse(value).map(|parent| parent.to_string())
 }

@@ -294,6 +294,7 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
             dry_run,
             rollout,
             use_stored_input,
+            traceparent,
         } => {
             let id = match id.map(run_id).transpose() {
                 Ok(id) => id,
@@ -324,6 +325,7 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
                 id: Some(id.unwrap_or_else(RunId::generate)),
                 rollout,
                 use_stored_input,
+                traceparent,
             };
             let mut started = opened
                 .operator
@@ -482,6 +484,7 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
             delay,
             at,
             concurrency_key,
+            traceparent,
         } => {
             let id = match id.map(run_id).transpose() {
                 Ok(id) => id,
@@ -509,6 +512,7 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
                 priority,
                 not_before_ms,
                 concurrency_key,
+                traceparent,
             };
             let mut options = options;
             options.id = Some(options.id.unwrap_or_else(RunId::generate));
