@@ -103,6 +103,7 @@ fn filter(level: &str, verbosity: i8) -> EnvFilter {
 }
 
 /// What [`init`] sets up besides the log lines.
+#[cfg_attr(not(feature = "otel"), allow(dead_code))]
 pub(crate) struct Export<'a> {
     /// `[flow.otel]`.
     pub otel: &'a crate::console::settings::OtelSettings,
@@ -114,6 +115,7 @@ pub(crate) struct Export<'a> {
 /// the `otel` feature and `[flow.otel] endpoint` set, the OpenTelemetry layer that exports the
 /// same spans (and the events inside them, as span events) over OTLP. A second call does
 /// nothing. Fails only if the exporter cannot be built.
+#[cfg_attr(not(feature = "otel"), allow(unused_variables))]
 pub(crate) fn init(
     format: LogFormat,
     level: &str,
@@ -140,6 +142,7 @@ pub(crate) fn init(
             .with_filter(lines)
             .boxed()
     };
+    #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
     let mut layers = vec![layer];
     #[cfg(feature = "otel")]
     if export.otel.endpoint.is_some() {
@@ -148,8 +151,6 @@ pub(crate) fn init(
         let otel = crate::trace::export::install(export.otel, export.service)?;
         layers.push(otel.with_filter(spans).boxed());
     }
-    #[cfg(not(feature = "otel"))]
-    let _ = export;
     let _ = tracing_subscriber::registry().with(layers).try_init();
     Ok(())
 }
