@@ -24,8 +24,8 @@
 mod console;
 mod engine;
 mod metrics;
-mod trace;
 pub mod store;
+mod trace;
 mod worker;
 
 #[doc(hidden)]

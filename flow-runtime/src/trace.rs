@@ -41,7 +41,8 @@ impl fmt::Display for TraceParent {
 }
 
 fn is_lower_hex(text: &str) -> bool {
-    text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    text.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl TraceParent {
@@ -206,7 +207,10 @@ mod tests {
         let a = root_span_id(trace, &RunId::from("a"));
         assert_eq!(a, root_span_id(trace, &RunId::from("a")));
         assert_ne!(a, root_span_id(trace, &RunId::from("b")));
-        assert_ne!(a, root_span_id("1af7651916cd43dd8448eb211c80319c", &RunId::from("a")));
+        assert_ne!(
+            a,
+            root_span_id("1af7651916cd43dd8448eb211c80319c", &RunId::from("a"))
+        );
         assert_ne!(a, 0);
     }
 }

@@ -116,7 +116,10 @@ impl Receiver {
     /// The spans of one trace.
     fn trace(&self, trace_id: &str) -> Vec<Received> {
         let spans = self.spans();
-        spans.into_iter().filter(|s| s.trace_id == trace_id).collect()
+        spans
+            .into_iter()
+            .filter(|s| s.trace_id == trace_id)
+            .collect()
     }
 }
 
@@ -124,7 +127,11 @@ async fn receive(
     axum::extract::State(inbox): axum::extract::State<Arc<Mutex<Inbox>>>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> (axum::http::StatusCode, [(&'static str, &'static str); 1], Vec<u8>) {
+) -> (
+    axum::http::StatusCode,
+    [(&'static str, &'static str); 1],
+    Vec<u8>,
+) {
     let content_type = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -283,20 +290,30 @@ fn a_run_killed_and_resumed_in_another_process_is_one_trace() {
         assert_eq!(span.parent, root.span_id, "{span:#?}");
     }
     let executions: Vec<&Received> = spans.iter().filter(|s| s.name == "run").collect();
-    assert_eq!(executions.len(), 1, "only the resumed execution's span ended");
+    assert_eq!(
+        executions.len(),
+        1,
+        "only the resumed execution's span ended"
+    );
     assert_eq!(executions[0].parent, root.span_id);
     assert_eq!(executions[0].attr("run_id"), "crash-1");
 
     // The header went to the collector with every request, and never to the logs
     let sent = receiver.keys();
     assert!(!sent.is_empty());
-    assert!(sent.iter().all(|k| k.as_deref() == Some(SECRET)), "{sent:?}");
+    assert!(
+        sent.iter().all(|k| k.as_deref() == Some(SECRET)),
+        "{sent:?}"
+    );
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(!logs.contains(SECRET));
     let config = obs(dir.path()).arg("check-config").output().unwrap();
     flow_tests::assert_exit(&config, 0);
     let shown = String::from_utf8_lossy(&config.stdout);
-    assert!(shown.contains("x-api-key") && !shown.contains(SECRET), "{shown}");
+    assert!(
+        shown.contains("x-api-key") && !shown.contains(SECRET),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -307,7 +324,14 @@ fn a_traceparent_makes_the_run_a_child_and_steps_carry_their_attempts() {
     let caller_span = "00f067aa0ba902b7";
     let traceparent = format!("00-{caller_trace}-{caller_span}-01");
     let out = obs(dir.path())
-        .args(["run", "report", "--id", "tp-1", "--traceparent", &traceparent])
+        .args([
+            "run",
+            "report",
+            "--id",
+            "tp-1",
+            "--traceparent",
+            &traceparent,
+        ])
         .args(["--input", r#"{"render_flaky": 1}"#])
         .output()
         .unwrap();

@@ -566,7 +566,6 @@ async fn due_runs_and_held_runs_come_from_the_records(store: Arc<dyn Store>) {
         lease: Duration::from_secs(1),
         now_ms: NOW + 1000,
         app_version: None,
-        traceparent: None,
     };
     assert!(store.take_queued(take).await.unwrap().is_empty());
     let held: Vec<String> = store

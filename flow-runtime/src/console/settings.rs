@@ -409,7 +409,9 @@ impl OtelSettings {
     /// The URL spans are posted to: the endpoint, with `/v1/traces` added when it has no path.
     pub fn traces_url(&self) -> Option<String> {
         let endpoint = self.endpoint.as_deref()?.trim_end_matches('/');
-        let after_scheme = endpoint.split_once("://").map_or(endpoint, |(_, rest)| rest);
+        let after_scheme = endpoint
+            .split_once("://")
+            .map_or(endpoint, |(_, rest)| rest);
         Some(if after_scheme.contains('/') {
             endpoint.to_owned()
         } else {
@@ -419,8 +421,7 @@ impl OtelSettings {
 
     /// [`OtelSettings::export_every`] as a duration (validated when the settings load).
     pub fn export_every(&self) -> std::time::Duration {
-        humantime::parse_duration(&self.export_every)
-            .unwrap_or(std::time::Duration::from_secs(1))
+        humantime::parse_duration(&self.export_every).unwrap_or(std::time::Duration::from_secs(1))
     }
 }
 
@@ -439,9 +440,12 @@ fn otel_endpoint(value: &Option<String>, _: &()) -> garde::Result {
         Some("") => Err(garde::Error::new(format!(
             "`{v}` has no host; write it such as `http://127.0.0.1:4318`"
         ))),
-        Some(_) if v.chars().any(|c| c.is_whitespace() || c.is_control()) => Err(
-            garde::Error::new(format!("`{}` holds a space or a control character", v.escape_debug())),
-        ),
+        Some(_) if v.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Err(garde::Error::new(format!(
+                "`{}` holds a space or a control character",
+                v.escape_debug()
+            )))
+        }
         Some(_) => Ok(()),
     }
 }
@@ -470,7 +474,11 @@ fn otel_headers(headers: &BTreeMap<String, Secret>, _: &()) -> garde::Result {
             )));
         }
         // The value is a secret: say which header, never what it holds
-        if !value.expose().bytes().all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic()) {
+        if !value
+            .expose()
+            .bytes()
+            .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+        {
             return Err(garde::Error::new(format!(
                 "the value of header `{name}` holds a character an HTTP header cannot carry (a line break, a control or non-ASCII character)"
             )));

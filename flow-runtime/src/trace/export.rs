@@ -12,8 +12,8 @@
 use crate::console::settings::OtelSettings;
 use crate::store::{RunId, RunRecord, RunStatus};
 use opentelemetry::trace::{
-    Span as _, SpanBuilder, SpanContext, SpanId, SpanKind, Status,
-    TraceContextExt, TraceFlags, TraceId, TraceState, Tracer as _, TracerProvider as _,
+    Span as _, SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags,
+    TraceId, TraceState, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{
@@ -103,9 +103,7 @@ where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {
     use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-    let url = settings
-        .traces_url()
-        .ok_or("[flow.otel] has no endpoint")?;
+    let url = settings.traces_url().ok_or("[flow.otel] has no endpoint")?;
     // Built on this thread, before the app's runtime starts: a blocking client must not be
     // created inside one
     let client = reqwest::blocking::Client::builder()
@@ -133,7 +131,11 @@ where
                 .build(),
         )
         .build();
-    let service = settings.service_name.as_deref().unwrap_or(service).to_owned();
+    let service = settings
+        .service_name
+        .as_deref()
+        .unwrap_or(service)
+        .to_owned();
     let provider = SdkTracerProvider::builder()
         .with_span_processor(batches)
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
@@ -219,7 +221,11 @@ fn remote(trace_id: TraceId, span_id: SpanId, sampled: bool) -> Context {
 /// The context the spans of a run's executions hang under: the run's own span, in the run's
 /// stored trace, sampled as the run's span is. `None` when nothing is exported (or the stored
 /// trace id is not one, as in a store written by hand).
-pub(crate) fn run_parent(trace_id: &str, run_id: &RunId, traceparent: Option<&str>) -> Option<Context> {
+pub(crate) fn run_parent(
+    trace_id: &str,
+    run_id: &RunId,
+    traceparent: Option<&str>,
+) -> Option<Context> {
     let otel = OTEL.get()?;
     let ids = ids(trace_id, run_id, traceparent)?;
     let sampled = match ids.caller {

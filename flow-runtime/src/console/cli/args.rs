@@ -592,6 +592,11 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         .map_err(|e| format!("expected a duration such as `30d`, `12h`, `90min` or `0s` ({e})"))
 }
 
+/// A W3C traceparent, normalized (lowercase flags `00` or `01`).
+fn parse_traceparent(value: &str) -> Result<String, String> {
+    crate::trace::TraceParent::parse(value).map(|parent| parent.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::{parse_instant, parse_percent};
@@ -638,9 +643,4 @@ mod tests {
             assert!(parse_percent(text).is_err(), "{text:?} was accepted");
         }
     }
-}
-
-/// A W3C traceparent, normalized (lowercase flags `00` or `01`).
-fn parse_traceparent(value: &str) -> Result<String, String> {
-    crate::trace::TraceParent::parse(value).map(|parent| parent.to_string())
 }
