@@ -180,6 +180,16 @@ async fn receive(
     )
 }
 
+/// A worker process, killed when dropped.
+struct Worker(std::process::Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 const SECRET: &str = "s3cret-collector-key";
 
 /// A store directory whose `flow.toml` exports to `receiver`.
@@ -387,19 +397,41 @@ fn a_traceparent_makes_the_run_a_child_and_steps_carry_their_attempts() {
     assert_eq!(retried.attr("error_class"), "");
     assert_eq!(retried.status, 0);
 
-    // From the environment, on `enqueue`: the queued run stores the caller's trace
-    let queued_trace = "0af7651916cd43dd8448eb211c80319c";
+    // From the environment, on `enqueue` through a worker's operator socket: the worker
+    // executes the run as a child of that caller
+    let worker = Worker(
+        obs(dir.path())
+            .arg("worker")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    flow_tests::wait_until(60, "the worker's socket", || {
+        dir.path().join("flow.redb.sock").exists()
+    });
+    let (queued_trace, queued_caller) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
     let out = obs(dir.path())
         .args(["enqueue", "report", "--id", "tp-2", "--input", "{}"])
         .env(
             "TRACEPARENT",
-            format!("00-{queued_trace}-b7ad6b7169203331-01"),
+            format!("00-{queued_trace}-{queued_caller}-01"),
         )
         .output()
         .unwrap();
     flow_tests::assert_exit(&out, 0);
-    let queued = flow_tests::read_run(&dir.path().join("flow.redb"), "tp-2").unwrap();
-    assert_eq!(queued.trace_id, queued_trace);
+    flow_tests::wait_until(30, "the worker's run span", || {
+        receiver
+            .trace(queued_trace)
+            .iter()
+            .any(|s| s.name == "report" && s.parent == queued_caller)
+    });
+    let steps = receiver.trace(queued_trace);
+    assert!(
+        steps.iter().any(|s| s.name == "obs_child::render"),
+        "{steps:#?}"
+    );
+    drop(worker);
 
     // A value that is not a traceparent is refused before anything is stored
     let out = obs(dir.path())
