@@ -385,6 +385,23 @@ fn a_worker_serves_metrics_that_match_the_store_while_a_run_executes() {
         ),
         1.0
     );
+    // `--output json` is not ignored: the same samples as JSON objects
+    let out = obs(d)
+        .args(["metrics", "--output", "json"])
+        .output()
+        .unwrap();
+    flow_tests::assert_exit(&out, 0);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let started: Vec<&Value> = json["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"] == "flow_runs_started_total" && s["labels"]["workflow"] == "report")
+        .collect();
+    assert_eq!(started.len(), 1, "{json}");
+    assert_eq!(started[0]["value"], 5.0);
+    assert_eq!(started[0]["type"], "counter");
+    assert!(json.get("unparsed").is_none(), "{json}");
 }
 
 #[test]

@@ -183,7 +183,8 @@ or `flow.app_version` in settings.")]
     /// Runs started and finished, step durations, attempts and retries by error class, queue
     /// depth, schedule lag, alerts fired and store commits, in the Prometheus text format.
     /// Scrapers use the worker's HTTP listener instead (flow.metrics.listen =
-    /// "127.0.0.1:9464").
+    /// "127.0.0.1:9464"). With --output json, one object per sample (name, type, help,
+    /// labels, value).
     Metrics,
     /// Print the operator's runbook for this binary
     Runbook {

@@ -367,6 +367,10 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
                 Err(exit) => return exit,
             };
             let exit = match opened.operator.metrics().await {
+                Ok(Some(text)) if output == OutputFormat::Json => {
+                    print_json(&crate::metrics::samples_json(&text));
+                    Exit::Success
+                }
                 Ok(Some(text)) => {
                     super::output::raw(text.as_bytes());
                     Exit::Success
