@@ -189,6 +189,41 @@ fn compare_marks_exactly_the_step_that_became_slower() {
     let workflow = rows.iter().find(|r| r["step"].is_null()).unwrap();
     assert_eq!(workflow["latency_worse"], true, "{cmp:#}");
 
+    // `[flow.stats]` sets the thresholds: a growth under `min_change` is not marked; a flag
+    // wins over the setting
+    let marked_with = |setting: &str, flags: &[&str]| {
+        let out = obs(dir.path())
+            .args(["stats", "--compare", "--before", &before, "--after", &after])
+            .args(flags)
+            .args(["--output", "json"])
+            .env("FLOW_STATS__MIN_CHANGE", setting)
+            .output()
+            .unwrap();
+        flow_tests::assert_exit(&out, 0);
+        let cmp: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let marked = cmp["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["step"].is_string() && r["latency_worse"] == true)
+            .count();
+        (marked, cmp["thresholds"]["min_change_ms"].clone())
+    };
+    assert_eq!(marked_with("10s", &[]), (0, 10_000.into()));
+    assert_eq!(marked_with("50ms", &[]), (1, 50.into()));
+    assert_eq!(
+        marked_with("10s", &["--min-change", "50ms"]),
+        (1, 50.into())
+    );
+    let out = obs(dir.path())
+        .args(["stats", "--compare", "--before", &before, "--after", &after])
+        .env("FLOW_STATS__LATENCY_THRESHOLD", "lots")
+        .output()
+        .unwrap();
+    flow_tests::assert_exit(&out, 3);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("flow.stats.latency_threshold"), "{said}");
+
     // The table marks that row, and only it among the steps
     let table = obs(dir.path())
         .args(["stats", "--compare", "--before", &before, "--after", &after])

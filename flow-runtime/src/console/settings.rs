@@ -354,10 +354,80 @@ pub struct FlowSettings {
     /// The web console (`[flow.ui]`): off unless `listen` is set.
     #[garde(dive)]
     pub ui: UiSettings,
+    /// When `stats --compare` marks a change as worse (`[flow.stats]`); the command's flags
+    /// override each.
+    #[garde(dive)]
+    pub stats: StatsSettings,
     /// OpenTelemetry traces (`[flow.otel]`): off unless `endpoint` is set; exported only by a
     /// binary built with the `otel` feature of flow-runtime.
     #[garde(dive)]
     pub otel: OtelSettings,
+}
+
+/// `[flow.stats]`: the thresholds of `stats --compare`'s "worse" mark.
+#[derive(Clone, Debug, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatsSettings {
+    /// A p95 duration that grew by more than this share is marked, such as `20%`.
+    #[garde(custom(percent_setting))]
+    pub latency_threshold: String,
+    /// ... if it also grew by at least this much, such as `10ms`.
+    #[garde(custom(duration))]
+    pub min_change: String,
+    /// An error rate that grew by more than this many points is marked, such as `5%`.
+    #[garde(custom(percent_setting))]
+    pub error_threshold: String,
+}
+
+impl Default for StatsSettings {
+    fn default() -> Self {
+        StatsSettings {
+            latency_threshold: "20%".into(),
+            min_change: "10ms".into(),
+            error_threshold: "5%".into(),
+        }
+    }
+}
+
+impl StatsSettings {
+    /// [`StatsSettings::latency_threshold`] as a share from 0 to 100.
+    pub fn latency_threshold(&self) -> f64 {
+        parse_percent(&self.latency_threshold).unwrap_or(20.0)
+    }
+
+    /// [`StatsSettings::min_change`] as a duration.
+    pub fn min_change(&self) -> std::time::Duration {
+        humantime::parse_duration(&self.min_change).unwrap_or(std::time::Duration::from_millis(10))
+    }
+
+    /// [`StatsSettings::error_threshold`] as a share from 0 to 100.
+    pub fn error_threshold(&self) -> f64 {
+        parse_percent(&self.error_threshold).unwrap_or(5.0)
+    }
+}
+
+fn percent_setting(value: &str, _: &()) -> garde::Result {
+    parse_percent(value).map(|_| ()).map_err(garde::Error::new)
+}
+
+/// A share written `5%`, `12.5%` or `100`, as a number from 0 to 100.
+pub(crate) fn parse_percent(s: &str) -> Result<f64, String> {
+    let number = s.strip_suffix('%').unwrap_or(s);
+    let plain = match number.split_once('.') {
+        Some((whole, fraction)) => {
+            !whole.is_empty()
+                && !fraction.is_empty()
+                && whole
+                    .bytes()
+                    .chain(fraction.bytes())
+                    .all(|b| b.is_ascii_digit())
+        }
+        None => !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()),
+    };
+    match number.parse::<f64>() {
+        Ok(p) if plain && (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err("expected a share from 0% to 100%, written as a number with an optional `%`, such as `5%`, `12.5%` or `100`".to_owned()),
+    }
 }
 
 /// `[flow.otel]`: where and how runs and steps are exported as OpenTelemetry spans (OTLP).
@@ -689,6 +759,7 @@ impl Default for FlowSettings {
             app_version: None,
             metrics: MetricsSettings::default(),
             ui: UiSettings::default(),
+            stats: StatsSettings::default(),
             otel: OtelSettings::default(),
         }
     }

@@ -210,22 +210,7 @@ fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
 /// A share of the units: `N` or `N%`, N a plain decimal (`5`, `12.5`) from 0 to 100. Nothing
 /// else: no spaces, signs, exponents or a second `%`, so a typo is refused, not reinterpreted.
 fn parse_percent(s: &str) -> Result<f64, String> {
-    let number = s.strip_suffix('%').unwrap_or(s);
-    let plain = match number.split_once('.') {
-        Some((whole, fraction)) => {
-            !whole.is_empty()
-                && !fraction.is_empty()
-                && whole
-                    .bytes()
-                    .chain(fraction.bytes())
-                    .all(|b| b.is_ascii_digit())
-        }
-        None => !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()),
-    };
-    match number.parse::<f64>() {
-        Ok(p) if plain && (0.0..=100.0).contains(&p) => Ok(p),
-        _ => Err("expected a share from 0% to 100%, written as a number with an optional `%`, such as `5%`, `12.5%` or `100`".to_owned()),
-    }
+    crate::console::settings::parse_percent(s)
 }
 
 impl Command {
@@ -460,15 +445,15 @@ pub(crate) struct StatsArgs {
     /// The app version under judgement
     #[arg(long, requires_all = ["compare", "before_version"], value_name = "VERSION")]
     pub after_version: Option<String>,
-    /// Mark a p95 duration that grew by more than this share
-    #[arg(long, value_parser = parse_percent, default_value = "20%", value_name = "P%")]
-    pub latency_threshold: f64,
-    /// ... and by at least this much, so that 2 ms becoming 3 ms is not marked
-    #[arg(long, value_parser = parse_duration, default_value = "10ms", value_name = "DURATION")]
-    pub min_change: std::time::Duration,
-    /// Mark an error rate that grew by more than this many points
-    #[arg(long, value_parser = parse_percent, default_value = "5%", value_name = "P%")]
-    pub error_threshold: f64,
+    /// Mark a p95 duration that grew by more than this share [default: flow.stats.latency_threshold, 20%]
+    #[arg(long, value_parser = parse_percent, value_name = "P%")]
+    pub latency_threshold: Option<f64>,
+    /// ... and by at least this much, so that 2 ms becoming 3 ms is not marked [default: flow.stats.min_change, 10ms]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub min_change: Option<std::time::Duration>,
+    /// Mark an error rate that grew by more than this many points [default: flow.stats.error_threshold, 5%]
+    #[arg(long, value_parser = parse_percent, value_name = "P%")]
+    pub error_threshold: Option<f64>,
 }
 
 /// A window `A..B`, either end optional, as ms since the epoch.

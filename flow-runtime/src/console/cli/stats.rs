@@ -63,10 +63,21 @@ pub(super) async fn command(
         };
         match stats {
             Ok((before, after)) => {
+                // A flag wins over `[flow.stats]`, which has the built-in defaults
+                let set = &settings.stats;
                 let limits = Thresholds {
-                    latency: args.latency_threshold / 100.0,
-                    min_change_ms: args.min_change.as_millis() as u64,
-                    error_rate: args.error_threshold / 100.0,
+                    latency: args
+                        .latency_threshold
+                        .unwrap_or_else(|| set.latency_threshold())
+                        / 100.0,
+                    min_change_ms: args
+                        .min_change
+                        .unwrap_or_else(|| set.min_change())
+                        .as_millis() as u64,
+                    error_rate: args
+                        .error_threshold
+                        .unwrap_or_else(|| set.error_threshold())
+                        / 100.0,
                 };
                 print_comparison(&before, &after, limits, output);
                 Exit::Success
