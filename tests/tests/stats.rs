@@ -502,3 +502,67 @@ fn a_version_with_spaces_or_a_side_without_its_pair_is_refused() {
         "{err}"
     );
 }
+
+/// `stats --compare` by rollout stage: a fan-out run in two stages (`--rollout 30%`, then
+/// 100%) where the hosts past 30% of the key space deploy slowly. The second stage's deploy
+/// step is marked; each side counts exactly the units of its stage.
+#[test]
+fn compare_by_rollout_stage_marks_the_stage_that_became_slower() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = r#"{"hosts": 60, "slow_from": 30.0, "slow_ms": 150}"#;
+    for rollout in ["30%", "100%"] {
+        let out = obs(dir.path())
+            .args(["run", "fleet", "--id", "fleet-1", "--input", input])
+            .args(["--rollout", rollout])
+            .output()
+            .unwrap();
+        flow_tests::assert_exit(&out, 0);
+    }
+    let hosts: Vec<String> = (0..60).map(|i| format!("host-{i}")).collect();
+    let first = hosts
+        .iter()
+        .filter(|h| flow_runtime::rollout_bucket(h) < 3000)
+        .count() as u64;
+    assert!(first > 0 && first < 60, "{first} hosts in the first stage");
+
+    let cmp = stats_json(
+        dir.path(),
+        &[
+            "--compare",
+            "--before-rollout",
+            "0..30",
+            "--after-rollout",
+            "30..100",
+            "--min-change",
+            "50ms",
+        ],
+    );
+    let rows = cmp["rows"].as_array().unwrap();
+    let row = |step: &str| {
+        rows.iter()
+            .find(|r| r["step"] == step)
+            .unwrap_or_else(|| panic!("no row {step}: {cmp:#}"))
+    };
+    let deploy = row("obs_child::deploy");
+    assert_eq!(deploy["before"]["count"], first, "{cmp:#}");
+    assert_eq!(deploy["after"]["count"], 60 - first, "{cmp:#}");
+    assert_eq!(deploy["latency_worse"], true, "{cmp:#}");
+    assert!(deploy["before"]["p95_ms"].as_u64().unwrap() < 150);
+    assert!(deploy["after"]["p95_ms"].as_u64().unwrap() >= 150);
+    assert_eq!(cmp["after"]["rollout"]["from_percent"], 30.0, "{cmp:#}");
+    // The workflow's row counts the stage's units, not the one run
+    let workflow = rows.iter().find(|r| r["step"].is_null()).unwrap();
+    assert_eq!(workflow["before"]["count"], first, "{cmp:#}");
+    assert_eq!(workflow["after"]["count"], 60 - first, "{cmp:#}");
+    assert_eq!(workflow["latency_worse"], true, "{cmp:#}");
+
+    // A stage that ends before it starts is refused
+    let out = obs(dir.path())
+        .args(["stats", "--compare", "--before-rollout", "30..5"])
+        .args(["--after-rollout", "30..100"])
+        .output()
+        .unwrap();
+    flow_tests::assert_exit(&out, 2);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("ends before it starts"), "{said}");
+}

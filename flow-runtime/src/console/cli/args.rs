@@ -411,7 +411,7 @@ pub(crate) fn parse_instant(s: &str) -> Result<u64, String> {
 
 /// `stats`: which runs, and when a change is marked as worse.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("sides").args(["before", "before_version"]).multiple(true)))]
+#[command(group(clap::ArgGroup::new("sides").args(["before", "before_version", "before_rollout"]).multiple(true)))]
 pub(crate) struct StatsArgs {
     /// Runs created this long ago or later, such as `24h`, `7d`
     #[arg(long, value_parser = parse_duration, conflicts_with_all = ["from", "to", "compare"])]
@@ -428,7 +428,8 @@ pub(crate) struct StatsArgs {
     /// Only runs of this app version
     #[arg(long, value_name = "VERSION", conflicts_with = "compare")]
     pub app_version: Option<String>,
-    /// Compare two sides: the --before window with the --after window, the
+    /// Compare two sides: the --before window with the --after window, the --before-rollout
+    /// stage with the --after-rollout stage, the
     /// --before-version with the --after-version, or both
     #[arg(long, requires = "sides")]
     pub compare: bool,
@@ -445,6 +446,13 @@ pub(crate) struct StatsArgs {
     /// The app version under judgement
     #[arg(long, requires_all = ["compare", "before_version"], value_name = "VERSION")]
     pub after_version: Option<String>,
+    /// The rollout stage to compare against, as the share of unit keys `A..B` in percent:
+    /// `0..5` is what `run --rollout 5%` processed; only units of fan-outs and their steps
+    #[arg(long, value_parser = parse_stage, requires_all = ["compare", "after_rollout"], value_name = "A..B")]
+    pub before_rollout: Option<(f64, f64)>,
+    /// The rollout stage under judgement, such as `5..25` (what `--rollout 25%` added)
+    #[arg(long, value_parser = parse_stage, requires_all = ["compare", "before_rollout"], value_name = "C..D")]
+    pub after_rollout: Option<(f64, f64)>,
     /// Mark a p95 duration that grew by more than this share [default: flow.stats.latency_threshold, 20%]
     #[arg(long, value_parser = parse_percent, value_name = "P%")]
     pub latency_threshold: Option<f64>,
@@ -454,6 +462,18 @@ pub(crate) struct StatsArgs {
     /// Mark an error rate that grew by more than this many points [default: flow.stats.error_threshold, 5%]
     #[arg(long, value_parser = parse_percent, value_name = "P%")]
     pub error_threshold: Option<f64>,
+}
+
+/// A rollout stage `A..B` in percent (`0..5`, `5%..25%`), A below B.
+fn parse_stage(s: &str) -> Result<(f64, f64), String> {
+    let hint = "expected a rollout stage `A..B` in percent, such as `0..5` (what `--rollout 5%` processed) or `5..25` (what `--rollout 25%` added)";
+    let (from, to) = s.split_once("..").ok_or(hint)?;
+    let from = parse_percent(from.trim()).map_err(|e| format!("{hint}: {e}"))?;
+    let to = parse_percent(to.trim()).map_err(|e| format!("{hint}: {e}"))?;
+    if from >= to {
+        return Err(format!("{hint}; `{s}` ends before it starts"));
+    }
+    Ok((from, to))
 }
 
 /// A window `A..B`, either end optional, as ms since the epoch.

@@ -29,7 +29,7 @@ pub(super) async fn command(
 ) -> Exit {
     // clap pairs the versions and asks for a window or a version on each side; two windows
     // are compared only together
-    let versions = args.before_version.is_some();
+    let versions = args.before_version.is_some() || args.before_rollout.is_some();
     if args.compare && !versions && (args.before.is_none() || args.after.is_none()) {
         let given = if args.before.is_some() {
             "--before"
@@ -51,12 +51,19 @@ pub(super) async fn command(
             to_ms,
             workflow: args.workflow.clone(),
             app_version,
+            rollout: None,
         };
     let op = &opened.operator;
     let exit = if args.compare {
-        // A side without a window (comparing versions) spans every run
-        let before = query(args.before.unwrap_or_default(), args.before_version);
-        let after = query(args.after.unwrap_or_default(), args.after_version);
+        // A side without a window (comparing versions or rollout stages) spans every run
+        let before = StatsQuery {
+            rollout: args.before_rollout,
+            ..query(args.before.unwrap_or_default(), args.before_version)
+        };
+        let after = StatsQuery {
+            rollout: args.after_rollout,
+            ..query(args.after.unwrap_or_default(), args.after_version)
+        };
         let stats = match op.stats(&before).await {
             Ok(b) => op.stats(&after).await.map(|a| (b, a)),
             Err(e) => Err(e),
@@ -116,6 +123,11 @@ fn window(query: &StatsQuery) -> String {
     if let Some(version) = &query.app_version {
         text.push_str(&format!(" of version {version}"));
     }
+    if let Some((from, to)) = query.rollout {
+        text.push_str(&format!(
+            ", units in rollout stage {from}%..{to}% (the workflow's row counts units)"
+        ));
+    }
     text
 }
 
@@ -164,6 +176,7 @@ fn query_json(q: &StatsQuery) -> Value {
         "to": q.to_ms.map(time),
         "workflow": q.workflow,
         "app_version": q.app_version,
+        "rollout": q.rollout.map(|(from, to)| json!({ "from_percent": from, "to_percent": to })),
     })
 }
 

@@ -1160,6 +1160,7 @@ async fn stats_page(
         to_ms: None,
         workflow: workflow.clone(),
         app_version: None,
+        rollout: None,
     };
     let opened = match open_store(&console.settings, Access::Read).await {
         Ok(opened) => opened,
