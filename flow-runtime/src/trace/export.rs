@@ -128,6 +128,9 @@ where
         .with_batch_config(
             BatchConfigBuilder::default()
                 .with_scheduled_delay(settings.export_every())
+                // A fan-out of quick steps makes thousands of spans a second: the SDK's
+                // 2,048 would drop some between two sends (a span is about 1 KB here)
+                .with_max_queue_size(16_384)
                 .build(),
         )
         .build();
