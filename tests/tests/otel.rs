@@ -350,6 +350,21 @@ fn a_traceparent_makes_the_run_a_child_and_steps_carry_their_attempts() {
     assert_eq!(run.trace_id, caller_trace);
     assert_eq!(run.traceparent.as_deref(), Some(traceparent.as_str()));
 
+    let shown = obs(dir.path())
+        .args(["runs", "show", "tp-1"])
+        .output()
+        .unwrap();
+    flow_tests::assert_exit(&shown, 0);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains(&format!("trace id:   {caller_trace}")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("caller:     span {caller_span}")),
+        "{shown}"
+    );
+
     let spans = receiver.trace(caller_trace);
     // The run's span is the caller's child; everything else is the run's
     let root = spans

@@ -1374,6 +1374,13 @@ async fn show(app: &AppInfo, op: &Operator, id: &RunId, output: OutputFormat) ->
             say(format!("workflow:   {}", run.workflow));
             say(format!("status:     {}", run.status));
             say(format!("trace id:   {}", run.trace_id));
+            if let Some(caller) = &run.traceparent {
+                // `00-<trace>-<span>-<flags>`: the caller's span is the third field
+                let span = caller.split('-').nth(2).unwrap_or(caller.as_str());
+                say(format!(
+                    "caller:     span {span} (started with a traceparent)"
+                ));
+            }
             say(format!("created:    {}", time(run.created_at_ms)));
             say(format!("updated:    {}", time(run.updated_at_ms)));
             say(format!("executions: {}", run.executions));
