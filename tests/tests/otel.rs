@@ -228,8 +228,11 @@ fn a_run_killed_and_resumed_in_another_process_is_one_trace() {
     let receiver = Receiver::start();
     let dir = setup(&receiver);
     let input = r#"{"steps": 10, "pause_ms": 300}"#;
+    // Strict durability: a step whose span was sent has its checkpoint on disk, so the kill
+    // cannot make the next process execute it again
     let mut first = obs(dir.path())
         .args(["run", "chatty", "--id", "crash-1", "--input", input])
+        .env("FLOW_DURABILITY", "strict")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
