@@ -129,3 +129,14 @@ pub fn report<T: std::fmt::Display>(
         }
     }
 }
+
+/// A child process (a worker, say) that is killed and reaped when this is dropped, so a test
+/// that fails half-way leaves no process behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

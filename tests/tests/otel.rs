@@ -180,16 +180,6 @@ async fn receive(
     )
 }
 
-/// A worker process, killed when dropped.
-struct Worker(std::process::Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 const SECRET: &str = "s3cret-collector-key";
 
 /// A store directory whose `flow.toml` exports to `receiver`.
@@ -417,7 +407,7 @@ fn a_traceparent_makes_the_run_a_child_and_steps_carry_their_attempts() {
 
     // From the environment, on `enqueue` through a worker's operator socket: the worker
     // executes the run as a child of that caller
-    let worker = Worker(
+    let worker = flow_tests::KillOnDrop(
         obs(dir.path())
             .arg("worker")
             .stdout(std::process::Stdio::null())

@@ -122,16 +122,6 @@ fn a_window_gives_counts_success_rate_errors_by_class_and_retries() {
     assert!(text.contains("step obs_child::render"), "{text}");
 }
 
-/// A worker owning the store, stopped when dropped.
-struct Worker(std::process::Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn compare_marks_exactly_the_step_that_became_slower() {
     let dir = tempfile::tempdir().unwrap();
@@ -145,7 +135,7 @@ fn compare_marks_exactly_the_step_that_became_slower() {
     }
 
     // A worker owns the store from now on: stats goes through its operator API
-    let worker = Worker(
+    let worker = flow_tests::KillOnDrop(
         obs(dir.path())
             .args(["worker"])
             .stdout(Stdio::null())
@@ -442,7 +432,7 @@ fn a_queued_run_records_the_version_of_the_worker_that_executed_it() {
         show_json(dir.path(), "queued")["run"]["app_version"],
         "1.0.0"
     );
-    let worker = Worker(
+    let worker = flow_tests::KillOnDrop(
         obs(dir.path())
             .env("FLOW_APP_VERSION", "2.0.0-rc.1+9f3c2ab")
             .args(["worker"])
