@@ -25,6 +25,7 @@ mod console;
 mod engine;
 mod metrics;
 pub mod store;
+mod trace;
 mod worker;
 
 #[doc(hidden)]

@@ -274,3 +274,123 @@ pub(crate) fn serve_http(
 /// The content type of what `prometheus-client` writes: the OpenMetrics text format, which
 /// Prometheus scrapes (and prefers) since 2.5.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The samples of the text [`encode`] writes, as JSON for `metrics --output json`: one object
+/// per sample (`name`, `labels`, `value`) with its family's `type` and `help`. A line this
+/// parser does not understand is kept whole under `unparsed`, never dropped silently.
+pub(crate) fn samples_json(text: &str) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let mut types: Vec<(String, String)> = Vec::new();
+    let mut helps: std::collections::HashMap<String, String> = Default::default();
+    let mut samples = Vec::new();
+    let mut unparsed = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some((name, kind)) = rest.split_once(' ') {
+                types.push((name.to_owned(), kind.to_owned()));
+            }
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            if let Some((name, help)) = rest.split_once(' ') {
+                helps.insert(name.to_owned(), help.to_owned());
+            }
+            continue;
+        }
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, labels, value)) = sample_line(line) else {
+            unparsed.push(Value::String(line.to_owned()));
+            continue;
+        };
+        let family = types
+            .iter()
+            .filter(|(family, _)| name.starts_with(family.as_str()))
+            .max_by_key(|(family, _)| family.len());
+        let mut sample = Map::new();
+        sample.insert("name".into(), json!(name));
+        if let Some((family, kind)) = family {
+            sample.insert("type".into(), json!(kind));
+            if let Some(help) = helps.get(family) {
+                sample.insert("help".into(), json!(help));
+            }
+        }
+        sample.insert("labels".into(), json!(labels));
+        // JSON has no infinity: `+Inf` (a histogram's top bucket bound is a label, but a
+        // value may be one too) is written as the text
+        sample.insert(
+            "value".into(),
+            value
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .map_or_else(|| json!(value), |v| json!(v)),
+        );
+        samples.push(Value::Object(sample));
+    }
+    let mut out = json!({ "samples": samples });
+    if !unparsed.is_empty() {
+        out["unparsed"] = Value::Array(unparsed);
+    }
+    out
+}
+
+/// `name{label="value",...} value [timestamp]`: the name, the labels (unescaped) and the value.
+fn sample_line(line: &str) -> Option<(String, std::collections::BTreeMap<String, String>, String)> {
+    let mut labels = std::collections::BTreeMap::new();
+    let (name, rest) = match line.find(['{', ' ']) {
+        Some(at) if line.as_bytes()[at] == b'{' => {
+            let mut rest = &line[at + 1..];
+            loop {
+                if let Some(after) = rest.strip_prefix('}') {
+                    break (&line[..at], after);
+                }
+                let (key, after) = rest.split_once("=\"")?;
+                let mut value = String::new();
+                let mut chars = after.char_indices();
+                let end = loop {
+                    match chars.next()? {
+                        (_, '\\') => match chars.next()?.1 {
+                            'n' => value.push('\n'),
+                            c => value.push(c),
+                        },
+                        (i, '"') => break i,
+                        (_, c) => value.push(c),
+                    }
+                };
+                labels.insert(key.to_owned(), value);
+                rest = &after[end + 1..];
+                rest = rest.strip_prefix(',').unwrap_or(rest);
+            }
+        }
+        Some(at) => (&line[..at], &line[at..]),
+        None => return None,
+    };
+    let value = rest.split_whitespace().next()?;
+    Some((name.to_owned(), labels, value.to_owned()))
+}
+
+#[cfg(test)]
+mod json_tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn the_text_format_becomes_samples() {
+        let text = "# HELP flow_runs_started Runs started.\n# TYPE flow_runs_started counter\nflow_runs_started_total{workflow=\"a \\\"b\\\"\\\\c\"} 3\n# TYPE flow_store_commit_seconds histogram\nflow_store_commit_seconds_bucket{le=\"+Inf\"} 7\nflow_store_commit_seconds_sum 0.25\n# EOF\n";
+        let json = super::samples_json(text);
+        let samples = json["samples"].as_array().unwrap();
+        assert_eq!(samples.len(), 3);
+        assert_eq!(samples[0]["name"], "flow_runs_started_total");
+        assert_eq!(samples[0]["type"], "counter");
+        assert_eq!(samples[0]["help"], "Runs started.");
+        assert_eq!(samples[0]["labels"]["workflow"], "a \"b\"\\c");
+        assert_eq!(samples[0]["value"], 3.0);
+        assert_eq!(samples[1]["labels"]["le"], "+Inf");
+        assert_eq!(samples[1]["type"], "histogram");
+        assert_eq!(samples[2]["value"], 0.25);
+        assert!(json.get("unparsed").is_none());
+        let odd = super::samples_json("what{is\n");
+        assert_eq!(odd["unparsed"][0], "what{is");
+    }
+}

@@ -396,6 +396,7 @@ async fn listing(path: &Path) -> Result<Vec<Listed>, Box<dyn std::error::Error>>
                     wake_at_ms: None,
                     scheduled: None,
                     app_version: None,
+                    traceparent: None,
                 })
             })
             .collect();

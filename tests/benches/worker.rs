@@ -137,6 +137,7 @@ fn record(i: u64, status: RunStatus, owner: Option<Owner>, wake_at_ms: Option<u6
         wake_at_ms,
         scheduled: None,
         app_version: None,
+        traceparent: None,
     }
 }
 

@@ -203,3 +203,14 @@ pub fn console_url(log_line: &str) -> Option<String> {
     let (_, rest) = log_line.split_once("\"url\":\"")?;
     Some(rest.split_once('"')?.0.trim_end_matches('/').to_owned())
 }
+
+/// A child process (a worker, say) that is killed and reaped when this is dropped, so a test
+/// that fails half-way leaves no process behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -29,16 +29,6 @@ fn json_of(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A worker, stopped when dropped.
-struct Worker(std::process::Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// One sample: the metric's name, its labels, its value.
 #[derive(Debug)]
 struct Sample {
@@ -214,7 +204,7 @@ fn a_worker_serves_metrics_that_match_the_store_while_a_run_executes() {
     }
 
     let port = free_port();
-    let _worker = Worker(
+    let _worker = flow_tests::KillOnDrop(
         obs(d)
             .env("FLOW_METRICS__LISTEN", format!("127.0.0.1:{port}"))
             .args(["worker"])
@@ -385,6 +375,23 @@ fn a_worker_serves_metrics_that_match_the_store_while_a_run_executes() {
         ),
         1.0
     );
+    // `--output json` is not ignored: the same samples as JSON objects
+    let out = obs(d)
+        .args(["metrics", "--output", "json"])
+        .output()
+        .unwrap();
+    flow_tests::assert_exit(&out, 0);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let started: Vec<&Value> = json["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"] == "flow_runs_started_total" && s["labels"]["workflow"] == "report")
+        .collect();
+    assert_eq!(started.len(), 1, "{json}");
+    assert_eq!(started[0]["value"], 5.0);
+    assert_eq!(started[0]["type"], "counter");
+    assert!(json.get("unparsed").is_none(), "{json}");
 }
 
 #[test]
@@ -442,7 +449,7 @@ fn schedule_ticks_and_alerts_are_counted_as_the_store_records_them() {
     .unwrap();
     enqueue_workflow(d, "fragile", "broken-1");
     let port = free_port();
-    let _worker = Worker(
+    let _worker = flow_tests::KillOnDrop(
         obs(d)
             .env("FLOW_METRICS__LISTEN", format!("127.0.0.1:{port}"))
             .args(["worker"])

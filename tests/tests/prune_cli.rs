@@ -57,6 +57,7 @@ fn old_run(id: &str, status: RunStatus, at_ms: u64) -> RunRecord {
         wake_at_ms: None,
         scheduled: None,
         app_version: None,
+        traceparent: None,
     }
 }
 

@@ -47,6 +47,7 @@ fn run(i: u64, created_at_ms: u64) -> RunRecord {
         wake_at_ms: None,
         scheduled: None,
         app_version: None,
+        traceparent: None,
     }
 }
 

@@ -28,6 +28,7 @@ fn run(id: &str, status: RunStatus, owner: Option<Owner>, wake_at_ms: Option<u64
         wake_at_ms,
         scheduled: None,
         app_version: None,
+        traceparent: None,
     }
 }
 

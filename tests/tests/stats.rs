@@ -122,16 +122,6 @@ fn a_window_gives_counts_success_rate_errors_by_class_and_retries() {
     assert!(text.contains("step obs_child::render"), "{text}");
 }
 
-/// A worker owning the store, stopped when dropped.
-struct Worker(std::process::Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn compare_marks_exactly_the_step_that_became_slower() {
     let dir = tempfile::tempdir().unwrap();
@@ -145,7 +135,7 @@ fn compare_marks_exactly_the_step_that_became_slower() {
     }
 
     // A worker owns the store from now on: stats goes through its operator API
-    let worker = Worker(
+    let worker = flow_tests::KillOnDrop(
         obs(dir.path())
             .args(["worker"])
             .stdout(Stdio::null())
@@ -188,6 +178,41 @@ fn compare_marks_exactly_the_step_that_became_slower() {
     // The workflow's own duration grew with it
     let workflow = rows.iter().find(|r| r["step"].is_null()).unwrap();
     assert_eq!(workflow["latency_worse"], true, "{cmp:#}");
+
+    // `[flow.stats]` sets the thresholds: a growth under `min_change` is not marked; a flag
+    // wins over the setting
+    let marked_with = |setting: &str, flags: &[&str]| {
+        let out = obs(dir.path())
+            .args(["stats", "--compare", "--before", &before, "--after", &after])
+            .args(flags)
+            .args(["--output", "json"])
+            .env("FLOW_STATS__MIN_CHANGE", setting)
+            .output()
+            .unwrap();
+        flow_tests::assert_exit(&out, 0);
+        let cmp: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let marked = cmp["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["step"].is_string() && r["latency_worse"] == true)
+            .count();
+        (marked, cmp["thresholds"]["min_change_ms"].clone())
+    };
+    assert_eq!(marked_with("10s", &[]), (0, 10_000.into()));
+    assert_eq!(marked_with("50ms", &[]), (1, 50.into()));
+    assert_eq!(
+        marked_with("10s", &["--min-change", "50ms"]),
+        (1, 50.into())
+    );
+    let out = obs(dir.path())
+        .args(["stats", "--compare", "--before", &before, "--after", &after])
+        .env("FLOW_STATS__LATENCY_THRESHOLD", "lots")
+        .output()
+        .unwrap();
+    flow_tests::assert_exit(&out, 3);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("flow.stats.latency_threshold"), "{said}");
 
     // The table marks that row, and only it among the steps
     let table = obs(dir.path())
@@ -407,7 +432,7 @@ fn a_queued_run_records_the_version_of_the_worker_that_executed_it() {
         show_json(dir.path(), "queued")["run"]["app_version"],
         "1.0.0"
     );
-    let worker = Worker(
+    let worker = flow_tests::KillOnDrop(
         obs(dir.path())
             .env("FLOW_APP_VERSION", "2.0.0-rc.1+9f3c2ab")
             .args(["worker"])
@@ -466,4 +491,68 @@ fn a_version_with_spaces_or_a_side_without_its_pair_is_refused() {
         err.contains("`--compare --before` needs the other window too"),
         "{err}"
     );
+}
+
+/// `stats --compare` by rollout stage: a fan-out run in two stages (`--rollout 30%`, then
+/// 100%) where the hosts past 30% of the key space deploy slowly. The second stage's deploy
+/// step is marked; each side counts exactly the units of its stage.
+#[test]
+fn compare_by_rollout_stage_marks_the_stage_that_became_slower() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = r#"{"hosts": 60, "slow_from": 30.0, "slow_ms": 150}"#;
+    for rollout in ["30%", "100%"] {
+        let out = obs(dir.path())
+            .args(["run", "fleet", "--id", "fleet-1", "--input", input])
+            .args(["--rollout", rollout])
+            .output()
+            .unwrap();
+        flow_tests::assert_exit(&out, 0);
+    }
+    let hosts: Vec<String> = (0..60).map(|i| format!("host-{i}")).collect();
+    let first = hosts
+        .iter()
+        .filter(|h| flow_runtime::rollout_bucket(h) < 3000)
+        .count() as u64;
+    assert!(first > 0 && first < 60, "{first} hosts in the first stage");
+
+    let cmp = stats_json(
+        dir.path(),
+        &[
+            "--compare",
+            "--before-rollout",
+            "0..30",
+            "--after-rollout",
+            "30..100",
+            "--min-change",
+            "50ms",
+        ],
+    );
+    let rows = cmp["rows"].as_array().unwrap();
+    let row = |step: &str| {
+        rows.iter()
+            .find(|r| r["step"] == step)
+            .unwrap_or_else(|| panic!("no row {step}: {cmp:#}"))
+    };
+    let deploy = row("obs_child::deploy");
+    assert_eq!(deploy["before"]["count"], first, "{cmp:#}");
+    assert_eq!(deploy["after"]["count"], 60 - first, "{cmp:#}");
+    assert_eq!(deploy["latency_worse"], true, "{cmp:#}");
+    assert!(deploy["before"]["p95_ms"].as_u64().unwrap() < 150);
+    assert!(deploy["after"]["p95_ms"].as_u64().unwrap() >= 150);
+    assert_eq!(cmp["after"]["rollout"]["from_percent"], 30.0, "{cmp:#}");
+    // The workflow's row counts the stage's units, not the one run
+    let workflow = rows.iter().find(|r| r["step"].is_null()).unwrap();
+    assert_eq!(workflow["before"]["count"], first, "{cmp:#}");
+    assert_eq!(workflow["after"]["count"], 60 - first, "{cmp:#}");
+    assert_eq!(workflow["latency_worse"], true, "{cmp:#}");
+
+    // A stage that ends before it starts is refused
+    let out = obs(dir.path())
+        .args(["stats", "--compare", "--before-rollout", "30..5"])
+        .args(["--after-rollout", "30..100"])
+        .output()
+        .unwrap();
+    flow_tests::assert_exit(&out, 2);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("ends before it starts"), "{said}");
 }

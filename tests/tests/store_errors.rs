@@ -32,6 +32,7 @@ fn run(id: &str) -> RunRecord {
         wake_at_ms: None,
         scheduled: None,
         app_version: None,
+        traceparent: None,
     }
 }
 

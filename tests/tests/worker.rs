@@ -189,6 +189,7 @@ fn queued(id: &str, workflow: &str, input: serde_json::Value, at: u64) -> RunRec
         wake_at_ms: None,
         scheduled: None,
         app_version: None,
+        traceparent: None,
     }
 }
 

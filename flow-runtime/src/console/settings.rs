@@ -354,6 +354,207 @@ pub struct FlowSettings {
     /// The web console (`[flow.ui]`): off unless `listen` is set.
     #[garde(dive)]
     pub ui: UiSettings,
+    /// When `stats --compare` marks a change as worse (`[flow.stats]`); the command's flags
+    /// override each.
+    #[garde(dive)]
+    pub stats: StatsSettings,
+    /// OpenTelemetry traces (`[flow.otel]`): off unless `endpoint` is set; exported only by a
+    /// binary built with the `otel` feature of flow-runtime.
+    #[garde(dive)]
+    pub otel: OtelSettings,
+}
+
+/// `[flow.stats]`: the thresholds of `stats --compare`'s "worse" mark.
+#[derive(Clone, Debug, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatsSettings {
+    /// A p95 duration that grew by more than this share is marked, such as `20%`.
+    #[garde(custom(percent_setting))]
+    pub latency_threshold: String,
+    /// ... if it also grew by at least this much, such as `10ms`.
+    #[garde(custom(duration))]
+    pub min_change: String,
+    /// An error rate that grew by more than this many points is marked, such as `5%`.
+    #[garde(custom(percent_setting))]
+    pub error_threshold: String,
+}
+
+impl Default for StatsSettings {
+    fn default() -> Self {
+        StatsSettings {
+            latency_threshold: "20%".into(),
+            min_change: "10ms".into(),
+            error_threshold: "5%".into(),
+        }
+    }
+}
+
+impl StatsSettings {
+    /// [`StatsSettings::latency_threshold`] as a share from 0 to 100.
+    pub fn latency_threshold(&self) -> f64 {
+        parse_percent(&self.latency_threshold).unwrap_or(20.0)
+    }
+
+    /// [`StatsSettings::min_change`] as a duration.
+    pub fn min_change(&self) -> std::time::Duration {
+        humantime::parse_duration(&self.min_change).unwrap_or(std::time::Duration::from_millis(10))
+    }
+
+    /// [`StatsSettings::error_threshold`] as a share from 0 to 100.
+    pub fn error_threshold(&self) -> f64 {
+        parse_percent(&self.error_threshold).unwrap_or(5.0)
+    }
+}
+
+fn percent_setting(value: &str, _: &()) -> garde::Result {
+    parse_percent(value).map(|_| ()).map_err(garde::Error::new)
+}
+
+/// A share written `5%`, `12.5%` or `100`, as a number from 0 to 100.
+pub(crate) fn parse_percent(s: &str) -> Result<f64, String> {
+    let number = s.strip_suffix('%').unwrap_or(s);
+    let plain = match number.split_once('.') {
+        Some((whole, fraction)) => {
+            !whole.is_empty()
+                && !fraction.is_empty()
+                && whole
+                    .bytes()
+                    .chain(fraction.bytes())
+                    .all(|b| b.is_ascii_digit())
+        }
+        None => !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()),
+    };
+    match number.parse::<f64>() {
+        Ok(p) if plain && (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err("expected a share from 0% to 100%, written as a number with an optional `%`, such as `5%`, `12.5%` or `100`".to_owned()),
+    }
+}
+
+/// `[flow.otel]`: where and how runs and steps are exported as OpenTelemetry spans (OTLP).
+#[derive(Clone, Debug, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtelSettings {
+    /// The collector's OTLP/HTTP address, such as `http://127.0.0.1:4318` (`/v1/traces` is
+    /// added when the URL has no path) or a full URL such as
+    /// `https://api.honeycomb.io/v1/traces`; unset (the default), nothing is exported.
+    #[garde(custom(otel_endpoint))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The wire protocol: `http/protobuf` (the only one; a gRPC collector also listens for
+    /// OTLP/HTTP, on port 4318).
+    #[garde(custom(otel_protocol))]
+    pub protocol: String,
+    /// Headers sent with every export, such as an API key (`x-honeycomb-team`); values are
+    /// secrets, never printed or logged.
+    #[garde(custom(otel_headers))]
+    pub headers: BTreeMap<String, Secret>,
+    /// The `service.name` of the spans; the app's binary name when unset.
+    #[garde(inner(length(min = 1, max = 255)))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// The share of runs traced, from 0.0 to 1.0, decided by the run's trace id (so every
+    /// execution of a run, in any process, decides alike); a run started with a
+    /// `traceparent` follows its caller's decision.
+    #[garde(range(min = 0.0, max = 1.0))]
+    pub sampling: f64,
+    /// How often finished spans are sent, such as `1s`: what a killed process can lose.
+    #[garde(custom(duration))]
+    pub export_every: String,
+}
+
+impl Default for OtelSettings {
+    fn default() -> Self {
+        OtelSettings {
+            endpoint: None,
+            protocol: "http/protobuf".into(),
+            headers: BTreeMap::new(),
+            service_name: None,
+            sampling: 1.0,
+            export_every: "1s".into(),
+        }
+    }
+}
+
+impl OtelSettings {
+    /// The URL spans are posted to: the endpoint, with `/v1/traces` added when it has no path.
+    pub fn traces_url(&self) -> Option<String> {
+        let endpoint = self.endpoint.as_deref()?.trim_end_matches('/');
+        let after_scheme = endpoint
+            .split_once("://")
+            .map_or(endpoint, |(_, rest)| rest);
+        Some(if after_scheme.contains('/') {
+            endpoint.to_owned()
+        } else {
+            format!("{endpoint}/v1/traces")
+        })
+    }
+
+    /// [`OtelSettings::export_every`] as a duration (validated when the settings load).
+    pub fn export_every(&self) -> std::time::Duration {
+        humantime::parse_duration(&self.export_every).unwrap_or(std::time::Duration::from_secs(1))
+    }
+}
+
+fn otel_endpoint(value: &Option<String>, _: &()) -> garde::Result {
+    let Some(v) = value else {
+        return Ok(());
+    };
+    let host = v
+        .strip_prefix("http://")
+        .or_else(|| v.strip_prefix("https://"))
+        .map(|rest| rest.split('/').next().unwrap_or(""));
+    match host {
+        None => Err(garde::Error::new(format!(
+            "`{v}` must start with http:// or https://, such as `http://127.0.0.1:4318`"
+        ))),
+        Some("") => Err(garde::Error::new(format!(
+            "`{v}` has no host; write it such as `http://127.0.0.1:4318`"
+        ))),
+        Some(_) if v.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Err(garde::Error::new(format!(
+                "`{}` holds a space or a control character",
+                v.escape_debug()
+            )))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+fn otel_protocol(value: &str, _: &()) -> garde::Result {
+    match value {
+        "http/protobuf" => Ok(()),
+        "grpc" => Err(garde::Error::new(
+            "`grpc` is not supported: flow exports with `http/protobuf`; point `endpoint` at the collector's OTLP/HTTP port (4318 by default) instead of its gRPC port (4317)",
+        )),
+        other => Err(garde::Error::new(format!(
+            "`{other}` is not a protocol flow exports with; use `http/protobuf`"
+        ))),
+    }
+}
+
+fn otel_headers(headers: &BTreeMap<String, Secret>, _: &()) -> garde::Result {
+    for (name, value) in headers {
+        let token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(garde::Error::new(format!(
+                "the header name {name:?} is not an HTTP header name (letters, digits and - such as `x-api-key`)"
+            )));
+        }
+        // The value is a secret: say which header, never what it holds
+        if !value
+            .expose()
+            .bytes()
+            .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+        {
+            return Err(garde::Error::new(format!(
+                "the value of header `{name}` holds a character an HTTP header cannot carry (a line break, a control or non-ASCII character)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `[flow.metrics]`: where a worker serves `GET /metrics` over HTTP.
@@ -558,6 +759,8 @@ impl Default for FlowSettings {
             app_version: None,
             metrics: MetricsSettings::default(),
             ui: UiSettings::default(),
+            stats: StatsSettings::default(),
+            otel: OtelSettings::default(),
         }
     }
 }

@@ -102,28 +102,62 @@ fn filter(level: &str, verbosity: i8) -> EnvFilter {
     EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
-/// Installs the global subscriber, writing to stderr (stdout is for command output). A second
-/// call does nothing.
-pub(crate) fn init(format: LogFormat, level: &str, verbosity: i8) {
+/// What [`init`] sets up besides the log lines.
+#[cfg_attr(not(feature = "otel"), allow(dead_code))]
+pub(crate) struct Export<'a> {
+    /// `[flow.otel]`.
+    pub otel: &'a crate::console::settings::OtelSettings,
+    /// The default `service.name` of the spans: the app's binary name.
+    pub service: &'a str,
+}
+
+/// Installs the global subscriber, writing to stderr (stdout is for command output), and, with
+/// the `otel` feature and `[flow.otel] endpoint` set, the OpenTelemetry layer that exports the
+/// same spans (and the events inside them, as span events) over OTLP. A second call does
+/// nothing. Fails only if the exporter cannot be built.
+#[cfg_attr(not(feature = "otel"), allow(unused_variables))]
+pub(crate) fn init(
+    format: LogFormat,
+    level: &str,
+    verbosity: i8,
+    export: Export<'_>,
+) -> Result<(), String> {
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Pretty => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let filter = filter(level, verbosity).or(filter_fn(is_flow_span));
+    let lines = filter(level, verbosity).or(filter_fn(is_flow_span));
     let layer = tracing_subscriber::fmt::layer().with_writer(ScreenWriter);
     let layer = if json {
         layer
             .json()
             .with_current_span(true)
             .with_span_list(true)
-            .with_filter(filter)
+            .with_filter(lines)
             .boxed()
     } else {
         layer
             .with_ansi(std::io::stderr().is_terminal())
-            .with_filter(filter)
+            .with_filter(lines)
             .boxed()
     };
-    let _ = tracing_subscriber::registry().with(layer).try_init();
+    #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+    let mut layers = vec![layer];
+    #[cfg(feature = "otel")]
+    if export.otel.endpoint.is_some() {
+        // Spans and events as the log filter lets them through, and flow's spans always
+        let spans = filter(level, verbosity).or(filter_fn(is_flow_span));
+        let otel = crate::trace::export::install(export.otel, export.service)?;
+        layers.push(otel.with_filter(spans).boxed());
+    }
+    let _ = tracing_subscriber::registry().with(layers).try_init();
+    Ok(())
+}
+
+/// Sends the spans not yet exported (waiting at most a few seconds for the collector) and stops
+/// the exporter; the generated main calls it before the process exits.
+pub(crate) fn shutdown() {
+    #[cfg(feature = "otel")]
+    crate::trace::export::shutdown(std::time::Duration::from_secs(5));
 }

@@ -110,6 +110,8 @@ pub(crate) struct RunCtx {
     state: std::sync::OnceLock<crate::engine::state::AppState>,
     /// The alert sinks of the `Flow` that executes the run, for alerts opened during it.
     alert_sinks: std::sync::OnceLock<Vec<String>>,
+    /// What the run's spans hang under (the run's span, in its stored trace).
+    trace: std::sync::OnceLock<crate::trace::RunTrace>,
     /// The claim this execution holds; every write carries it. `None` in a dry run.
     claim: Option<Claim>,
     record: Mutex<Option<RunRecord>>,
@@ -163,6 +165,7 @@ impl RunCtx {
             options,
             state: std::sync::OnceLock::new(),
             alert_sinks: std::sync::OnceLock::new(),
+            trace: std::sync::OnceLock::new(),
             claim,
             record: Mutex::new(None),
             checkpoints: Mutex::new(
@@ -185,6 +188,16 @@ impl RunCtx {
     /// Sets the run's app state (once, before the run starts).
     pub fn set_state(&self, state: crate::engine::state::AppState) {
         let _ = self.state.set(state);
+    }
+
+    /// Sets what the run's spans hang under (once, before the run starts).
+    pub fn set_trace(&self, trace: crate::trace::RunTrace) {
+        let _ = self.trace.set(trace);
+    }
+
+    /// What the run's spans hang under; nothing in a dry run.
+    pub fn trace(&self) -> Option<&crate::trace::RunTrace> {
+        self.trace.get()
     }
 
     /// Sets the names of the alert sinks of the executing `Flow` (once, before the run starts).

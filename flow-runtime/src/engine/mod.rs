@@ -306,6 +306,7 @@ pub struct RunOptions {
     priority: i32,
     not_before: Option<NotBefore>,
     concurrency_key: Option<String>,
+    traceparent: Option<String>,
 }
 
 /// When an enqueued run may start at the earliest.
@@ -389,6 +390,29 @@ impl RunOptions {
     pub fn concurrency_key(mut self, key: impl Into<String>) -> Self {
         self.concurrency_key = Some(key.into());
         self
+    }
+
+    /// Makes a new run part of its caller's trace: `traceparent` is the caller's W3C trace
+    /// context header (`00-<trace id>-<span id>-<flags>`). The run stores that trace id (its log
+    /// lines carry it) and, with OpenTelemetry export on, its spans are children of the
+    /// caller's span, in every execution. A value that is not a traceparent fails the start
+    /// with [`Error::InvalidTraceparent`]; a run that already exists keeps its own trace.
+    pub fn traceparent(mut self, traceparent: impl Into<String>) -> Self {
+        self.traceparent = Some(traceparent.into());
+        self
+    }
+
+    /// The trace of a new run with these options: its trace id, and the caller's
+    /// traceparent (normalized) if one was given.
+    pub(crate) fn new_trace(&self) -> Result<(String, Option<String>), Error> {
+        match &self.traceparent {
+            None => Ok((new_trace_id(), None)),
+            Some(text) => {
+                let parent =
+                    crate::trace::TraceParent::parse(text).map_err(Error::InvalidTraceparent)?;
+                Ok((parent.trace_id.clone(), Some(parent.to_string())))
+            }
+        }
     }
 }
 
@@ -684,6 +708,9 @@ pub enum Error {
         /// The process executing it.
         pid: u32,
     },
+    /// The caller's `traceparent` is not one; nothing was stored.
+    #[error("invalid traceparent: {0}")]
+    InvalidTraceparent(String),
     /// The run stopped without a final state; resume it once the cause is fixed.
     #[error("run `{run_id}` was interrupted: {reason}; it can be resumed")]
     Interrupted {
@@ -1068,8 +1095,9 @@ impl Flow {
     where
         T: DeserializeOwned,
     {
-        let id = options.id.unwrap_or_else(RunId::generate);
+        let id = options.id.clone().unwrap_or_else(RunId::generate);
         id.validate()?;
+        let (trace_id, traceparent) = options.new_trace()?;
         let reservation = match self.reserve(&id).await {
             Reserve::Reserved(reservation) => reservation,
             Reserve::Attached(handle) => return Ok(handle),
@@ -1080,12 +1108,13 @@ impl Flow {
             app_version: self.inner.app_version.clone(),
             owner: Owner::current(),
             lease_expires_at_ms: Some(now + self.inner.lease.as_millis() as u64),
+            traceparent,
             ..RunRecord::new(
                 id.clone(),
                 workflow,
                 RunStatus::Running,
                 input,
-                new_trace_id(),
+                trace_id,
                 now,
             )
         };
@@ -1269,6 +1298,11 @@ impl Flow {
         ));
         ctx.set_state(self.inner.state.clone());
         ctx.set_alert_sinks(self.inner.alerts.names());
+        ctx.set_trace(crate::trace::RunTrace::of_run(
+            &run.trace_id,
+            &run.id,
+            run.traceparent.as_deref(),
+        ));
         ctx.set_record(run.clone());
         let tx = reservation.done.take();
         let rx = {
@@ -1306,7 +1340,10 @@ impl Flow {
     /// Executes the workflow body of a live run and records how it ended.
     async fn drive(&self, mut run: RunRecord, ctx: Arc<RunCtx>, invoke: Invoke) -> (RunId, Final) {
         let span = tracing::info_span!("run", workflow = %run.workflow, run_id = %run.id, trace_id = %run.trace_id);
-        async {
+        if let Some(trace) = ctx.trace() {
+            trace.adopt(&span);
+        }
+        let (id, end, finished) = async {
             tracing::info!(execution = run.executions, "run started");
             crate::metrics::run_started(&run.workflow);
             let end = body_outcome(&ctx, run.input.clone(), invoke).await;
@@ -1336,7 +1373,7 @@ impl Flow {
                 }
                 Final::Interrupted(reason) => {
                     tracing::error!(reason = %reason, "run interrupted; it can be resumed");
-                    return (run.id.clone(), end);
+                    return (run.id.clone(), end, None);
                 }
                 Final::Suspended(wake_at) => {
                     run.status = RunStatus::Sleeping;
@@ -1357,7 +1394,7 @@ impl Flow {
             }
             if let Err(e) = self.inner.store.commit(writes).await {
                 tracing::error!(error = %e, "could not record the end of the run; it can be resumed");
-                return (run.id.clone(), Final::Interrupted(e.to_string()));
+                return (run.id.clone(), Final::Interrupted(e.to_string()), None);
             }
             crate::metrics::run_finished(&run.workflow, run.status);
             if alerted {
@@ -1377,10 +1414,15 @@ impl Flow {
                 ),
                 Final::Interrupted(_) => {}
             }
-            (run.id.clone(), end)
+            (run.id.clone(), end, Some(run))
         }
         .instrument(span)
-        .await
+        .await;
+        // The run's own span, once it has ended: outside the execution's span
+        if let Some(run) = finished {
+            crate::trace::run_finished(&run, run.updated_at_ms);
+        }
+        (id, end)
     }
 
     async fn drive_dry(

@@ -6,7 +6,7 @@
 //! engine's side of both ends; how often a worker looks and how many it takes is the worker's.
 
 use super::registry::WorkflowMeta;
-use super::{find_workflow, new_trace_id, Error, Flow, NotBefore, RunOptions};
+use super::{find_workflow, Error, Flow, NotBefore, RunOptions};
 use crate::store::{now_ms, CreateRun, QueuePlace, RunId, RunRecord, RunStatus, Taken};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -111,6 +111,7 @@ impl Flow {
         }
         let id = options.id.clone().unwrap_or_else(RunId::generate);
         id.validate()?;
+        let (trace_id, traceparent) = options.new_trace()?;
         let now = now_ms();
         let not_before_ms = options.not_before.map(|at| match at {
             NotBefore::Delay(delay) => now.saturating_add(delay.as_millis() as u64),
@@ -127,12 +128,13 @@ impl Flow {
             }),
             wake_at_ms: not_before_ms.filter(|at| *at > now),
             app_version: self.inner.app_version.clone(),
+            traceparent,
             ..RunRecord::new(
                 id.clone(),
                 meta.name,
                 RunStatus::Queued,
                 input,
-                new_trace_id(),
+                trace_id,
                 now,
             )
         };

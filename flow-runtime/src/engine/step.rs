@@ -296,7 +296,23 @@ where
         }
 
         // The field is `step`, not `name`: JSON logs put the span's own name under `name`
-        let span = tracing::info_span!("step", step = meta.name, key = %id.key, attempt);
+        // Exported as OpenTelemetry spans named after the step, children of the run's span;
+        // a failed attempt records its error class (and the delay before the next one)
+        let span = tracing::info_span!(
+            "step",
+            step = meta.name,
+            key = %id.key,
+            attempt,
+            error_class = tracing::field::Empty,
+            retry_delay_ms = tracing::field::Empty,
+            otel.name = tracing::field::Empty,
+        );
+        if let Some(trace) = run.trace() {
+            if crate::trace::exporting() {
+                span.record("otel.name", meta.name);
+            }
+            trace.adopt(&span);
+        }
         let frame = Frame::Step(Arc::new(StepFrame {
             run: run.clone(),
             key: declared_key.clone(),
@@ -368,8 +384,11 @@ where
                 };
                 let class_name = class.map_or("unclassified".to_owned(), |c| c.to_string());
                 let message = error.to_string();
+                span.record("error_class", class_name.as_str());
+                crate::trace::attempt_failed(&span, &message);
                 if class == Some(ErrorClass::Transient) && attempt < policy.attempts {
                     let delay = policy.delay(attempt, retry_after);
+                    span.record("retry_delay_ms", delay.as_millis() as u64);
                     tracing::warn!(
                         error = %message,
                         class = %class_name,

@@ -289,6 +289,11 @@ pub struct RunRecord {
     /// `stats --compare --before-version A --after-version B` compares two of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_version: Option<String>,
+    /// The W3C `traceparent` of the caller that started the run as part of its own trace
+    /// (`--traceparent`, `TRACEPARENT`, [`crate::RunOptions::traceparent`]): the run's trace id
+    /// is the caller's, and the run's span is a child of the caller's span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// The schedule tick behind a run ([`RunRecord::scheduled`]).
@@ -350,6 +355,7 @@ impl RunRecord {
             wake_at_ms: None,
             scheduled: None,
             app_version: None,
+            traceparent: None,
         }
     }
 

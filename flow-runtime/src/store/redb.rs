@@ -2223,6 +2223,7 @@ mod tests {
             wake_at_ms: None,
             scheduled: None,
             app_version: None,
+            traceparent: None,
         }
     }
 

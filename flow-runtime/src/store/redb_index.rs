@@ -276,6 +276,7 @@ mod tests {
             wake_at_ms: wake,
             scheduled: None,
             app_version: None,
+            traceparent: None,
         }
     }
 

@@ -97,6 +97,27 @@ async fn fragile() -> Result<(), flow::Failure> {
     break_down().await
 }
 
+/// Deploys to one host: slow (`slow_ms`) when the host's rollout bucket is at or past
+/// `slow_from` percent, quick (2 ms) otherwise.
+#[flow::step(idempotent)]
+async fn deploy(host: String, slow_from: f64, slow_ms: u64) -> Result<(), flow::Failure> {
+    let slow = flow::rollout_bucket(&host) as f64 >= slow_from * 100.0;
+    tokio::time::sleep(Duration::from_millis(if slow { slow_ms } else { 2 })).await;
+    Ok(())
+}
+
+/// One unit per host, `host-0` to `host-{hosts - 1}`, each a `deploy` (for `stats --compare`
+/// by rollout stage).
+#[flow::workflow]
+async fn fleet(hosts: u32, slow_from: f64, slow_ms: u64) -> Result<u64, flow::Failure> {
+    let report = flow::units(0..hosts, |i| format!("host-{i}"))
+        .concurrency(16)
+        .run(|i| async move { deploy(format!("host-{i}"), slow_from, slow_ms).await })
+        .await
+        .map_err(flow::Failure::permanent)?;
+    Ok(report.succeeded)
+}
+
 /// Test binary for logs, the progress display, `stats` and metrics.
 #[flow::main(env_prefix = "OBS_")]
 async fn main(_settings: Settings) {}

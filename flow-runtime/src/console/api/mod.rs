@@ -165,6 +165,9 @@ pub(crate) struct StartOptions {
     pub id: Option<RunId>,
     pub rollout: Option<f64>,
     pub use_stored_input: bool,
+    /// The caller's W3C traceparent: the run joins its trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl StartOptions {
@@ -178,6 +181,9 @@ impl StartOptions {
         }
         if self.use_stored_input {
             options = options.use_stored_input();
+        }
+        if let Some(traceparent) = &self.traceparent {
+            options = options.traceparent(traceparent.clone());
         }
         options
     }
@@ -290,6 +296,9 @@ pub(crate) struct EnqueueOptions {
     pub priority: i32,
     pub not_before_ms: Option<u64>,
     pub concurrency_key: Option<String>,
+    /// The caller's W3C traceparent: the run joins its trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl EnqueueOptions {
@@ -307,6 +316,9 @@ impl EnqueueOptions {
         }
         if let Some(key) = &self.concurrency_key {
             options = options.concurrency_key(key.clone());
+        }
+        if let Some(traceparent) = &self.traceparent {
+            options = options.traceparent(traceparent.clone());
         }
         options
     }

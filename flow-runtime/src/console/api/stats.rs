@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 /// Which runs a figure is computed over: created in `[from_ms, to_ms)`, of one workflow, last
 /// executed by one app version.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct StatsQuery {
     pub from_ms: Option<u64>,
     pub to_ms: Option<u64>,
@@ -26,6 +26,11 @@ pub(crate) struct StatsQuery {
     /// Also compute the figures per bucket of this many ms ([`Stats::series`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket_ms: Option<u64>,
+    /// Only the units of fan-outs whose rollout bucket lies in `[from, to)` percent (a
+    /// rollout stage: `0..5` is what `--rollout 5%` processed, `5..25` what `--rollout 25%`
+    /// added), and the steps inside them; a workflow's row then counts its units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<(f64, f64)>,
 }
 
 impl StatsQuery {
@@ -138,14 +143,14 @@ pub(crate) async fn compute(flow: &Flow, query: &StatsQuery) -> Result<Stats, cr
         by_workflow
             .entry(run.workflow.clone())
             .or_default()
-            .add(run, &steps);
+            .add(run, &steps, query.rollout);
         if let Some(width) = width {
             by_bucket
                 .entry(run.created_at_ms - run.created_at_ms % width)
                 .or_default()
                 .entry(run.workflow.clone())
                 .or_default()
-                .add(run, &steps);
+                .add(run, &steps, query.rollout);
         }
     }
     let finish = |collected: BTreeMap<String, Collect>| {
@@ -177,8 +182,62 @@ struct Collect {
     steps: BTreeMap<String, (Figures, Vec<u64>)>,
 }
 
+/// The step records of the units of `steps` whose rollout bucket lies in `[from, to)`
+/// percent: each unit's own record and the records of the steps inside it (stored under the
+/// unit's key, `unit` or `unit/key`).
+fn in_stage(steps: &[StepRecord], (from, to): (f64, f64)) -> Vec<StepRecord> {
+    let units: std::collections::HashSet<&str> = steps
+        .iter()
+        .filter(|s| s.id.name == crate::UNIT_STEP)
+        .map(|s| s.id.key.as_str())
+        .filter(|key| {
+            let bucket = crate::rollout_bucket(key) as f64;
+            bucket >= from * 100.0 && bucket < to * 100.0
+        })
+        .collect();
+    steps
+        .iter()
+        .filter(|s| {
+            let unit =
+                s.id.key
+                    .split_once('/')
+                    .map_or(s.id.key.as_str(), |(u, _)| u);
+            units.contains(unit)
+        })
+        .cloned()
+        .collect()
+}
+
 impl Collect {
-    fn add(&mut self, run: &RunRecord, steps: &[StepRecord]) {
+    fn add(&mut self, run: &RunRecord, steps: &[StepRecord], rollout: Option<(f64, f64)>) {
+        if let Some(stage) = rollout {
+            // A stage's figures are its units' (as the workflow's row) and their steps'
+            let stage = in_stage(steps, stage);
+            let (units, inner): (Vec<StepRecord>, Vec<StepRecord>) = stage
+                .into_iter()
+                .partition(|s| s.id.name == crate::UNIT_STEP);
+            if units.is_empty() {
+                return;
+            }
+            for unit in &units {
+                self.runs.count += 1;
+                self.runs.retries += u64::from(unit.attempt.saturating_sub(1));
+                match unit.status {
+                    StepStatus::Succeeded => self.runs.succeeded += 1,
+                    StepStatus::Failed => {
+                        *self.runs.errors.entry("failed".to_owned()).or_insert(0) += 1;
+                    }
+                    _ => continue,
+                }
+                self.runs.finished += 1;
+                if let Some(end) = unit.finished_at_ms {
+                    self.run_durations
+                        .push(end.saturating_sub(unit.started_at_ms));
+                }
+            }
+            self.add_steps(&inner);
+            return;
+        }
         self.runs.count += 1;
         let ended = match run.status {
             RunStatus::Succeeded => {
@@ -204,6 +263,10 @@ impl Collect {
                 .entry(run.status.as_str().to_owned())
                 .or_insert(0) += 1;
         }
+        self.add_steps(steps);
+    }
+
+    fn add_steps(&mut self, steps: &[StepRecord]) {
         for step in steps {
             let retries = u64::from(step.attempt.saturating_sub(1));
             self.runs.retries += retries;

@@ -77,6 +77,11 @@ pub(crate) enum Command {
         /// input instead of refusing
         #[arg(long)]
         use_stored_input: bool,
+        /// Make the run part of the caller's trace: its W3C traceparent
+        /// (`00-<trace id>-<parent span id>-<flags>`); the run keeps that trace id and, with
+        /// OpenTelemetry export on, its spans are children of that span
+        #[arg(long, env = "TRACEPARENT", value_name = "TRACEPARENT", value_parser = parse_traceparent)]
+        traceparent: Option<String>,
     },
     /// Enqueue a run for a worker and print its id at once
     ///
@@ -111,6 +116,11 @@ pub(crate) enum Command {
         /// Runs with the same key share the queue's per-key concurrency limit
         #[arg(long, value_name = "KEY")]
         concurrency_key: Option<String>,
+        /// Make the run part of the caller's trace: its W3C traceparent
+        /// (`00-<trace id>-<parent span id>-<flags>`); the run keeps that trace id and, with
+        /// OpenTelemetry export on, its spans are children of that span
+        #[arg(long, env = "TRACEPARENT", value_name = "TRACEPARENT", value_parser = parse_traceparent)]
+        traceparent: Option<String>,
     },
     /// Execute queued runs, wake sleeping runs when due, resume runs whose process died
     ///
@@ -173,7 +183,8 @@ or `flow.app_version` in settings.")]
     /// Runs started and finished, step durations, attempts and retries by error class, queue
     /// depth, schedule lag, alerts fired and store commits, in the Prometheus text format.
     /// Scrapers use the worker's HTTP listener instead (flow.metrics.listen =
-    /// "127.0.0.1:9464").
+    /// "127.0.0.1:9464"). With --output json, one object per sample (name, type, help,
+    /// labels, value).
     Metrics,
     /// Print the operator's runbook for this binary
     Runbook {
@@ -199,22 +210,7 @@ fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
 /// A share of the units: `N` or `N%`, N a plain decimal (`5`, `12.5`) from 0 to 100. Nothing
 /// else: no spaces, signs, exponents or a second `%`, so a typo is refused, not reinterpreted.
 fn parse_percent(s: &str) -> Result<f64, String> {
-    let number = s.strip_suffix('%').unwrap_or(s);
-    let plain = match number.split_once('.') {
-        Some((whole, fraction)) => {
-            !whole.is_empty()
-                && !fraction.is_empty()
-                && whole
-                    .bytes()
-                    .chain(fraction.bytes())
-                    .all(|b| b.is_ascii_digit())
-        }
-        None => !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()),
-    };
-    match number.parse::<f64>() {
-        Ok(p) if plain && (0.0..=100.0).contains(&p) => Ok(p),
-        _ => Err("expected a share from 0% to 100%, written as a number with an optional `%`, such as `5%`, `12.5%` or `100`".to_owned()),
-    }
+    crate::console::settings::parse_percent(s)
 }
 
 impl Command {
@@ -415,7 +411,7 @@ pub(crate) fn parse_instant(s: &str) -> Result<u64, String> {
 
 /// `stats`: which runs, and when a change is marked as worse.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("sides").args(["before", "before_version"]).multiple(true)))]
+#[command(group(clap::ArgGroup::new("sides").args(["before", "before_version", "before_rollout"]).multiple(true)))]
 pub(crate) struct StatsArgs {
     /// Runs created this long ago or later, such as `24h`, `7d`
     #[arg(long, value_parser = parse_duration, conflicts_with_all = ["from", "to", "compare"])]
@@ -432,7 +428,8 @@ pub(crate) struct StatsArgs {
     /// Only runs of this app version
     #[arg(long, value_name = "VERSION", conflicts_with = "compare")]
     pub app_version: Option<String>,
-    /// Compare two sides: the --before window with the --after window, the
+    /// Compare two sides: the --before window with the --after window, the --before-rollout
+    /// stage with the --after-rollout stage, the
     /// --before-version with the --after-version, or both
     #[arg(long, requires = "sides")]
     pub compare: bool,
@@ -449,15 +446,34 @@ pub(crate) struct StatsArgs {
     /// The app version under judgement
     #[arg(long, requires_all = ["compare", "before_version"], value_name = "VERSION")]
     pub after_version: Option<String>,
-    /// Mark a p95 duration that grew by more than this share
-    #[arg(long, value_parser = parse_percent, default_value = "20%", value_name = "P%")]
-    pub latency_threshold: f64,
-    /// ... and by at least this much, so that 2 ms becoming 3 ms is not marked
-    #[arg(long, value_parser = parse_duration, default_value = "10ms", value_name = "DURATION")]
-    pub min_change: std::time::Duration,
-    /// Mark an error rate that grew by more than this many points
-    #[arg(long, value_parser = parse_percent, default_value = "5%", value_name = "P%")]
-    pub error_threshold: f64,
+    /// The rollout stage to compare against, as the share of unit keys `A..B` in percent:
+    /// `0..5` is what `run --rollout 5%` processed; only units of fan-outs and their steps
+    #[arg(long, value_parser = parse_stage, requires_all = ["compare", "after_rollout"], value_name = "A..B")]
+    pub before_rollout: Option<(f64, f64)>,
+    /// The rollout stage under judgement, such as `5..25` (what `--rollout 25%` added)
+    #[arg(long, value_parser = parse_stage, requires_all = ["compare", "before_rollout"], value_name = "C..D")]
+    pub after_rollout: Option<(f64, f64)>,
+    /// Mark a p95 duration that grew by more than this share [default: flow.stats.latency_threshold, 20%]
+    #[arg(long, value_parser = parse_percent, value_name = "P%")]
+    pub latency_threshold: Option<f64>,
+    /// ... and by at least this much, so that 2 ms becoming 3 ms is not marked [default: flow.stats.min_change, 10ms]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub min_change: Option<std::time::Duration>,
+    /// Mark an error rate that grew by more than this many points [default: flow.stats.error_threshold, 5%]
+    #[arg(long, value_parser = parse_percent, value_name = "P%")]
+    pub error_threshold: Option<f64>,
+}
+
+/// A rollout stage `A..B` in percent (`0..5`, `5%..25%`), A below B.
+fn parse_stage(s: &str) -> Result<(f64, f64), String> {
+    let hint = "expected a rollout stage `A..B` in percent, such as `0..5` (what `--rollout 5%` processed) or `5..25` (what `--rollout 25%` added)";
+    let (from, to) = s.split_once("..").ok_or(hint)?;
+    let from = parse_percent(from.trim()).map_err(|e| format!("{hint}: {e}"))?;
+    let to = parse_percent(to.trim()).map_err(|e| format!("{hint}: {e}"))?;
+    if from >= to {
+        return Err(format!("{hint}; `{s}` ends before it starts"));
+    }
+    Ok((from, to))
 }
 
 /// A window `A..B`, either end optional, as ms since the epoch.
@@ -580,6 +596,11 @@ impl From<FinishedStatus> for RunStatus {
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("expected a duration such as `30d`, `12h`, `90min` or `0s` ({e})"))
+}
+
+/// A W3C traceparent, normalized (lowercase flags `00` or `01`).
+fn parse_traceparent(value: &str) -> Result<String, String> {
+    crate::trace::TraceParent::parse(value).map(|parent| parent.to_string())
 }
 
 #[cfg(test)]

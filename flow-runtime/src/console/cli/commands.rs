@@ -294,6 +294,7 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
             dry_run,
             rollout,
             use_stored_input,
+            traceparent,
         } => {
             let id = match id.map(run_id).transpose() {
                 Ok(id) => id,
@@ -324,6 +325,7 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
                 id: Some(id.unwrap_or_else(RunId::generate)),
                 rollout,
                 use_stored_input,
+                traceparent,
             };
             let mut started = opened
                 .operator
@@ -365,6 +367,10 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
                 Err(exit) => return exit,
             };
             let exit = match opened.operator.metrics().await {
+                Ok(Some(text)) if output == OutputFormat::Json => {
+                    print_json(&crate::metrics::samples_json(&text));
+                    Exit::Success
+                }
                 Ok(Some(text)) => {
                     super::output::raw(text.as_bytes());
                     Exit::Success
@@ -482,6 +488,7 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
             delay,
             at,
             concurrency_key,
+            traceparent,
         } => {
             let id = match id.map(run_id).transpose() {
                 Ok(id) => id,
@@ -509,6 +516,7 @@ pub(super) async fn dispatch(app: &AppInfo, settings: &FlowSettings, cli: Cli) -
                 priority,
                 not_before_ms,
                 concurrency_key,
+                traceparent,
             };
             let mut options = options;
             options.id = Some(options.id.unwrap_or_else(RunId::generate));
@@ -1366,6 +1374,13 @@ async fn show(app: &AppInfo, op: &Operator, id: &RunId, output: OutputFormat) ->
             say(format!("workflow:   {}", run.workflow));
             say(format!("status:     {}", run.status));
             say(format!("trace id:   {}", run.trace_id));
+            if let Some(caller) = &run.traceparent {
+                // `00-<trace>-<span>-<flags>`: the caller's span is the third field
+                let span = caller.split('-').nth(2).unwrap_or(caller.as_str());
+                say(format!(
+                    "caller:     span {span} (started with a traceparent)"
+                ));
+            }
             say(format!("created:    {}", time(run.created_at_ms)));
             say(format!("updated:    {}", time(run.updated_at_ms)));
             say(format!("executions: {}", run.executions));

@@ -238,7 +238,26 @@ where
         return Exit::Config.into();
     }
     let verbosity = cli.verbose as i8 - cli.quiet as i8;
-    crate::console::telemetry::init(loaded.flow.log_format, &loaded.flow.log_level, verbosity);
+    #[cfg(not(feature = "otel"))]
+    if loaded.flow.otel.endpoint.is_some() {
+        eprintln!(
+            "warning: [flow.otel] endpoint is set, but this binary was built without the `otel` feature, so no traces are exported; build it with `flow-runtime = {{ version = \"...\", features = [\"otel\"] }}` or remove [flow.otel] endpoint (FLOW_OTEL__ENDPOINT)"
+        );
+    }
+    let export = crate::console::telemetry::Export {
+        otel: &loaded.flow.otel,
+        service: app.name,
+    };
+    let logs = crate::console::telemetry::init(
+        loaded.flow.log_format,
+        &loaded.flow.log_level,
+        verbosity,
+        export,
+    );
+    if let Err(message) = logs {
+        eprintln!("error: invalid settings: flow.otel: {message}; nothing was run");
+        return Exit::Config.into();
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -277,6 +296,9 @@ where
         }
         commands::dispatch(&app, &flow_settings, cli).await
     });
+    // The spans of this process reach the collector before it exits
+    crate::console::telemetry::shutdown();
+    drop(runtime);
     if output::failed() && exit == Exit::Success {
         return Exit::WorkflowFailed.into();
     }

@@ -29,7 +29,7 @@ pub(super) async fn command(
 ) -> Exit {
     // clap pairs the versions and asks for a window or a version on each side; two windows
     // are compared only together
-    let versions = args.before_version.is_some();
+    let versions = args.before_version.is_some() || args.before_rollout.is_some();
     if args.compare && !versions && (args.before.is_none() || args.after.is_none()) {
         let given = if args.before.is_some() {
             "--before"
@@ -52,22 +52,40 @@ pub(super) async fn command(
             workflow: args.workflow.clone(),
             app_version,
             bucket_ms: None,
+            rollout: None,
         };
     let op = &opened.operator;
     let exit = if args.compare {
-        // A side without a window (comparing versions) spans every run
-        let before = query(args.before.unwrap_or_default(), args.before_version);
-        let after = query(args.after.unwrap_or_default(), args.after_version);
+        // A side without a window (comparing versions or rollout stages) spans every run
+        let before = StatsQuery {
+            rollout: args.before_rollout,
+            ..query(args.before.unwrap_or_default(), args.before_version)
+        };
+        let after = StatsQuery {
+            rollout: args.after_rollout,
+            ..query(args.after.unwrap_or_default(), args.after_version)
+        };
         let stats = match op.stats(&before).await {
             Ok(b) => op.stats(&after).await.map(|a| (b, a)),
             Err(e) => Err(e),
         };
         match stats {
             Ok((before, after)) => {
+                // A flag wins over `[flow.stats]`, which has the built-in defaults
+                let set = &settings.stats;
                 let limits = Thresholds {
-                    latency: args.latency_threshold / 100.0,
-                    min_change_ms: args.min_change.as_millis() as u64,
-                    error_rate: args.error_threshold / 100.0,
+                    latency: args
+                        .latency_threshold
+                        .unwrap_or_else(|| set.latency_threshold())
+                        / 100.0,
+                    min_change_ms: args
+                        .min_change
+                        .unwrap_or_else(|| set.min_change())
+                        .as_millis() as u64,
+                    error_rate: args
+                        .error_threshold
+                        .unwrap_or_else(|| set.error_threshold())
+                        / 100.0,
                 };
                 print_comparison(&before, &after, limits, output);
                 Exit::Success
@@ -105,6 +123,11 @@ pub(super) fn window(query: &StatsQuery) -> String {
     );
     if let Some(version) = &query.app_version {
         text.push_str(&format!(" of version {version}"));
+    }
+    if let Some((from, to)) = query.rollout {
+        text.push_str(&format!(
+            ", units in rollout stage {from}%..{to}% (the workflow's row counts units)"
+        ));
     }
     text
 }
@@ -154,6 +177,7 @@ fn query_json(q: &StatsQuery) -> Value {
         "to": q.to_ms.map(time),
         "workflow": q.workflow,
         "app_version": q.app_version,
+        "rollout": q.rollout.map(|(from, to)| json!({ "from_percent": from, "to_percent": to })),
     })
 }
 

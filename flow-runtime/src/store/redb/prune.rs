@@ -231,6 +231,7 @@ mod tests {
             wake_at_ms: None,
             scheduled: None,
             app_version: None,
+            traceparent: None,
         }
     }
 

@@ -111,6 +111,7 @@ fn sides(
         workflow: workflow.clone(),
         app_version,
         bucket_ms: None,
+        rollout: None,
     };
     Ok(Some((side(b, before_version), side(a, after_version))))
 }
@@ -162,6 +163,7 @@ pub(super) async fn stats_page(
         workflow: workflow.clone(),
         app_version: None,
         bucket_ms: Some(width),
+        rollout: None,
     };
     let opened = match open_store(&console.settings, Access::Read).await {
         Ok(opened) => opened,
