@@ -51,6 +51,7 @@ impl Fixture {
             schema: schema.clone(),
             pool_size: 4,
             password: None,
+            ca_file: None,
         };
         let store = PgStore::connect_with(&postgres_url(), options)
             .await
@@ -1063,6 +1064,7 @@ async fn postgres_two_processes_alerting_about_one_overdue_run_open_one_alert() 
         schema: fixture.schema.clone().unwrap(),
         pool_size: 4,
         password: None,
+        ca_file: None,
     };
     // Two handles, as two worker processes have: their writers batch apart
     let one = PgStore::connect_with(&postgres_url(), options())
@@ -1118,6 +1120,7 @@ async fn postgres_refuses_a_schema_written_by_a_newer_flow() {
         schema: schema.clone(),
         pool_size: 2,
         password: None,
+        ca_file: None,
     };
     let err = PgStore::connect_with(&postgres_url(), options)
         .await
@@ -1144,6 +1147,7 @@ async fn postgres_refuses_a_schema_it_did_not_create() {
         schema: schema.clone(),
         pool_size: 2,
         password: None,
+        ca_file: None,
     };
     let err = PgStore::connect_with(&postgres_url(), options)
         .await
@@ -1175,6 +1179,7 @@ async fn postgres_group_commit_writes_many_runs_checkpoints_in_few_transactions(
         schema: fixture.schema.clone().unwrap(),
         pool_size: 4,
         password: None,
+        ca_file: None,
     };
     let store = PgStore::connect_with(&postgres_url(), options)
         .await
