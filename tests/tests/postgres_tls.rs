@@ -126,7 +126,9 @@ fn the_store_speaks_tls_as_sslmode_says_and_checks_the_certificate_when_asked() 
         (row.get(0), row.get(1))
     });
     if ssl != "on" {
-        eprintln!("the test server has ssl = {ssl}: only the refusals are tested (see the test above)");
+        eprintln!(
+            "the test server has ssl = {ssl}: only the refusals are tested (see the test above)"
+        );
         return;
     }
     let schema = schema("modes");

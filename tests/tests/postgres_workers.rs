@@ -88,7 +88,10 @@ fn assert_one_executor_at_a_time(effects: &[Effect]) {
 fn starts(effects: &[Effect]) -> BTreeMap<(String, u32), Vec<u32>> {
     let mut starts: BTreeMap<(String, u32), Vec<u32>> = BTreeMap::new();
     for e in effects.iter().filter(|e| e.start) {
-        starts.entry((e.run.clone(), e.step)).or_default().push(e.pid);
+        starts
+            .entry((e.run.clone(), e.step))
+            .or_default()
+            .push(e.pid);
     }
     starts
 }
@@ -237,7 +240,11 @@ fn workers_whose_sessions_are_terminated_reconnect_and_finish_without_a_step_in_
     let effects = effects(&cluster);
     assert_one_executor_at_a_time(&effects);
     for ((run, step), pids) in starts(&effects) {
-        assert_eq!(pids.len(), 1, "{run} step {step} (at most once) ran {pids:?}");
+        assert_eq!(
+            pids.len(),
+            1,
+            "{run} step {step} (at most once) ran {pids:?}"
+        );
     }
     let ends = effects.iter().filter(|e| !e.start).count();
     assert_eq!(ends, (RUNS * STEPS) as usize, "every step ended once");
@@ -258,8 +265,13 @@ fn an_idle_worker_wakes_at_once_for_a_run_enqueued_elsewhere_and_for_a_run_comin
     let enqueued = Instant::now();
     cluster.call(&["enqueue-many", "soak", "queued", "1", "1", "10"]);
     let cluster = &cluster;
-    let started = |run: &'static str| move || effects(cluster).iter().any(|e| e.start && e.run == run);
-    wait_until(10, "the run enqueued elsewhere to start", started("queued-0000"));
+    let started =
+        |run: &'static str| move || effects(cluster).iter().any(|e| e.start && e.run == run);
+    wait_until(
+        10,
+        "the run enqueued elsewhere to start",
+        started("queued-0000"),
+    );
     let queued_after = enqueued.elapsed();
 
     // A run delayed by 2 s: the listener wakes the worker when it is due
@@ -267,6 +279,7 @@ fn an_idle_worker_wakes_at_once_for_a_run_enqueued_elsewhere_and_for_a_run_comin
     cluster.call(&["enqueue-many", "soak", "delayed", "1", "1", "10", "2000"]);
     wait_until(10, "the delayed run to start", started("delayed-0000"));
     let delayed_after = enqueued.elapsed();
+    cluster.finished_runs(&["queued-0000".into(), "delayed-0000".into()], 60);
     let reports = cluster.stop(vec![worker]);
     assert_eq!(
         reports,

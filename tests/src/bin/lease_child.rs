@@ -141,13 +141,17 @@ fn main() {
                     "steps": args[4].parse::<u32>().unwrap(),
                     "ms": args[5].parse::<u64>().unwrap(),
                 });
-                let delay = args.get(6).map(|ms| Duration::from_millis(ms.parse().unwrap()));
+                let delay = args
+                    .get(6)
+                    .map(|ms| Duration::from_millis(ms.parse().unwrap()));
                 for i in 0..n {
                     let mut options = flow::RunOptions::new().id(format!("{prefix}-{i:04}"));
                     if let Some(delay) = delay {
                         options = options.delay(delay);
                     }
-                    flow.enqueue(workflow, options, input.clone()).await.unwrap();
+                    flow.enqueue(workflow, options, input.clone())
+                        .await
+                        .unwrap();
                 }
             }
             Some("worker") => {

@@ -64,10 +64,8 @@ pub(super) async fn commit<T>(
     let xid = client
         .prepare_cached("SELECT txid_current_if_assigned()")
         .await?;
-    let (xid, committed) = futures::join!(
-        client.query_one(&xid, &[]),
-        client.batch_execute("COMMIT")
-    );
+    let (xid, committed) =
+        futures::join!(client.query_one(&xid, &[]), client.batch_execute("COMMIT"));
     match committed {
         Ok(()) => Ok(value),
         Err(err) if writer::is_lost_connection(&err) => {

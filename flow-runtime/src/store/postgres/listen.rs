@@ -70,9 +70,7 @@ async fn listen(
         Ok::<(), tokio_postgres::Error>(())
     };
     let driver = tokio::spawn(driver);
-    let listening = client
-        .batch_execute(&format!("LISTEN \"{channel}\""))
-        .await;
+    let listening = client.batch_execute(&format!("LISTEN \"{channel}\"")).await;
     if let Err(err) = listening {
         driver.abort();
         return Err(err);
@@ -87,9 +85,9 @@ async fn listen(
             timers.pop_first();
             signal.notify_one();
         }
-        let wait = timers
-            .first()
-            .map_or(Duration::from_secs(3600), |at| Duration::from_millis(at - now));
+        let wait = timers.first().map_or(Duration::from_secs(3600), |at| {
+            Duration::from_millis(at - now)
+        });
         tokio::select! {
             payload = payloads.recv() => match payload {
                 Some(payload) if payload == QUEUED => signal.notify_one(),
@@ -109,7 +107,5 @@ async fn listen(
         }
     }
     drop(client);
-    driver
-        .await
-        .unwrap_or(Ok(()))
+    driver.await.unwrap_or(Ok(()))
 }

@@ -185,16 +185,14 @@ async fn write_batch(shared: &Shared, batch: Vec<Request>) {
         // Whether the batch may be written again: it surely did not commit and the failure
         // was the connection's, not the batch's
         let unknown = match failure {
-            Failure::Unknown { xid, outcomes, err } => {
-                match resolve(shared, xid, deadline).await {
-                    Some(true) => {
-                        tracing::info!(target = %shared.target, error = %err, "a store batch lost its connection at COMMIT; the server says it committed");
-                        break Ok(outcomes);
-                    }
-                    Some(false) => err,
-                    None => break Err(Failure::Other(err)),
+            Failure::Unknown { xid, outcomes, err } => match resolve(shared, xid, deadline).await {
+                Some(true) => {
+                    tracing::info!(target = %shared.target, error = %err, "a store batch lost its connection at COMMIT; the server says it committed");
+                    break Ok(outcomes);
                 }
-            }
+                Some(false) => err,
+                None => break Err(Failure::Other(err)),
+            },
             Failure::Other(err) if is_lost_connection(&err) => err,
             Failure::Store(err @ StoreError::Unavailable { .. }) => {
                 if std::time::Instant::now() + pause >= deadline {
@@ -228,9 +226,9 @@ async fn write_batch(shared: &Shared, batch: Vec<Request>) {
         }
         Err(failure) => {
             let err = match failure {
-                Failure::Conflict(err)
-                | Failure::Other(err)
-                | Failure::Unknown { err, .. } => shared.error(err),
+                Failure::Conflict(err) | Failure::Other(err) | Failure::Unknown { err, .. } => {
+                    shared.error(err)
+                }
                 Failure::Store(err) => err,
             };
             tracing::error!(target = %shared.target, error = %err, requests, "store commit failed");
@@ -494,8 +492,15 @@ async fn apply_on(
     }
     // Idle workers elsewhere wake for a queued run at once, for a wake-up time when it comes
     // (`listen`); delivered when the batch commits
-    let written = || creates.iter().map(|(row, _)| row).chain(runs.values().copied());
-    let queued = written().any(|row| row.queued).then_some(super::listen::QUEUED);
+    let written = || {
+        creates
+            .iter()
+            .map(|(row, _)| row)
+            .chain(runs.values().copied())
+    };
+    let queued = written()
+        .any(|row| row.queued)
+        .then_some(super::listen::QUEUED);
     let timer = written()
         .filter_map(|row| row.timer_at)
         .min()
