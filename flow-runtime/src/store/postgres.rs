@@ -187,6 +187,7 @@ struct Shared {
 #[derive(Default)]
 struct Counters {
     commits: AtomicU64,
+    deferred_commits: AtomicU64,
     writes: AtomicU64,
 }
 
@@ -277,9 +278,24 @@ impl PgStore {
     pub fn stats(&self) -> StoreStats {
         StoreStats {
             commits: self.inner.stats.commits.load(Ordering::Relaxed),
-            deferred_commits: 0,
+            deferred_commits: self.inner.stats.deferred_commits.load(Ordering::Relaxed),
             writes: self.inner.stats.writes.load(Ordering::Relaxed),
         }
+    }
+
+    /// Sends a commit to the writer: `durable`, or deferred (a batch of deferred commits only
+    /// does not wait for the server's disk).
+    async fn commit_ops(&self, writes: Vec<Write>, durable: bool) -> Result<(), StoreError> {
+        let ops = writes
+            .into_iter()
+            .map(writer::Op::encode)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.send(|reply| writer::Request::Commit {
+            ops,
+            durable,
+            reply,
+        })
+        .await
     }
 
     async fn send<T>(
@@ -744,14 +760,11 @@ impl Store for PgStore {
     }
 
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            let ops = writes
-                .into_iter()
-                .map(writer::Op::encode)
-                .collect::<Result<Vec<_>, _>>()?;
-            self.send(|reply| writer::Request::Commit { ops, reply })
-                .await
-        })
+        Box::pin(async move { self.commit_ops(writes, true).await })
+    }
+
+    fn commit_deferred(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.commit_ops(writes, false).await })
     }
 
     fn run(&self, id: &RunId) -> BoxFuture<'_, Result<Option<RunRecord>, StoreError>> {

@@ -42,6 +42,8 @@ pub(super) enum Request {
     },
     Commit {
         ops: Vec<Op>,
+        /// `false` for a deferred commit ([`crate::store::Store::commit_deferred`]).
+        durable: bool,
         reply: Reply<()>,
     },
 }
@@ -160,10 +162,22 @@ pub(super) async fn run(shared: Arc<Shared>, mut inbox: mpsc::UnboundedReceiver<
 async fn write_batch(shared: &Shared, batch: Vec<Request>) {
     let mut creates = Vec::new();
     let mut commits = Vec::new();
+    // A batch of deferred commits only does not wait for the server's disk
+    let mut durable = false;
     for request in batch {
         match request {
-            Request::CreateRun { row, reply } => creates.push((row, reply)),
-            Request::Commit { ops, reply } => commits.push((ops, reply)),
+            Request::CreateRun { row, reply } => {
+                durable = true;
+                creates.push((row, reply));
+            }
+            Request::Commit {
+                ops,
+                durable: d,
+                reply,
+            } => {
+                durable |= d;
+                commits.push((ops, reply));
+            }
         }
     }
     let requests = (creates.len() + commits.len()) as u64;
@@ -174,7 +188,7 @@ async fn write_batch(shared: &Shared, batch: Vec<Request>) {
     let mut attempt = 0;
     let result = loop {
         attempt += 1;
-        let failure = match apply(shared, &creates, &commits).await {
+        let failure = match apply(shared, durable, &creates, &commits).await {
             Ok(outcomes) => break Ok(outcomes),
             Err(Failure::Conflict(err)) if attempt < 3 => {
                 tracing::debug!(error = %err, "a store batch lost a race; writing it again");
@@ -215,7 +229,12 @@ async fn write_batch(shared: &Shared, batch: Vec<Request>) {
     match result {
         Ok((created, committed)) => {
             crate::metrics::store_commit(requests as usize, started.elapsed().as_secs_f64());
-            shared.stats.commits.fetch_add(1, Ordering::Relaxed);
+            let counter = if durable {
+                &shared.stats.commits
+            } else {
+                &shared.stats.deferred_commits
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
             shared.stats.writes.fetch_add(requests, Ordering::Relaxed);
             for ((_, reply), outcome) in creates.into_iter().zip(created) {
                 let _ = reply.send(outcome);
@@ -344,11 +363,12 @@ pub(super) const NOTIFY: &str = "SELECT pg_notify($1, $2)::text";
 /// Writes the batch in one transaction; the outer error fails the whole batch.
 async fn apply(
     shared: &Shared,
+    durable: bool,
     creates: &[(RunRow, Reply<CreateRun>)],
     commits: &[(Vec<Op>, Reply<()>)],
 ) -> Result<Outcomes, Failure> {
     let client = shared.client().await?;
-    let result = apply_on(&client, &shared.schema, creates, commits).await;
+    let result = apply_on(&client, &shared.schema, durable, creates, commits).await;
     if result.is_err() {
         // Leaves the connection usable for the pool's next user (an error aborted the block)
         let _ = client.batch_execute("ROLLBACK").await;
@@ -359,6 +379,7 @@ async fn apply(
 async fn apply_on(
     client: &deadpool_postgres::Object,
     channel: &str,
+    durable: bool,
     creates: &[(RunRow, Reply<CreateRun>)],
     commits: &[(Vec<Op>, Reply<()>)],
 ) -> Result<Outcomes, Failure> {
@@ -380,8 +401,15 @@ async fn apply_on(
     // The transaction's id comes with its first answer: if the connection fails once COMMIT is
     // sent, it tells whether the batch committed
     let xid = client.prepare_cached("SELECT txid_current()").await?;
+    // Deferred commits only: the server answers COMMIT before its WAL reaches the disk; the
+    // WAL is written in order, so a later durable commit makes this one durable too
+    let begin = if durable {
+        "BEGIN"
+    } else {
+        "BEGIN; SET LOCAL synchronous_commit = off"
+    };
     let (begun, xid, locked) = futures::join!(
-        client.batch_execute("BEGIN"),
+        client.batch_execute(begin),
         client.query_one(&xid, &[]),
         client.query(&lock, &lock_params)
     );
@@ -517,6 +545,23 @@ async fn apply_on(
         .iter()
         .zip(&statements)
         .map(|(stmt, (_, params))| client.query(stmt, params));
+    if creates.is_empty() && renewals.is_empty() && alert_ops.is_empty() {
+        // Nothing to read back: COMMIT goes with the writes, in the same round trip. Once it
+        // is sent, a lost connection leaves the outcome to the transaction id
+        let (written, done) = futures::join!(
+            futures::future::try_join_all(queries),
+            client.batch_execute("COMMIT")
+        );
+        return match written.and(done) {
+            Ok(()) => Ok((Vec::new(), committed)),
+            Err(err) if is_lost_connection(&err) => Err(Failure::Unknown {
+                xid,
+                outcomes: (Vec::new(), committed),
+                err,
+            }),
+            Err(err) => Err(err.into()),
+        };
+    }
     let mut results = futures::future::try_join_all(queries).await?;
 
     // Which creates took their id; the others find the run that has it
