@@ -11,15 +11,11 @@ use flow_runtime::store::{
     ScheduleFire, ScheduleWrite, StepId, StepRecord, StepStatus, Store, StoreError, Write,
 };
 use flow_runtime::Overlap;
+use flow_tests::pg::{sql, url as postgres_url};
 use serde_json::json;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn postgres_url() -> String {
-    std::env::var("FLOW_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
 
 /// A store under test and what to remove afterwards.
 struct Fixture {
@@ -75,16 +71,6 @@ impl Fixture {
             drop_schema(&schema).await;
         }
     }
-}
-
-async fn sql(statement: &str) {
-    let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let connection = tokio::spawn(connection);
-    client.batch_execute(statement).await.unwrap();
-    drop(client);
-    let _ = connection.await;
 }
 
 async fn drop_schema(schema: &str) {
