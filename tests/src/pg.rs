@@ -2,7 +2,7 @@
 //! test's own, and a cluster of worker processes (`lease_child`) on a schema of its own.
 
 use crate::lines;
-use flow_runtime::store::{PgOptions, PgStore, RunRecord, Store};
+use flow_runtime::store::{PgOptions, PgStore, RunRecord, RunStatus, Store};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -174,7 +174,7 @@ impl Cluster {
     }
 
     /// Waits until the runs `ids` are stored as finished (their ends written, not just their
-    /// last steps), up to `secs` seconds, and returns them.
+    /// last steps) or waiting for an operator, up to `secs` seconds, and returns them.
     pub fn finished_runs(&self, ids: &[String], secs: u64) -> Vec<RunRecord> {
         block_on(async {
             let store = self.store().await;
@@ -183,7 +183,8 @@ impl Cluster {
             for id in ids {
                 loop {
                     let run = store.run(&id.as_str().into()).await.unwrap().unwrap();
-                    if run.status.is_finished() {
+                    // A run waiting for an operator will not finish by itself
+                    if run.status.is_finished() || run.status == RunStatus::NeedsAttention {
                         done.push(run);
                         break;
                     }
