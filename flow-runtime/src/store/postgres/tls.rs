@@ -296,3 +296,46 @@ fn certificate_problem(why: &CertificateError) -> String {
         other => format!("the server's certificate was refused ({other:?}): check the server's certificate and `ca_file` in [flow.postgres], or use sslmode=require to encrypt without checking it"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{take_sslmode, SslMode};
+
+    #[test]
+    fn sslmode_is_taken_out_of_urls_and_key_value_strings() {
+        let cases = [
+            ("postgres://u@h/db", "postgres://u@h/db", SslMode::Prefer),
+            (
+                "postgres://u@h/db?sslmode=verify-full",
+                "postgres://u@h/db",
+                SslMode::VerifyFull,
+            ),
+            (
+                "postgresql://u@h/db?application_name=a&sslmode=verify-ca&connect_timeout=3",
+                "postgresql://u@h/db?application_name=a&connect_timeout=3",
+                SslMode::VerifyCa,
+            ),
+            (
+                "host=h user=u sslmode=require dbname=db",
+                "host=h user=u dbname=db",
+                SslMode::Require,
+            ),
+            ("host=h sslmode='disable'", "host=h", SslMode::Disable),
+        ];
+        for (url, rest, mode) in cases {
+            let (taken, found) = take_sslmode(url).unwrap();
+            assert_eq!((taken.as_str(), found), (rest, mode), "{url}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_sslmode_is_refused_with_the_modes_flow_knows() {
+        let err = take_sslmode("postgres://u@h/db?sslmode=allow")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`allow`") && err.contains("verify-full"),
+            "{err}"
+        );
+    }
+}
