@@ -299,6 +299,7 @@ fn certificate_problem(why: &CertificateError) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::{take_sslmode, SslMode};
 
     #[test]
