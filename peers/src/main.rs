@@ -145,7 +145,17 @@ async fn flow_once(
     let store = Arc::new(RedbStore::open_with(path, flow::Sharing::Exclusive)?);
     store.set_durability(durability);
     let flow = flow::Flow::builder().store(store.clone());
-    let flow = &flow;
+    let took = flow_workload(&flow, workload).await?;
+    Ok(Repetition {
+        took,
+        syncs: store.stats().commits,
+        transactions: None,
+    })
+}
+
+/// Starts `workload.runs` runs, `workload.in_flight` at a time, and waits for every outcome;
+/// returns the time from the first start to the last outcome.
+async fn flow_workload(flow: &flow::Flow, workload: Workload) -> Result<Duration, Box<dyn Error>> {
     let start = Instant::now();
     let mut outcomes = futures::stream::iter(0..workload.runs)
         .map(|run| async move {
@@ -162,11 +172,7 @@ async fn flow_once(
     while let Some(outcome) = outcomes.next().await {
         outcome?;
     }
-    Ok(Repetition {
-        took: start.elapsed(),
-        syncs: store.stats().commits,
-        transactions: None,
-    })
+    Ok(start.elapsed())
 }
 
 /// One repetition of `workload` on flow's PostgreSQL store in a freshly created database, with
@@ -182,37 +188,13 @@ async fn flow_postgres_once(
     let (syncs_before, transactions_before) = postgres_counts(admin, FLOW_DATABASE).await?;
     let url = format!("{server}/{FLOW_DATABASE}");
     let store = Arc::new(PgStore::connect_with(&url, PgOptions::default()).await?);
-    let handle = flow::Flow::builder().store(store.clone());
-    let flow = &handle;
-    let start = Instant::now();
-    let mut outcomes = futures::stream::iter(0..workload.runs)
-        .map(|run| async move {
-            let options = flow::RunOptions::new().id(format!("run-{run:06}"));
-            let handle = ten_noops::start_with(flow, options, run)
-                .await
-                .map_err(|e| format!("flow: run {run} did not start: {e}"))?;
-            handle
-                .outcome()
-                .await
-                .map_err(|e| format!("flow: run {run} did not succeed: {e:?}"))
-        })
-        .buffer_unordered(workload.in_flight);
-    let mut failed = None;
-    while let Some(outcome) = outcomes.next().await {
-        if let Err(e) = outcome {
-            failed = Some(e);
-            break;
-        }
-    }
-    let took = start.elapsed();
-    drop(outcomes);
+    let flow = flow::Flow::builder().store(store.clone());
+    let took = flow_workload(&flow, workload).await;
     let commits = store.stats();
     // Closing the last handle closes the pool, so every session reports its counts
-    drop(handle);
+    drop(flow);
     drop(store);
-    if let Some(e) = failed {
-        return Err(e.into());
-    }
+    let took = took?;
     let (syncs, transactions) = postgres_counts(admin, FLOW_DATABASE).await?;
     eprintln!(
         "flow (PostgreSQL): {} group commits ({} of them deferred) for {} requests",
