@@ -1204,3 +1204,65 @@ async fn postgres_group_commit_writes_many_runs_checkpoints_in_few_transactions(
     drop(store);
     fixture.finish().await;
 }
+
+/// Deferred checkpoints (repeat-safe steps) go to PostgreSQL as asynchronous commits: a batch of
+/// deferred commits only is counted apart from the durable ones, a durable request makes its
+/// batch durable, and what either wrote is read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_deferred_commits_are_counted_apart_and_written() {
+    let fixture = Fixture::postgres().await;
+    let store = &fixture.store;
+    let CreateRun::Created(claim) = store
+        .create_run(run("deferred", RunStatus::Running, NOW))
+        .await
+        .unwrap()
+    else {
+        panic!("the run exists")
+    };
+    let pg = PgStore::connect_with(
+        &postgres_url(),
+        PgOptions {
+            schema: fixture.schema.clone().unwrap(),
+            pool_size: 2,
+            ..PgOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let before = pg.stats();
+    for (i, key) in ["a", "b", "c"].into_iter().enumerate() {
+        pg.commit_deferred(vec![
+            Write::CheckClaim(claim.clone()),
+            Write::PutStep(step("deferred", key, "1", json!(i))),
+        ])
+        .await
+        .unwrap();
+    }
+    pg.commit(vec![
+        Write::CheckClaim(claim.clone()),
+        Write::PutStep(step("deferred", "d", "1", json!(3))),
+    ])
+    .await
+    .unwrap();
+    let after = pg.stats();
+    assert_eq!(after.deferred_commits - before.deferred_commits, 3);
+    assert_eq!(after.commits - before.commits, 1);
+    let outputs: Vec<_> = store
+        .steps(&"deferred".into())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.output)
+        .collect();
+    assert_eq!(
+        outputs,
+        vec![
+            Some(json!(0)),
+            Some(json!(1)),
+            Some(json!(2)),
+            Some(json!(3))
+        ]
+    );
+    drop(pg);
+    fixture.finish().await;
+}
