@@ -123,7 +123,7 @@ fn three_workers_killed_at_random_finish_500_runs_with_every_effect_accounted_fo
     const RUNS: u32 = 500;
     const STEPS: u32 = 10;
     const CONCURRENCY: usize = 8;
-    let cluster = cluster("soak", 2_000).env("LEASE_CONCURRENCY", &CONCURRENCY.to_string());
+    let cluster = cluster("soak", 5_000).env("LEASE_CONCURRENCY", &CONCURRENCY.to_string());
     cluster.call(&[
         "enqueue-many",
         "soak",
@@ -204,7 +204,7 @@ fn workers_whose_sessions_are_terminated_reconnect_and_finish_without_a_step_in_
     const RUNS: u32 = 100;
     const STEPS: u32 = 6;
     let app = format!("flow_test_kill_{}", std::process::id());
-    let mut cluster = cluster("terminate", 2_000).env("LEASE_CONCURRENCY", "8");
+    let mut cluster = cluster("terminate", 5_000).env("LEASE_CONCURRENCY", "8");
     cluster.url = format!("{}?application_name={app}", cluster.url);
     cluster.call(&[
         "enqueue-many",
