@@ -154,13 +154,16 @@ pub(super) async fn claim(
     let ClaimRequest { owner, lease, take } = request;
     let mut take = Some(take);
     transaction!(shared, |client| {
-        let now = crate::store::now_ms();
         let stmt = client
             .prepare_cached("SELECT record::text FROM runs WHERE id = $1 FOR UPDATE")
             .await?;
         let Some(row) = client.query_opt(&stmt, &[&id.as_str()]).await? else {
             return Ok(ClaimOutcome::Missing);
         };
+        // The time once the row is locked: the lock may have been waited for (a frozen
+        // process's transaction holds it until the server ends that session), and a lease
+        // counted from before the wait would be over when the claim commits
+        let now = crate::store::now_ms();
         let mut run = decode_run(id.as_str(), row.get(0))?;
         if run.is_held(now) {
             return Ok(ClaimOutcome::Held(run));
