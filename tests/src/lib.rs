@@ -1,5 +1,7 @@
 //! Helpers shared by flow's behaviour tests: a fresh store per test and execution counters.
 
+pub mod pg;
+
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 

@@ -5,160 +5,14 @@
 //! writes are refused (the fencing token) and it stops that run. Assertions read the effect log
 //! the steps append to (`lease_child`), the workers' reports and the store, never timings.
 
-use flow_runtime::store::{PgOptions, PgStore, RunRecord, RunStatus, Store};
-use flow_tests::{lines, wait_until};
+use flow_runtime::store::RunStatus;
+use flow_tests::pg::Cluster;
+use flow_tests::wait_until;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
-fn postgres_url() -> String {
-    std::env::var("FLOW_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
-}
-
-async fn sql(statement: &str) {
-    let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let connection = tokio::spawn(connection);
-    client.batch_execute(statement).await.unwrap();
-    drop(client);
-    let _ = connection.await;
-}
-
-/// A schema of its own on the test server, an effect log and a stop file; the schema is
-/// dropped at the end.
-struct Cluster {
-    dir: tempfile::TempDir,
-    schema: String,
-    lease_ms: u64,
-    /// Workers started, killed at the end if still there (a failed assertion must not leave a
-    /// frozen worker holding locks on the schema it drops).
-    pids: std::sync::Mutex<Vec<u32>>,
-}
-
-impl Cluster {
-    fn new(name: &str, lease_ms: u64) -> Cluster {
-        let schema = format!("flow_test_{name}_{}", std::process::id());
-        block_on(sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")));
-        Cluster {
-            dir: tempfile::tempdir().unwrap(),
-            schema,
-            lease_ms,
-            pids: std::sync::Mutex::new(Vec::new()),
-        }
-    }
-
-    fn log(&self) -> PathBuf {
-        self.dir.path().join("effects.log")
-    }
-
-    fn command(&self, machine: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lease_child"));
-        cmd.args(args)
-            .env("LEASE_PG", postgres_url())
-            .env("LEASE_SCHEMA", &self.schema)
-            .env("LEASE_MS", self.lease_ms.to_string())
-            .env("LEASE_LOG", self.log())
-            .env("LEASE_STOP", self.dir.path().join("stop"))
-            .env("FLOW_MACHINE_ID", machine)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
-    }
-
-    fn enqueue(&self, id: &str, steps: u32, ms: u64) {
-        let out = self
-            .command(
-                "test",
-                &["enqueue", id, &steps.to_string(), &ms.to_string()],
-            )
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn worker(&self, machine: &str) -> Child {
-        let child = self.command(machine, &["worker"]).spawn().unwrap();
-        self.pids.lock().unwrap().push(child.id());
-        child
-    }
-
-    /// Stops the workers and returns each one's report line.
-    fn stop(&self, workers: Vec<Child>) -> Vec<String> {
-        std::fs::write(self.dir.path().join("stop"), b"").unwrap();
-        workers
-            .into_iter()
-            .map(|child| {
-                let out = child.wait_with_output().unwrap();
-                assert!(
-                    out.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                String::from_utf8_lossy(&out.stdout).trim().to_owned()
-            })
-            .collect()
-    }
-
-    fn effects(&self) -> Vec<String> {
-        lines(&self.log())
-    }
-
-    /// Waits until run `id` is stored as finished (its end written, not just its last step)
-    /// and returns it.
-    fn finished_run(&self, id: &str) -> RunRecord {
-        block_on(async {
-            let options = PgOptions {
-                schema: self.schema.clone(),
-                pool_size: 2,
-                password: None,
-            };
-            let store = PgStore::connect_with(&postgres_url(), options)
-                .await
-                .unwrap();
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-            loop {
-                let run = store.run(&id.into()).await.unwrap().unwrap();
-                if run.status.is_finished() {
-                    return run;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "run {id} never finished: {run:?}"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-        })
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for pid in self.pids.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .stderr(Stdio::null())
-                .status();
-        }
-        block_on(sql(&format!(
-            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
-            self.schema
-        )));
-    }
+fn cluster(name: &str, lease_ms: u64) -> Cluster {
+    Cluster::new(env!("CARGO_BIN_EXE_lease_child"), name, lease_ms)
 }
 
 /// One effect line: what (`start`/`end`), the step and the pid.
@@ -193,7 +47,7 @@ fn signal(child: &Child, sig: &str) {
 /// worker's recovery (every 100 ms) resumes the run.
 #[test]
 fn a_run_longer_than_several_leases_stays_with_the_worker_that_renews_it() {
-    let cluster = Cluster::new("lease_long", 800);
+    let cluster = cluster("lease_long", 800);
     cluster.enqueue("long", 12, 300);
     let workers = vec![cluster.worker("machine-a"), cluster.worker("machine-b")];
     let run = cluster.finished_run("long");
@@ -231,7 +85,7 @@ fn a_run_longer_than_several_leases_stays_with_the_worker_that_renews_it() {
 /// later step runs once, in B.
 #[test]
 fn a_worker_frozen_past_its_lease_loses_the_run_and_its_writes_are_refused() {
-    let cluster = Cluster::new("lease_frozen", 1_000);
+    let cluster = cluster("lease_frozen", 1_000);
     cluster.enqueue("frozen", 8, 500);
     let a = cluster.worker("machine-a");
     wait_until(60, "worker A's first step", || {

@@ -4,33 +4,11 @@
 //! (`worker_child`) in child processes, each test in a schema of its own. An unreachable
 //! server is a clear error with the store's exit code.
 
+use flow_tests::pg::{drop_schema, url as postgres_url};
 use flow_tests::{lines, wait_until};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-
-fn postgres_url() -> String {
-    std::env::var("FLOW_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-async fn sql(statement: &str) {
-    let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let connection = tokio::spawn(connection);
-    client.batch_execute(statement).await.unwrap();
-    drop(client);
-    let _ = connection.await;
-}
-
-fn drop_schema(schema: &str) {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")));
-}
 
 /// A working directory and a schema of its own, dropped at the end.
 struct App {
@@ -204,6 +182,10 @@ fn bad_postgres_and_lease_settings_stop_the_process_before_it_connects() {
         .env("FLOW_POSTGRES__SCHEMA", "1-bad")
         .env("FLOW_POSTGRES__POOL_SIZE", "0")
         .env("FLOW_LEASE", "50ms")
+        .env(
+            "FLOW_POSTGRES__CA_FILE",
+            app.dir.path().join("missing-ca.pem"),
+        )
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -211,12 +193,17 @@ fn bad_postgres_and_lease_settings_stop_the_process_before_it_connects() {
     for field in [
         "flow.postgres.schema",
         "flow.postgres.pool_size",
+        "flow.postgres.ca_file",
         "flow.lease",
     ] {
         assert!(stderr.contains(field), "{field}: {stderr}");
     }
     assert!(
         stderr.contains("shorter than the shortest lease, 200ms"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("cannot read the CA file") && stderr.contains("missing-ca.pem"),
         "{stderr}"
     );
 }

@@ -11,15 +11,11 @@ use flow_runtime::store::{
     ScheduleFire, ScheduleWrite, StepId, StepRecord, StepStatus, Store, StoreError, Write,
 };
 use flow_runtime::Overlap;
+use flow_tests::pg::{sql, url as postgres_url};
 use serde_json::json;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn postgres_url() -> String {
-    std::env::var("FLOW_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
 
 /// A store under test and what to remove afterwards.
 struct Fixture {
@@ -51,6 +47,7 @@ impl Fixture {
             schema: schema.clone(),
             pool_size: 4,
             password: None,
+            ca_file: None,
         };
         let store = PgStore::connect_with(&postgres_url(), options)
             .await
@@ -74,16 +71,6 @@ impl Fixture {
             drop_schema(&schema).await;
         }
     }
-}
-
-async fn sql(statement: &str) {
-    let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let connection = tokio::spawn(connection);
-    client.batch_execute(statement).await.unwrap();
-    drop(client);
-    let _ = connection.await;
 }
 
 async fn drop_schema(schema: &str) {
@@ -1063,6 +1050,7 @@ async fn postgres_two_processes_alerting_about_one_overdue_run_open_one_alert() 
         schema: fixture.schema.clone().unwrap(),
         pool_size: 4,
         password: None,
+        ca_file: None,
     };
     // Two handles, as two worker processes have: their writers batch apart
     let one = PgStore::connect_with(&postgres_url(), options())
@@ -1118,6 +1106,7 @@ async fn postgres_refuses_a_schema_written_by_a_newer_flow() {
         schema: schema.clone(),
         pool_size: 2,
         password: None,
+        ca_file: None,
     };
     let err = PgStore::connect_with(&postgres_url(), options)
         .await
@@ -1144,6 +1133,7 @@ async fn postgres_refuses_a_schema_it_did_not_create() {
         schema: schema.clone(),
         pool_size: 2,
         password: None,
+        ca_file: None,
     };
     let err = PgStore::connect_with(&postgres_url(), options)
         .await
@@ -1175,6 +1165,7 @@ async fn postgres_group_commit_writes_many_runs_checkpoints_in_few_transactions(
         schema: fixture.schema.clone().unwrap(),
         pool_size: 4,
         password: None,
+        ca_file: None,
     };
     let store = PgStore::connect_with(&postgres_url(), options)
         .await
@@ -1211,5 +1202,67 @@ async fn postgres_group_commit_writes_many_runs_checkpoints_in_few_transactions(
         assert_eq!(steps[0].output, Some(json!(claim.run_id.as_str())));
     }
     drop(store);
+    fixture.finish().await;
+}
+
+/// Deferred checkpoints (repeat-safe steps) go to PostgreSQL as asynchronous commits: a batch of
+/// deferred commits only is counted apart from the durable ones, a durable request makes its
+/// batch durable, and what either wrote is read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_deferred_commits_are_counted_apart_and_written() {
+    let fixture = Fixture::postgres().await;
+    let store = &fixture.store;
+    let CreateRun::Created(claim) = store
+        .create_run(run("deferred", RunStatus::Running, NOW))
+        .await
+        .unwrap()
+    else {
+        panic!("the run exists")
+    };
+    let pg = PgStore::connect_with(
+        &postgres_url(),
+        PgOptions {
+            schema: fixture.schema.clone().unwrap(),
+            pool_size: 2,
+            ..PgOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let before = pg.stats();
+    for (i, key) in ["a", "b", "c"].into_iter().enumerate() {
+        pg.commit_deferred(vec![
+            Write::CheckClaim(claim.clone()),
+            Write::PutStep(step("deferred", key, "1", json!(i))),
+        ])
+        .await
+        .unwrap();
+    }
+    pg.commit(vec![
+        Write::CheckClaim(claim.clone()),
+        Write::PutStep(step("deferred", "d", "1", json!(3))),
+    ])
+    .await
+    .unwrap();
+    let after = pg.stats();
+    assert_eq!(after.deferred_commits - before.deferred_commits, 3);
+    assert_eq!(after.commits - before.commits, 1);
+    let outputs: Vec<_> = store
+        .steps(&"deferred".into())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.output)
+        .collect();
+    assert_eq!(
+        outputs,
+        vec![
+            Some(json!(0)),
+            Some(json!(1)),
+            Some(json!(2)),
+            Some(json!(3))
+        ]
+    );
+    drop(pg);
     fixture.finish().await;
 }

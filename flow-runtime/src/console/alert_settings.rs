@@ -166,7 +166,7 @@ fn url_setting(value: &str, _: &()) -> garde::Result {
     }
 }
 
-fn ca_file_setting(path: &std::path::PathBuf, _: &()) -> garde::Result {
+pub(crate) fn ca_file_setting(path: &std::path::PathBuf, _: &()) -> garde::Result {
     let pem = std::fs::read(path).map_err(|e| {
         garde::Error::new(format!("cannot read the CA file {}: {e}", path.display()))
     })?;

@@ -779,6 +779,11 @@ pub struct PostgresSettings {
     /// The password, where the URL has none (`FLOW_POSTGRES__PASSWORD`).
     #[garde(skip)]
     pub password: Option<Secret>,
+    /// The CA certificates (a PEM file) that sign the server's certificate, trusted by
+    /// `sslmode=verify-full`, `verify-ca` and `require` in the URL instead of the bundled
+    /// Mozilla roots.
+    #[garde(inner(custom(super::alert_settings::ca_file_setting)))]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for PostgresSettings {
@@ -787,6 +792,7 @@ impl Default for PostgresSettings {
             pool_size: 16,
             schema: "flow".into(),
             password: None,
+            ca_file: None,
         }
     }
 }

@@ -657,6 +657,12 @@ pub trait Store: Send + Sync + 'static {
             Write::RenewLease { run_id, until_ms },
         ])
     }
+    /// A signal that another process may have work for this one: a run it enqueued, or a run
+    /// whose wake-up time came. A worker waits for it beside its poll interval. `None` (the
+    /// default) where the store cannot tell; polling finds the work then.
+    fn work_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
     /// Makes every write sent so far durable.
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })

@@ -15,6 +15,8 @@
 
 mod alerts;
 mod claims;
+mod listen;
+mod tls;
 mod writer;
 
 use super::{
@@ -28,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The schema version this build writes and reads in PostgreSQL (its own sequence, apart from
 /// redb's [`super::SCHEMA_VERSION`]). Migration `n` (1-based) of `MIGRATIONS` brings a schema
@@ -121,6 +123,10 @@ pub struct PgOptions {
     /// The password, if the URL has none (a `flow::Secret` setting): kept out of the URL so
     /// that the URL can be printed. Default `None`.
     pub password: Option<String>,
+    /// The CA certificates (PEM) that sign the server's certificate, for `sslmode=verify-ca`,
+    /// `verify-full` or `require` in the URL; without it those trust the Mozilla roots bundled
+    /// in `webpki-roots`. Default `None`.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for PgOptions {
@@ -129,6 +135,7 @@ impl Default for PgOptions {
             schema: "flow".into(),
             pool_size: 16,
             password: None,
+            ca_file: None,
         }
     }
 }
@@ -151,11 +158,26 @@ pub struct PgStore {
     inner: Arc<Shared>,
     /// Closing it stops the writer (after it answered what was sent).
     requests: mpsc::UnboundedSender<writer::Request>,
+    /// The `LISTEN` connection's task, started by the first [`Store::work_signal`]; stopped
+    /// with the store.
+    listener: std::sync::Mutex<Option<(Arc<tokio::sync::Notify>, tokio::task::JoinHandle<()>)>>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        let listener = self.listener.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, task)) = listener.as_ref() {
+            task.abort();
+        }
+    }
 }
 
 /// What the handle and the writer task share.
 struct Shared {
     pool: Pool,
+    /// The connections' settings and TLS, for the `LISTEN` connection.
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     /// `host:port/database schema=name`, without the password: for messages.
     target: String,
     schema: String,
@@ -165,6 +187,7 @@ struct Shared {
 #[derive(Default)]
 struct Counters {
     commits: AtomicU64,
+    deferred_commits: AtomicU64,
     writes: AtomicU64,
 }
 
@@ -191,6 +214,7 @@ impl PgStore {
     /// [`StoreError::NewerVersion`] if a newer flow wrote it.
     pub async fn connect_with(url: &str, options: PgOptions) -> Result<PgStore, StoreError> {
         check_schema_name(&options.schema)?;
+        let (url, ssl_mode) = tls::take_sslmode(url)?;
         let mut config: tokio_postgres::Config = url.parse().map_err(|err| {
             StoreError::Backend(format!(
                 "the PostgreSQL URL is invalid ({err}); expected postgres://user:password@host:port/database"
@@ -199,6 +223,8 @@ impl PgStore {
         if let Some(password) = &options.password {
             config.password(password.as_bytes());
         }
+        config.ssl_mode(ssl_mode.driver());
+        let tls = tls::connector(ssl_mode, options.ca_file.as_deref())?;
         let target = format!("{} schema={}", describe(&config), options.schema);
         // Every statement names tables unqualified: the schema is the connection's search path.
         // A process frozen (SIGSTOP, a VM paused) inside a transaction would hold its row locks
@@ -210,13 +236,14 @@ impl PgStore {
             options.schema,
             IDLE_IN_TRANSACTION.as_millis()
         ));
+        // `flow:<program>` in pg_stat_activity, unless the URL names the application
         if config.get_application_name().is_none() {
-            config.application_name("flow");
+            config.application_name(application_name());
         }
-        migrate(&config, &options.schema, &target).await?;
+        migrate(&config, &tls, &options.schema, &target).await?;
         let manager = Manager::from_config(
-            config,
-            NoTls,
+            config.clone(),
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -227,13 +254,19 @@ impl PgStore {
             .map_err(|err| StoreError::Backend(format!("the connection pool: {err}")))?;
         let inner = Arc::new(Shared {
             pool,
+            config,
+            tls,
             target,
             schema: options.schema,
             stats: Counters::default(),
         });
         let (requests, inbox) = mpsc::unbounded_channel();
         tokio::spawn(writer::run(inner.clone(), inbox));
-        Ok(PgStore { inner, requests })
+        Ok(PgStore {
+            inner,
+            requests,
+            listener: std::sync::Mutex::new(None),
+        })
     }
 
     /// The server, database and schema, without the password.
@@ -245,9 +278,24 @@ impl PgStore {
     pub fn stats(&self) -> StoreStats {
         StoreStats {
             commits: self.inner.stats.commits.load(Ordering::Relaxed),
-            deferred_commits: 0,
+            deferred_commits: self.inner.stats.deferred_commits.load(Ordering::Relaxed),
             writes: self.inner.stats.writes.load(Ordering::Relaxed),
         }
+    }
+
+    /// Sends a commit to the writer: `durable`, or deferred (a batch of deferred commits only
+    /// does not wait for the server's disk).
+    async fn commit_ops(&self, writes: Vec<Write>, durable: bool) -> Result<(), StoreError> {
+        let ops = writes
+            .into_iter()
+            .map(writer::Op::encode)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.send(|reply| writer::Request::Commit {
+            ops,
+            durable,
+            reply,
+        })
+        .await
     }
 
     async fn send<T>(
@@ -284,11 +332,10 @@ impl Shared {
     }
 }
 
-/// What a driver error means for flow: a lost or refused connection is
-/// [`StoreError::Unavailable`] (retry later), anything else [`StoreError::Backend`].
-fn pg_error(target: &str, err: tokio_postgres::Error) -> StoreError {
-    let unavailable = match err.code() {
-        // No SQL state: the connection failed, closed or timed out
+/// Whether a driver error is the connection's: it failed, closed, timed out or the server
+/// ended the session (SQL states 08*, 57P01-03, 53300, or no state at all).
+fn is_unavailable(err: &tokio_postgres::Error) -> bool {
+    match err.code() {
         None => true,
         Some(code) => {
             code.code().starts_with("08")
@@ -300,12 +347,22 @@ fn pg_error(target: &str, err: tokio_postgres::Error) -> StoreError {
                 ]
                 .contains(code)
         }
-    };
+    }
+}
+
+/// What a driver error means for flow: a lost or refused connection is
+/// [`StoreError::Unavailable`] (retry later), a TLS setup the server or its certificate does
+/// not fit a configuration error ([`StoreError::Backend`], naming the fix), anything else
+/// [`StoreError::Backend`].
+fn pg_error(target: &str, err: tokio_postgres::Error) -> StoreError {
+    if let Some(problem) = tls::explain(&err) {
+        return StoreError::Backend(format!("PostgreSQL {target}: {problem}"));
+    }
     let detail = match err.as_db_error() {
         Some(db) => db.message().to_owned(),
         None => err.to_string(),
     };
-    if unavailable {
+    if is_unavailable(&err) {
         StoreError::Unavailable {
             target: target.to_owned(),
             detail,
@@ -321,6 +378,19 @@ fn is_conflict(err: &tokio_postgres::Error) -> bool {
         err.code(),
         Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
     )
+}
+
+/// `flow:` and the program's file name, at most 63 bytes (what PostgreSQL keeps).
+fn application_name() -> String {
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let mut name = format!("flow:{program}");
+    while name.len() > 63 {
+        name.pop();
+    }
+    name
 }
 
 fn describe(config: &tokio_postgres::Config) -> String {
@@ -369,11 +439,12 @@ fn lock_key(parts: &[&str]) -> i64 {
 /// processes starting together apply each migration once.
 async fn migrate(
     config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
     schema: &str,
     target: &str,
 ) -> Result<(), StoreError> {
     let err = |e| pg_error(target, e);
-    let (mut client, connection) = config.connect(NoTls).await.map_err(err)?;
+    let (mut client, connection) = config.connect(tls.clone()).await.map_err(err)?;
     let connection = tokio::spawn(connection);
     let key = lock_key(&["flow.migrate", schema]);
     client
@@ -689,14 +760,11 @@ impl Store for PgStore {
     }
 
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            let ops = writes
-                .into_iter()
-                .map(writer::Op::encode)
-                .collect::<Result<Vec<_>, _>>()?;
-            self.send(|reply| writer::Request::Commit { ops, reply })
-                .await
-        })
+        Box::pin(async move { self.commit_ops(writes, true).await })
+    }
+
+    fn commit_deferred(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.commit_ops(writes, false).await })
     }
 
     fn run(&self, id: &RunId) -> BoxFuture<'_, Result<Option<RunRecord>, StoreError>> {
@@ -934,6 +1002,16 @@ impl Store for PgStore {
                 })
                 .collect())
         })
+    }
+
+    fn work_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        let mut listener = self.listener.lock().unwrap_or_else(|e| e.into_inner());
+        let (signal, _) = listener.get_or_insert_with(|| {
+            let signal = Arc::new(tokio::sync::Notify::new());
+            let task = tokio::spawn(listen::run(Arc::downgrade(&self.inner), signal.clone()));
+            (signal, task)
+        });
+        Some(signal.clone())
     }
 
     fn schedule(

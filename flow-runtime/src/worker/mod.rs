@@ -96,7 +96,8 @@ impl Worker {
     }
 
     /// How often the worker looks for work when nothing tells it (default 100 ms). An enqueue
-    /// in this process and the end of a run wake it at once.
+    /// in this process and the end of a run wake it at once; on PostgreSQL so do an enqueue in
+    /// any process and a sleeping run coming due (`LISTEN/NOTIFY`).
     pub fn poll_interval(mut self, every: Duration) -> Worker {
         self.poll = every.max(Duration::from_millis(1));
         self
@@ -169,14 +170,24 @@ impl Worker {
         );
         // Aborted when the worker stops: a delivery cut short stays pending in the store
         let deliverer = AbortOnDrop(tokio::spawn(self.flow.clone().deliver_alerts_forever()));
+        // Other processes' enqueues and wake-up times, where the store can tell (PostgreSQL's
+        // LISTEN/NOTIFY); the poll interval covers the rest
+        let signal = self.flow.store().work_signal();
         tokio::pin!(stop);
         loop {
             state.reap();
             state.tick().await;
             let changed = self.flow.queue_changed().notified();
+            let signalled = async {
+                match &signal {
+                    Some(signal) => signal.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = &mut stop => break,
                 () = changed => {}
+                () = signalled => {}
                 () = tokio::time::sleep(state.until_next_check()) => {}
                 Some(ended) = state.tasks.join_next(), if !state.tasks.is_empty() => {
                     state.ended(ended.ok());

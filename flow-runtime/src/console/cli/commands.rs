@@ -173,6 +173,7 @@ pub(super) async fn connect_postgres(
             .password
             .as_ref()
             .map(|p| p.expose().to_owned()),
+        ca_file: settings.postgres.ca_file.clone(),
     };
     crate::store::PgStore::connect_with(url, options)
         .await

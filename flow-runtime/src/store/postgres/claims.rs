@@ -32,11 +32,7 @@ macro_rules! transaction {
                 .map_err(|e| shared.error(e))?;
             let result: Result<_, Fail> = async { $body }.await;
             let result = match result {
-                Ok(value) => $client
-                    .batch_execute("COMMIT")
-                    .await
-                    .map(|()| value)
-                    .map_err(Fail::Pg),
+                Ok(value) => super::claims::commit(shared, &$client, value).await,
                 Err(err) => Err(err),
             };
             match result {
@@ -55,6 +51,39 @@ macro_rules! transaction {
 }
 
 pub(super) use transaction;
+
+/// Commits the transaction that computed `value`. If the connection fails once `COMMIT` is
+/// sent, the transaction's id (read with it) tells whether it committed: a committed
+/// transaction returns its value, so a claim that took a run is never reported as failed; one
+/// that wrote nothing returns its value too (there was nothing to lose).
+pub(super) async fn commit<T>(
+    shared: &Shared,
+    client: &deadpool_postgres::Object,
+    value: T,
+) -> Result<T, Fail> {
+    let xid = client
+        .prepare_cached("SELECT txid_current_if_assigned()")
+        .await?;
+    let (xid, committed) =
+        futures::join!(client.query_one(&xid, &[]), client.batch_execute("COMMIT"));
+    match committed {
+        Ok(()) => Ok(value),
+        Err(err) if writer::is_lost_connection(&err) => {
+            match xid.ok().map(|row| row.get::<_, Option<i64>>(0)) {
+                Some(None) => Ok(value),
+                Some(Some(xid)) => {
+                    let deadline = std::time::Instant::now() + writer::RETRY_FOR;
+                    match writer::resolve(shared, xid, deadline).await {
+                        Some(true) => Ok(value),
+                        _ => Err(Fail::Pg(err)),
+                    }
+                }
+                None => Err(Fail::Pg(err)),
+            }
+        }
+        Err(err) => Err(Fail::Pg(err)),
+    }
+}
 
 pub(super) enum Fail {
     Pg(tokio_postgres::Error),
@@ -76,7 +105,9 @@ impl From<StoreError> for Fail {
 impl From<Failure> for Fail {
     fn from(failure: Failure) -> Self {
         match failure {
-            Failure::Conflict(err) | Failure::Other(err) => Fail::Pg(err),
+            Failure::Conflict(err) | Failure::Other(err) | Failure::Unknown { err, .. } => {
+                Fail::Pg(err)
+            }
             Failure::Store(err) => Fail::Store(err),
         }
     }
@@ -123,13 +154,16 @@ pub(super) async fn claim(
     let ClaimRequest { owner, lease, take } = request;
     let mut take = Some(take);
     transaction!(shared, |client| {
-        let now = crate::store::now_ms();
         let stmt = client
             .prepare_cached("SELECT record::text FROM runs WHERE id = $1 FOR UPDATE")
             .await?;
         let Some(row) = client.query_opt(&stmt, &[&id.as_str()]).await? else {
             return Ok(ClaimOutcome::Missing);
         };
+        // The time once the row is locked: the lock may have been waited for (a frozen
+        // process's transaction holds it until the server ends that session), and a lease
+        // counted from before the wait would be over when the claim commits
+        let now = crate::store::now_ms();
         let mut run = decode_run(id.as_str(), row.get(0))?;
         if run.is_held(now) {
             return Ok(ClaimOutcome::Held(run));
@@ -146,6 +180,13 @@ pub(super) async fn claim(
         run.hold(owner.clone(), lease, now);
         let row = RunRow::of(&run)?;
         let tokens = put_and_claim(&client, std::slice::from_ref(&row)).await?;
+        // A delayed run released into its queue wakes idle workers elsewhere (`listen`)
+        if row.queued {
+            let notify = client.prepare_cached(writer::NOTIFY).await?;
+            client
+                .execute(&notify, &[&shared.schema, &super::listen::QUEUED])
+                .await?;
+        }
         let token = tokens.get(id.as_str()).copied().unwrap_or(0);
         // An operator's cancel of a run nobody executes ends it here: its own alerts resolve
         // in this transaction

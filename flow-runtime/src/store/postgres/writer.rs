@@ -5,9 +5,14 @@
 //! one multi-row statement per table with `COMMIT`, pipelined. Alert streaks, which the rules
 //! must read before they write, take a few more round trips, only in batches that end runs.
 //!
-//! A commit whose claim moved is refused alone; the rest of its batch is written. A batch that
-//! fails (the connection dropped) fails each of its requests with the error, and nothing of it
-//! is written.
+//! A commit whose claim moved is refused alone; the rest of its batch is written. A batch whose
+//! connection failed (the server restarted, the session was terminated, the network dropped) is
+//! written again on another connection, with a growing pause, for up to [`RETRY_FOR`]: if it
+//! failed before its `COMMIT` was sent, nothing of it was written; if the `COMMIT` was sent and
+//! no answer came, the batch's transaction id (read with its `BEGIN`) tells whether it
+//! committed (`txid_status`), so a committed batch is answered as written and never applied
+//! twice. A batch that fails otherwise, or past the deadline, fails each of its requests with
+//! the error, and nothing of it is written.
 
 use super::{
     check_text, decode_run, is_conflict, ms, step_key, RunColumns, RunRow, Shared, PUT_RUNS,
@@ -25,6 +30,9 @@ use tokio_postgres::types::ToSql;
 /// The most requests one transaction takes.
 const MAX_BATCH: usize = 4096;
 
+/// How long a batch whose connection failed is tried again before its requests fail.
+pub(super) const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 pub(super) enum Request {
@@ -34,6 +42,8 @@ pub(super) enum Request {
     },
     Commit {
         ops: Vec<Op>,
+        /// `false` for a deferred commit ([`crate::store::Store::commit_deferred`]).
+        durable: bool,
         reply: Reply<()>,
     },
 }
@@ -152,29 +162,79 @@ pub(super) async fn run(shared: Arc<Shared>, mut inbox: mpsc::UnboundedReceiver<
 async fn write_batch(shared: &Shared, batch: Vec<Request>) {
     let mut creates = Vec::new();
     let mut commits = Vec::new();
+    // A batch of deferred commits only does not wait for the server's disk
+    let mut durable = false;
     for request in batch {
         match request {
-            Request::CreateRun { row, reply } => creates.push((row, reply)),
-            Request::Commit { ops, reply } => commits.push((ops, reply)),
+            Request::CreateRun { row, reply } => {
+                durable = true;
+                creates.push((row, reply));
+            }
+            Request::Commit {
+                ops,
+                durable: d,
+                reply,
+            } => {
+                durable |= d;
+                commits.push((ops, reply));
+            }
         }
     }
     let requests = (creates.len() + commits.len()) as u64;
     let started = std::time::Instant::now();
+    let deadline = started + RETRY_FOR;
+    let mut pause = std::time::Duration::from_millis(20);
     // A deadlock or serialization failure rolled everything back: once more, then report it
     let mut attempt = 0;
     let result = loop {
         attempt += 1;
-        match apply(shared, &creates, &commits).await {
+        let failure = match apply(shared, durable, &creates, &commits).await {
+            Ok(outcomes) => break Ok(outcomes),
             Err(Failure::Conflict(err)) if attempt < 3 => {
                 tracing::debug!(error = %err, "a store batch lost a race; writing it again");
+                continue;
             }
-            other => break other,
+            Err(failure) => failure,
+        };
+        // Whether the batch may be written again: it surely did not commit and the failure
+        // was the connection's, not the batch's
+        let unknown = match failure {
+            Failure::Unknown { xid, outcomes, err } => match resolve(shared, xid, deadline).await {
+                Some(true) => {
+                    tracing::info!(target = %shared.target, error = %err, "a store batch lost its connection at COMMIT; the server says it committed");
+                    break Ok(outcomes);
+                }
+                Some(false) => err,
+                None => break Err(Failure::Other(err)),
+            },
+            Failure::Other(err) if is_lost_connection(&err) => err,
+            Failure::Store(err @ StoreError::Unavailable { .. }) => {
+                if std::time::Instant::now() + pause >= deadline {
+                    break Err(Failure::Store(err));
+                }
+                tracing::warn!(target = %shared.target, error = %err, requests, "a store batch could not get a connection; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+                continue;
+            }
+            other => break Err(other),
+        };
+        if std::time::Instant::now() + pause >= deadline {
+            break Err(Failure::Other(unknown));
         }
+        tracing::warn!(target = %shared.target, error = %unknown, requests, "a store batch lost its connection before it committed; writing it again");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(1));
     };
     match result {
         Ok((created, committed)) => {
             crate::metrics::store_commit(requests as usize, started.elapsed().as_secs_f64());
-            shared.stats.commits.fetch_add(1, Ordering::Relaxed);
+            let counter = if durable {
+                &shared.stats.commits
+            } else {
+                &shared.stats.deferred_commits
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
             shared.stats.writes.fetch_add(requests, Ordering::Relaxed);
             for ((_, reply), outcome) in creates.into_iter().zip(created) {
                 let _ = reply.send(outcome);
@@ -185,7 +245,9 @@ async fn write_batch(shared: &Shared, batch: Vec<Request>) {
         }
         Err(failure) => {
             let err = match failure {
-                Failure::Conflict(err) | Failure::Other(err) => shared.error(err),
+                Failure::Conflict(err) | Failure::Other(err) | Failure::Unknown { err, .. } => {
+                    shared.error(err)
+                }
                 Failure::Store(err) => err,
             };
             tracing::error!(target = %shared.target, error = %err, requests, "store commit failed");
@@ -203,6 +265,53 @@ pub(super) enum Failure {
     Conflict(tokio_postgres::Error),
     Other(tokio_postgres::Error),
     Store(StoreError),
+    /// The connection failed after `COMMIT` was sent: transaction `xid` may have committed,
+    /// with these outcomes.
+    Unknown {
+        xid: i64,
+        outcomes: Outcomes,
+        err: tokio_postgres::Error,
+    },
+}
+
+/// Whether the error is the connection's (lost, refused, the session ended by the server),
+/// after which the same work may be sent again on another connection.
+pub(super) fn is_lost_connection(err: &tokio_postgres::Error) -> bool {
+    err.is_closed() || super::is_unavailable(err)
+}
+
+/// Whether transaction `xid` committed (`Some(true)`) or surely did not (`Some(false)`), asked
+/// on another connection until `deadline`; `None` if that could not be learned.
+pub(super) async fn resolve(
+    shared: &Shared,
+    xid: i64,
+    deadline: std::time::Instant,
+) -> Option<bool> {
+    let mut pause = std::time::Duration::from_millis(20);
+    loop {
+        let status = async {
+            let client = shared.client().await.ok()?;
+            let row = client
+                .query_one("SELECT txid_status($1)", &[&xid])
+                .await
+                .ok()?;
+            Some(row.get::<_, Option<String>>(0))
+        }
+        .await;
+        match status {
+            Some(Some(status)) if status == "committed" => return Some(true),
+            Some(Some(status)) if status == "aborted" => return Some(false),
+            // Too old to be known (cannot happen within seconds): report the failure
+            Some(None) => return None,
+            // In progress (the old session is still ending), or no connection yet
+            _ => {}
+        }
+        if std::time::Instant::now() + pause >= deadline {
+            return None;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(500));
+    }
 }
 
 impl From<tokio_postgres::Error> for Failure {
@@ -221,7 +330,7 @@ impl From<StoreError> for Failure {
     }
 }
 
-type Outcomes = (
+pub(super) type Outcomes = (
     Vec<Result<CreateRun, StoreError>>,
     Vec<Result<(), StoreError>>,
 );
@@ -249,15 +358,17 @@ INSERT INTO cancels (run_id, requested_at) SELECT * FROM UNNEST($1::text[], $2::
 ON CONFLICT (run_id) DO UPDATE SET requested_at = EXCLUDED.requested_at
 "#;
 const DELETE_CANCELS: &str = "DELETE FROM cancels WHERE run_id = ANY($1)";
+pub(super) const NOTIFY: &str = "SELECT pg_notify($1, $2)::text";
 
 /// Writes the batch in one transaction; the outer error fails the whole batch.
 async fn apply(
     shared: &Shared,
+    durable: bool,
     creates: &[(RunRow, Reply<CreateRun>)],
     commits: &[(Vec<Op>, Reply<()>)],
 ) -> Result<Outcomes, Failure> {
     let client = shared.client().await?;
-    let result = apply_on(&client, creates, commits).await;
+    let result = apply_on(&client, &shared.schema, durable, creates, commits).await;
     if result.is_err() {
         // Leaves the connection usable for the pool's next user (an error aborted the block)
         let _ = client.batch_execute("ROLLBACK").await;
@@ -267,6 +378,8 @@ async fn apply(
 
 async fn apply_on(
     client: &deadpool_postgres::Object,
+    channel: &str,
+    durable: bool,
     creates: &[(RunRow, Reply<CreateRun>)],
     commits: &[(Vec<Op>, Reply<()>)],
 ) -> Result<Outcomes, Failure> {
@@ -285,11 +398,23 @@ async fn apply_on(
     ids.sort_unstable();
     ids.dedup();
     let lock_params: [&(dyn ToSql + Sync); 1] = [&ids];
-    let (begun, locked) = futures::join!(
-        client.batch_execute("BEGIN"),
+    // The transaction's id comes with its first answer: if the connection fails once COMMIT is
+    // sent, it tells whether the batch committed
+    let xid = client.prepare_cached("SELECT txid_current()").await?;
+    // Deferred commits only: the server answers COMMIT before its WAL reaches the disk; the
+    // WAL is written in order, so a later durable commit makes this one durable too
+    let begin = if durable {
+        "BEGIN"
+    } else {
+        "BEGIN; SET LOCAL synchronous_commit = off"
+    };
+    let (begun, xid, locked) = futures::join!(
+        client.batch_execute(begin),
+        client.query_one(&xid, &[]),
         client.query(&lock, &lock_params)
     );
     begun?;
+    let xid: i64 = xid?.get(0);
     let tokens: HashMap<String, Option<i64>> = locked?
         .iter()
         .map(|row| (row.get::<_, String>(0), row.get::<_, Option<i64>>(1)))
@@ -393,6 +518,26 @@ async fn apply_on(
     if !cancel_del.is_empty() {
         statements.push((DELETE_CANCELS, vec![&cancel_del]));
     }
+    // Idle workers elsewhere wake for a queued run at once, for a wake-up time when it comes
+    // (`listen`); delivered when the batch commits
+    let written = || {
+        creates
+            .iter()
+            .map(|(row, _)| row)
+            .chain(runs.values().copied())
+    };
+    let queued = written()
+        .any(|row| row.queued)
+        .then_some(super::listen::QUEUED);
+    let timer = written()
+        .filter_map(|row| row.timer_at)
+        .min()
+        .map(|at| at.to_string());
+    let channel = channel.to_owned();
+    let wakes: Vec<&str> = queued.into_iter().chain(timer.as_deref()).collect();
+    for wake in &wakes {
+        statements.push((NOTIFY, vec![&channel, wake]));
+    }
     let prepared =
         futures::future::try_join_all(statements.iter().map(|(sql, _)| client.prepare_cached(sql)))
             .await?;
@@ -400,6 +545,23 @@ async fn apply_on(
         .iter()
         .zip(&statements)
         .map(|(stmt, (_, params))| client.query(stmt, params));
+    if creates.is_empty() && renewals.is_empty() && alert_ops.is_empty() {
+        // Nothing to read back: COMMIT goes with the writes, in the same round trip. Once it
+        // is sent, a lost connection leaves the outcome to the transaction id
+        let (written, done) = futures::join!(
+            futures::future::try_join_all(queries),
+            client.batch_execute("COMMIT")
+        );
+        return match written.and(done) {
+            Ok(()) => Ok((Vec::new(), committed)),
+            Err(err) if is_lost_connection(&err) => Err(Failure::Unknown {
+                xid,
+                outcomes: (Vec::new(), committed),
+                err,
+            }),
+            Err(err) => Err(err.into()),
+        };
+    }
     let mut results = futures::future::try_join_all(queries).await?;
 
     // Which creates took their id; the others find the run that has it
@@ -456,8 +618,15 @@ async fn apply_on(
     if !alert_ops.is_empty() {
         alerts(client, &alert_ops).await?;
     }
-    client.batch_execute("COMMIT").await?;
-    Ok((created, committed))
+    match client.batch_execute("COMMIT").await {
+        Ok(()) => Ok((created, committed)),
+        Err(err) if is_lost_connection(&err) => Err(Failure::Unknown {
+            xid,
+            outcomes: (created, committed),
+            err,
+        }),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// Applies the batch's lease renewals to the records as the batch left them (the rows are
