@@ -132,16 +132,23 @@ pub fn report<T: std::fmt::Display>(
     }
 }
 
-/// A command of the web console's test binary (`bin`: `env!("CARGO_BIN_EXE_console_child")`)
-/// run in `dir`, with its store there, JSON logs, and none of the console's settings taken
-/// from the environment.
-pub fn console_command(bin: &str, dir: &std::path::Path) -> std::process::Command {
+/// A command of a test binary (`bin`: `env!("CARGO_BIN_EXE_…")`) run in `dir`, with its store
+/// there (`flow.redb`), JSON logs, and no `RUST_LOG` taken from the environment.
+pub fn child_command(bin: &str, dir: &std::path::Path) -> std::process::Command {
     let mut cmd = std::process::Command::new(bin);
     cmd.current_dir(dir)
         .env("FLOW_STORE", dir.join("flow.redb"))
         .env("FLOW_LOG_FORMAT", "json")
-        .env_remove("RUST_LOG")
-        .env_remove("FLOW_UI__TOKEN")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// A command of the web console's test binary (`bin`: `env!("CARGO_BIN_EXE_console_child")`)
+/// as [`child_command`] makes it, with none of the console's settings taken from the
+/// environment.
+pub fn console_command(bin: &str, dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = child_command(bin, dir);
+    cmd.env_remove("FLOW_UI__TOKEN")
         .env_remove("FLOW_UI__LISTEN");
     cmd
 }

@@ -11,12 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 fn obs(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_obs_child"));
-    cmd.current_dir(dir)
-        .env("FLOW_STORE", dir.join("flow.redb"))
-        .env("FLOW_LOG_FORMAT", "json")
-        .env_remove("RUST_LOG");
-    cmd
+    flow_tests::child_command(env!("CARGO_BIN_EXE_obs_child"), dir)
 }
 
 fn json_of(dir: &Path, args: &[&str]) -> Value {
@@ -179,6 +174,25 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// A worker in `dir` serving `/metrics` on a free port of 127.0.0.1, once its operator socket
+/// is up: the process (killed when dropped) and the port.
+fn metrics_worker(dir: &Path) -> (flow_tests::KillOnDrop, u16) {
+    let port = free_port();
+    let worker = flow_tests::KillOnDrop(
+        obs(dir)
+            .env("FLOW_METRICS__LISTEN", format!("127.0.0.1:{port}"))
+            .args(["worker"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    flow_tests::wait_until(60, "the worker's socket", || {
+        dir.join("flow.redb.sock").exists()
+    });
+    (worker, port)
+}
+
 fn enqueue(dir: &Path, id: &str, input: &str, extra: &[&str]) {
     let out = obs(dir)
         .args(["enqueue", "report", "--id", id, "--input", input])
@@ -203,19 +217,7 @@ fn a_worker_serves_metrics_that_match_the_store_while_a_run_executes() {
         enqueue(d, &format!("later-{i}"), "{}", &["--delay", "1h"]);
     }
 
-    let port = free_port();
-    let _worker = flow_tests::KillOnDrop(
-        obs(d)
-            .env("FLOW_METRICS__LISTEN", format!("127.0.0.1:{port}"))
-            .args(["worker"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    flow_tests::wait_until(60, "the worker's socket", || {
-        d.join("flow.redb.sock").exists()
-    });
+    let (_worker, port) = metrics_worker(d);
     // Until the four quick runs ended and the slow one is executing
     let mut runs = Value::Null;
     flow_tests::wait_until(60, "the quick runs to end", || {
@@ -448,19 +450,7 @@ fn schedule_ticks_and_alerts_are_counted_as_the_store_records_them() {
     )
     .unwrap();
     enqueue_workflow(d, "fragile", "broken-1");
-    let port = free_port();
-    let _worker = flow_tests::KillOnDrop(
-        obs(d)
-            .env("FLOW_METRICS__LISTEN", format!("127.0.0.1:{port}"))
-            .args(["worker"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    flow_tests::wait_until(60, "the worker's socket", || {
-        d.join("flow.redb.sock").exists()
-    });
+    let (_worker, port) = metrics_worker(d);
     let fired = |d: &Path| {
         json_of(d, &["runs", "list"])
             .as_array()

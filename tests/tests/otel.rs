@@ -204,12 +204,8 @@ x-api-key = "{SECRET}"
 }
 
 fn obs(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_obs_child"));
-    cmd.current_dir(dir)
-        .env("FLOW_STORE", dir.join("flow.redb"))
-        .env("FLOW_LOG_FORMAT", "json")
-        .env_remove("RUST_LOG")
-        .env_remove("TRACEPARENT");
+    let mut cmd = flow_tests::child_command(env!("CARGO_BIN_EXE_obs_child"), dir);
+    cmd.env_remove("TRACEPARENT");
     cmd
 }
 

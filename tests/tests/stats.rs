@@ -7,12 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 fn obs(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_obs_child"));
-    cmd.current_dir(dir)
-        .env("FLOW_STORE", dir.join("flow.redb"))
-        .env("FLOW_LOG_FORMAT", "json")
-        .env_remove("RUST_LOG");
-    cmd
+    flow_tests::child_command(env!("CARGO_BIN_EXE_obs_child"), dir)
 }
 
 fn report(dir: &Path, input: &str) {
