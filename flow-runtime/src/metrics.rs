@@ -165,6 +165,34 @@ pub(crate) fn step_retried(step: &str, class: &str) {
         .inc();
 }
 
+/// A call of `step` succeeded at its last attempt, `ms` after its first attempt here: both
+/// [`step_attempt`] and [`step_finished`] with outcome `succeeded`. This is every checkpointed
+/// step's path, so the two series are looked up once per thread and step name, not labelled
+/// anew (two strings, a hash of them and the family's lock) at every call.
+pub(crate) fn step_succeeded(step: &'static str, ms: u64) {
+    type Series = (Counter, Histogram);
+    thread_local! {
+        // Keyed by the name's address and length: step names are the macros' literals
+        static SUCCEEDED: std::cell::RefCell<std::collections::HashMap<(usize, usize), Series>> =
+            std::cell::RefCell::default();
+    }
+    SUCCEEDED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let (attempts, duration) = cache
+            .entry((step.as_ptr() as usize, step.len()))
+            .or_insert_with(|| {
+                let m = metrics();
+                let labels = vec![("step", step.to_owned()), ("outcome", "succeeded".into())];
+                (
+                    m.step_attempts.get_or_create(&labels).clone(),
+                    m.step_duration.get_or_create(&labels).clone(),
+                )
+            });
+        attempts.inc();
+        duration.observe(ms as f64 / 1000.0);
+    });
+}
+
 /// A call of `step` ended (`succeeded` or `failed`) after `ms` since its first attempt here.
 pub(crate) fn step_finished(step: &str, outcome: &str, ms: u64) {
     metrics()

@@ -264,12 +264,12 @@ impl RunCtx {
 
     /// Commits `writes` durably with this execution's claim; a dry run writes nothing. A step
     /// attempt in flight uses this, to leave the in-flight count before it aborts the run.
-    pub async fn try_persist(&self, mut writes: Vec<Write>) -> Result<(), Abort> {
+    pub async fn try_persist(&self, writes: Vec<Write>) -> Result<(), Abort> {
         if let Mode::Live(store) = &self.mode {
-            if let Some(claim) = &self.claim {
-                writes.insert(0, Write::CheckClaim(claim.clone()));
-            }
-            store.commit(writes).await.map_err(Abort::Store)?;
+            store
+                .commit(self.claimed(writes))
+                .await
+                .map_err(Abort::Store)?;
         }
         Ok(())
     }
@@ -278,14 +278,26 @@ impl RunCtx {
     /// durable within the store's window ([`crate::store::Durability`]) instead of before the
     /// step returns. A refusal (a lost claim, a broken store) surfaces here or at the next
     /// durable write.
-    pub async fn try_persist_deferred(&self, mut writes: Vec<Write>) -> Result<(), Abort> {
+    pub async fn try_persist_deferred(&self, writes: Vec<Write>) -> Result<(), Abort> {
         if let Mode::Live(store) = &self.mode {
-            if let Some(claim) = &self.claim {
-                writes.insert(0, Write::CheckClaim(claim.clone()));
-            }
-            store.commit_deferred(writes).await.map_err(Abort::Store)?;
+            store
+                .commit_deferred(self.claimed(writes))
+                .await
+                .map_err(Abort::Store)?;
         }
         Ok(())
+    }
+
+    /// `writes` behind this execution's claim check, in one allocation (a step's checkpoint
+    /// passes here at every call).
+    fn claimed(&self, writes: Vec<Write>) -> Vec<Write> {
+        let Some(claim) = &self.claim else {
+            return writes;
+        };
+        let mut checked = Vec::with_capacity(writes.len() + 1);
+        checked.push(Write::CheckClaim(claim.clone()));
+        checked.extend(writes);
+        checked
     }
 
     /// [`RunCtx::try_persist_deferred`], aborting the run on a refusal.

@@ -269,9 +269,9 @@ where
             drop(in_flight);
             return run.abort(Abort::Cancelled).await;
         }
-        let record = |status, attempt| StepRecord {
+        let record = |status, attempt, id| StepRecord {
             run_id: run.run_id.clone(),
-            id: id.clone(),
+            id,
             status,
             attempt,
             next_attempt_at_ms: None,
@@ -287,7 +287,7 @@ where
             // The intent is durable before the body runs: after a crash we know the outcome is
             // unknown instead of silently running the effect twice. It keeps the arguments, so
             // the operator can tell which call to look up.
-            let mut intent = record(StepStatus::Started, attempt);
+            let mut intent = record(StepStatus::Started, attempt, id.clone());
             intent.args = Some(args());
             if let Err(reason) = run.try_persist(vec![Write::PutStep(intent)]).await {
                 drop(in_flight);
@@ -347,9 +347,11 @@ where
                         return run.abort(encoding("the output", &id, e)).await;
                     }
                 };
-                let mut done = record(StepStatus::Succeeded, attempt);
+                // The call's last record: it takes the step's id, not a copy
+                let mut done = record(StepStatus::Succeeded, attempt, id);
                 done.output = Some(output);
-                done.finished_at_ms = Some(now_ms());
+                let finished_at_ms = now_ms();
+                done.finished_at_ms = Some(finished_at_ms);
                 drop(_enter);
                 // A step that may run again needs its checkpoint durable only within the window;
                 // an at_most_once step's outcome is durable before the workflow sees it
@@ -362,11 +364,9 @@ where
                     drop(in_flight);
                     return run.abort(reason).await;
                 }
-                crate::metrics::step_attempt(meta.name, "succeeded");
-                crate::metrics::step_finished(
+                crate::metrics::step_succeeded(
                     meta.name,
-                    "succeeded",
-                    now_ms().saturating_sub(started_at_ms),
+                    finished_at_ms.saturating_sub(started_at_ms),
                 );
                 return Ok(value);
             }
@@ -397,7 +397,7 @@ where
                         "attempt failed; retrying after the delay"
                     );
                     let next_at = now_ms() + delay.as_millis() as u64;
-                    let mut backoff = record(StepStatus::Backoff, attempt);
+                    let mut backoff = record(StepStatus::Backoff, attempt, id.clone());
                     backoff.next_attempt_at_ms = Some(next_at);
                     backoff.error = Some(message);
                     backoff.error_class = class;
@@ -446,7 +446,7 @@ where
                         }
                     ),
                 }
-                let mut failed = record(StepStatus::Failed, attempt);
+                let mut failed = record(StepStatus::Failed, attempt, id.clone());
                 failed.failure = replay.as_ref().and_then(|replay| (replay.encode)(&error));
                 failed.error = Some(message);
                 failed.error_class = class;

@@ -139,6 +139,11 @@ impl RunId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id as an owned string, without copying it.
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 impl fmt::Display for RunId {

@@ -1111,7 +1111,7 @@ impl Op {
     fn encode(write: Write) -> Result<Op, StoreError> {
         Ok(match write {
             Write::CheckClaim(claim) => Op::CheckClaim {
-                run: claim.run_id.as_str().to_owned(),
+                run: claim.run_id.into_string(),
                 token: claim.token,
             },
             Write::PutRun(run) => Op::PutRun {
@@ -1124,8 +1124,8 @@ impl Op {
                     format_args!("step {} of run {}", step.id, step.run_id),
                     &stored_step(&step),
                 )?,
-                run: step.run_id.as_str().to_owned(),
                 key: step.id.storage_key(),
+                run: step.run_id.into_string(),
             },
             Write::DeleteStep(run, step) => Op::DeleteStep {
                 run: run.as_str().to_owned(),

@@ -147,7 +147,9 @@ impl<'t> Indexes<'t> {
         })
     }
 
-    /// Moves run `id`'s entries from what `old` implied to what `new` implies.
+    /// Moves run `id`'s entries from what `old` implied to what `new` implies, touching only
+    /// the entries that differ: a run's end, say, changes its held entry and leaves its
+    /// creation entry where it is (each B-tree write costs the writer thread microseconds).
     pub(super) fn update(
         &mut self,
         id: &str,
@@ -157,47 +159,55 @@ impl<'t> Indexes<'t> {
         if old == new {
             return Ok(());
         }
-        if let Some(old) = old {
-            self.remove(id, old)?;
+        /// What one index holds for the run: `old` out, `new` in, nothing if they agree.
+        fn moved<T: PartialEq>(
+            old: Option<&RunKeys>,
+            new: Option<&RunKeys>,
+            part: impl Fn(&RunKeys) -> Option<T>,
+        ) -> Option<(Option<T>, Option<T>)> {
+            let (old, new) = (old.and_then(&part), new.and_then(&part));
+            (old != new).then_some((old, new))
         }
-        if let Some(new) = new {
-            self.insert(id, new)?;
+        if let Some((old, new)) = moved(old, new, |k| Some(k.created_at_ms)) {
+            if let Some(at) = old {
+                self.by_creation.remove((at, id))?;
+            }
+            if let Some(at) = new {
+                self.by_creation.insert((at, id), ())?;
+            }
         }
-        Ok(())
-    }
-
-    fn remove(&mut self, id: &str, keys: &RunKeys) -> Result<(), Fault> {
-        self.by_creation.remove((keys.created_at_ms, id))?;
-        if let Some((queue, priority, at)) = &keys.queued {
-            self.queued.remove((queue.as_str(), *priority, *at, id))?;
+        if let Some((old, new)) = moved(old, new, |k| k.queued.clone()) {
+            if let Some((queue, priority, at)) = old {
+                self.queued.remove((queue.as_str(), priority, at, id))?;
+            }
+            if let Some((queue, priority, at)) = new {
+                self.queued.insert((queue.as_str(), priority, at, id), ())?;
+            }
         }
-        if let Some(at) = keys.timer {
-            self.timers.remove((at, id))?;
+        if let Some((old, new)) = moved(old, new, |k| k.timer) {
+            if let Some(at) = old {
+                self.timers.remove((at, id))?;
+            }
+            if let Some(at) = new {
+                self.timers.insert((at, id), ())?;
+            }
         }
-        if let Some((queue, key)) = &keys.in_flight {
-            self.in_flight.remove((queue.as_str(), key.as_str(), id))?;
+        if let Some((old, new)) = moved(old, new, |k| k.in_flight.clone()) {
+            if let Some((queue, key)) = old {
+                self.in_flight.remove((queue.as_str(), key.as_str(), id))?;
+            }
+            if let Some((queue, key)) = new {
+                self.in_flight
+                    .insert((queue.as_str(), key.as_str(), id), ())?;
+            }
         }
-        if keys.held {
-            self.held.remove(id)?;
-        }
-        Ok(())
-    }
-
-    fn insert(&mut self, id: &str, keys: &RunKeys) -> Result<(), Fault> {
-        self.by_creation.insert((keys.created_at_ms, id), ())?;
-        if let Some((queue, priority, at)) = &keys.queued {
-            self.queued
-                .insert((queue.as_str(), *priority, *at, id), ())?;
-        }
-        if let Some(at) = keys.timer {
-            self.timers.insert((at, id), ())?;
-        }
-        if let Some((queue, key)) = &keys.in_flight {
-            self.in_flight
-                .insert((queue.as_str(), key.as_str(), id), ())?;
-        }
-        if keys.held {
-            self.held.insert(id, ())?;
+        if let Some((old, new)) = moved(old, new, |k| k.held.then_some(())) {
+            if old.is_some() {
+                self.held.remove(id)?;
+            }
+            if new.is_some() {
+                self.held.insert(id, ())?;
+            }
         }
         Ok(())
     }
@@ -313,5 +323,64 @@ mod tests {
         assert_eq!(done.queued, None);
         assert_eq!(done.timer, None);
         assert_eq!(done.in_flight, None);
+    }
+
+    /// Every entry the index tables hold, as text, in table order.
+    fn entries(index: &Indexes<'_>) -> Vec<String> {
+        let mut all = Vec::new();
+        for e in index.by_creation.iter().expect("reads") {
+            all.push(format!("created {:?}", e.expect("reads").0.value()));
+        }
+        for e in index.queued.iter().expect("reads") {
+            all.push(format!("queued {:?}", e.expect("reads").0.value()));
+        }
+        for e in index.timers.iter().expect("reads") {
+            all.push(format!("timer {:?}", e.expect("reads").0.value()));
+        }
+        for e in index.in_flight.iter().expect("reads") {
+            all.push(format!("in flight {:?}", e.expect("reads").0.value()));
+        }
+        for e in index.held.iter().expect("reads") {
+            all.push(format!("held {:?}", e.expect("reads").0.value()));
+        }
+        all
+    }
+
+    #[test]
+    fn an_update_leaves_exactly_the_entries_of_the_new_keys() {
+        // Every pair of states, each moved from the other: the entries after the move are the
+        // entries of the new keys written into empty tables
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let db = redb::Database::create(dir.path().join("i.redb")).expect("a store");
+        let mut states = Vec::new();
+        for status in RunStatus::ALL {
+            for owner in [false, true] {
+                for queue in [false, true] {
+                    for wake in [None, Some(99)] {
+                        states.push(RunKeys::of(&run(status, owner, queue, wake)));
+                    }
+                }
+            }
+        }
+        let mut checked = 0;
+        for old in &states {
+            for new in &states {
+                let txn = db.begin_write().expect("a transaction");
+                {
+                    let mut index = Indexes::open(&txn).expect("tables");
+                    index.update("r", None, Some(new)).expect("writes");
+                    let expected = entries(&index);
+                    index.update("r", Some(new), None).expect("writes");
+                    assert!(entries(&index).is_empty(), "{new:?} left entries behind");
+                    index.update("r", None, Some(old)).expect("writes");
+                    index.update("r", Some(old), Some(new)).expect("writes");
+                    assert_eq!(entries(&index), expected, "moving {old:?} to {new:?}");
+                    index.update("r", Some(new), None).expect("writes");
+                }
+                txn.abort().expect("aborts");
+                checked += 1;
+            }
+        }
+        assert!(checked > 100);
     }
 }
