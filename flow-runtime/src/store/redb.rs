@@ -773,7 +773,7 @@ impl Fault {
         Fault::Foreign(detail)
     }
 
-    fn at(self, path: &Path) -> StoreError {
+    pub(super) fn at(self, path: &Path) -> StoreError {
         let path = path.to_path_buf();
         match self {
             Fault::Engine(err) => engine_error(path, err),

@@ -346,6 +346,11 @@ mod tests {
         all
     }
 
+    /// The value, or a panic naming the store fault.
+    fn ok<T>(result: Result<T, Fault>) -> T {
+        result.unwrap_or_else(|fault| panic!("{}", fault.at(std::path::Path::new("i.redb"))))
+    }
+
     #[test]
     fn an_update_leaves_exactly_the_entries_of_the_new_keys() {
         // Every pair of states, each moved from the other: the entries after the move are the
@@ -367,15 +372,15 @@ mod tests {
             for new in &states {
                 let txn = db.begin_write().expect("a transaction");
                 {
-                    let mut index = Indexes::open(&txn).expect("tables");
-                    index.update("r", None, Some(new)).expect("writes");
+                    let mut index = ok(Indexes::open(&txn));
+                    ok(index.update("r", None, Some(new)));
                     let expected = entries(&index);
-                    index.update("r", Some(new), None).expect("writes");
+                    ok(index.update("r", Some(new), None));
                     assert!(entries(&index).is_empty(), "{new:?} left entries behind");
-                    index.update("r", None, Some(old)).expect("writes");
-                    index.update("r", Some(old), Some(new)).expect("writes");
+                    ok(index.update("r", None, Some(old)));
+                    ok(index.update("r", Some(old), Some(new)));
                     assert_eq!(entries(&index), expected, "moving {old:?} to {new:?}");
-                    index.update("r", Some(new), None).expect("writes");
+                    ok(index.update("r", Some(new), None));
                 }
                 txn.abort().expect("aborts");
                 checked += 1;
