@@ -350,8 +350,7 @@ where
                 // The call's last record: it takes the step's id, not a copy
                 let mut done = record(StepStatus::Succeeded, attempt, id);
                 done.output = Some(output);
-                let finished_at_ms = now_ms();
-                done.finished_at_ms = Some(finished_at_ms);
+                done.finished_at_ms = Some(now_ms());
                 drop(_enter);
                 // A step that may run again needs its checkpoint durable only within the window;
                 // an at_most_once step's outcome is durable before the workflow sees it
@@ -364,10 +363,8 @@ where
                     drop(in_flight);
                     return run.abort(reason).await;
                 }
-                crate::metrics::step_succeeded(
-                    meta.name,
-                    finished_at_ms.saturating_sub(started_at_ms),
-                );
+                // Measured past the checkpoint, as a failure's duration is
+                crate::metrics::step_succeeded(meta.name, now_ms().saturating_sub(started_at_ms));
                 return Ok(value);
             }
             Err(error) => {
@@ -446,7 +443,8 @@ where
                         }
                     ),
                 }
-                let mut failed = record(StepStatus::Failed, attempt, id.clone());
+                // The call's last record too
+                let mut failed = record(StepStatus::Failed, attempt, id);
                 failed.failure = replay.as_ref().and_then(|replay| (replay.encode)(&error));
                 failed.error = Some(message);
                 failed.error_class = class;
