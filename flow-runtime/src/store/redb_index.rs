@@ -346,6 +346,30 @@ mod tests {
         all
     }
 
+    /// What [`entries`] shows for run `r` with `keys`, derived from the keys alone.
+    fn entries_of(keys: &RunKeys) -> Vec<String> {
+        let mut all = vec![format!("created {:?}", (keys.created_at_ms, "r"))];
+        if let Some((queue, priority, at)) = &keys.queued {
+            all.push(format!(
+                "queued {:?}",
+                (queue.as_str(), *priority, *at, "r")
+            ));
+        }
+        if let Some(at) = keys.timer {
+            all.push(format!("timer {:?}", (at, "r")));
+        }
+        if let Some((queue, key)) = &keys.in_flight {
+            all.push(format!(
+                "in flight {:?}",
+                (queue.as_str(), key.as_str(), "r")
+            ));
+        }
+        if keys.held {
+            all.push(format!("held {:?}", "r"));
+        }
+        all
+    }
+
     /// The value, or a panic naming the store fault.
     fn ok<T>(result: Result<T, Fault>) -> T {
         result.unwrap_or_else(|fault| panic!("{}", fault.at(std::path::Path::new("i.redb"))))
@@ -353,8 +377,8 @@ mod tests {
 
     #[test]
     fn an_update_leaves_exactly_the_entries_of_the_new_keys() {
-        // Every pair of states, each moved from the other: the entries after the move are the
-        // entries of the new keys written into empty tables
+        // Every pair of states, each moved from the other: the entries after the move are
+        // exactly the ones the new keys name
         let dir = tempfile::tempdir().expect("a temporary directory");
         let db = redb::Database::create(dir.path().join("i.redb")).expect("a store");
         let mut states = Vec::new();
@@ -362,7 +386,15 @@ mod tests {
             for owner in [false, true] {
                 for queue in [false, true] {
                     for wake in [None, Some(99)] {
-                        states.push(RunKeys::of(&run(status, owner, queue, wake)));
+                        let keys = RunKeys::of(&run(status, owner, queue, wake));
+                        // The same entries with other values: each index's entry moves
+                        let mut other = keys.clone();
+                        other.created_at_ms += 1;
+                        other.queued = other.queued.map(|(q, priority, at)| (q, priority + 1, at));
+                        other.timer = other.timer.map(|at| at + 1);
+                        other.in_flight = other.in_flight.map(|(q, key)| (q, format!("{key}2")));
+                        states.push(keys);
+                        states.push(other);
                     }
                 }
             }
@@ -373,8 +405,9 @@ mod tests {
                 let txn = db.begin_write().expect("a transaction");
                 {
                     let mut index = ok(Indexes::open(&txn));
+                    let expected = entries_of(new);
                     ok(index.update("r", None, Some(new)));
-                    let expected = entries(&index);
+                    assert_eq!(entries(&index), expected, "writing {new:?}");
                     ok(index.update("r", Some(new), None));
                     assert!(entries(&index).is_empty(), "{new:?} left entries behind");
                     ok(index.update("r", None, Some(old)));
@@ -386,6 +419,6 @@ mod tests {
                 checked += 1;
             }
         }
-        assert!(checked > 100);
+        assert_eq!(checked, 128 * 128);
     }
 }
