@@ -114,6 +114,17 @@ async fn keys(browser: &Client, id: &str, text: &str) {
         .unwrap();
 }
 
+/// Clicks the element with this id.
+async fn click(browser: &Client, id: &str) {
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn bars(browser: &Client, class: &str) -> usize {
     browser
         .find_all(Locator::Css(&format!("svg#timeline rect.bar.{class}")))
@@ -195,13 +206,7 @@ async fn follow_a_live_run_see_its_bars_and_cancel_it_with_the_button() {
     })
     .await;
     shot(&browser, "cancel-confirm.png").await;
-    browser
-        .find(Locator::Id("confirm"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "confirm").await;
 
     // The store says cancelled, read through the worker that owns it
     let mut shown = serde_json::Value::Null;
@@ -253,13 +258,7 @@ async fn follow_a_live_run_see_its_bars_and_cancel_it_with_the_button() {
     })
     .await;
     keys(&browser, "note", "paused from the browser").await;
-    browser
-        .find(Locator::Id("confirm"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "confirm").await;
     eventually(10, "the schedule paused in the store", || {
         let out = child(dir.path())
             .args(["schedules", "list", "--json"])
