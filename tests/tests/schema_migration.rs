@@ -5,7 +5,7 @@
 use flow_runtime::store::{
     Owner, RedbStore, RunFilter, RunId, RunRecord, RunStatus, Store, Write, SCHEMA_VERSION,
 };
-use redb::{ReadableDatabase, TableDefinition, TableHandle};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 
@@ -118,4 +118,113 @@ fn a_schema_2_store_is_indexed_and_upgraded_by_its_first_writer() {
     );
     drop(store);
     assert_eq!(version(&path), SCHEMA_VERSION.to_string());
+}
+
+/// A schema-3 store's step values are JSON; schema 4 writes them in binary and reads both.
+#[test]
+fn a_schema_3_store_keeps_its_json_steps_readable_and_is_upgraded_by_its_first_writer() {
+    use flow_runtime::store::{StepId, StepRecord, StepStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flow.redb");
+    let step = |name: &str, output: serde_json::Value| StepRecord {
+        run_id: RunId::from("old"),
+        id: StepId {
+            name: name.into(),
+            key: "k".into(),
+            occurrence: 0,
+        },
+        status: StepStatus::Succeeded,
+        attempt: 2,
+        next_attempt_at_ms: None,
+        output: Some(output),
+        error: Some("first attempt timed out".into()),
+        error_class: None,
+        started_at_ms: 1_700_000_000_000,
+        finished_at_ms: Some(1_700_000_000_250),
+        args: None,
+        failure: None,
+    };
+    let old = step("fetch", serde_json::json!({"rows": 3}));
+    let store = RedbStore::open(&path).unwrap();
+    flow_runtime::block_on(store.commit(vec![
+        Write::PutRun(run("old", RunStatus::Running, None, None)),
+        Write::PutStep(old.clone()),
+    ]))
+    .unwrap()
+    .unwrap();
+    drop(store);
+    // What schema 3 wrote for that step, and its version number
+    let steps: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("steps");
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(steps).unwrap();
+            let key = table
+                .iter()
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .0
+                .value()
+                .1
+                .to_owned();
+            table
+                .insert(
+                    ("old", key.as_str()),
+                    br#"{"s":"succeeded","a":2,"o":{"rows":3},"e":"first attempt timed out","t0":1700000000000,"t1":1700000000250}"#.as_slice(),
+                )
+                .unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("schema_version", "3")
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    // Read-only: the JSON step reads, and the file stays at version 3
+    let reader = RedbStore::open_read_only(&path).unwrap();
+    let read = flow_runtime::block_on(reader.steps(&RunId::from("old")))
+        .unwrap()
+        .unwrap();
+    assert_eq!(read, vec![old.clone()]);
+    drop(reader);
+    assert_eq!(version(&path), "3");
+
+    // A writer upgrades it; old and new step values read side by side
+    let store = RedbStore::open(&path).unwrap();
+    let new = step("load", serde_json::json!("done"));
+    flow_runtime::block_on(store.commit(vec![Write::PutStep(new.clone())]))
+        .unwrap()
+        .unwrap();
+    let mut read = flow_runtime::block_on(store.steps(&RunId::from("old")))
+        .unwrap()
+        .unwrap();
+    read.sort_by(|a, b| a.id.name.cmp(&b.id.name));
+    assert_eq!(read, vec![old, new]);
+    drop(store);
+    assert_eq!(version(&path), SCHEMA_VERSION.to_string());
+    assert_eq!(SCHEMA_VERSION, 4);
+
+    // The new value is the binary form (11 bytes plus its error and output), not JSON
+    let db = redb::Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let table = txn.open_table(steps).unwrap();
+    let values: Vec<Vec<u8>> = table
+        .iter()
+        .unwrap()
+        .map(|e| e.unwrap().1.value().to_vec())
+        .collect();
+    assert_eq!(values.len(), 2);
+    assert!(
+        values.iter().any(|v| v[0] == b'{'),
+        "the old JSON value is left as it was"
+    );
+    let binary = values
+        .iter()
+        .find(|v| v[0] == 0x01)
+        .expect("a binary value");
+    assert!(binary.len() < 50, "{} bytes", binary.len());
 }

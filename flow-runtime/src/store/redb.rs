@@ -48,11 +48,11 @@ use super::redb_index::{
 mod alerts;
 mod prune;
 mod schedules;
+mod step_record;
 
 use super::{
-    BoxFuture, Claim, ClaimOutcome, ClaimRequest, CreateRun, ErrorClass, PruneRequest, Pruned,
-    RunFilter, RunId, RunRecord, StepId, StepRecord, StepStatus, Store, StoreError, StoreStats,
-    Write, SCHEMA_VERSION,
+    BoxFuture, Claim, ClaimOutcome, ClaimRequest, CreateRun, PruneRequest, Pruned, RunFilter,
+    RunId, RunRecord, StepId, StepRecord, Store, StoreError, StoreStats, Write, SCHEMA_VERSION,
 };
 use super::{QueueStanding, QueueTake, RunStatus, Taken};
 use redb::{
@@ -611,7 +611,7 @@ fn init_or_check_meta(db: &Database) -> Result<(), Fault> {
         let found = check_meta(&meta)?;
         drop(meta);
         if found < SCHEMA_VERSION {
-            migrate(&txn)?;
+            migrate(&txn, found)?;
             txn.commit()?;
         } else {
             txn.abort()?;
@@ -701,19 +701,22 @@ fn check_meta(meta: &impl ReadableTable<&'static str, &'static str>) -> Result<u
 /// The oldest schema version a writer upgrades in place ([`migrate`]).
 const MIGRATES_FROM: u32 = 2;
 
-/// Upgrades a version-2 store: indexes every run in the tables version 3 added (queued runs,
-/// timers, runs in flight, runs held by a process), in the opening write transaction.
-fn migrate(txn: &WriteTransaction) -> Result<(), Fault> {
-    let runs = txn.open_table(RUNS)?;
-    let mut index = Indexes::open(txn)?;
-    for entry in runs.iter()? {
-        let (id, bytes) = entry?;
-        if let Ok(run) = decode_run(id.value(), bytes.value()) {
-            index.update(id.value(), None, Some(&RunKeys::of(&run)))?;
+/// Upgrades a store of version `found`, in the opening write transaction. From version 2: indexes
+/// every run in the tables version 3 added (queued runs, timers, runs in flight, runs held by a
+/// process). From version 3: nothing to rewrite, since version 4's binary step values sit beside
+/// its JSON ones (both are read); the new number keeps older builds, which cannot read the
+/// binary values, out.
+fn migrate(txn: &WriteTransaction, found: u32) -> Result<(), Fault> {
+    if found < 3 {
+        let runs = txn.open_table(RUNS)?;
+        let mut index = Indexes::open(txn)?;
+        for entry in runs.iter()? {
+            let (id, bytes) = entry?;
+            if let Ok(run) = decode_run(id.value(), bytes.value()) {
+                index.update(id.value(), None, Some(&RunKeys::of(&run)))?;
+            }
         }
     }
-    drop(index);
-    drop(runs);
     let mut meta = txn.open_table(META)?;
     meta.insert(VERSION_KEY, SCHEMA_VERSION.to_string().as_str())?;
     meta.insert(FLOW_VERSION_KEY, env!("CARGO_PKG_VERSION"))?;
@@ -932,6 +935,21 @@ fn encode<T: serde::Serialize>(
     Ok(bytes)
 }
 
+/// A step record's value ([`step_record`]), within the size a record may take.
+fn encode_step(step: &StepRecord) -> Result<Vec<u8>, StoreError> {
+    let what = || format!("step {} of run {}", step.id, step.run_id);
+    let bytes = step_record::encode(step)
+        .map_err(|err| StoreError::Encoding(format!("{} could not be encoded: {err}", what())))?;
+    if bytes.len() > MAX_VALUE_LEN {
+        return Err(StoreError::Encoding(format!(
+            "{} is {} bytes, over the 3 GiB a record may take; store large data elsewhere and checkpoint a reference",
+            what(),
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
 impl RedbStore {
     /// Decodes bytes as a stored run record (run id `key`) and as a stored step record (storage
     /// key `key` of run `run`), exactly as reads do. For the decoders' fuzz tests; **not a
@@ -954,81 +972,6 @@ fn decode_run(id: &str, bytes: &[u8]) -> Result<RunRecord, StoreError> {
         .map_err(|err| StoreError::Encoding(format!("run {id} could not be decoded: {err}")))
 }
 
-/// A step record as stored: its identity is the table key, so the value leaves it out, absent
-/// fields are left out, and field names are one or two letters (`s` status, `a` attempt, `n`
-/// next attempt, `o` output, `e` error, `c` error class, `t0`/`t1` start and finish, `g` the
-/// arguments of an `at_most_once` intent, `f` a failed step's error for replay). At high
-/// concurrency every checkpoint lands in another run's leaf page, so the bytes per checkpoint
-/// decide how many pages a group commit writes: this format cut them by two thirds and raised
-/// throughput by about half (BENCHMARKS.md).
-#[derive(serde::Serialize)]
-struct StoredStepRef<'a> {
-    #[serde(rename = "s")]
-    status: StepStatus,
-    #[serde(rename = "a")]
-    attempt: u32,
-    #[serde(rename = "n", skip_serializing_if = "Option::is_none")]
-    next_attempt_at_ms: Option<u64>,
-    // A `()` output is `null`; leaving it out reads back the same.
-    #[serde(rename = "o", skip_serializing_if = "is_absent")]
-    output: &'a Option<serde_json::Value>,
-    #[serde(rename = "e", skip_serializing_if = "Option::is_none")]
-    error: &'a Option<String>,
-    #[serde(rename = "c", skip_serializing_if = "Option::is_none")]
-    error_class: Option<ErrorClass>,
-    #[serde(rename = "t0")]
-    started_at_ms: u64,
-    #[serde(rename = "t1", skip_serializing_if = "Option::is_none")]
-    finished_at_ms: Option<u64>,
-    #[serde(rename = "g", skip_serializing_if = "Option::is_none")]
-    args: &'a Option<serde_json::Value>,
-    #[serde(rename = "f", skip_serializing_if = "Option::is_none")]
-    failure: &'a Option<serde_json::Value>,
-}
-
-#[derive(serde::Deserialize)]
-struct StoredStep {
-    #[serde(rename = "s")]
-    status: StepStatus,
-    #[serde(rename = "a")]
-    attempt: u32,
-    #[serde(rename = "n", default)]
-    next_attempt_at_ms: Option<u64>,
-    #[serde(rename = "o", default)]
-    output: Option<serde_json::Value>,
-    #[serde(rename = "e", default)]
-    error: Option<String>,
-    #[serde(rename = "c", default)]
-    error_class: Option<ErrorClass>,
-    #[serde(rename = "t0")]
-    started_at_ms: u64,
-    #[serde(rename = "t1", default)]
-    finished_at_ms: Option<u64>,
-    #[serde(rename = "g", default)]
-    args: Option<serde_json::Value>,
-    #[serde(rename = "f", default)]
-    failure: Option<serde_json::Value>,
-}
-
-fn is_absent(output: &&Option<serde_json::Value>) -> bool {
-    matches!(output, None | Some(serde_json::Value::Null))
-}
-
-fn stored_step(step: &StepRecord) -> StoredStepRef<'_> {
-    StoredStepRef {
-        status: step.status,
-        attempt: step.attempt,
-        next_attempt_at_ms: step.next_attempt_at_ms,
-        output: &step.output,
-        error: &step.error,
-        error_class: step.error_class,
-        started_at_ms: step.started_at_ms,
-        finished_at_ms: step.finished_at_ms,
-        args: &step.args,
-        failure: &step.failure,
-    }
-}
-
 /// The step id back from its storage key `name␟key␟occurrence` (the key may itself contain
 /// the separator; the name and the occurrence cannot).
 fn step_id_of(storage_key: &str) -> Option<StepId> {
@@ -1049,7 +992,7 @@ fn decode_step(run: &str, key: &str, bytes: &[u8]) -> Result<StepRecord, StoreEr
         ))
     };
     let id = step_id_of(key).ok_or_else(|| fail("its key is malformed".into()))?;
-    let s: StoredStep = serde_json::from_slice(bytes).map_err(|err| fail(err.to_string()))?;
+    let s = step_record::decode(bytes).map_err(fail)?;
     Ok(StepRecord {
         run_id: RunId::from(run),
         id,
@@ -1080,7 +1023,7 @@ enum Op {
     PutStep {
         run: String,
         key: String,
-        json: Vec<u8>,
+        value: Vec<u8>,
     },
     DeleteStep {
         run: String,
@@ -1120,10 +1063,7 @@ impl Op {
                 keys: RunKeys::of(&run),
             },
             Write::PutStep(step) => Op::PutStep {
-                json: encode(
-                    format_args!("step {} of run {}", step.id, step.run_id),
-                    &stored_step(&step),
-                )?,
+                value: encode_step(&step)?,
                 key: step.id.storage_key(),
                 run: step.run_id.into_string(),
             },
@@ -1620,8 +1560,8 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                         Op::PutRun { id, keys, json } => {
                             put_run(&mut runs, index.get()?, id, json, keys)?;
                         }
-                        Op::PutStep { run, key, json } => {
-                            steps.insert((run.as_str(), key.as_str()), json.as_slice())?;
+                        Op::PutStep { run, key, value } => {
+                            steps.insert((run.as_str(), key.as_str()), value.as_slice())?;
                         }
                         Op::DeleteStep { run, key } => {
                             steps.remove((run.as_str(), key.as_str()))?;
@@ -2190,7 +2130,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::store::RunStatus;
+    use crate::store::{RunStatus, StepStatus};
     use serde_json::json;
 
     #[test]
