@@ -325,6 +325,8 @@ fn decode_json(bytes: &[u8]) -> Result<StepFields, String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
     use crate::store::{RunId, StepId};
     use serde_json::json;
