@@ -471,18 +471,28 @@ pub struct StepId {
 impl StepId {
     /// The form used as a store key: `name␟key␟occurrence`.
     pub fn storage_key(&self) -> String {
-        // Written once per checkpoint: built in one allocation, without the formatter
         let mut key = String::with_capacity(self.name.len() + self.key.len() + 12);
-        key.push_str(&self.name);
-        key.push('\u{1f}');
-        key.push_str(&self.key);
-        key.push('\u{1f}');
-        if self.occurrence == 0 {
-            key.push('0');
-        } else {
-            key.push_str(&self.occurrence.to_string());
-        }
+        self.storage_key_parts(|part| key.push_str(part));
         key
+    }
+
+    /// [`StepId::storage_key`] appended to `out`, as UTF-8.
+    pub(crate) fn push_storage_key(&self, out: &mut Vec<u8>) {
+        self.storage_key_parts(|part| out.extend_from_slice(part.as_bytes()));
+    }
+
+    /// The storage key's parts in order. Written once per checkpoint, so without the formatter
+    /// for the common occurrence 0.
+    fn storage_key_parts(&self, mut push: impl FnMut(&str)) {
+        push(&self.name);
+        push("\u{1f}");
+        push(&self.key);
+        push("\u{1f}");
+        if self.occurrence == 0 {
+            push("0");
+        } else {
+            push(&self.occurrence.to_string());
+        }
     }
 }
 

@@ -54,7 +54,15 @@ pub(super) struct StepFields {
 
 /// `step`'s value. A `null` output is left out: it reads back as none, as `()` outputs always
 /// have. Fails only where serde_json fails on a value (a map with non-string keys, say).
-pub(super) fn encode(step: &StepRecord) -> Result<Vec<u8>, serde_json::Error> {
+#[cfg(test)]
+fn encode(step: &StepRecord) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::new();
+    encode_into(step, &mut out)?;
+    Ok(out)
+}
+
+/// [`encode`], appended to `out`.
+pub(super) fn encode_into(step: &StepRecord, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
     let output = step.output.as_ref().filter(|o| !o.is_null());
     let mut present = 0;
     for (is, bit) in [
@@ -70,20 +78,18 @@ pub(super) fn encode(step: &StepRecord) -> Result<Vec<u8>, serde_json::Error> {
             present |= bit;
         }
     }
-    // A succeeded no-op step takes 11 bytes
-    let mut out = Vec::with_capacity(24);
     out.extend_from_slice(&[TAG, status_code(step.status), present]);
-    put_int(&mut out, u64::from(step.attempt));
-    put_int(&mut out, step.started_at_ms);
+    put_int(out, u64::from(step.attempt));
+    put_int(out, step.started_at_ms);
     if let Some(at) = step.next_attempt_at_ms {
-        put_int(&mut out, at);
+        put_int(out, at);
     }
     if let Some(at) = step.finished_at_ms {
         match at.checked_sub(step.started_at_ms) {
-            Some(took) if took < u64::MAX => put_int(&mut out, took + 1),
+            Some(took) if took < u64::MAX => put_int(out, took + 1),
             _ => {
-                put_int(&mut out, 0);
-                put_int(&mut out, at);
+                put_int(out, 0);
+                put_int(out, at);
             }
         }
     }
@@ -94,15 +100,15 @@ pub(super) fn encode(step: &StepRecord) -> Result<Vec<u8>, serde_json::Error> {
         });
     }
     if let Some(error) = &step.error {
-        put_bytes(&mut out, error.as_bytes());
+        put_bytes(out, error.as_bytes());
     }
     for json in [output, step.args.as_ref(), step.failure.as_ref()]
         .into_iter()
         .flatten()
     {
-        put_json(&mut out, json)?;
+        put_json(out, json)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The fields of a stored value, binary or schema-3 JSON; `Err` says what is wrong with it.
