@@ -104,14 +104,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .build()?;
         let window = flow::Durability::Window(Duration::from_millis(5));
         let path = dir.path().join("profile.redb");
-        let level = runtime.block_on(flow_level(
-            &path,
-            flow::Sharing::Exclusive,
-            window,
-            runs,
-            15_360 / runs,
-        ))?;
-        let steps = f64::from(runs * (15_360 / runs) * STEPS);
+        // `FLOW_PROFILE_KEPT=1`: a new run starts as each one ends, instead of in waves
+        let kept = std::env::var_os("FLOW_PROFILE_KEPT").is_some();
+        let level = if kept {
+            runtime.block_on(kept_level(&path, window, runs, 15_360))?
+        } else {
+            runtime.block_on(flow_level(
+                &path,
+                flow::Sharing::Exclusive,
+                window,
+                runs,
+                15_360 / runs,
+            ))?
+        };
+        let steps = if kept {
+            f64::from(15_360 * STEPS)
+        } else {
+            f64::from(runs * (15_360 / runs) * STEPS)
+        };
         println!(
             "{runs} runs in flight: {:.0} steps/s, {} durable and {} deferred commits",
             steps / level.took.as_secs_f64(),
@@ -198,6 +208,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 peak_rss_kib: peak_rss_kib(),
             });
         }
+    }
+
+    // N runs kept in flight: a new run starts as soon as one ends, as a worker does
+    for concurrency in [256u32, 1024] {
+        reset_peak_rss();
+        let runs = concurrency * 30;
+        let mut rates = Vec::new();
+        let mut commits = 0;
+        for repeat in 0..REPEATS {
+            let path = dir.path().join(format!("kept-{concurrency}-{repeat}.redb"));
+            let level = runtime.block_on(kept_level(&path, window, concurrency, runs))?;
+            rates.push(f64::from(runs * STEPS) / level.took.as_secs_f64());
+            commits += level.commits;
+        }
+        let (rate, low, high) = median_and_range(&mut rates);
+        rows.push(Row {
+            scenario: format!(
+                "flow (exclusive, 5 ms window store), {concurrency} runs kept in flight × {STEPS} steps"
+            ),
+            rate,
+            detail: format!(
+                "{runs} runs, {} steps; median of {REPEATS}, range {low:.0}–{high:.0}/s",
+                runs * STEPS
+            ),
+            commits_per_step: Some(commits as f64 / f64::from(runs * STEPS * REPEATS as u32)),
+            peak_rss_kib: peak_rss_kib(),
+        });
     }
 
     // One run of 1,000 sequential steps: the nightly job, one step after another
@@ -600,6 +637,43 @@ async fn flow_level(
             outcome.map_err(|e| format!("a run did not succeed: {e:?}"))?;
         }
     }
+    let took = start.elapsed();
+    let after = store.stats();
+    Ok(Level {
+        took,
+        commits: after.commits - before.commits,
+        deferred: after.deferred_commits - before.deferred_commits,
+    })
+}
+
+/// `runs` runs of `twenty_noops` in a fresh exclusive store, `concurrency` of them in flight
+/// at all times: each start follows an end, as a worker's slots do.
+async fn kept_level(
+    path: &Path,
+    durability: flow::Durability,
+    concurrency: u32,
+    runs: u32,
+) -> Result<Level, Box<dyn std::error::Error>> {
+    use futures::stream::{StreamExt, TryStreamExt};
+    let store = Arc::new(RedbStore::open_with(path, flow::Sharing::Exclusive)?);
+    store.set_durability(durability);
+    let flow = flow::Flow::builder().store(store.clone());
+    let before = store.stats();
+    let start = Instant::now();
+    let flow = &flow;
+    futures::stream::iter(0..runs)
+        .map(|run| async move {
+            let opts = flow::RunOptions::new().id(format!("run-{run:06}"));
+            let handle = twenty_noops::start_with(flow, opts, run).await?;
+            handle
+                .outcome()
+                .await
+                .map_err(|e| format!("a run did not succeed: {e:?}"))?;
+            Ok::<(), Box<dyn std::error::Error>>(())
+        })
+        .buffer_unordered(concurrency as usize)
+        .try_collect::<()>()
+        .await?;
     let took = start.elapsed();
     let after = store.stats();
     Ok(Level {
