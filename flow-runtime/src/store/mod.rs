@@ -58,9 +58,9 @@ impl fmt::Display for ErrorClass {
 /// The store schema version this build writes and reads.
 ///
 /// Version 4 stores step values in a compact binary form (a version-3 store's JSON step values
-/// are still read, so it is upgraded by writing the new number). Version 3 adds the indexes of queued runs, timers and runs in flight; a version-2 store is
-/// upgraded in place by the first process that opens it for writing (read-only opens read it
-/// as it is). Version 2 (flow 0.1 with stable step keys): step keys are a SHA-256 of the
+/// are still read, so it is upgraded by writing the new number). Version 3 adds the indexes of
+/// queued runs, timers and runs in flight; a version-2 store is upgraded in place by the first
+/// process that opens it for writing (read-only opens read it as it is). Version 2 (flow 0.1 with stable step keys): step keys are a SHA-256 of the
 /// arguments' canonical JSON, and runs are indexed by creation time. Version 1 keyed steps by
 /// an FNV hash of their JSON as serialized, so its keys cannot be matched, and its runs cannot
 /// be resumed.
