@@ -105,23 +105,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let window = flow::Durability::Window(Duration::from_millis(5));
         let path = dir.path().join("profile.redb");
         // `FLOW_PROFILE_KEPT=1`: a new run starts as each one ends, instead of in waves
-        let kept = std::env::var_os("FLOW_PROFILE_KEPT").is_some();
-        let level = if kept {
-            runtime.block_on(kept_level(&path, window, runs, 15_360))?
+        let pace = if std::env::var_os("FLOW_PROFILE_KEPT").is_some() {
+            Pace::Kept
         } else {
-            runtime.block_on(flow_level(
-                &path,
-                flow::Sharing::Exclusive,
-                window,
-                runs,
-                15_360 / runs,
-            ))?
+            Pace::Waves
         };
-        let steps = if kept {
-            f64::from(15_360 * STEPS)
-        } else {
-            f64::from(runs * (15_360 / runs) * STEPS)
-        };
+        let waves = 15_360 / runs;
+        let level = runtime.block_on(flow_level(
+            &path,
+            flow::Sharing::Exclusive,
+            window,
+            runs,
+            waves,
+            pace,
+        ))?;
+        let steps = f64::from(runs * waves * STEPS);
         println!(
             "{runs} runs in flight: {:.0} steps/s, {} durable and {} deferred commits",
             steps / level.took.as_secs_f64(),
@@ -186,8 +184,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "flow-{}-{concurrency}-{repeat}.redb",
                     label.replace([' ', ','], "")
                 ));
-                let level =
-                    runtime.block_on(flow_level(&path, sharing, durability, concurrency, waves))?;
+                let level = runtime.block_on(flow_level(
+                    &path,
+                    sharing,
+                    durability,
+                    concurrency,
+                    waves,
+                    Pace::Waves,
+                ))?;
                 rates.push(steps as f64 / level.took.as_secs_f64());
                 commits += level.commits;
             }
@@ -218,7 +222,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut commits = 0;
         for repeat in 0..REPEATS {
             let path = dir.path().join(format!("kept-{concurrency}-{repeat}.redb"));
-            let level = runtime.block_on(kept_level(&path, window, concurrency, runs))?;
+            let level = runtime.block_on(flow_level(
+                &path,
+                flow::Sharing::Exclusive,
+                window,
+                concurrency,
+                30,
+                Pace::Kept,
+            ))?;
             rates.push(f64::from(runs * STEPS) / level.took.as_secs_f64());
             commits += level.commits;
         }
@@ -610,70 +621,67 @@ struct Level {
     deferred: u64,
 }
 
-/// `waves` waves of `concurrency` runs started together, in a fresh store at `path`.
+/// How a level starts its runs.
+#[derive(Clone, Copy)]
+enum Pace {
+    /// `concurrency` runs started together, the next wave once all of them ended.
+    Waves,
+    /// `concurrency` runs in flight at all times: each start follows an end, as a worker's
+    /// slots do.
+    Kept,
+}
+
+/// `waves × concurrency` runs of `twenty_noops` at `pace`, in a fresh store at `path`.
 async fn flow_level(
     path: &Path,
     sharing: flow::Sharing,
     durability: flow::Durability,
     concurrency: u32,
     waves: u32,
+    pace: Pace,
 ) -> Result<Level, Box<dyn std::error::Error>> {
     let store = Arc::new(RedbStore::open_with(path, sharing)?);
     store.set_durability(durability);
     let flow = flow::Flow::builder().store(store.clone());
     let before = store.stats();
     let start = Instant::now();
-    for wave in 0..waves {
-        let starts = (0..concurrency).map(|i| {
-            let run = wave * concurrency + i;
-            let opts = flow::RunOptions::new().id(format!("run-{run:06}"));
-            twenty_noops::start_with(&flow, opts, run)
-        });
-        let mut handles = Vec::with_capacity(concurrency as usize);
-        for handle in futures::future::join_all(starts).await {
-            handles.push(handle?);
+    match pace {
+        Pace::Waves => {
+            for wave in 0..waves {
+                let starts = (0..concurrency).map(|i| {
+                    let run = wave * concurrency + i;
+                    let opts = flow::RunOptions::new().id(format!("run-{run:06}"));
+                    twenty_noops::start_with(&flow, opts, run)
+                });
+                let mut handles = Vec::with_capacity(concurrency as usize);
+                for handle in futures::future::join_all(starts).await {
+                    handles.push(handle?);
+                }
+                for outcome in
+                    futures::future::join_all(handles.into_iter().map(|h| h.outcome())).await
+                {
+                    outcome.map_err(|e| format!("a run did not succeed: {e:?}"))?;
+                }
+            }
         }
-        for outcome in futures::future::join_all(handles.into_iter().map(|h| h.outcome())).await {
-            outcome.map_err(|e| format!("a run did not succeed: {e:?}"))?;
+        Pace::Kept => {
+            use futures::stream::{StreamExt, TryStreamExt};
+            let flow = &flow;
+            futures::stream::iter(0..concurrency * waves)
+                .map(|run| async move {
+                    let opts = flow::RunOptions::new().id(format!("run-{run:06}"));
+                    let handle = twenty_noops::start_with(flow, opts, run).await?;
+                    handle
+                        .outcome()
+                        .await
+                        .map_err(|e| format!("a run did not succeed: {e:?}"))?;
+                    Ok::<(), Box<dyn std::error::Error>>(())
+                })
+                .buffer_unordered(concurrency as usize)
+                .try_collect::<()>()
+                .await?;
         }
     }
-    let took = start.elapsed();
-    let after = store.stats();
-    Ok(Level {
-        took,
-        commits: after.commits - before.commits,
-        deferred: after.deferred_commits - before.deferred_commits,
-    })
-}
-
-/// `runs` runs of `twenty_noops` in a fresh exclusive store, `concurrency` of them in flight
-/// at all times: each start follows an end, as a worker's slots do.
-async fn kept_level(
-    path: &Path,
-    durability: flow::Durability,
-    concurrency: u32,
-    runs: u32,
-) -> Result<Level, Box<dyn std::error::Error>> {
-    use futures::stream::{StreamExt, TryStreamExt};
-    let store = Arc::new(RedbStore::open_with(path, flow::Sharing::Exclusive)?);
-    store.set_durability(durability);
-    let flow = flow::Flow::builder().store(store.clone());
-    let before = store.stats();
-    let start = Instant::now();
-    let flow = &flow;
-    futures::stream::iter(0..runs)
-        .map(|run| async move {
-            let opts = flow::RunOptions::new().id(format!("run-{run:06}"));
-            let handle = twenty_noops::start_with(flow, opts, run).await?;
-            handle
-                .outcome()
-                .await
-                .map_err(|e| format!("a run did not succeed: {e:?}"))?;
-            Ok::<(), Box<dyn std::error::Error>>(())
-        })
-        .buffer_unordered(concurrency as usize)
-        .try_collect::<()>()
-        .await?;
     let took = start.elapsed();
     let after = store.stats();
     Ok(Level {
