@@ -5,6 +5,8 @@
 //!   corrupt; an empty file left by an old version still counts as "no store yet";
 //! - `runs list` and `runs show` open the store read-only: they never change its bytes or its
 //!   mtime, work on a file they cannot write, and see a live writer's commits.
+//! - a damaged step record is a store error (exit 5) naming the run, the step and what is wrong,
+//!   for `runs show` and `runs resume`, and is left in place.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -310,4 +312,78 @@ fn a_read_only_listing_sees_a_live_writers_commits() {
     );
     let _ = writer.kill();
     let _ = writer.wait();
+}
+
+/// The step values of the store, in key order.
+fn step_values(store: &Path) -> Vec<Vec<u8>> {
+    use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+    let steps: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("steps");
+    let db = redb::Database::open(store).unwrap();
+    let txn = db.begin_read().unwrap();
+    let table = txn.open_table(steps).unwrap();
+    table
+        .iter()
+        .unwrap()
+        .map(|e| e.unwrap().1.value().to_vec())
+        .collect()
+}
+
+/// Every step value of the store replaced by `bytes`.
+fn damage_steps(store: &Path, bytes: &[u8]) {
+    use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+    let steps: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("steps");
+    let db = redb::Database::open(store).unwrap();
+    let keys: Vec<(String, String)> = {
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(steps).unwrap();
+        table
+            .iter()
+            .unwrap()
+            .map(|e| {
+                let (k, _) = e.unwrap();
+                let (run, step) = k.value();
+                (run.to_owned(), step.to_owned())
+            })
+            .collect()
+    };
+    assert!(!keys.is_empty(), "the run left no step records");
+    let txn = db.begin_write().unwrap();
+    {
+        let mut table = txn.open_table(steps).unwrap();
+        for (run, step) in &keys {
+            table.insert((run.as_str(), step.as_str()), bytes).unwrap();
+        }
+    }
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_damaged_step_record_is_a_clear_error_for_show_and_resume_and_is_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = output(cli(dir.path(), &["run", "busy", "--id", "seen"]));
+    assert_eq!(ran.status.code(), Some(1), "{}", text(&ran));
+    let store = dir.path().join("flow.redb");
+    // A binary step value (schema 4) with a status code no flow writes
+    let damaged = [0x01, 9, 0x10, 1, 1, 1];
+    damage_steps(&store, &damaged);
+    let values_before = step_values(&store).len();
+    for args in [
+        &["runs", "show", "seen"][..],
+        &["runs", "show", "seen", "--output", "json"],
+        &["runs", "resume", "seen"],
+    ] {
+        let out = output(cli(dir.path(), args));
+        let said = text(&out);
+        // 5: the store's exit code (docs/DESIGN.md)
+        assert_eq!(out.status.code(), Some(5), "{args:?}: {said}");
+        assert!(said.contains("could not be decoded"), "{args:?}: {said}");
+        assert!(
+            said.contains("status code 9 is unknown"),
+            "{args:?}: {said}"
+        );
+        assert!(said.contains("of run seen"), "{args:?}: {said}");
+        assert!(!said.contains("panicked"), "{args:?}: {said}");
+    }
+    // Nothing replaced the damaged records: they are there to be looked at
+    assert_eq!(step_values(&store), vec![damaged.to_vec(); values_before]);
 }
