@@ -330,26 +330,22 @@ fn step_values(store: &Path) -> Vec<Vec<u8>> {
 
 /// Every step value of the store replaced by `bytes`.
 fn damage_steps(store: &Path, bytes: &[u8]) {
-    use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+    use redb::{ReadableTable, TableDefinition};
     let steps: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("steps");
     let db = redb::Database::open(store).unwrap();
-    let keys: Vec<(String, String)> = {
-        let txn = db.begin_read().unwrap();
-        let table = txn.open_table(steps).unwrap();
-        table
-            .iter()
-            .unwrap()
-            .map(|e| {
-                let (k, _) = e.unwrap();
-                let (run, step) = k.value();
-                (run.to_owned(), step.to_owned())
-            })
-            .collect()
-    };
-    assert!(!keys.is_empty(), "the run left no step records");
     let txn = db.begin_write().unwrap();
     {
         let mut table = txn.open_table(steps).unwrap();
+        let keys: Vec<(String, String)> = table
+            .iter()
+            .unwrap()
+            .map(|e| {
+                let key = e.unwrap().0;
+                let (run, step) = key.value();
+                (run.to_owned(), step.to_owned())
+            })
+            .collect();
+        assert!(!keys.is_empty(), "the run left no step records");
         for (run, step) in &keys {
             table.insert((run.as_str(), step.as_str()), bytes).unwrap();
         }

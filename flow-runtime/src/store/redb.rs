@@ -1018,21 +1018,7 @@ fn decode_step(run: &str, key: &str, bytes: &[u8]) -> Result<StepRecord, StoreEr
         ))
     };
     let id = step_id_of(key).ok_or_else(|| fail("its key is malformed".into()))?;
-    let s = step_record::decode(bytes).map_err(fail)?;
-    Ok(StepRecord {
-        run_id: RunId::from(run),
-        id,
-        status: s.status,
-        attempt: s.attempt,
-        next_attempt_at_ms: s.next_attempt_at_ms,
-        output: s.output,
-        error: s.error,
-        error_class: s.error_class,
-        started_at_ms: s.started_at_ms,
-        finished_at_ms: s.finished_at_ms,
-        args: s.args,
-        failure: s.failure,
-    })
+    step_record::decode(RunId::from(run), id, bytes).map_err(fail)
 }
 
 /// A [`Write`], encoded before it reaches the writer so that a bad record fails only its caller.
@@ -2197,7 +2183,7 @@ mod tests {
         }
     }
 
-    fn step(run: &str, name: &str, key: &str, occurrence: u32) -> StepRecord {
+    pub(super) fn step(run: &str, name: &str, key: &str, occurrence: u32) -> StepRecord {
         StepRecord {
             run_id: RunId::from(run),
             id: StepId {

@@ -23,7 +23,7 @@
 //!
 //! Records written by schema 3 (compact JSON, `{"s":"succeeded","a":1,…}`) are still read.
 
-use super::super::{ErrorClass, StepRecord, StepStatus};
+use super::super::{ErrorClass, RunId, StepId, StepRecord, StepStatus};
 
 /// The first byte of a binary record.
 const TAG: u8 = 0x01;
@@ -36,21 +36,6 @@ const FINISHED: u8 = 0x10;
 const ARGS: u8 = 0x20;
 const FAILURE: u8 = 0x40;
 const KNOWN: u8 = NEXT_ATTEMPT | OUTPUT | ERROR | ERROR_CLASS | FINISHED | ARGS | FAILURE;
-
-/// A step record's fields as stored: its identity is the table key.
-#[derive(Debug, PartialEq)]
-pub(super) struct StepFields {
-    pub status: StepStatus,
-    pub attempt: u32,
-    pub next_attempt_at_ms: Option<u64>,
-    pub output: Option<serde_json::Value>,
-    pub error: Option<String>,
-    pub error_class: Option<ErrorClass>,
-    pub started_at_ms: u64,
-    pub finished_at_ms: Option<u64>,
-    pub args: Option<serde_json::Value>,
-    pub failure: Option<serde_json::Value>,
-}
 
 /// `step`'s value. A `null` output is left out: it reads back as none, as `()` outputs always
 /// have. Fails only where serde_json fails on a value (a map with non-string keys, say).
@@ -111,11 +96,12 @@ pub(super) fn encode_into(step: &StepRecord, out: &mut Vec<u8>) -> Result<(), se
     Ok(())
 }
 
-/// The fields of a stored value, binary or schema-3 JSON; `Err` says what is wrong with it.
-pub(super) fn decode(bytes: &[u8]) -> Result<StepFields, String> {
+/// The step `id` of run `run_id` from its stored value, binary or schema-3 JSON (the identity
+/// is the table key, not part of the value); `Err` says what is wrong with the value.
+pub(super) fn decode(run_id: RunId, id: StepId, bytes: &[u8]) -> Result<StepRecord, String> {
     match bytes.first() {
-        Some(&TAG) => Reader { bytes, at: 1 }.fields(),
-        Some(b'{') => decode_json(bytes),
+        Some(&TAG) => Reader { bytes, at: 1 }.record(run_id, id),
+        Some(b'{') => decode_json(run_id, id, bytes),
         Some(other) => Err(format!("it starts with the unknown byte {other:#04x}")),
         None => Err("it is empty".into()),
     }
@@ -168,7 +154,7 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn fields(mut self) -> Result<StepFields, String> {
+    fn record(mut self, run_id: RunId, id: StepId) -> Result<StepRecord, String> {
         let status = match self.byte("the status")? {
             0 => StepStatus::Started,
             1 => StepStatus::Backoff,
@@ -228,7 +214,9 @@ impl Reader<'_> {
                 self.bytes.len() - self.at
             ));
         }
-        Ok(StepFields {
+        Ok(StepRecord {
+            run_id,
+            id,
             status,
             attempt,
             next_attempt_at_ms,
@@ -293,7 +281,7 @@ impl Reader<'_> {
 /// A schema-3 record: compact JSON with one- or two-letter field names (`s` status, `a`
 /// attempt, `n` next attempt, `o` output, `e` error, `c` error class, `t0`/`t1` start and
 /// finish, `g` arguments, `f` failure).
-fn decode_json(bytes: &[u8]) -> Result<StepFields, String> {
+fn decode_json(run_id: RunId, id: StepId, bytes: &[u8]) -> Result<StepRecord, String> {
     #[derive(serde::Deserialize)]
     struct Json {
         s: StepStatus,
@@ -315,7 +303,9 @@ fn decode_json(bytes: &[u8]) -> Result<StepFields, String> {
         f: Option<serde_json::Value>,
     }
     let j: Json = serde_json::from_slice(bytes).map_err(|err| err.to_string())?;
-    Ok(StepFields {
+    Ok(StepRecord {
+        run_id,
+        id,
         status: j.s,
         attempt: j.a,
         next_attempt_at_ms: j.n,
@@ -334,32 +324,24 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::store::{RunId, StepId};
     use serde_json::json;
 
+    /// A succeeded step without output: the store tests' record, at real timestamps.
     fn record() -> StepRecord {
-        StepRecord {
-            run_id: RunId::from("r"),
-            id: StepId {
-                name: "charge".into(),
-                key: "k".into(),
-                occurrence: 0,
-            },
-            status: StepStatus::Succeeded,
-            attempt: 1,
-            next_attempt_at_ms: None,
-            output: None,
-            error: None,
-            error_class: None,
-            started_at_ms: 1_764_400_000_000,
-            finished_at_ms: Some(1_764_400_000_003),
-            args: None,
-            failure: None,
-        }
+        let mut step = super::super::tests::step("r", "charge", "k", 0);
+        step.output = None;
+        step.started_at_ms = 1_764_400_000_000;
+        step.finished_at_ms = Some(1_764_400_000_003);
+        step
     }
 
-    fn round_trip(step: &StepRecord) -> StepFields {
-        decode(&encode(step).unwrap()).unwrap()
+    fn decoded(bytes: &[u8]) -> Result<StepRecord, String> {
+        let step = record();
+        decode(step.run_id, step.id, bytes)
+    }
+
+    fn round_trip(step: &StepRecord) -> StepRecord {
+        decode(step.run_id.clone(), step.id.clone(), &encode(step).unwrap()).unwrap()
     }
 
     #[test]
@@ -370,10 +352,7 @@ mod tests {
             bytes,
             [0x01, 2, FINISHED, 1, 0x80, 0xd8, 0xbd, 0xf3, 0xac, 0x33, 4]
         );
-        let fields = decode(&bytes).unwrap();
-        assert_eq!(fields.status, StepStatus::Succeeded);
-        assert_eq!(fields.started_at_ms, 1_764_400_000_000);
-        assert_eq!(fields.finished_at_ms, Some(1_764_400_000_003));
+        assert_eq!(decoded(&bytes).unwrap(), record());
     }
 
     #[test]
@@ -387,25 +366,11 @@ mod tests {
         step.error_class = Some(ErrorClass::Transient);
         step.args = Some(json!(["42", {"b": true}]));
         step.failure = Some(json!({"Invalid": "field"}));
-        let f = round_trip(&step);
-        assert_eq!(f.status, StepStatus::Backoff);
-        assert_eq!(f.attempt, u32::MAX);
-        assert_eq!(f.next_attempt_at_ms, Some(u64::MAX));
-        assert_eq!(f.output, step.output);
-        assert_eq!(f.error, step.error);
-        assert_eq!(f.error_class, Some(ErrorClass::Transient));
-        assert_eq!(f.started_at_ms, step.started_at_ms);
-        assert_eq!(f.finished_at_ms, step.finished_at_ms);
-        assert_eq!(f.args, step.args);
-        assert_eq!(f.failure, step.failure);
+        assert_eq!(round_trip(&step), step);
         for status in [StepStatus::Started, StepStatus::Failed] {
             step.status = status;
             step.error_class = Some(ErrorClass::Permanent);
-            let f = round_trip(&step);
-            assert_eq!(
-                (f.status, f.error_class),
-                (status, Some(ErrorClass::Permanent))
-            );
+            assert_eq!(round_trip(&step), step);
         }
     }
 
@@ -415,33 +380,33 @@ mod tests {
             let mut step = record();
             step.started_at_ms = start;
             step.finished_at_ms = Some(finish);
-            let f = round_trip(&step);
-            assert_eq!((f.started_at_ms, f.finished_at_ms), (start, Some(finish)));
+            assert_eq!(round_trip(&step), step);
         }
         let mut step = record();
         step.finished_at_ms = None;
-        assert_eq!(round_trip(&step).finished_at_ms, None);
+        assert_eq!(round_trip(&step), step);
     }
 
     #[test]
     fn a_null_output_reads_back_as_none() {
         let mut step = record();
         step.output = Some(serde_json::Value::Null);
-        assert_eq!(round_trip(&step).output, None);
+        assert_eq!(round_trip(&step), record());
     }
 
     #[test]
     fn a_schema_3_json_record_still_reads() {
-        let f =
-            decode(br#"{"s":"failed","a":3,"e":"bad","c":"permanent","t0":5,"t1":9,"f":{"x":1}}"#)
+        let read =
+            decoded(br#"{"s":"failed","a":3,"e":"bad","c":"permanent","t0":5,"t1":9,"f":{"x":1}}"#)
                 .unwrap();
-        assert_eq!(f.status, StepStatus::Failed);
-        assert_eq!(f.attempt, 3);
-        assert_eq!(f.error.as_deref(), Some("bad"));
-        assert_eq!(f.error_class, Some(ErrorClass::Permanent));
-        assert_eq!((f.started_at_ms, f.finished_at_ms), (5, Some(9)));
-        assert_eq!(f.failure, Some(json!({"x": 1})));
-        assert_eq!(f.output, None);
+        let mut expected = record();
+        expected.status = StepStatus::Failed;
+        expected.attempt = 3;
+        expected.error = Some("bad".into());
+        expected.error_class = Some(ErrorClass::Permanent);
+        (expected.started_at_ms, expected.finished_at_ms) = (5, Some(9));
+        expected.failure = Some(json!({"x": 1}));
+        assert_eq!(read, expected);
     }
 
     #[test]
@@ -474,7 +439,7 @@ mod tests {
             (vec![TAG, 2, ERROR_CLASS, 1, 1, 7], "error class code 7"),
         ];
         for (bytes, says) in cases {
-            let err = decode(&bytes).expect_err(says);
+            let err = decoded(&bytes).expect_err(says);
             assert!(err.contains(says), "{bytes:?}: {err}");
         }
     }
