@@ -2265,7 +2265,10 @@ mod tests {
         let steps = |id: &str| store.steps(&RunId::from(id));
         assert_eq!(
             steps("run-a").await.unwrap(),
-            [step("run-a", "charge", "k", 0), step("run-a", "charge", "k", 1)]
+            [
+                step("run-a", "charge", "k", 0),
+                step("run-a", "charge", "k", 1)
+            ]
         );
         assert_eq!(
             steps("run-b").await.unwrap(),
