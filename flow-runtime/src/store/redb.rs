@@ -1467,9 +1467,8 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                         Outcome::CreateRun(decode_run(id, &bytes).map(CreateRun::Exists))
                     }
                     None => {
-                        // Just looked up: no index entries of an earlier record to remove
-                        index.get()?.update(id, None, Some(keys))?;
-                        runs.insert(id.as_str(), json.as_slice())?;
+                        // Just looked up: no earlier record whose index entries to remove
+                        write_run(&mut runs, index.get()?, id, json, keys, None)?;
                         let token = claims.get(id.as_str())?.map_or(0, |t| t.value()) + 1;
                         claims.insert(id.as_str(), token)?;
                         Outcome::CreateRun(Ok(CreateRun::Created(Claim {
@@ -1570,6 +1569,7 @@ fn apply_in(txn: &WriteTransaction, batch: &mut [Request]) -> Result<Vec<Outcome
                         run_id: RunId::from(run),
                     }));
                 }
+                // Shared from here on: `pending` keeps borrowing the checkpoints after this request
                 let ops: &Vec<Op> = ops;
                 for op in ops {
                     match op {
@@ -1757,7 +1757,20 @@ fn put_run(
         Some(v) => RunKeys::of_stored(v.value()),
         None => None,
     };
-    index.update(id, old.as_ref(), Some(keys))?;
+    write_run(runs, index, id, json, keys, old.as_ref())
+}
+
+/// [`put_run`] where the caller already knows the index keys of the stored record (`None`: there
+/// is none).
+fn write_run(
+    runs: &mut redb::Table<&'static str, &'static [u8]>,
+    index: &mut Indexes<'_>,
+    id: &str,
+    json: &[u8],
+    keys: &RunKeys,
+    old: Option<&RunKeys>,
+) -> Result<(), Fault> {
+    index.update(id, old, Some(keys))?;
     runs.insert(id, json)?;
     Ok(())
 }
