@@ -54,3 +54,41 @@ fn a_retry_policy_override_from_the_environment_takes_effect() {
         "{err}"
     );
 }
+
+/// A log filter with white space before a non-ASCII character made tracing-subscriber's parser
+/// panic (found by `fuzz_decoders`): as a setting it is refused with exit code 3, and in
+/// `RUST_LOG` it is reported and the settings' level used.
+#[test]
+fn a_malformed_log_filter_is_refused_or_reported_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = |var: &str, value: &str| {
+        Command::new(env!("CARGO_BIN_EXE_cli_child"))
+            .args(["check-config"])
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .env(var, value)
+            .output()
+            .unwrap()
+    };
+    for value in ["\ta\u{a1}[", " n\u{e9}=x", "\n\u{cc819}["] {
+        let bad = cmd("FLOW_LOG_LEVEL", value);
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert_eq!(bad.status.code(), Some(3), "{value:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(err.contains("flow.log_level"), "{err}");
+        assert!(err.contains("environment variable FLOW_LOG_LEVEL"), "{err}");
+
+        let env = cmd("RUST_LOG", value);
+        let err = String::from_utf8_lossy(&env.stderr);
+        assert_eq!(env.status.code(), Some(0), "{value:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            err.contains("RUST_LOG") && err.contains("is not a log filter"),
+            "{err}"
+        );
+    }
+    // White space around directives is only trimmed: a well-formed filter still passes.
+    let spaced = cmd("FLOW_LOG_LEVEL", " warn , cli_child=debug ");
+    let err = String::from_utf8_lossy(&spaced.stderr);
+    assert_eq!(spaced.status.code(), Some(0), "{err}");
+}

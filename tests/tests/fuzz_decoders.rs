@@ -297,6 +297,11 @@ fn the_settings_loader_never_panics_on_arbitrary_files_and_environment() {
     // inside figment's parser; it is refused as a setting problem now.
     check(b"", &[(0, "\"&\u{2ec0c}g\\x\"".to_owned())]);
     check(b"", &[(1, "\"\u{e9}\\n\"".to_owned())]);
+    // Found by this test: a log filter with white space before a non-ASCII character panicked
+    // inside tracing-subscriber's directive parser; it is refused as a setting problem now.
+    check(b"", &[(5, "\ta\u{a1}[".to_owned())]);
+    check(b"", &[(5, "\n\u{cc819}[".to_owned())]);
+    check("[flow]\nlog_level = \" n\u{e9}=x\"\n".as_bytes(), &[]);
 
     // Files assembled from settings-like pieces, with environment values.
     runner()

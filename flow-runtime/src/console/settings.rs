@@ -236,7 +236,7 @@ fn lease_setting(value: &str, _: &()) -> garde::Result {
 /// "everything from the target `nonsense`"), which hides typos such as `inf` or `verbose`.
 fn log_filter(value: &str, _: &()) -> garde::Result {
     let hint = "a log filter such as `info` or `warn,my_app=debug`";
-    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(value) {
+    if let Err(e) = crate::console::telemetry::parse_filter(value) {
         return Err(garde::Error::new(format!("`{value}` is not {hint} ({e})")));
     }
     for directive in split_directives(value) {

@@ -87,10 +87,17 @@ fn is_flow_span(meta: &tracing::Metadata<'_>) -> bool {
         && matches!(meta.name(), "run" | "step")
 }
 
-/// The filter: `RUST_LOG` if set, else the settings' level moved by `-v`/`-q`.
+/// The filter: `RUST_LOG` if set and valid, else the settings' level moved by `-v`/`-q`.
 fn filter(level: &str, verbosity: i8) -> EnvFilter {
-    if let Ok(env) = EnvFilter::try_from_default_env() {
-        return env;
+    if let Some(env) = std::env::var_os("RUST_LOG") {
+        match env.to_str().map(parse_filter) {
+            Some(Ok(env)) => return env,
+            // The log is not set up yet: say so on stderr rather than drop the variable silently.
+            Some(Err(e)) => eprintln!(
+                "warning: RUST_LOG {env:?} is not a log filter ({e}); using the settings' level"
+            ),
+            None => eprintln!("warning: RUST_LOG {env:?} is not UTF-8; using the settings' level"),
+        }
     }
     let level = match verbosity {
         v if v >= 2 => "trace",
@@ -99,7 +106,24 @@ fn filter(level: &str, verbosity: i8) -> EnvFilter {
         -1 => "warn",
         _ => "error",
     };
-    EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"))
+    parse_filter(level).unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// A filter in `RUST_LOG` syntax, each comma-separated directive trimmed before
+/// `tracing-subscriber` sees it.
+///
+/// Its directive parser slices the untrimmed text at offsets taken from the trimmed one, so a
+/// directive with leading white space before a non-ASCII character (`"\ta\u{a1}["`) panicked
+/// instead of being refused; trimmed first, every offset falls on a character boundary.
+pub(crate) fn parse_filter(
+    value: &str,
+) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
+    let trimmed: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    EnvFilter::builder().parse(trimmed.join(","))
 }
 
 /// What [`init`] sets up besides the log lines.
