@@ -2297,6 +2297,37 @@ mod tests {
         assert_eq!(steps("run-c").await.unwrap(), []);
     }
 
+    /// The sort must be stable: in a batch where 64 runs each write one step 40 times,
+    /// interleaved, every run keeps the value written last. An unstable sort fails this.
+    #[tokio::test]
+    async fn a_large_batch_keeps_the_last_of_many_writes_to_each_step() {
+        let (dir, store) = temp_store();
+        drop(store);
+        let runs: Vec<String> = (0..64).map(|r| format!("run-{r:02}")).collect();
+        let mut batch = Vec::new();
+        for attempt in 1..=40 {
+            // Runs in a different order each round, so the batch is far from key order
+            for r in 0..runs.len() {
+                let run = &runs[(r * 37 + attempt as usize) % runs.len()];
+                let mut written = step(run, "charge", "k", 0);
+                written.attempt = attempt;
+                batch.push(Request::Commit {
+                    ops: vec![put_step(&written).unwrap()],
+                    reply: None,
+                });
+            }
+        }
+        let db = Database::create(dir.path().join("flow.redb")).unwrap();
+        assert!(apply(&db, &mut batch, true).is_ok());
+        drop(db);
+        let store = RedbStore::open(dir.path().join("flow.redb")).unwrap();
+        for run in &runs {
+            let stored = store.steps(&RunId::from(run.as_str())).await.unwrap();
+            let attempts: Vec<u32> = stored.iter().map(|s| s.attempt).collect();
+            assert_eq!(attempts, [40], "{run}");
+        }
+    }
+
     #[tokio::test]
     async fn a_fresh_store_reads_as_empty() {
         let (_dir, store) = temp_store();
