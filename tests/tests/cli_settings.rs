@@ -2,6 +2,7 @@
 //! often a step is attempted.
 
 use flow_tests::lines;
+use std::os::unix::ffi::OsStrExt;
 use std::process::Command;
 
 #[test]
@@ -87,6 +88,20 @@ fn a_malformed_log_filter_is_refused_or_reported_never_a_panic() {
             "{err}"
         );
     }
+    // A `RUST_LOG` that is not UTF-8 is reported too, not dropped silently.
+    let not_utf8 = Command::new(env!("CARGO_BIN_EXE_cli_child"))
+        .args(["check-config"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", std::ffi::OsStr::from_bytes(b"info\xff"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&not_utf8.stderr);
+    assert_eq!(not_utf8.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("RUST_LOG") && err.contains("is not UTF-8"),
+        "{err}"
+    );
+
     // White space around directives is only trimmed: a well-formed filter still passes.
     let spaced = cmd("FLOW_LOG_LEVEL", " warn , cli_child=debug ");
     let err = String::from_utf8_lossy(&spaced.stderr);
